@@ -1,0 +1,2 @@
+//! The library every onboarding function shares: the idempotency ledger, event decoding,
+//! the step engine and the AWS adapters.
