@@ -1,2 +1,3 @@
 //! The library every onboarding function shares: the idempotency ledger, event decoding,
 //! the step engine and the AWS adapters.
+pub mod ledger;

@@ -1,0 +1,70 @@
+//! Ledger errors and the classification of DynamoDB SDK errors.
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+/// What can go wrong talking to the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A fenced write found the lease held by someone else (or the step already moved on):
+    /// nothing was changed. The holder must stop working on the step.
+    #[error("lease on {key} was lost: another attempt took the step over; nothing was written")]
+    LostLease { key: String },
+    /// Throttling, a 5xx, a timeout or a connection failure: try again later.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// Validation, access denied, missing table: retrying will not help.
+    #[error("ledger request rejected: {0}")]
+    Rejected(String),
+    /// An item that does not have the ledger's shape.
+    #[error("ledger item {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The requested change does not apply to the step's current state.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+}
+
+impl LedgerError {
+    /// Whether trying again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LedgerError::Unavailable(_))
+    }
+}
+
+/// Error codes DynamoDB uses for conditions that pass with time.
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "ReplicatedWriteConflictException",
+    "LimitExceededException",
+];
+
+/// Maps an SDK error of operation `op` to [`LedgerError`]: throttling, 5xx, timeouts and
+/// connection failures are [`LedgerError::Unavailable`]; everything else is
+/// [`LedgerError::Rejected`]. Conditional check failures are handled by each call before this.
+pub(crate) fn classify<E>(op: &str, err: SdkError<E, HttpResponse>) -> LedgerError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let text = format!("{op}: {}", DisplayErrorContext(&err));
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            LedgerError::Unavailable(text)
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let status = service.raw().status().as_u16();
+            if status >= 500 || status == 429 || RETRYABLE_CODES.contains(&code) {
+                LedgerError::Unavailable(text)
+            } else {
+                LedgerError::Rejected(text)
+            }
+        }
+        _ => LedgerError::Rejected(text),
+    }
+}

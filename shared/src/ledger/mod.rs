@@ -1,0 +1,620 @@
+//! The idempotency ledger: one DynamoDB item per onboarding step, claimed with one
+//! conditional write, completed under a lease (fencing), never expiring once done.
+//!
+//! A step calls [`Ledger::claim`]; a duplicate of a finished step costs exactly one request
+//! and no read (`ReturnValuesOnConditionCheckFailure=ALL_OLD`). The holder of the lease
+//! creates the resource with [`Lease::token`] (deterministic, see [`client_token`]) and records
+//! the outcome with [`Ledger::mark_created`] / [`Ledger::mark_ready`] / [`Ledger::fail`].
+
+pub mod counter;
+pub mod error;
+pub mod hash;
+pub mod key;
+pub mod record;
+pub mod schema;
+pub mod token;
+mod writes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use uuid::Uuid;
+
+pub use counter::RequestCounter;
+pub use error::LedgerError;
+pub use hash::{canonical_json, request_hash};
+pub use key::StepKey;
+pub use record::{ErrorReason, Failure, Record, Status, UnknownStatus};
+pub use token::client_token;
+
+use writes::Expressions;
+
+/// TTL of a claim that is never completed (from its last claim).
+pub const ABANDONED_CLAIM_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// TTL of a failed step (from its failure): after it, a new request starts afresh.
+pub const FAILED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What a claim asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimRequest<'a> {
+    /// [`request_hash`] of the step's canonical request.
+    pub request_hash: &'a str,
+    /// Id of the event being processed (kept in the item's recent events).
+    pub event_id: &'a str,
+    /// How long the claim is held.
+    pub lease: Duration,
+    /// The invocation's deadline: the lease never outlives it.
+    pub deadline: Option<SystemTime>,
+}
+
+/// The outcome of a claim.
+#[derive(Clone, Debug)]
+pub enum Claim {
+    /// The caller holds the step: create the resource with `lease.token`.
+    Acquired(Lease),
+    /// Duplicate of a finished step (the ARN is in `resource_arn`).
+    Ready(Record),
+    /// Created but not ready: check readiness, never create again.
+    Created(Record),
+    /// Someone else holds a live lease: try again later.
+    InProgress { lease_expires_at: SystemTime },
+    /// The step is in progress for a different request (item unchanged).
+    Mismatch(Record),
+    /// Failed permanently (reason in `last_error`) until an operator retries it.
+    Failed(Record),
+}
+
+/// A held claim. Every completion or failure write is fenced on `owner`.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub key: StepKey,
+    /// The ClientToken to create the resource with.
+    pub token: String,
+    /// 1 for the first claim of a generation; more means an earlier attempt may have created
+    /// the resource: look it up before creating.
+    pub attempt: u32,
+    pub generation: u32,
+    pub owner: String,
+    pub expires_at: SystemTime,
+}
+
+/// The ledger table.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    client: Client,
+    table: Arc<str>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+enum Written {
+    Applied(Option<Item>),
+    ConditionFailed(Option<Item>),
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_epoch_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+fn ttl_secs(now: SystemTime, ttl: Duration) -> u64 {
+    epoch_ms(now) / 1000 + ttl.as_secs()
+}
+
+impl Ledger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Ledger {
+            client,
+            table: Arc::from(table.into()),
+        }
+    }
+
+    /// The table this ledger writes to.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key_attributes(key: &StepKey) -> Item {
+        HashMap::from([
+            (schema::PK.to_owned(), AttributeValue::S(key.scope.clone())),
+            (schema::SK.to_owned(), AttributeValue::S(key.step.clone())),
+        ])
+    }
+
+    /// One conditional UpdateItem; returns the new item (when asked) or the old one on a
+    /// failed condition.
+    async fn update(
+        &self,
+        key: &StepKey,
+        e: &Expressions,
+        return_new: bool,
+    ) -> Result<Written, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(Self::key_attributes(key)))
+            .set_update_expression(e.update.clone())
+            .set_condition_expression(e.condition.clone())
+            .set_expression_attribute_names(e.names_opt())
+            .set_expression_attribute_values(e.values_opt())
+            .return_values(if return_new {
+                ReturnValue::AllNew
+            } else {
+                ReturnValue::None
+            })
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Written::Applied(out.attributes)),
+            Err(err) => {
+                if let Some(UpdateItemError::ConditionalCheckFailedException(failed)) =
+                    err.as_service_error()
+                {
+                    return Ok(Written::ConditionFailed(failed.item.clone()));
+                }
+                Err(error::classify("UpdateItem", err))
+            }
+        }
+    }
+
+    /// Claims `key` with exactly one UpdateItem. See [`Claim`] for the outcomes.
+    pub async fn claim(&self, key: &StepKey, req: &ClaimRequest<'_>) -> Result<Claim, LedgerError> {
+        let now = SystemTime::now();
+        let now_ms = epoch_ms(now);
+        let mut lease_end = now.checked_add(req.lease).unwrap_or(now);
+        if let Some(deadline) = req.deadline {
+            lease_end = lease_end.min(deadline);
+        }
+        let owner = Uuid::new_v4().to_string();
+        let first_token = client_token(key, 0);
+        let e = writes::claim(&writes::ClaimInput {
+            first_token: &first_token,
+            request_hash: req.request_hash,
+            event_id: req.event_id,
+            owner: &owner,
+            now_ms,
+            lease_expires_ms: epoch_ms(lease_end),
+            ttl_secs: ttl_secs(now, ABANDONED_CLAIM_TTL),
+        });
+        match self.update(key, &e, true).await? {
+            Written::Applied(Some(item)) => {
+                let record = Record::from_item(&item)?;
+                Ok(Claim::Acquired(Lease {
+                    key: key.clone(),
+                    token: record.token,
+                    attempt: record.attempt,
+                    generation: record.generation,
+                    owner,
+                    expires_at: from_epoch_ms(record.lease_expires_at.unwrap_or(0)),
+                }))
+            }
+            Written::Applied(None) => Err(LedgerError::Corrupt {
+                key: key.to_string(),
+                reason: "claim returned no attributes".into(),
+            }),
+            Written::ConditionFailed(Some(old)) => {
+                classify_claim(Record::from_item(&old)?, req.request_hash, now_ms)
+            }
+            Written::ConditionFailed(None) => Err(LedgerError::Corrupt {
+                key: key.to_string(),
+                reason: "claim condition failed without the stored item".into(),
+            }),
+        }
+    }
+
+    async fn complete(&self, lease: &Lease, to: Status, arn: &str) -> Result<(), LedgerError> {
+        let e = writes::complete(&lease.owner, to, arn, epoch_ms(SystemTime::now()));
+        match self.update(&lease.key, &e, false).await? {
+            Written::Applied(_) => Ok(()),
+            Written::ConditionFailed(old) => {
+                // The same write already applied (an SDK retry after a lost response)?
+                let repeat = match old.as_ref().map(Record::from_item).transpose()? {
+                    Some(r) => {
+                        r.lease_owner.as_deref() == Some(lease.owner.as_str())
+                            && r.resource_arn.as_deref() == Some(arn)
+                            && (r.status == to
+                                || (to == Status::Created && r.status == Status::Ready))
+                    }
+                    None => false,
+                };
+                if repeat {
+                    Ok(())
+                } else {
+                    Err(LedgerError::LostLease {
+                        key: lease.key.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `IN_PROGRESS` held by `lease` -> `CREATED` (the resource exists but is not ready yet).
+    /// [`LedgerError::LostLease`] (nothing written) if another attempt took the step over.
+    pub async fn mark_created(&self, lease: &Lease, arn: &str) -> Result<(), LedgerError> {
+        self.complete(lease, Status::Created, arn).await
+    }
+
+    /// `IN_PROGRESS` held by `lease` -> `READY` (for resources that are ready on create).
+    pub async fn mark_ready(&self, lease: &Lease, arn: &str) -> Result<(), LedgerError> {
+        self.complete(lease, Status::Ready, arn).await
+    }
+
+    /// `CREATED` with `arn` -> `READY`. No lease needed: the change is monotonic. `Ok` if the
+    /// step is already `READY` with that ARN.
+    pub async fn promote_ready(&self, key: &StepKey, arn: &str) -> Result<(), LedgerError> {
+        let e = writes::promote(arn, epoch_ms(SystemTime::now()));
+        match self.update(key, &e, false).await? {
+            Written::Applied(_) => Ok(()),
+            Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
+                "{key} has no ledger entry; nothing to promote"
+            ))),
+            Written::ConditionFailed(Some(old)) => {
+                let r = Record::from_item(&old)?;
+                if r.status == Status::Ready && r.resource_arn.as_deref() == Some(arn) {
+                    Ok(())
+                } else {
+                    Err(LedgerError::NotAllowed(format!(
+                        "{key} is {} with resource {:?}; only a CREATED step with resource {arn} \
+                         can become READY",
+                        r.status, r.resource_arn
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Ends the held attempt with a failure (fenced on the lease). `Permanent`: `FAILED` with
+    /// `reason` and a TTL. `Retryable`: stays `IN_PROGRESS`, `reason` recorded, the lease
+    /// expires now so the next delivery takes over at once with the same token.
+    pub async fn fail(
+        &self,
+        lease: &Lease,
+        failure: Failure,
+        reason: &ErrorReason,
+    ) -> Result<(), LedgerError> {
+        let now = SystemTime::now();
+        let e = match failure {
+            Failure::Permanent => writes::fail_permanent(
+                &lease.owner,
+                reason,
+                epoch_ms(now),
+                ttl_secs(now, FAILED_TTL),
+            ),
+            Failure::Retryable => writes::fail_retryable(&lease.owner, reason, epoch_ms(now)),
+        };
+        match self.update(&lease.key, &e, false).await? {
+            Written::Applied(_) => Ok(()),
+            Written::ConditionFailed(old) => {
+                let repeat = failure == Failure::Permanent
+                    && match old.as_ref().map(Record::from_item).transpose()? {
+                        Some(r) => {
+                            r.status == Status::Failed
+                                && r.lease_owner.as_deref() == Some(lease.owner.as_str())
+                        }
+                        None => false,
+                    };
+                if repeat {
+                    Ok(())
+                } else {
+                    Err(LedgerError::LostLease {
+                        key: lease.key.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `CREATED` -> `FAILED` (readiness reported a terminal failure). `Ok` if already `FAILED`.
+    pub async fn fail_created(
+        &self,
+        key: &StepKey,
+        reason: &ErrorReason,
+    ) -> Result<(), LedgerError> {
+        let now = SystemTime::now();
+        let e = writes::fail_created(reason, epoch_ms(now), ttl_secs(now, FAILED_TTL));
+        match self.update(key, &e, false).await? {
+            Written::Applied(_) => Ok(()),
+            Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
+                "{key} has no ledger entry; nothing to fail"
+            ))),
+            Written::ConditionFailed(Some(old)) => {
+                let r = Record::from_item(&old)?;
+                if r.status == Status::Failed {
+                    Ok(())
+                } else {
+                    Err(LedgerError::NotAllowed(format!(
+                        "{key} is {}; only a CREATED step can fail on readiness",
+                        r.status
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Records that a `READY` or `FAILED` step's outcome was announced.
+    pub async fn mark_announced(&self, key: &StepKey) -> Result<(), LedgerError> {
+        match self.update(key, &writes::announce(), false).await? {
+            Written::Applied(_) => Ok(()),
+            Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
+                "{key} has no ledger entry; nothing to announce"
+            ))),
+            Written::ConditionFailed(Some(old)) => {
+                let r = Record::from_item(&old)?;
+                Err(LedgerError::NotAllowed(format!(
+                    "{key} is {}; only READY or FAILED steps are announced",
+                    r.status
+                )))
+            }
+        }
+    }
+
+    /// All steps of one scope (one Query, more only if the scope exceeds 1 MB).
+    pub async fn get(&self, scope: &str) -> Result<Vec<Record>, LedgerError> {
+        let e = writes::scope_query(scope);
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .consistent_read(true)
+                .set_key_condition_expression(e.condition.clone())
+                .set_expression_attribute_names(e.names_opt())
+                .set_expression_attribute_values(e.values_opt())
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|err| error::classify("Query", err))?;
+            for item in out.items() {
+                records.push(Record::from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    /// One step (consistent read).
+    pub async fn get_step(&self, key: &StepKey) -> Result<Option<Record>, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table.as_ref())
+            .consistent_read(true)
+            .set_key(Some(Self::key_attributes(key)))
+            .send()
+            .await
+            .map_err(|err| error::classify("GetItem", err))?;
+        out.item.as_ref().map(Record::from_item).transpose()
+    }
+
+    /// Steps with `status`: the sparse `attention` index for `IN_PROGRESS`, `CREATED` and
+    /// `FAILED` (eventually consistent, oldest change first); a Scan for `READY`.
+    pub async fn list(&self, status: Status) -> Result<Vec<Record>, LedgerError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let (items, next) = if status == Status::Ready {
+                let e = writes::status_filter(status);
+                let out = self
+                    .client
+                    .scan()
+                    .table_name(self.table.as_ref())
+                    .set_filter_expression(e.condition.clone())
+                    .set_expression_attribute_names(e.names_opt())
+                    .set_expression_attribute_values(e.values_opt())
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|err| error::classify("Scan", err))?;
+                (out.items, out.last_evaluated_key)
+            } else {
+                let e = writes::attention_query(status);
+                let out = self
+                    .client
+                    .query()
+                    .table_name(self.table.as_ref())
+                    .index_name(schema::ATTENTION_INDEX)
+                    .set_key_condition_expression(e.condition.clone())
+                    .set_expression_attribute_names(e.names_opt())
+                    .set_expression_attribute_values(e.values_opt())
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|err| error::classify("Query", err))?;
+                (out.items, out.last_evaluated_key)
+            };
+            for item in items.unwrap_or_default() {
+                let record = Record::from_item(&item)?;
+                // The index can lag the table; report only what still matches.
+                if record.status == status {
+                    records.push(record);
+                }
+            }
+            match next {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    /// An operator's retry of a `FAILED` step: generation + 1 and its new token, status
+    /// `IN_PROGRESS` with an expired lease (the next delivery acquires it), attempt 0, request
+    /// hash and TTL removed. Any other status is [`LedgerError::NotAllowed`], saying why.
+    pub async fn retry(&self, key: &StepKey) -> Result<Record, LedgerError> {
+        let current = self.get_step(key).await?.ok_or_else(|| {
+            LedgerError::NotAllowed(format!(
+                "{key} has no ledger entry; send the onboarding request again instead"
+            ))
+        })?;
+        match current.status {
+            Status::Failed => {}
+            Status::Ready => {
+                return Err(LedgerError::NotAllowed(format!(
+                    "{key} is READY ({}); there is nothing to retry",
+                    current.resource_arn.as_deref().unwrap_or("no ARN")
+                )))
+            }
+            Status::Created => {
+                return Err(LedgerError::NotAllowed(format!(
+                    "{key} is CREATED ({}) and waiting for readiness; redeliver the request \
+                     to check it again",
+                    current.resource_arn.as_deref().unwrap_or("no ARN")
+                )))
+            }
+            Status::InProgress => {
+                return Err(LedgerError::NotAllowed(format!(
+                    "{key} is IN_PROGRESS (attempt {}); the next delivery continues it once \
+                     the lease expires",
+                    current.attempt
+                )))
+            }
+        }
+        let next = current.generation.checked_add(1).ok_or_else(|| {
+            LedgerError::NotAllowed(format!("{key} has exhausted its generations"))
+        })?;
+        let e = writes::retry(
+            current.generation,
+            &client_token(key, next),
+            epoch_ms(SystemTime::now()),
+        );
+        match self.update(key, &e, true).await? {
+            Written::Applied(Some(item)) => Record::from_item(&item),
+            Written::Applied(None) => Err(LedgerError::Corrupt {
+                key: key.to_string(),
+                reason: "retry returned no attributes".into(),
+            }),
+            Written::ConditionFailed(old) => {
+                let now = old.as_ref().map(Record::from_item).transpose()?;
+                Err(LedgerError::NotAllowed(format!(
+                    "{key} changed while retrying (now {}); look at it again",
+                    now.map(|r| format!("{} generation {}", r.status, r.generation))
+                        .unwrap_or_else(|| "gone".into())
+                )))
+            }
+        }
+    }
+}
+
+/// Classifies the stored item of a claim whose condition failed. No extra read.
+fn classify_claim(old: Record, request_hash: &str, now_ms: u64) -> Result<Claim, LedgerError> {
+    match old.status {
+        Status::Ready => Ok(Claim::Ready(old)),
+        Status::Created => Ok(Claim::Created(old)),
+        Status::Failed => Ok(Claim::Failed(old)),
+        Status::InProgress => {
+            if old
+                .request_hash
+                .as_deref()
+                .is_some_and(|stored| stored != request_hash)
+            {
+                return Ok(Claim::Mismatch(old));
+            }
+            match old.lease_expires_at {
+                Some(ms) if ms > now_ms => Ok(Claim::InProgress {
+                    lease_expires_at: from_epoch_ms(ms),
+                }),
+                _ => Err(LedgerError::Corrupt {
+                    key: old.key.to_string(),
+                    reason: "IN_PROGRESS without a live lease, yet the claim was refused".into(),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: Status, hash: Option<&str>, lease: Option<u64>) -> Record {
+        Record {
+            key: StepKey::account("123456789012", "identity-center-instance"),
+            status,
+            token: "t".into(),
+            request_hash: hash.map(str::to_owned),
+            generation: 0,
+            attempt: 1,
+            resource_arn: None,
+            last_error: None,
+            announced: false,
+            lease_owner: Some("o".into()),
+            lease_expires_at: lease,
+            first_attempt_at: None,
+            updated_at: None,
+            expires_at: None,
+            recent_events: Vec::new(),
+            account_id: None,
+        }
+    }
+
+    #[test]
+    fn refused_claims_are_classified_from_the_stored_item() {
+        let c = |r| classify_claim(r, "h", 1_000);
+        assert!(matches!(
+            c(record(Status::Ready, Some("h"), None)),
+            Ok(Claim::Ready(_))
+        ));
+        assert!(matches!(
+            c(record(Status::Ready, Some("x"), None)),
+            Ok(Claim::Ready(_))
+        ));
+        assert!(matches!(
+            c(record(Status::Created, Some("h"), None)),
+            Ok(Claim::Created(_))
+        ));
+        assert!(matches!(
+            c(record(Status::Failed, Some("h"), None)),
+            Ok(Claim::Failed(_))
+        ));
+        assert!(matches!(
+            c(record(Status::InProgress, Some("x"), Some(2_000))),
+            Ok(Claim::Mismatch(_))
+        ));
+        assert!(matches!(
+            c(record(Status::InProgress, Some("h"), Some(2_000))),
+            Ok(Claim::InProgress { lease_expires_at }) if lease_expires_at == from_epoch_ms(2_000)
+        ));
+        assert!(matches!(
+            c(record(Status::InProgress, None, Some(2_000))),
+            Ok(Claim::InProgress { .. })
+        ));
+        assert!(matches!(
+            c(record(Status::InProgress, Some("h"), Some(500))),
+            Err(LedgerError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn time_conversions_do_not_panic() {
+        assert_eq!(epoch_ms(UNIX_EPOCH), 0);
+        assert_eq!(from_epoch_ms(u64::MAX), from_epoch_ms(u64::MAX));
+        assert_eq!(
+            epoch_ms(from_epoch_ms(1_700_000_000_123)),
+            1_700_000_000_123
+        );
+    }
+
+    #[test]
+    fn retryable_errors() {
+        assert!(LedgerError::Unavailable("x".into()).is_retryable());
+        assert!(!LedgerError::Rejected("x".into()).is_retryable());
+        assert!(!LedgerError::LostLease { key: "k".into() }.is_retryable());
+        assert!(!LedgerError::NotAllowed("x".into()).is_retryable());
+    }
+}

@@ -1,0 +1,402 @@
+//! Ledger items as Rust values, and their decoding from DynamoDB attributes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::error::LedgerError;
+use super::key::StepKey;
+use super::schema;
+
+/// Where a step stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Claimed (a lease, possibly expired), resource not yet created.
+    InProgress,
+    /// The resource was created but is not ready yet.
+    Created,
+    /// Done.
+    Ready,
+    /// Failed permanently; an operator's retry starts a new generation.
+    Failed,
+}
+
+impl Status {
+    /// The value stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "IN_PROGRESS",
+            Status::Created => "CREATED",
+            Status::Ready => "READY",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status string that is not one of the four the ledger knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown step status {0:?} (expected IN_PROGRESS, CREATED, READY or FAILED)")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for Status {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "IN_PROGRESS" => Ok(Status::InProgress),
+            "CREATED" => Ok(Status::Created),
+            "READY" => Ok(Status::Ready),
+            "FAILED" => Ok(Status::Failed),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
+}
+
+/// Why a step failed (stored on the item; never holds secrets).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorReason {
+    pub retryable: bool,
+    pub code: String,
+    pub message: String,
+}
+
+/// Longest error code and message kept in the ledger (characters).
+const MAX_CODE_CHARS: usize = 128;
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+impl ErrorReason {
+    /// The stored form: a map, code and message truncated to bounded lengths.
+    pub(crate) fn to_attribute(&self) -> AttributeValue {
+        AttributeValue::M(HashMap::from([
+            (
+                schema::ERROR_RETRYABLE.to_owned(),
+                AttributeValue::Bool(self.retryable),
+            ),
+            (
+                schema::ERROR_CODE.to_owned(),
+                AttributeValue::S(truncate(&self.code, MAX_CODE_CHARS)),
+            ),
+            (
+                schema::ERROR_MESSAGE.to_owned(),
+                AttributeValue::S(truncate(&self.message, MAX_MESSAGE_CHARS)),
+            ),
+        ]))
+    }
+}
+
+/// How a lease holder's failure ends the attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The step is `FAILED` until an operator retries it.
+    Permanent,
+    /// The step stays `IN_PROGRESS`; the lease is released so the next delivery takes over.
+    Retryable,
+}
+
+/// One ledger item. Times are epoch milliseconds, except `expires_at` (epoch seconds).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Record {
+    pub key: StepKey,
+    pub status: Status,
+    /// The ClientToken of the current generation.
+    pub token: String,
+    pub request_hash: Option<String>,
+    pub generation: u32,
+    pub attempt: u32,
+    pub resource_arn: Option<String>,
+    pub last_error: Option<ErrorReason>,
+    pub announced: bool,
+    pub lease_owner: Option<String>,
+    /// Epoch milliseconds.
+    pub lease_expires_at: Option<u64>,
+    /// Epoch milliseconds.
+    pub first_attempt_at: Option<u64>,
+    /// Epoch milliseconds.
+    pub updated_at: Option<u64>,
+    /// TTL, epoch seconds: set only while `IN_PROGRESS` and when `FAILED`.
+    pub expires_at: Option<u64>,
+    /// Ids of the events whose deliveries acquired the step, oldest first.
+    pub recent_events: Vec<String>,
+    /// The account of an `account#` scope.
+    pub account_id: Option<String>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+struct Decoder<'a> {
+    item: &'a Item,
+    key: String,
+}
+
+impl<'a> Decoder<'a> {
+    fn corrupt(&self, reason: String) -> LedgerError {
+        LedgerError::Corrupt {
+            key: self.key.clone(),
+            reason,
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<Option<&'a str>, LedgerError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(self.corrupt(format!("attribute {name} is not a string"))),
+        }
+    }
+
+    fn required_string(&self, name: &str) -> Result<&'a str, LedgerError> {
+        self.string(name)?
+            .ok_or_else(|| self.corrupt(format!("attribute {name} is missing")))
+    }
+
+    fn number(&self, name: &str) -> Result<Option<u64>, LedgerError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(n)) => n.parse::<u64>().map(Some).map_err(|_| {
+                self.corrupt(format!("attribute {name} is not a non-negative integer"))
+            }),
+            Some(_) => Err(self.corrupt(format!("attribute {name} is not a number"))),
+        }
+    }
+
+    fn required_u32(&self, name: &str) -> Result<u32, LedgerError> {
+        let n = self
+            .number(name)?
+            .ok_or_else(|| self.corrupt(format!("attribute {name} is missing")))?;
+        u32::try_from(n).map_err(|_| self.corrupt(format!("attribute {name} is out of range")))
+    }
+
+    fn boolean(&self, name: &str) -> Result<Option<bool>, LedgerError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.corrupt(format!("attribute {name} is not a boolean"))),
+        }
+    }
+
+    fn error_reason(&self) -> Result<Option<ErrorReason>, LedgerError> {
+        let map = match self.item.get(schema::LAST_ERROR) {
+            None | Some(AttributeValue::Null(_)) => return Ok(None),
+            Some(AttributeValue::M(map)) => map,
+            Some(_) => {
+                return Err(self.corrupt(format!("attribute {} is not a map", schema::LAST_ERROR)))
+            }
+        };
+        let inner = Decoder {
+            item: map,
+            key: self.key.clone(),
+        };
+        Ok(Some(ErrorReason {
+            retryable: inner.boolean(schema::ERROR_RETRYABLE)?.unwrap_or(false),
+            code: inner
+                .string(schema::ERROR_CODE)?
+                .unwrap_or_default()
+                .to_owned(),
+            message: inner
+                .string(schema::ERROR_MESSAGE)?
+                .unwrap_or_default()
+                .to_owned(),
+        }))
+    }
+
+    fn string_list(&self, name: &str) -> Result<Vec<String>, LedgerError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(AttributeValue::L(items)) => items
+                .iter()
+                .map(|v| match v {
+                    AttributeValue::S(s) => Ok(s.clone()),
+                    _ => Err(self.corrupt(format!("attribute {name} holds a non-string"))),
+                })
+                .collect(),
+            Some(_) => Err(self.corrupt(format!("attribute {name} is not a list"))),
+        }
+    }
+}
+
+/// The `<scope>/<step>` of an item, as far as it can be read (for error messages).
+pub(crate) fn describe_key(item: &Item) -> String {
+    let part = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => "?".to_owned(),
+    };
+    format!("{}/{}", part(schema::PK), part(schema::SK))
+}
+
+impl Record {
+    /// Decodes a ledger item. A missing or ill-typed attribute is [`LedgerError::Corrupt`].
+    pub fn from_item(item: &Item) -> Result<Record, LedgerError> {
+        let d = Decoder {
+            item,
+            key: describe_key(item),
+        };
+        let key = StepKey {
+            scope: d.required_string(schema::PK)?.to_owned(),
+            step: d.required_string(schema::SK)?.to_owned(),
+        };
+        let status = d
+            .required_string(schema::STATUS)?
+            .parse::<Status>()
+            .map_err(|e| d.corrupt(e.to_string()))?;
+        Ok(Record {
+            status,
+            token: d.required_string(schema::CLIENT_TOKEN)?.to_owned(),
+            request_hash: d.string(schema::REQUEST_HASH)?.map(str::to_owned),
+            generation: d.required_u32(schema::GENERATION)?,
+            attempt: d.required_u32(schema::ATTEMPT)?,
+            resource_arn: d.string(schema::RESOURCE_ARN)?.map(str::to_owned),
+            last_error: d.error_reason()?,
+            announced: d.boolean(schema::ANNOUNCED)?.unwrap_or(false),
+            lease_owner: d.string(schema::LEASE_OWNER)?.map(str::to_owned),
+            lease_expires_at: d.number(schema::LEASE_EXPIRES_AT)?,
+            first_attempt_at: d.number(schema::FIRST_ATTEMPT_AT)?,
+            updated_at: d.number(schema::UPDATED_AT)?,
+            expires_at: d.number(schema::EXPIRES_AT)?,
+            recent_events: d.string_list(schema::RECENT_EVENTS)?,
+            account_id: key.account_id().map(str::to_owned),
+            key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.to_owned())
+    }
+    fn n(v: u64) -> AttributeValue {
+        AttributeValue::N(v.to_string())
+    }
+
+    fn full_item() -> Item {
+        let reason = ErrorReason {
+            retryable: true,
+            code: "ThrottlingException".into(),
+            message: "slow down".into(),
+        };
+        HashMap::from([
+            (schema::PK.to_owned(), s("account#123456789012")),
+            (schema::SK.to_owned(), s("identity-center-instance")),
+            (schema::STATUS.to_owned(), s("CREATED")),
+            (schema::CLIENT_TOKEN.to_owned(), s("tok")),
+            (schema::REQUEST_HASH.to_owned(), s("abc")),
+            (schema::GENERATION.to_owned(), n(1)),
+            (schema::ATTEMPT.to_owned(), n(2)),
+            (schema::RESOURCE_ARN.to_owned(), s("arn:x")),
+            (schema::LAST_ERROR.to_owned(), reason.to_attribute()),
+            (schema::ANNOUNCED.to_owned(), AttributeValue::Bool(false)),
+            (schema::LEASE_OWNER.to_owned(), s("owner")),
+            (schema::LEASE_EXPIRES_AT.to_owned(), n(1_700_000_000_000)),
+            (schema::FIRST_ATTEMPT_AT.to_owned(), n(1_600_000_000_000)),
+            (schema::UPDATED_AT.to_owned(), n(1_700_000_000_001)),
+            (
+                schema::RECENT_EVENTS.to_owned(),
+                AttributeValue::L(vec![s("e1"), s("e2")]),
+            ),
+        ])
+    }
+
+    #[test]
+    fn status_round_trips() {
+        for status in [
+            Status::InProgress,
+            Status::Created,
+            Status::Ready,
+            Status::Failed,
+        ] {
+            assert_eq!(status.to_string().parse::<Status>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(serde_json::Value::String(status.to_string()))
+            );
+        }
+        assert!("ready".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn decodes_a_full_item() {
+        let record = Record::from_item(&full_item()).expect("valid item");
+        assert_eq!(
+            record.key,
+            StepKey::account("123456789012", "identity-center-instance")
+        );
+        assert_eq!(record.status, Status::Created);
+        assert_eq!(record.generation, 1);
+        assert_eq!(record.attempt, 2);
+        assert_eq!(record.resource_arn.as_deref(), Some("arn:x"));
+        assert_eq!(
+            record.last_error.as_ref().map(|e| e.code.as_str()),
+            Some("ThrottlingException")
+        );
+        assert_eq!(record.recent_events, vec!["e1", "e2"]);
+        assert_eq!(record.account_id.as_deref(), Some("123456789012"));
+        assert_eq!(record.expires_at, None);
+    }
+
+    #[test]
+    fn missing_or_ill_typed_attributes_are_corrupt() {
+        for (name, value) in [
+            (schema::STATUS, None),
+            (schema::STATUS, Some(s("DONE"))),
+            (schema::CLIENT_TOKEN, None),
+            (schema::GENERATION, Some(s("1"))),
+            (schema::ATTEMPT, Some(n(u64::from(u32::MAX) + 1))),
+            (schema::ATTEMPT, Some(AttributeValue::N("-1".into()))),
+            (
+                schema::LEASE_EXPIRES_AT,
+                Some(AttributeValue::N("1.5".into())),
+            ),
+            (schema::ANNOUNCED, Some(s("yes"))),
+            (schema::RECENT_EVENTS, Some(AttributeValue::L(vec![n(1)]))),
+            (schema::LAST_ERROR, Some(s("oops"))),
+        ] {
+            let mut item = full_item();
+            match value {
+                Some(v) => item.insert(name.to_owned(), v),
+                None => item.remove(name),
+            };
+            match Record::from_item(&item) {
+                Err(LedgerError::Corrupt { key, reason }) => {
+                    assert_eq!(key, "account#123456789012/identity-center-instance");
+                    assert!(reason.contains(name), "{reason}");
+                }
+                other => panic!("{name}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn error_reason_is_bounded() {
+        let reason = ErrorReason {
+            retryable: false,
+            code: "C".repeat(500),
+            message: "é".repeat(5000),
+        };
+        let mut item = full_item();
+        item.insert(schema::LAST_ERROR.to_owned(), reason.to_attribute());
+        let stored = Record::from_item(&item)
+            .ok()
+            .and_then(|r| r.last_error)
+            .expect("decoded");
+        assert_eq!(stored.code.chars().count(), MAX_CODE_CHARS);
+        assert_eq!(stored.message.chars().count(), MAX_MESSAGE_CHARS);
+    }
+}

@@ -1,0 +1,147 @@
+//! The ledger table's layout: the one place that names the table's keys, index and attributes.
+//!
+//! One item per onboarding step at its scope:
+//! - partition key [`PK`] (S): the scope, `account#<12-digit id>` or `org#<instance ARN>`;
+//! - sort key [`SK`] (S): the step (`identity-center-instance`, `approval-identity-source`,
+//!   `web-identity-provider#<portal ARN>#<provider name>`);
+//! - TTL attribute [`EXPIRES_AT`] (N, epoch seconds): only on `IN_PROGRESS` claims and `FAILED` items;
+//! - sparse GSI [`ATTENTION_INDEX`]: partition key [`ATTENTION`] (S, the status while not `READY`),
+//!   sort key [`UPDATED_AT`] (N, epoch milliseconds).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::error::{classify, LedgerError};
+
+/// Environment variable naming the ledger table.
+pub const TABLE_ENV: &str = "LEDGER_TABLE";
+
+/// Partition key (S): the step's scope.
+pub const PK: &str = "pk";
+/// Sort key (S): the step within its scope.
+pub const SK: &str = "sk";
+/// TTL attribute (N, epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+/// Name of the sparse global secondary index listing steps that are not `READY`.
+pub const ATTENTION_INDEX: &str = "attention";
+/// Partition key of [`ATTENTION_INDEX`] (S): equal to [`STATUS`] while the step is not `READY`.
+pub const ATTENTION: &str = "attention";
+/// Sort key of [`ATTENTION_INDEX`] (N, epoch milliseconds): last status change.
+pub const UPDATED_AT: &str = "updated_at";
+
+/// `IN_PROGRESS`, `CREATED`, `READY` or `FAILED` (S).
+pub const STATUS: &str = "status";
+/// The deterministic ClientToken of the current generation (S).
+pub const CLIENT_TOKEN: &str = "client_token";
+/// Hex SHA-256 of the canonical request that first claimed this generation (S).
+pub const REQUEST_HASH: &str = "request_hash";
+/// Bumped only by an operator's retry of a failed step (N).
+pub const GENERATION: &str = "generation";
+/// Number of claims that acquired the step in this generation (N).
+pub const ATTEMPT: &str = "attempt";
+/// ARN of the created resource (S).
+pub const RESOURCE_ARN: &str = "resource_arn";
+/// Last error (M) with members [`ERROR_RETRYABLE`], [`ERROR_CODE`], [`ERROR_MESSAGE`].
+pub const LAST_ERROR: &str = "last_error";
+/// Member of [`LAST_ERROR`] (BOOL).
+pub const ERROR_RETRYABLE: &str = "retryable";
+/// Member of [`LAST_ERROR`] (S).
+pub const ERROR_CODE: &str = "code";
+/// Member of [`LAST_ERROR`] (S).
+pub const ERROR_MESSAGE: &str = "message";
+/// Whether the step's outcome has been announced with an event (BOOL).
+pub const ANNOUNCED: &str = "announced";
+/// Owner id of the current lease (S, a random UUID per claim).
+pub const LEASE_OWNER: &str = "lease_owner";
+/// Expiry of the current lease (N, epoch milliseconds).
+pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
+/// Time of the first claim of this item (N, epoch milliseconds).
+pub const FIRST_ATTEMPT_AT: &str = "first_attempt_at";
+/// Ids of the events whose delivery acquired the step, oldest first (L of S).
+pub const RECENT_EVENTS: &str = "recent_events";
+
+/// Creates the ledger table as the SAM template declares it: on-demand billing, keys
+/// [`PK`]/[`SK`], the sparse GSI [`ATTENTION_INDEX`] (all attributes projected) and TTL on
+/// [`EXPIRES_AT`]. Waits (up to 60 s) for the table to become `ACTIVE` before enabling TTL.
+/// Meant for tests and the local demo; production tables come from `template.yaml`.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), LedgerError> {
+    let key = |attr: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(attr)
+            .key_type(kind)
+            .build()
+            .map_err(|e| LedgerError::Rejected(format!("key schema: {e}")))
+    };
+    let def = |attr: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(attr)
+            .attribute_type(kind)
+            .build()
+            .map_err(|e| LedgerError::Rejected(format!("attribute definition: {e}")))
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(ATTENTION_INDEX)
+        .key_schema(key(ATTENTION, KeyType::Hash)?)
+        .key_schema(key(UPDATED_AT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| LedgerError::Rejected(format!("index: {e}")))?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .attribute_definitions(def(PK, ScalarAttributeType::S)?)
+        .attribute_definitions(def(SK, ScalarAttributeType::S)?)
+        .attribute_definitions(def(ATTENTION, ScalarAttributeType::S)?)
+        .attribute_definitions(def(UPDATED_AT, ScalarAttributeType::N)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(|e| classify("CreateTable", e))?;
+
+    let mut waited = Duration::ZERO;
+    loop {
+        let out = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTable", e))?;
+        let status = out.table().and_then(|t| t.table_status());
+        if status == Some(&TableStatus::Active) {
+            break;
+        }
+        if waited >= Duration::from_secs(60) {
+            return Err(LedgerError::Unavailable(format!(
+                "table {name} not ACTIVE after 60 s (status {status:?})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        waited += Duration::from_millis(500);
+    }
+
+    let ttl = TimeToLiveSpecification::builder()
+        .attribute_name(EXPIRES_AT)
+        .enabled(true)
+        .build()
+        .map_err(|e| LedgerError::Rejected(format!("TTL specification: {e}")))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(|e| classify("UpdateTimeToLive", e))?;
+    Ok(())
+}
