@@ -1,0 +1,55 @@
+//! The admin API under `/_emulator/` (a prefix no AWS API uses): counters, state,
+//! reset, faults, health. JSON in and out.
+
+use http::Method;
+use serde_json::{json, Value};
+
+use crate::faults::{FaultConfig, FaultState};
+use crate::protocol::{admin_json, HttpResponse};
+use crate::server::Shared;
+
+pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> HttpResponse {
+    let route = path.trim_start_matches("/_emulator").trim_matches('/');
+    match (route, method) {
+        ("health", &Method::GET) => admin_json(200, &json!({"status": "ok"})),
+        ("counters", &Method::GET) => {
+            let counters = shared.world().counters.clone();
+            admin_json(200, &serde_json::to_value(counters).unwrap_or(Value::Null))
+        }
+        ("state", &Method::GET) => admin_json(200, &shared.world().dump()),
+        ("reset", &Method::POST) => {
+            shared.world().reset();
+            admin_json(200, &json!({"reset": true}))
+        }
+        ("faults", &Method::GET) => {
+            let config = shared.world().faults.config().clone();
+            admin_json(200, &serde_json::to_value(config).unwrap_or(Value::Null))
+        }
+        ("faults", &Method::POST) => {
+            let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(FaultConfig::default())
+            } else {
+                serde_json::from_slice::<FaultConfig>(body).map_err(|e| e.to_string())
+            };
+            match parsed.and_then(|c| c.validate().map(|_| c)) {
+                Ok(config) => {
+                    let echo = serde_json::to_value(&config).unwrap_or(Value::Null);
+                    shared.world().faults = FaultState::new(config);
+                    admin_json(200, &echo)
+                }
+                Err(e) => admin_json(400, &json!({"error": format!("invalid fault config: {e}")})),
+            }
+        }
+        ("health" | "counters" | "state" | "reset" | "faults", _) => admin_json(
+            405,
+            &json!({"error": format!("{method} not allowed on {path}")}),
+        ),
+        _ => admin_json(
+            404,
+            &json!({"error": format!("unknown admin path {path}"),
+                    "paths": ["GET /_emulator/health", "GET /_emulator/counters",
+                              "GET /_emulator/state", "POST /_emulator/reset",
+                              "GET /_emulator/faults", "POST /_emulator/faults"]}),
+        ),
+    }
+}

@@ -1,0 +1,75 @@
+//! Call and resource counters, readable in-process and at `GET /_emulator/counters`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot of the counters since start (or the last reset).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// Calls per operation that reached the emulator (faulted and refused calls included).
+    pub calls: BTreeMap<String, u64>,
+    /// Per create operation: calls that made a new resource vs. returned an existing one
+    /// (same ClientToken and parameters).
+    pub creates: BTreeMap<String, CreateCounts>,
+    /// Per operation: the faults injected.
+    pub faults: BTreeMap<String, FaultCounts>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateCounts {
+    pub created: u64,
+    pub returned_existing: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultCounts {
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub commit_then_fail: u64,
+    pub commit_then_drop: u64,
+}
+
+impl Counters {
+    /// Calls of `operation` (0 if never called).
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// New resources made by `operation`.
+    pub fn created(&self, operation: &str) -> u64 {
+        self.creates.get(operation).map_or(0, |c| c.created)
+    }
+
+    /// Calls of `operation` answered with an existing resource (idempotent replay).
+    pub fn returned_existing(&self, operation: &str) -> u64 {
+        self.creates
+            .get(operation)
+            .map_or(0, |c| c.returned_existing)
+    }
+
+    /// Faults injected into `operation`.
+    pub fn faults(&self, operation: &str) -> FaultCounts {
+        self.faults.get(operation).copied().unwrap_or_default()
+    }
+
+    pub(crate) fn count_call(&mut self, operation: &str) {
+        *self.calls.entry(operation.to_string()).or_default() += 1;
+    }
+
+    pub(crate) fn count_create(&mut self, operation: &str, created: bool) {
+        let c = self.creates.entry(operation.to_string()).or_default();
+        if created {
+            c.created += 1;
+        } else {
+            c.returned_existing += 1;
+        }
+    }
+
+    pub(crate) fn fault_counts(&mut self, operation: &str) -> &mut FaultCounts {
+        self.faults.entry(operation.to_string()).or_default()
+    }
+}

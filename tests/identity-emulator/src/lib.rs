@@ -1,0 +1,132 @@
+//! A local, wire-faithful emulator of the AWS APIs the project calls and no public tool
+//! implements: IAM Identity Center (SSO Admin) account instances, Multi-party approval
+//! identity sources, WorkSpaces Web portals and identity providers, plus the STS calls
+//! that make accounts real (`AssumeRole`, `GetCallerIdentity`).
+//!
+//! Start it in-process with [`start`], or as the `identity-emulator` binary. Point the real
+//! AWS SDK clients at [`Emulator::url`]. See the README for the config file and admin API.
+
+mod admin;
+mod config;
+mod counters;
+mod faults;
+mod ids;
+mod mpa;
+mod protocol;
+mod server;
+mod smithy;
+mod sso_admin;
+mod state;
+mod sts;
+mod workspaces_web;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{AccountConfig, Config, OrganizationInstance, PortalConfig};
+pub use counters::{Counters, CreateCounts, FaultCounts};
+pub use faults::{FaultConfig, FaultRule};
+
+use server::Shared;
+use smithy::Models;
+use state::World;
+
+fn models() -> Result<&'static Models, String> {
+    static MODELS: OnceLock<Result<Models, String>> = OnceLock::new();
+    MODELS
+        .get_or_init(Models::load)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A running emulator. Dropping it stops the server (like [`Emulator::shutdown`]).
+pub struct Emulator {
+    addr: SocketAddr,
+    config: Config,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Start the emulator on `listen` (e.g. `127.0.0.1:0` for a free port).
+pub async fn start(config: Config, listen: &str) -> std::io::Result<Emulator> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let models = models().map_err(std::io::Error::other)?;
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        world: Mutex::new(World::new(config.clone())),
+        models,
+    });
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(server::serve(listener, shared.clone(), rx));
+    Ok(Emulator {
+        addr,
+        config,
+        shared,
+        shutdown: tx,
+        task: Mutex::new(Some(task)),
+    })
+}
+
+impl Emulator {
+    /// `http://127.0.0.1:PORT`, the endpoint URL for every service.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configuration it started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Calls per operation, creates (new vs existing) and injected faults.
+    pub fn counters(&self) -> Counters {
+        self.shared.world().counters.clone()
+    }
+
+    /// Resources per account (as `GET /_emulator/state`).
+    pub fn state(&self) -> serde_json::Value {
+        self.shared.world().dump()
+    }
+
+    /// Replace the fault configuration (and restart its RNG from `faults.seed`).
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.shared.world().faults = faults::FaultState::new(faults);
+    }
+
+    /// Back to the configured organization: resources, tokens, counters and faults.
+    /// Credentials issued by `AssumeRole` stay valid.
+    pub fn reset(&self) {
+        self.shared.world().reset();
+    }
+
+    /// Stop accepting connections and close open ones gracefully.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Wait until the server has stopped (after [`Emulator::shutdown`]).
+    pub async fn stopped(&self) {
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

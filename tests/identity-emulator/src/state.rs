@@ -1,0 +1,354 @@
+//! The emulated world: resources per account, ClientToken records, STS sessions, counters
+//! and faults. One `World` lives under a mutex; operations run on it synchronously.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::faults::FaultState;
+use crate::ids;
+
+/// Who is calling, resolved from the SigV4 access key id.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub account: String,
+    pub arn: String,
+    pub user_id: String,
+    /// Region from the SigV4 credential scope (the config's Region when absent).
+    pub region: String,
+}
+
+/// An STS session issued by `AssumeRole`.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub account: String,
+    pub role_name: String,
+    pub session_name: String,
+    pub role_id: String,
+}
+
+pub(crate) struct Instance {
+    pub arn: String,
+    pub identity_store_id: String,
+    pub owner: String,
+    pub name: Option<String>,
+    pub created: SystemTime,
+    pub ready_at: Instant,
+    pub organization: bool,
+    pub failure: Option<String>,
+}
+
+impl Instance {
+    /// Status now, and the reason of a failure.
+    pub(crate) fn status(&self) -> (&'static str, Option<&str>) {
+        if self.organization {
+            ("ACTIVE", None)
+        } else if Instant::now() < self.ready_at {
+            ("CREATE_IN_PROGRESS", None)
+        } else if let Some(reason) = &self.failure {
+            ("CREATE_FAILED", Some(reason))
+        } else {
+            ("ACTIVE", None)
+        }
+    }
+}
+
+pub(crate) struct IdentitySource {
+    pub arn: String,
+    pub owner: String,
+    pub instance_arn: String,
+    pub region: String,
+    pub identity_store_id: Option<String>,
+    pub created: SystemTime,
+    pub ready_at: Instant,
+    /// `(StatusCode, StatusMessage)` the source ends in instead of `ACTIVE`.
+    pub failure: Option<(&'static str, String)>,
+}
+
+impl IdentitySource {
+    pub(crate) fn status(&self) -> (&'static str, Option<&(&'static str, String)>) {
+        if Instant::now() < self.ready_at {
+            ("CREATING", None)
+        } else if let Some(f) = &self.failure {
+            ("ERROR", Some(f))
+        } else {
+            ("ACTIVE", None)
+        }
+    }
+}
+
+pub(crate) struct Portal {
+    pub arn: String,
+    pub id: String,
+    pub owner: String,
+    pub display_name: Option<String>,
+    pub endpoint: String,
+    pub authentication_type: String,
+    pub created: SystemTime,
+}
+
+/// `details` hold secrets: this type has no `Debug` and details never leave except to
+/// the owner through `GetIdentityProvider`.
+pub(crate) struct IdentityProvider {
+    pub arn: String,
+    pub portal_arn: String,
+    pub owner: String,
+    pub name: String,
+    pub provider_type: String,
+    pub details: serde_json::Map<String, Value>,
+}
+
+/// What a ClientToken was first used for.
+pub(crate) struct TokenRecord {
+    pub parameters: Value,
+    pub response: Value,
+}
+
+pub(crate) struct World {
+    pub config: Config,
+    pub instances: Vec<Instance>,
+    pub identity_sources: Vec<IdentitySource>,
+    pub portals: Vec<Portal>,
+    pub identity_providers: Vec<IdentityProvider>,
+    /// (operation, account, token) -> first use
+    pub tokens: HashMap<(String, String, String), TokenRecord>,
+    /// access key id -> session (kept across resets: SDK clients cache credentials)
+    pub sessions: HashMap<String, Session>,
+    pub counters: Counters,
+    pub faults: FaultState,
+}
+
+/// The outcome of checking a ClientToken before a create.
+pub(crate) enum TokenCheck {
+    /// No token, or a token never seen: create.
+    Fresh,
+    /// Same token, same parameters: answer with the original response.
+    Replay(Value),
+    /// Same token, different parameters.
+    Mismatch,
+}
+
+impl World {
+    pub(crate) fn new(config: Config) -> World {
+        let mut world = World {
+            instances: Vec::new(),
+            identity_sources: Vec::new(),
+            portals: Vec::new(),
+            identity_providers: Vec::new(),
+            tokens: HashMap::new(),
+            sessions: HashMap::new(),
+            counters: Counters::default(),
+            faults: FaultState::default(),
+            config,
+        };
+        world.seed();
+        world
+    }
+
+    fn seed(&mut self) {
+        let now = SystemTime::now();
+        let org = &self.config.organization_instance;
+        self.instances.push(Instance {
+            arn: org.instance_arn.clone(),
+            identity_store_id: org.identity_store_id.clone(),
+            owner: self.config.management_account_id.clone(),
+            name: Some(org.name.clone()).filter(|n| !n.is_empty()),
+            created: now,
+            ready_at: Instant::now(),
+            organization: true,
+            failure: None,
+        });
+        for account in &self.config.accounts {
+            for p in &account.portals {
+                let id = ids::parse_portal_arn(&p.portal_arn)
+                    .map(|(_, _, id)| id)
+                    .unwrap_or_default();
+                self.portals.push(Portal {
+                    endpoint: format!("{id}.workspaces-web.com"),
+                    id,
+                    arn: p.portal_arn.clone(),
+                    owner: account.account_id.clone(),
+                    display_name: p.display_name.clone(),
+                    authentication_type: "Standard".to_string(),
+                    created: now,
+                });
+            }
+        }
+    }
+
+    /// Back to the configured organization: resources, tokens, counters and faults.
+    /// STS sessions survive (clients keep using their cached credentials).
+    pub(crate) fn reset(&mut self) {
+        let sessions = std::mem::take(&mut self.sessions);
+        *self = World::new(self.config.clone());
+        self.sessions = sessions;
+    }
+
+    pub(crate) fn caller(&self, access_key: Option<&str>, region: Option<&str>) -> Caller {
+        let region = region
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&self.config.region)
+            .to_string();
+        match access_key.and_then(|k| self.sessions.get(k)) {
+            Some(s) => Caller {
+                account: s.account.clone(),
+                arn: format!(
+                    "arn:aws:sts::{}:assumed-role/{}/{}",
+                    s.account, s.role_name, s.session_name
+                ),
+                user_id: format!("{}:{}", s.role_id, s.session_name),
+                region,
+            },
+            None => {
+                let account = self.config.management_account_id.clone();
+                Caller {
+                    arn: format!("arn:aws:iam::{account}:root"),
+                    user_id: account.clone(),
+                    account,
+                    region,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn activation(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    /// Look up a ClientToken of `operation` in `account`. An absent or empty token is fresh.
+    pub(crate) fn check_token(
+        &self,
+        operation: &str,
+        account: &str,
+        token: Option<&str>,
+        parameters: &Value,
+    ) -> TokenCheck {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return TokenCheck::Fresh;
+        };
+        let key = (
+            operation.to_string(),
+            account.to_string(),
+            token.to_string(),
+        );
+        match self.tokens.get(&key) {
+            None => TokenCheck::Fresh,
+            Some(r) if r.parameters == *parameters => TokenCheck::Replay(r.response.clone()),
+            Some(_) => TokenCheck::Mismatch,
+        }
+    }
+
+    pub(crate) fn remember_token(
+        &mut self,
+        operation: &str,
+        account: &str,
+        token: Option<&str>,
+        parameters: Value,
+        response: &Value,
+    ) {
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            self.tokens.insert(
+                (
+                    operation.to_string(),
+                    account.to_string(),
+                    token.to_string(),
+                ),
+                TokenRecord {
+                    parameters,
+                    response: response.clone(),
+                },
+            );
+        }
+    }
+
+    /// Resources per account (identity provider details reduced to their keys).
+    pub(crate) fn dump(&self) -> Value {
+        let mut accounts: BTreeMap<String, Value> = BTreeMap::new();
+        let mut push = |owner: &str, kind: &str, item: Value| {
+            let acc = accounts.entry(owner.to_string()).or_insert_with(|| {
+                json!({"instances": [], "identity_sources": [], "portals": [], "identity_providers": []})
+            });
+            if let Some(list) = acc.get_mut(kind).and_then(Value::as_array_mut) {
+                list.push(item);
+            }
+        };
+        for i in &self.instances {
+            let (status, reason) = i.status();
+            push(
+                &i.owner,
+                "instances",
+                json!({
+                    "instance_arn": i.arn, "identity_store_id": i.identity_store_id,
+                    "name": i.name, "status": status, "status_reason": reason,
+                    "organization": i.organization,
+                    "created": ids::iso8601(i.created),
+                }),
+            );
+        }
+        for s in &self.identity_sources {
+            let (status, failure) = s.status();
+            push(
+                &s.owner,
+                "identity_sources",
+                json!({
+                    "identity_source_arn": s.arn, "instance_arn": s.instance_arn,
+                    "region": s.region, "status": status,
+                    "status_code": failure.map(|f| f.0),
+                    "created": ids::iso8601(s.created),
+                }),
+            );
+        }
+        for p in &self.portals {
+            push(
+                &p.owner,
+                "portals",
+                json!({"portal_arn": p.arn, "portal_endpoint": p.endpoint,
+                       "created": ids::iso8601(p.created)}),
+            );
+        }
+        for idp in &self.identity_providers {
+            let keys: Vec<&String> = idp.details.keys().collect();
+            push(
+                &idp.owner,
+                "identity_providers",
+                json!({
+                    "identity_provider_arn": idp.arn, "portal_arn": idp.portal_arn,
+                    "identity_provider_name": idp.name,
+                    "identity_provider_type": idp.provider_type,
+                    "detail_keys": keys,
+                }),
+            );
+        }
+        json!({
+            "region": self.config.region,
+            "management_account_id": self.config.management_account_id,
+            "organization_instance_arn": self.config.organization_instance.instance_arn,
+            "accounts": accounts,
+            "sessions": self.sessions.len(),
+        })
+    }
+}
+
+/// One page of `items` after the opaque `next_token`, and the token of the next page.
+/// Tokens are `p<offset>` (valid for all three services' token patterns).
+pub(crate) fn page<'a, T>(
+    items: &'a [T],
+    next_token: Option<&str>,
+    size: usize,
+) -> Result<(&'a [T], Option<String>), String> {
+    let start = match next_token.filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => t
+            .strip_prefix('p')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| "The pagination token is invalid or expired.".to_string())?,
+    };
+    let size = size.max(1);
+    let end = (start + size).min(items.len());
+    let next = (end < items.len()).then(|| format!("p{end}"));
+    Ok((&items[start..end], next))
+}

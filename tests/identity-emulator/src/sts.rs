@@ -1,0 +1,217 @@
+//! STS (awsQuery: form-encoded `Action=...` in, XML out): `AssumeRole` and
+//! `GetCallerIdentity`. Temporary credentials issued here act in the assumed account.
+//! STS is not among the embedded models, so its few members are checked here, with the
+//! limits of the STS API reference.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::ids;
+use crate::protocol::{xml_escape, Output, ServiceError};
+use crate::state::{Caller, Session, World};
+
+const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+pub(crate) const OPERATIONS: &[&str] = &["AssumeRole", "GetCallerIdentity"];
+
+/// Parse an `application/x-www-form-urlencoded` body.
+pub(crate) fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for pair in body.split(|b| *b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let mut kv = pair.splitn(2, |b| *b == b'=');
+        let key = decode(kv.next().unwrap_or_default());
+        let value = decode(kv.next().unwrap_or_default());
+        out.insert(key, value);
+    }
+    out
+}
+
+fn decode(raw: &[u8]) -> String {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn error(status: u16, code: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::new(status, code, message)
+}
+
+pub(crate) fn execute(
+    world: &mut World,
+    caller: &Caller,
+    operation: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Output, ServiceError> {
+    let request_id = ids::request_id();
+    match operation {
+        "AssumeRole" => assume_role(world, caller, params, &request_id),
+        "GetCallerIdentity" => Ok(Output::Xml(format!(
+            "<GetCallerIdentityResponse xmlns=\"{NS}\"><GetCallerIdentityResult>\
+             <Arn>{}</Arn><UserId>{}</UserId><Account>{}</Account>\
+             </GetCallerIdentityResult><ResponseMetadata><RequestId>{request_id}</RequestId>\
+             </ResponseMetadata></GetCallerIdentityResponse>",
+            xml_escape(&caller.arn),
+            xml_escape(&caller.user_id),
+            xml_escape(&caller.account)
+        ))),
+        _ => Err(error(
+            400,
+            "InvalidAction",
+            format!("Could not find operation {operation} for version 2011-06-15"),
+        )),
+    }
+}
+
+/// `(account, role name)` of `arn:aws:iam::<account>:role/[path/]<name>`.
+fn parse_role_arn(arn: &str) -> Option<(String, String)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let path_and_name = resource.strip_prefix("role/")?;
+    let name = path_and_name.rsplit('/').next()?;
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    (name_ok && account_ok).then(|| (account.to_string(), name.to_string()))
+}
+
+fn assume_role(
+    world: &mut World,
+    caller: &Caller,
+    params: &BTreeMap<String, String>,
+    request_id: &str,
+) -> Result<Output, ServiceError> {
+    let role_arn = params
+        .get("RoleArn")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let session_name = params
+        .get("RoleSessionName")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    if !(20..=2048).contains(&role_arn.len()) {
+        problems.push(format!(
+            "Value '{role_arn}' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048"
+        ));
+    }
+    let session_ok = (2..=64).contains(&session_name.len())
+        && session_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if !session_ok {
+        problems.push(format!(
+            "Value '{session_name}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64"
+        ));
+    }
+    let duration = match params.get("DurationSeconds") {
+        None => 3600,
+        Some(d) => match d.parse::<u64>() {
+            Ok(n) if (900..=43_200).contains(&n) => n,
+            _ => {
+                problems.push(format!(
+                    "Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200"
+                ));
+                3600
+            }
+        },
+    };
+    if !problems.is_empty() {
+        let n = problems.len();
+        return Err(error(
+            400,
+            "ValidationError",
+            format!(
+                "{n} validation error{} detected: {}",
+                if n == 1 { "" } else { "s" },
+                problems.join("; ")
+            ),
+        ));
+    }
+    let Some((account, role_name)) = parse_role_arn(role_arn) else {
+        return Err(error(
+            400,
+            "ValidationError",
+            format!("{role_arn} is invalid: expected arn:aws:iam::<account>:role/<name>"),
+        ));
+    };
+    let refused = world.config.account(&account).is_some_and(|a| {
+        a.refused_roles
+            .iter()
+            .any(|r| r == "*" || r.eq_ignore_ascii_case(&role_name))
+    });
+    if refused {
+        return Err(error(
+            403,
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.arn
+            ),
+        ));
+    }
+    let access_key_id = ids::temporary_access_key_id();
+    let session = Session {
+        account: account.clone(),
+        role_name: role_name.clone(),
+        session_name: session_name.to_string(),
+        role_id: ids::role_id(),
+    };
+    let expiration = ids::iso8601(SystemTime::now() + Duration::from_secs(duration));
+    let body = format!(
+        "<AssumeRoleResponse xmlns=\"{NS}\"><AssumeRoleResult>\
+         <Credentials><AccessKeyId>{access_key_id}</AccessKeyId>\
+         <SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken>\
+         <Expiration>{expiration}</Expiration></Credentials>\
+         <AssumedRoleUser><AssumedRoleId>{}:{}</AssumedRoleId>\
+         <Arn>arn:aws:sts::{account}:assumed-role/{}/{}</Arn></AssumedRoleUser>\
+         </AssumeRoleResult><ResponseMetadata><RequestId>{request_id}</RequestId>\
+         </ResponseMetadata></AssumeRoleResponse>",
+        ids::secret_access_key(),
+        ids::session_token(),
+        session.role_id,
+        xml_escape(session_name),
+        xml_escape(&role_name),
+        xml_escape(session_name),
+    );
+    world.sessions.insert(access_key_id, session);
+    Ok(Output::Xml(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_parse_with_and_without_paths() {
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::222222222222:role/Onboard"),
+            Some(("222222222222".into(), "Onboard".into()))
+        );
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::222222222222:role/team/Onboard"),
+            Some(("222222222222".into(), "Onboard".into()))
+        );
+        assert_eq!(parse_role_arn("arn:aws:iam::2222:role/Onboard"), None);
+        assert_eq!(parse_role_arn("arn:aws:iam::222222222222:user/x"), None);
+    }
+
+    #[test]
+    fn forms_decode() {
+        let f =
+            parse_form(b"Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fx&A=b+c&Flag");
+        assert_eq!(f["Action"], "AssumeRole");
+        assert_eq!(f["RoleArn"], "arn:aws:iam::1:role/x");
+        assert_eq!(f["A"], "b c");
+        assert_eq!(f["Flag"], "");
+    }
+}

@@ -1,0 +1,440 @@
+//! WorkSpaces Web (restJson1, camelCase): portals and their identity providers.
+//! Identity providers live only on an existing portal of the calling account; their
+//! details are checked per provider type and never echoed in errors or the state dump.
+
+use serde_json::{json, Map, Value};
+
+use crate::ids;
+use crate::protocol::{Output, ServiceError};
+use crate::state::{page, Caller, IdentityProvider, Portal, TokenCheck, World};
+
+pub(crate) fn execute(
+    world: &mut World,
+    caller: &Caller,
+    operation: &str,
+    input: &Value,
+) -> Result<Output, ServiceError> {
+    let out = match operation {
+        "CreatePortal" => create_portal(world, caller, input)?,
+        "GetPortal" => get_portal(world, caller, input)?,
+        "CreateIdentityProvider" => create_identity_provider(world, caller, input)?,
+        "GetIdentityProvider" => get_identity_provider(world, caller, input)?,
+        "ListIdentityProviders" => list_identity_providers(world, caller, input)?,
+        "DeleteIdentityProvider" => delete_identity_provider(world, caller, input)?,
+        _ => {
+            return Err(ServiceError::unknown_operation(format!(
+                "Unknown operation {operation}"
+            )))
+        }
+    };
+    Ok(Output::Json(out))
+}
+
+fn str_member<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
+    input.get(name).and_then(Value::as_str)
+}
+
+/// The input without its client token: what a replay must repeat exactly.
+fn parameters(input: &Value) -> Value {
+    let mut p = input.as_object().cloned().unwrap_or_default();
+    p.remove("clientToken");
+    Value::Object(p)
+}
+
+fn mismatch() -> ServiceError {
+    // Both creates model ConflictException; a reused token with other parameters is one.
+    ServiceError::conflict(
+        "The clientToken was already used with different parameters (IdempotentParameterMismatch).",
+    )
+}
+
+fn not_found(kind: &str, arn: &str) -> ServiceError {
+    ServiceError::not_found(format!("{kind} {arn} not found."))
+        .with("resourceId", json!(arn))
+        .with(
+            "resourceType",
+            json!(kind.to_ascii_uppercase().replace(' ', "_")),
+        )
+}
+
+fn create_portal(world: &mut World, caller: &Caller, input: &Value) -> Result<Value, ServiceError> {
+    const OP: &str = "CreatePortal";
+    let token = str_member(input, "clientToken");
+    let params = parameters(input);
+    match world.check_token(OP, &caller.account, token, &params) {
+        TokenCheck::Replay(response) => {
+            world.counters.count_create(OP, false);
+            return Ok(response);
+        }
+        TokenCheck::Mismatch => return Err(mismatch()),
+        TokenCheck::Fresh => {}
+    }
+    let id = ids::uuid();
+    let portal = Portal {
+        arn: ids::portal_arn(&caller.region, &caller.account, &id),
+        endpoint: format!("{id}.workspaces-web.com"),
+        id,
+        owner: caller.account.clone(),
+        display_name: str_member(input, "displayName").map(str::to_string),
+        authentication_type: str_member(input, "authenticationType")
+            .unwrap_or("Standard")
+            .to_string(),
+        created: std::time::SystemTime::now(),
+    };
+    let response = json!({"portalArn": portal.arn, "portalEndpoint": portal.endpoint});
+    world.portals.push(portal);
+    world.remember_token(OP, &caller.account, token, params, &response);
+    world.counters.count_create(OP, true);
+    Ok(response)
+}
+
+fn own_portal<'a>(world: &'a World, caller: &Caller, arn: &str) -> Option<&'a Portal> {
+    world
+        .portals
+        .iter()
+        .find(|p| p.arn == arn && p.owner == caller.account)
+}
+
+fn get_portal(world: &World, caller: &Caller, input: &Value) -> Result<Value, ServiceError> {
+    let arn = str_member(input, "portalArn").unwrap_or_default();
+    let portal = own_portal(world, caller, arn).ok_or_else(|| not_found("Portal", arn))?;
+    let has_idp = world
+        .identity_providers
+        .iter()
+        .any(|i| i.portal_arn == portal.arn);
+    let mut p = Map::new();
+    p.insert("portalArn".into(), json!(portal.arn));
+    p.insert("rendererType".into(), json!("AppStream"));
+    p.insert("browserType".into(), json!("Chrome"));
+    p.insert(
+        "portalStatus".into(),
+        json!(if has_idp { "Active" } else { "Incomplete" }),
+    );
+    p.insert("portalEndpoint".into(), json!(portal.endpoint));
+    if let Some(name) = &portal.display_name {
+        p.insert("displayName".into(), json!(name));
+    }
+    p.insert(
+        "creationDate".into(),
+        json!(ids::epoch_seconds(portal.created)),
+    );
+    p.insert(
+        "authenticationType".into(),
+        json!(portal.authentication_type),
+    );
+    Ok(json!({ "portal": p }))
+}
+
+/// Detail keys per provider type, from the model's documentation of
+/// `identityProviderDetails`: (required, optional).
+fn detail_keys(provider_type: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match provider_type {
+        "Google" | "LoginWithAmazon" => (&["client_id", "client_secret", "authorize_scopes"], &[]),
+        "Facebook" => (
+            &["client_id", "client_secret", "authorize_scopes"],
+            &["api_version"],
+        ),
+        "SignInWithApple" => (
+            &[
+                "client_id",
+                "team_id",
+                "key_id",
+                "private_key",
+                "authorize_scopes",
+            ],
+            &[],
+        ),
+        "OIDC" => (
+            &[
+                "client_id",
+                "client_secret",
+                "attributes_request_method",
+                "oidc_issuer",
+                "authorize_scopes",
+            ],
+            &["authorize_url", "token_url", "attributes_url", "jwks_uri"],
+        ),
+        "SAML" => (
+            &[],
+            &[
+                "MetadataFile",
+                "MetadataURL",
+                "IDPSignout",
+                "IDPInit",
+                "RequestSigningAlgorithm",
+                "EncryptedResponses",
+            ],
+        ),
+        _ => (&[], &[]),
+    }
+}
+
+/// Problems of `details` for `provider_type` as `(field, message)`; values never shown.
+fn check_details(provider_type: &str, details: &Map<String, Value>) -> Vec<(String, String)> {
+    let (required, optional) = detail_keys(provider_type);
+    let mut problems = Vec::new();
+    let field = |k: &str| format!("identityProviderDetails.{k}");
+    let value = |k: &str| details.get(k).and_then(Value::as_str).unwrap_or_default();
+    for key in required {
+        if value(key).trim().is_empty() {
+            problems.push((field(key), format!("{key} is required for {provider_type}")));
+        }
+    }
+    for key in details.keys() {
+        if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
+            problems.push((
+                field(key),
+                format!("{key} is not a detail of {provider_type} identity providers"),
+            ));
+        }
+    }
+    match provider_type {
+        "OIDC" => {
+            let method = value("attributes_request_method");
+            if !method.is_empty() && method != "GET" && method != "POST" {
+                problems.push((
+                    field("attributes_request_method"),
+                    "attributes_request_method must be GET or POST".to_string(),
+                ));
+            }
+            let issuer = value("oidc_issuer");
+            if !issuer.is_empty() && !issuer.starts_with("https://") {
+                problems.push((
+                    field("oidc_issuer"),
+                    "oidc_issuer must be an https URL".to_string(),
+                ));
+            }
+        }
+        "SAML" => {
+            let file = !value("MetadataFile").is_empty();
+            let url = !value("MetadataURL").is_empty();
+            if file == url {
+                problems.push((
+                    field("MetadataFile"),
+                    "exactly one of MetadataFile or MetadataURL is required for SAML".to_string(),
+                ));
+            }
+            for key in ["IDPSignout", "IDPInit", "EncryptedResponses"] {
+                let v = value(key);
+                if details.contains_key(key) && v != "true" && v != "false" {
+                    problems.push((field(key), format!("{key} must be true or false")));
+                }
+            }
+            let alg = value("RequestSigningAlgorithm");
+            if details.contains_key("RequestSigningAlgorithm") && alg != "rsa-sha256" {
+                problems.push((
+                    field("RequestSigningAlgorithm"),
+                    "RequestSigningAlgorithm only accepts rsa-sha256".to_string(),
+                ));
+            }
+        }
+        _ => {}
+    }
+    problems
+}
+
+fn create_identity_provider(
+    world: &mut World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    const OP: &str = "CreateIdentityProvider";
+    let token = str_member(input, "clientToken");
+    let params = parameters(input);
+    match world.check_token(OP, &caller.account, token, &params) {
+        TokenCheck::Replay(response) => {
+            world.counters.count_create(OP, false);
+            return Ok(response);
+        }
+        TokenCheck::Mismatch => return Err(mismatch()),
+        TokenCheck::Fresh => {}
+    }
+    let portal_arn = str_member(input, "portalArn").unwrap_or_default();
+    let provider_type = str_member(input, "identityProviderType").unwrap_or_default();
+    let name = str_member(input, "identityProviderName").unwrap_or_default();
+    let details = input
+        .get("identityProviderDetails")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let problems = check_details(provider_type, &details);
+    if !problems.is_empty() {
+        let n = problems.len();
+        let message = format!(
+            "{n} validation error{} detected: {}",
+            if n == 1 { "" } else { "s" },
+            problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let fields: Vec<Value> = problems
+            .iter()
+            .map(|(f, m)| json!({"name": f, "message": m}))
+            .collect();
+        return Err(ServiceError::validation(message)
+            .with("reason", json!("fieldValidationFailed"))
+            .with("fieldList", Value::Array(fields)));
+    }
+    let portal =
+        own_portal(world, caller, portal_arn).ok_or_else(|| not_found("Portal", portal_arn))?;
+    if let Some(existing) = world
+        .identity_providers
+        .iter()
+        .find(|i| i.portal_arn == portal.arn && i.name == name)
+    {
+        return Err(ServiceError::conflict(
+            "An identity provider with this name already exists on the portal.",
+        )
+        .with("resourceId", json!(existing.arn))
+        .with("resourceType", json!("IDENTITY_PROVIDER")));
+    }
+    let (region, _, portal_id) = ids::parse_portal_arn(&portal.arn)
+        .unwrap_or_else(|| (caller.region.clone(), String::new(), portal.id.clone()));
+    let provider = IdentityProvider {
+        arn: ids::identity_provider_arn(&region, &caller.account, &portal_id),
+        portal_arn: portal.arn.clone(),
+        owner: caller.account.clone(),
+        name: name.to_string(),
+        provider_type: provider_type.to_string(),
+        details,
+    };
+    let response = json!({ "identityProviderArn": provider.arn });
+    world.identity_providers.push(provider);
+    world.remember_token(OP, &caller.account, token, params, &response);
+    world.counters.count_create(OP, true);
+    Ok(response)
+}
+
+fn own_provider<'a>(
+    world: &'a World,
+    caller: &Caller,
+    arn: &str,
+) -> Option<(usize, &'a IdentityProvider)> {
+    world
+        .identity_providers
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.arn == arn && i.owner == caller.account)
+}
+
+fn get_identity_provider(
+    world: &World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    let arn = str_member(input, "identityProviderArn").unwrap_or_default();
+    let (_, idp) =
+        own_provider(world, caller, arn).ok_or_else(|| not_found("Identity provider", arn))?;
+    Ok(json!({
+        "identityProvider": {
+            "identityProviderArn": idp.arn,
+            "identityProviderName": idp.name,
+            "identityProviderType": idp.provider_type,
+            "identityProviderDetails": idp.details,
+        }
+    }))
+}
+
+fn list_identity_providers(
+    world: &World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    let portal_arn = str_member(input, "portalArn").unwrap_or_default();
+    let size = input
+        .get("maxResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+        .min(100) as usize;
+    // ListIdentityProviders models no ResourceNotFoundException: an unknown portal has none.
+    let on_portal: Vec<&IdentityProvider> = world
+        .identity_providers
+        .iter()
+        .filter(|i| i.portal_arn == portal_arn && i.owner == caller.account)
+        .collect();
+    let (items, next) =
+        page(&on_portal, str_member(input, "nextToken"), size).map_err(ServiceError::validation)?;
+    let summaries: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            json!({
+                "identityProviderArn": i.arn,
+                "identityProviderName": i.name,
+                "identityProviderType": i.provider_type,
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("identityProviders".into(), Value::Array(summaries));
+    if let Some(next) = next {
+        out.insert("nextToken".into(), json!(next));
+    }
+    Ok(Value::Object(out))
+}
+
+fn delete_identity_provider(
+    world: &mut World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    let arn = str_member(input, "identityProviderArn").unwrap_or_default();
+    // DeleteIdentityProvider is @idempotent and models no ResourceNotFoundException.
+    if let Some((index, _)) = own_provider(world, caller, arn) {
+        world.identity_providers.remove(index);
+    }
+    Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(pairs: &[(&str, &str)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect()
+    }
+
+    #[test]
+    fn oidc_needs_its_keys_and_a_valid_method() {
+        let ok = details(&[
+            ("client_id", "a"),
+            ("client_secret", "s"),
+            ("attributes_request_method", "GET"),
+            ("oidc_issuer", "https://idp.example.com"),
+            ("authorize_scopes", "openid"),
+        ]);
+        assert!(check_details("OIDC", &ok).is_empty());
+        let mut bad = ok.clone();
+        bad.remove("client_secret");
+        bad.insert("attributes_request_method".into(), json!("PUT"));
+        let problems = check_details("OIDC", &bad);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn saml_needs_exactly_one_metadata_source() {
+        assert!(check_details("SAML", &details(&[("MetadataURL", "https://x")])).is_empty());
+        assert_eq!(check_details("SAML", &details(&[])).len(), 1);
+        let both = details(&[("MetadataURL", "https://x"), ("MetadataFile", "<xml/>")]);
+        assert_eq!(check_details("SAML", &both).len(), 1);
+        let bad_flag = details(&[("MetadataURL", "https://x"), ("IDPInit", "yes")]);
+        assert_eq!(check_details("SAML", &bad_flag).len(), 1);
+    }
+
+    #[test]
+    fn problems_never_contain_values() {
+        let secret = "CANARY-123";
+        let d = details(&[
+            ("client_id", secret),
+            ("private_key", secret),
+            ("bogus", secret),
+        ]);
+        for (f, m) in check_details("Google", &d) {
+            assert!(!f.contains("CANARY") && !m.contains("CANARY"));
+        }
+    }
+}
