@@ -939,3 +939,40 @@ fn echoes_are_short() {
         "{reason}"
     );
 }
+
+/// The sample events shipped in `events/` (used by the demo and the docs) decode as their
+/// names say: `invalid` ones are refused, all others are requests or ignored events.
+#[test]
+fn repository_sample_events_decode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the repository's events/ directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let accept = Accept::default();
+    for path in files {
+        let bytes = std::fs::read(&path).expect("readable");
+        let outcomes: Vec<Result<Decoded, DecodeError>> = match invocation_from_slice(&bytes) {
+            Err(e) => panic!("{}: payload refused: {e}", path.display()),
+            Ok(Invocation::EventBridge(e)) => vec![decode(&e, &accept)],
+            Ok(Invocation::Sqs(records)) => records
+                .iter()
+                .map(|r| decode_body(&r.body, &accept))
+                .collect(),
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let errors = outcomes.iter().filter(|o| o.is_err()).count();
+        if name.contains("invalid") {
+            assert!(errors > 0, "{name}: expected a refusal, got {outcomes:?}");
+        } else {
+            assert_eq!(errors, 0, "{name}: {outcomes:?}");
+        }
+    }
+}
