@@ -1,1 +1,2 @@
 //! Local AWS stand-ins for the integration tests.
+pub mod moto;

@@ -1,0 +1,612 @@
+//! The idempotency ledger against a real DynamoDB API (moto over HTTP, the real
+//! aws-sdk-dynamodb client), with the DynamoDB requests counted where a bar is stated in them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::moto::{dynamodb, ledger_table, moto};
+use onboarding::ledger::{
+    client_token, request_hash, schema, Claim, ClaimRequest, ErrorReason, Failure, Lease, Ledger,
+    LedgerError, Record, Status, StepKey,
+};
+use serde_json::json;
+
+type Item = HashMap<String, AttributeValue>;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn request(hash: &str) -> ClaimRequest<'_> {
+    ClaimRequest {
+        request_hash: hash,
+        event_id: "event-1",
+        lease: LONG,
+        deadline: None,
+    }
+}
+
+fn key(account: &str) -> StepKey {
+    StepKey::account(account, "identity-center-instance")
+}
+
+fn hash_of(name: &str) -> String {
+    request_hash(&json!({ "name": name, "tags": { "CostCenter": "1234" } }))
+}
+
+/// The stored item, read with a separate, uncounted client.
+async fn raw(table: &str, key: &StepKey) -> Option<Item> {
+    let client = dynamodb(&moto().await.url, None);
+    client
+        .get_item()
+        .table_name(table)
+        .consistent_read(true)
+        .key(schema::PK, AttributeValue::S(key.scope.clone()))
+        .key(schema::SK, AttributeValue::S(key.step.clone()))
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+}
+
+async fn acquire(ledger: &Ledger, key: &StepKey, req: &ClaimRequest<'_>) -> Lease {
+    match ledger.claim(key, req).await.expect("claim") {
+        Claim::Acquired(lease) => lease,
+        other => panic!("expected Acquired, got {other:?}"),
+    }
+}
+
+fn reason(code: &str, retryable: bool) -> ErrorReason {
+    ErrorReason {
+        retryable,
+        code: code.to_owned(),
+        message: format!("{code} from the service"),
+    }
+}
+
+const ARN: &str = "arn:aws:sso:::instance/ssoins-1234567890abcdef";
+
+#[tokio::test]
+async fn first_claim_acquires_and_a_live_duplicate_is_in_progress_in_one_request() {
+    let (ledger, requests, table) = ledger_table("ledger-first").await;
+    let key = key("100000000001");
+    let hash = hash_of("payments");
+
+    let lease = acquire(&ledger, &key, &request(&hash)).await;
+    let claim_new = requests.take();
+    eprintln!("requests: claim new = {claim_new}");
+    assert_eq!(claim_new, 1);
+    assert_eq!(lease.attempt, 1);
+    assert_eq!(lease.generation, 0);
+    assert_eq!(lease.token, client_token(&key, 0));
+    assert_eq!(lease.key, key);
+
+    let record = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(record.status, Status::InProgress);
+    assert_eq!(record.request_hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(record.lease_owner.as_deref(), Some(lease.owner.as_str()));
+    assert_eq!(record.recent_events, vec!["event-1"]);
+    assert_eq!(record.account_id.as_deref(), Some("100000000001"));
+    requests.reset();
+
+    let before = raw(&table, &key).await;
+    match ledger.claim(&key, &request(&hash)).await.expect("claim") {
+        Claim::InProgress { lease_expires_at } => {
+            let diff = lease_expires_at
+                .duration_since(lease.expires_at)
+                .unwrap_or_else(|e| e.duration());
+            assert!(diff < Duration::from_millis(2), "{diff:?}");
+        }
+        other => panic!("expected InProgress, got {other:?}"),
+    }
+    let claim_busy = requests.take();
+    eprintln!("requests: claim while another holds the lease = {claim_busy}");
+    assert_eq!(claim_busy, 1);
+    assert_eq!(
+        raw(&table, &key).await,
+        before,
+        "a refused claim changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_of_a_finished_step_is_ready_in_one_request_and_changes_nothing() {
+    let (ledger, requests, table) = ledger_table("ledger-dup").await;
+    let key = key("100000000002");
+    let hash = hash_of("payments");
+
+    let lease = acquire(&ledger, &key, &request(&hash)).await;
+    requests.reset();
+    ledger.mark_ready(&lease, ARN).await.expect("mark_ready");
+    let complete = requests.take();
+    eprintln!("requests: mark_ready = {complete}");
+    assert_eq!(complete, 1);
+
+    let before = raw(&table, &key).await.expect("stored");
+    let replay = ClaimRequest {
+        event_id: "event-replayed-next-month",
+        ..request(&hash)
+    };
+    match ledger.claim(&key, &replay).await.expect("claim") {
+        Claim::Ready(record) => {
+            assert_eq!(record.resource_arn.as_deref(), Some(ARN));
+            assert_eq!(record.status, Status::Ready);
+            assert_eq!(record.token, lease.token);
+        }
+        other => panic!("expected Ready, got {other:?}"),
+    }
+    let duplicate = requests.take();
+    eprintln!("requests: claim duplicate of a finished step = {duplicate}");
+    assert_eq!(duplicate, 1);
+    let after = raw(&table, &key).await.expect("stored");
+    assert_eq!(after, before, "a duplicate changes nothing");
+    assert!(
+        !after.contains_key(schema::EXPIRES_AT),
+        "READY never expires"
+    );
+    assert!(
+        !after.contains_key(schema::ATTENTION),
+        "READY leaves the attention index"
+    );
+}
+
+#[tokio::test]
+async fn different_request_for_the_same_key_is_a_mismatch_and_changes_nothing() {
+    let (ledger, requests, table) = ledger_table("ledger-mismatch").await;
+    let key = key("100000000003");
+    let first = hash_of("payments");
+    let other = hash_of("payments-renamed");
+
+    acquire(&ledger, &key, &request(&first)).await;
+    let before = raw(&table, &key).await;
+    requests.reset();
+    match ledger.claim(&key, &request(&other)).await.expect("claim") {
+        Claim::Mismatch(record) => {
+            assert_eq!(record.request_hash.as_deref(), Some(first.as_str()))
+        }
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+    assert_eq!(requests.take(), 1);
+    assert_eq!(raw(&table, &key).await, before);
+
+    // Even once the lease has expired, a different request may not take the step over.
+    let short_key = StepKey::account("100000000003", "approval-identity-source");
+    let short = ClaimRequest {
+        lease: Duration::from_millis(200),
+        ..request(&first)
+    };
+    acquire(&ledger, &short_key, &short).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = raw(&table, &short_key).await;
+    assert!(matches!(
+        ledger.claim(&short_key, &request(&other)).await,
+        Ok(Claim::Mismatch(_))
+    ));
+    assert_eq!(raw(&table, &short_key).await, before);
+}
+
+#[tokio::test]
+async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
+    let (ledger, requests, table) = ledger_table("ledger-takeover").await;
+    let key = key("100000000004");
+    let hash = hash_of("payments");
+    let short = ClaimRequest {
+        lease: Duration::from_millis(300),
+        ..request(&hash)
+    };
+
+    let stale = acquire(&ledger, &key, &short).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = ClaimRequest {
+        event_id: "event-2",
+        ..request(&hash)
+    };
+    let fresh = acquire(&ledger, &key, &second).await;
+    assert_eq!(fresh.attempt, 2);
+    assert_eq!(fresh.token, stale.token, "a takeover reuses the token");
+    assert_ne!(fresh.owner, stale.owner);
+
+    let before = raw(&table, &key).await;
+    match ledger.mark_created(&stale, "arn:stale").await {
+        Err(LedgerError::LostLease { key: lost }) => assert_eq!(lost, key.to_string()),
+        other => panic!("expected LostLease, got {other:?}"),
+    }
+    assert!(matches!(
+        ledger.mark_ready(&stale, "arn:stale").await,
+        Err(LedgerError::LostLease { .. })
+    ));
+    assert!(matches!(
+        ledger
+            .fail(&stale, Failure::Permanent, &reason("Boom", false))
+            .await,
+        Err(LedgerError::LostLease { .. })
+    ));
+    assert_eq!(
+        raw(&table, &key).await,
+        before,
+        "the stale holder changed nothing"
+    );
+
+    requests.reset();
+    ledger
+        .mark_created(&fresh, ARN)
+        .await
+        .expect("mark_created");
+    let complete = requests.take();
+    eprintln!("requests: mark_created = {complete}");
+    assert_eq!(complete, 1);
+    // The same write again (an SDK retry after a lost response) is not an error.
+    ledger.mark_created(&fresh, ARN).await.expect("repeat");
+
+    let record = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(record.status, Status::Created);
+    assert_eq!(record.recent_events, vec!["event-1", "event-2"]);
+    assert!(record.expires_at.is_none(), "CREATED never expires");
+    match ledger.claim(&key, &request(&hash)).await.expect("claim") {
+        Claim::Created(r) => assert_eq!(r.resource_arn.as_deref(), Some(ARN)),
+        other => panic!("expected Created, got {other:?}"),
+    }
+    ledger.promote_ready(&key, ARN).await.expect("promote");
+    ledger
+        .promote_ready(&key, ARN)
+        .await
+        .expect("promote again");
+    assert!(matches!(
+        ledger.promote_ready(&key, "arn:other").await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+    let item = raw(&table, &key).await.expect("stored");
+    assert_eq!(
+        item.get(schema::STATUS),
+        Some(&AttributeValue::S("READY".into()))
+    );
+    assert!(!item.contains_key(schema::ATTENTION));
+    assert!(!item.contains_key(schema::EXPIRES_AT));
+}
+
+#[tokio::test]
+async fn failures_release_or_end_the_step() {
+    let (ledger, _requests, table) = ledger_table("ledger-fail").await;
+    let key = key("100000000005");
+    let hash = hash_of("payments");
+
+    // Retryable: the lease is released, the next delivery takes over at once.
+    let first = acquire(&ledger, &key, &request(&hash)).await;
+    let throttled = reason("ThrottlingException", true);
+    ledger
+        .fail(&first, Failure::Retryable, &throttled)
+        .await
+        .expect("fail retryable");
+    let started = Instant::now();
+    let second = acquire(&ledger, &key, &request(&hash)).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.token, first.token);
+    let record = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(record.status, Status::InProgress);
+    assert_eq!(record.last_error.as_ref(), Some(&throttled));
+
+    // Permanent: FAILED with the reason and a TTL; later claims report it.
+    let denied = reason("AccessDeniedException", false);
+    ledger
+        .fail(&second, Failure::Permanent, &denied)
+        .await
+        .expect("fail permanent");
+    ledger
+        .fail(&second, Failure::Permanent, &denied)
+        .await
+        .expect("repeat of the same failure");
+    match ledger.claim(&key, &request(&hash)).await.expect("claim") {
+        Claim::Failed(record) => {
+            assert_eq!(record.status, Status::Failed);
+            assert_eq!(record.last_error.as_ref(), Some(&denied));
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    let item = raw(&table, &key).await.expect("stored");
+    let now_secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let ttl = match item.get(schema::EXPIRES_AT) {
+        Some(AttributeValue::N(n)) => n.parse::<u64>().expect("number"),
+        other => panic!("FAILED needs a TTL, got {other:?}"),
+    };
+    assert!(ttl > now_secs + 29 * 24 * 3600 && ttl <= now_secs + 31 * 24 * 3600);
+    assert_eq!(
+        item.get(schema::ATTENTION),
+        Some(&AttributeValue::S("FAILED".into()))
+    );
+
+    // Readiness reporting a terminal failure of a created resource.
+    let created_key = StepKey::account("100000000005", "approval-identity-source");
+    let lease = acquire(&ledger, &created_key, &request(&hash)).await;
+    ledger.mark_created(&lease, ARN).await.expect("created");
+    let broken = reason("CREATE_FAILED", false);
+    ledger
+        .fail_created(&created_key, &broken)
+        .await
+        .expect("fail_created");
+    let record = ledger
+        .get_step(&created_key)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(record.status, Status::Failed);
+    assert_eq!(record.last_error.as_ref(), Some(&broken));
+    assert!(record.expires_at.is_some());
+
+    // Announcing is for finished steps only.
+    ledger.mark_announced(&created_key).await.expect("announce");
+    assert!(
+        ledger
+            .get_step(&created_key)
+            .await
+            .expect("get")
+            .expect("stored")
+            .announced
+    );
+    let busy = StepKey::account("100000000005", "busy");
+    acquire(&ledger, &busy, &request(&hash)).await;
+    assert!(matches!(
+        ledger.mark_announced(&busy).await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        ledger
+            .mark_announced(&StepKey::account("100000000005", "absent"))
+            .await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+    assert!(raw(&table, &StepKey::account("100000000005", "absent"))
+        .await
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_claims_of_one_key_acquire_exactly_once() {
+    let (ledger, requests, _table) = ledger_table("ledger-race").await;
+    let key = key("100000000006");
+    let hash = hash_of("payments");
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (ledger, key, hash) = (ledger.clone(), key.clone(), hash.clone());
+            tokio::spawn(async move {
+                let event = format!("event-{i}");
+                let req = ClaimRequest {
+                    request_hash: &hash,
+                    event_id: &event,
+                    lease: LONG,
+                    deadline: None,
+                };
+                ledger.claim(&key, &req).await
+            })
+        })
+        .collect();
+    let (mut acquired, mut in_progress) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task").expect("claim") {
+            Claim::Acquired(lease) => {
+                acquired += 1;
+                assert_eq!(lease.attempt, 1);
+            }
+            Claim::InProgress { .. } => in_progress += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((acquired, in_progress), (1, 49));
+    assert_eq!(requests.get(), 50, "one request per claim, no reads");
+    let record = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(record.attempt, 1);
+    assert_eq!(record.recent_events.len(), 1);
+}
+
+#[tokio::test]
+async fn operator_retry_starts_a_new_generation_of_a_failed_step_only() {
+    let (ledger, _requests, table) = ledger_table("ledger-retry").await;
+    let key = key("100000000007");
+    let hash = hash_of("payments");
+
+    let lease = acquire(&ledger, &key, &request(&hash)).await;
+    assert!(matches!(
+        ledger.retry(&key).await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+    ledger
+        .fail(
+            &lease,
+            Failure::Permanent,
+            &reason("ValidationException", false),
+        )
+        .await
+        .expect("fail");
+
+    let retried = ledger.retry(&key).await.expect("retry");
+    assert_eq!(retried.status, Status::InProgress);
+    assert_eq!(retried.generation, 1);
+    assert_eq!(retried.attempt, 0);
+    assert_eq!(retried.token, client_token(&key, 1));
+    assert_ne!(retried.token, lease.token);
+    assert!(retried.request_hash.is_none());
+    let item = raw(&table, &key).await.expect("stored");
+    assert!(
+        !item.contains_key(schema::EXPIRES_AT),
+        "a retried step has no TTL"
+    );
+
+    // The next request (here a corrected one) defines the new generation.
+    let corrected = hash_of("payments-fixed");
+    let next = acquire(&ledger, &key, &request(&corrected)).await;
+    assert_eq!(next.token, client_token(&key, 1));
+    assert_eq!(next.generation, 1);
+    assert_eq!(next.attempt, 1);
+    ledger.mark_ready(&next, ARN).await.expect("ready");
+
+    match ledger.retry(&key).await {
+        Err(LedgerError::NotAllowed(message)) => assert!(message.contains("READY"), "{message}"),
+        other => panic!("expected NotAllowed, got {other:?}"),
+    }
+    assert!(matches!(
+        ledger
+            .retry(&StepKey::account("100000000007", "absent"))
+            .await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+}
+
+#[tokio::test]
+async fn one_query_answers_what_happened_to_an_account_and_failures_are_listed() {
+    let (ledger, requests, _table) = ledger_table("ledger-views").await;
+    let hash = hash_of("payments");
+    let account = "100000000008";
+    let instance = StepKey::account(account, "identity-center-instance");
+    let provider = StepKey::account(
+        account,
+        "web-identity-provider#arn:aws:workspaces-web:us-east-1:100000000008:portal/p#corp-oidc",
+    );
+    let broken = StepKey::account(account, "approval-identity-source");
+    let elsewhere = StepKey::account("100000000009", "identity-center-instance");
+
+    let lease = acquire(&ledger, &instance, &request(&hash)).await;
+    ledger.mark_ready(&lease, ARN).await.expect("ready");
+    let lease = acquire(&ledger, &provider, &request(&hash)).await;
+    ledger
+        .mark_created(&lease, "arn:provider")
+        .await
+        .expect("created");
+    let lease = acquire(&ledger, &broken, &request(&hash)).await;
+    ledger
+        .fail(
+            &lease,
+            Failure::Permanent,
+            &reason("ConflictException", false),
+        )
+        .await
+        .expect("fail");
+    acquire(&ledger, &elsewhere, &request(&hash)).await;
+
+    requests.reset();
+    let steps: Vec<Record> = ledger.get(&instance.scope).await.expect("get");
+    assert_eq!(requests.take(), 1, "one Query per account");
+    let mut found: Vec<(String, Status)> = steps
+        .iter()
+        .map(|r| (r.key.step.clone(), r.status))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        found,
+        vec![
+            ("approval-identity-source".into(), Status::Failed),
+            ("identity-center-instance".into(), Status::Ready),
+            (provider.step.clone(), Status::Created),
+        ]
+    );
+
+    let failed = ledger.list(Status::Failed).await.expect("list");
+    assert_eq!(
+        failed.iter().map(|r| &r.key).collect::<Vec<_>>(),
+        vec![&broken]
+    );
+    assert_eq!(
+        failed[0].last_error.as_ref().map(|e| e.code.as_str()),
+        Some("ConflictException")
+    );
+    let created = ledger.list(Status::Created).await.expect("list");
+    assert_eq!(
+        created.iter().map(|r| &r.key).collect::<Vec<_>>(),
+        vec![&provider]
+    );
+    let in_progress = ledger.list(Status::InProgress).await.expect("list");
+    assert_eq!(
+        in_progress.iter().map(|r| &r.key).collect::<Vec<_>>(),
+        vec![&elsewhere]
+    );
+    let ready = ledger.list(Status::Ready).await.expect("list");
+    assert_eq!(
+        ready.iter().map(|r| &r.key).collect::<Vec<_>>(),
+        vec![&instance]
+    );
+}
+
+#[tokio::test]
+async fn the_lease_never_outlives_the_invocation_deadline() {
+    let (ledger, _requests, _table) = ledger_table("ledger-deadline").await;
+    let key = key("100000000010");
+    let hash = hash_of("payments");
+    let deadline = SystemTime::now() + Duration::from_secs(3);
+    let req = ClaimRequest {
+        deadline: Some(deadline),
+        ..request(&hash)
+    };
+    let lease = acquire(&ledger, &key, &req).await;
+    let diff = deadline
+        .duration_since(lease.expires_at)
+        .unwrap_or_else(|e| e.duration());
+    assert!(diff < Duration::from_millis(2), "{diff:?}");
+}
+
+#[tokio::test]
+async fn tokens_are_stable_and_fit_every_api_and_hashes_hold_no_secrets() {
+    // Computed independently with Python's uuid.uuid5 (see the ledger's token module).
+    let key = StepKey::account("123456789012", "identity-center-instance");
+    assert_eq!(
+        client_token(&key, 0),
+        "65d4c74c-3437-5006-bb96-154c53f941c5"
+    );
+    assert_eq!(
+        client_token(&key, 1),
+        "8b71d57b-0fbd-5abd-8cfa-ab6c70f7d183"
+    );
+    for generation in 0..3 {
+        let token = client_token(&key, generation);
+        // SSO Admin 1-64 ^[!-~]+$; MPA 0-4096; WorkSpaces Web 1-512.
+        assert!((1..=64).contains(&token.len()));
+        assert!(token.bytes().all(|b| (b'!'..=b'~').contains(&b)));
+    }
+
+    let a = json!({"providerName": "corp", "details": {"client_id": "abc", "oidc_issuer": "https://idp"}});
+    let b = json!({"details": {"oidc_issuer": "https://idp", "client_id": "abc", "client_secret": "CANARY-SECRET"}, "providerName": "corp"});
+    assert_eq!(request_hash(&a), request_hash(&b));
+
+    // The stored item holds the hash, never the secret.
+    let (ledger, _requests, table) = ledger_table("ledger-secrets").await;
+    let key = StepKey::account("100000000011", "web-identity-provider#p#corp");
+    acquire(&ledger, &key, &request(&request_hash(&b))).await;
+    let item = raw(&table, &key).await.expect("stored");
+    assert!(!format!("{item:?}").contains("CANARY"));
+}
+
+#[tokio::test]
+async fn an_unreachable_ledger_is_a_retryable_error_within_bounded_time() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let ledger = Ledger::new(
+        dynamodb(&format!("http://127.0.0.1:{port}"), None),
+        "absent",
+    );
+    let hash = hash_of("payments");
+    let started = Instant::now();
+    let result = ledger.claim(&key("100000000012"), &request(&hash)).await;
+    let elapsed = started.elapsed();
+    eprintln!("unreachable ledger answered in {elapsed:?}: {result:?}");
+    match result {
+        Err(e) => assert!(e.is_retryable(), "{e}"),
+        Ok(claim) => panic!("expected an error, got {claim:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_missing_table_is_a_permanent_error() {
+    let ledger = Ledger::new(dynamodb(&moto().await.url, None), "no-such-ledger-table");
+    let hash = hash_of("payments");
+    match ledger.claim(&key("100000000013"), &request(&hash)).await {
+        Err(e) => {
+            assert!(!e.is_retryable(), "{e}");
+            assert!(matches!(e, LedgerError::Rejected(_)), "{e}");
+        }
+        Ok(claim) => panic!("expected an error, got {claim:?}"),
+    }
+}
