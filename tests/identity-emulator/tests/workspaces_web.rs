@@ -1,0 +1,292 @@
+//! WorkSpaces Web portals and identity providers through the real `aws-sdk-workspacesweb`
+//! client.
+
+mod common;
+
+use std::collections::HashMap;
+
+use aws_sdk_workspacesweb::error::ProvideErrorMetadata;
+use aws_sdk_workspacesweb::operation::create_identity_provider::CreateIdentityProviderError;
+use aws_sdk_workspacesweb::operation::get_identity_provider::GetIdentityProviderError;
+use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag, ValidationExceptionReason};
+use common::*;
+use identity_emulator::AccountConfig;
+
+const SUBRESOURCE_ARN: &str = r"^arn:[\w+=/,.@-]+:[a-zA-Z0-9\-]+:[a-zA-Z0-9\-]*:[a-zA-Z0-9]{1,12}:[a-zA-Z]+(/[a-fA-F0-9\-]{36}){2,}$";
+const SEEDED_PORTAL: &str =
+    "arn:aws:workspaces-web:us-east-1:333333333333:portal/2f1c7d5e-6a0b-4f3e-9b1d-0c8a7e5f4d3b";
+const CANARY: &str = "CANARY-client-secret-5e1f";
+
+fn oidc_details() -> HashMap<String, String> {
+    [
+        ("client_id", "abc"),
+        ("client_secret", CANARY),
+        ("oidc_issuer", "https://idp.example.com"),
+        ("authorize_scopes", "openid"),
+        ("attributes_request_method", "GET"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn new_portal(client: &aws_sdk_workspacesweb::Client) -> String {
+    client
+        .create_portal()
+        .display_name("payments")
+        .send()
+        .await
+        .expect("create portal")
+        .portal_arn
+}
+
+#[tokio::test]
+async fn portal_and_identity_provider_lifecycle() {
+    let emu = start(fast_config()).await;
+    let client = web(&assumed(&emu, MEMBER).await);
+
+    let portal = client
+        .create_portal()
+        .display_name("payments")
+        .client_token("portal-1")
+        .send()
+        .await
+        .unwrap();
+    let portal_arn = portal.portal_arn().to_string();
+    assert!(portal_arn.starts_with(&format!("arn:aws:workspaces-web:us-east-1:{MEMBER}:portal/")));
+    assert!(portal.portal_endpoint().ends_with(".workspaces-web.com"));
+    let got = client.get_portal().portal_arn(&portal_arn).send().await.unwrap();
+    let p = got.portal().unwrap();
+    assert_eq!(p.portal_arn(), portal_arn);
+    assert_eq!(p.display_name(), Some("payments"));
+
+    let created = client
+        .create_identity_provider()
+        .portal_arn(&portal_arn)
+        .identity_provider_name("corp-oidc")
+        .identity_provider_type(IdentityProviderType::Oidc)
+        .set_identity_provider_details(Some(oidc_details()))
+        .client_token("idp-1")
+        .tags(Tag::builder().key("Team").value("platform").build().unwrap())
+        .send()
+        .await
+        .expect("create identity provider");
+    let idp_arn = created.identity_provider_arn().to_string();
+    assert!(regex::Regex::new(SUBRESOURCE_ARN).unwrap().is_match(&idp_arn), "{idp_arn}");
+    let portal_id = portal_arn.rsplit('/').next().unwrap();
+    assert!(idp_arn.contains(&format!(":identityProvider/{portal_id}/")), "{idp_arn}");
+
+    let got = client.get_identity_provider().identity_provider_arn(&idp_arn).send().await.unwrap();
+    let idp = got.identity_provider().unwrap();
+    assert_eq!(idp.identity_provider_name(), Some("corp-oidc"));
+    assert_eq!(idp.identity_provider_type(), Some(&IdentityProviderType::Oidc));
+    assert_eq!(
+        idp.identity_provider_details().unwrap().get("client_id").map(String::as_str),
+        Some("abc")
+    );
+
+    let listed = client.list_identity_providers().portal_arn(&portal_arn).send().await.unwrap();
+    assert_eq!(listed.identity_providers().len(), 1);
+    assert_eq!(listed.identity_providers()[0].identity_provider_arn(), idp_arn);
+
+    // the state dump shows detail keys, never values
+    let state = emu.state().to_string();
+    assert!(state.contains("client_secret") && !state.contains(CANARY));
+
+    client.delete_identity_provider().identity_provider_arn(&idp_arn).send().await.unwrap();
+    let err = client
+        .get_identity_provider()
+        .identity_provider_arn(&idp_arn)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(matches!(err, GetIdentityProviderError::ResourceNotFoundException(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn identity_providers_list_over_several_pages() {
+    let emu = start(fast_config()).await;
+    let client = web(&assumed(&emu, MEMBER).await);
+    let portal_arn = new_portal(&client).await;
+    for i in 0..12 {
+        client
+            .create_identity_provider()
+            .portal_arn(&portal_arn)
+            .identity_provider_name(format!("saml-{i:02}"))
+            .identity_provider_type(IdentityProviderType::Saml)
+            .identity_provider_details("MetadataURL", "https://idp.example.com/metadata")
+            .send()
+            .await
+            .unwrap();
+    }
+    let pages: Vec<_> = client
+        .list_identity_providers()
+        .portal_arn(&portal_arn)
+        .max_results(5)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 3);
+    let names: Vec<_> = pages
+        .iter()
+        .flat_map(|p| p.identity_providers().iter().filter_map(|i| i.identity_provider_name()))
+        .collect();
+    assert_eq!(names.len(), 12);
+    assert_eq!(names[0], "saml-00");
+    assert_eq!(names[11], "saml-11");
+}
+
+#[tokio::test]
+async fn providers_need_an_existing_portal_of_the_calling_account() {
+    let config = fast_config().with_account(AccountConfig::new("333333333333").with_portal(SEEDED_PORTAL));
+    let emu = start(config).await;
+
+    // the seeded portal exists for its own account
+    let owner = web(&assumed(&emu, "333333333333").await);
+    owner.get_portal().portal_arn(SEEDED_PORTAL).send().await.expect("seeded portal");
+
+    let client = web(&assumed(&emu, MEMBER).await);
+    let missing = format!(
+        "arn:aws:workspaces-web:us-east-1:{MEMBER}:portal/00000000-0000-4000-8000-000000000000"
+    );
+    for portal in [missing.as_str(), SEEDED_PORTAL] {
+        let err = client
+            .create_identity_provider()
+            .portal_arn(portal)
+            .identity_provider_name("corp-oidc")
+            .identity_provider_type(IdentityProviderType::Oidc)
+            .set_identity_provider_details(Some(oidc_details()))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        match err {
+            CreateIdentityProviderError::ResourceNotFoundException(e) => {
+                assert!(e.message().unwrap().contains(portal));
+                assert_eq!(e.resource_id(), Some(portal));
+            }
+            other => panic!("expected ResourceNotFoundException, got {other:?}"),
+        }
+    }
+    assert_eq!(emu.counters().created("CreateIdentityProvider"), 0);
+}
+
+#[tokio::test]
+async fn client_token_same_same_same_different_and_none() {
+    let emu = start(fast_config()).await;
+    let client = web(&assumed(&emu, MEMBER).await);
+    let portal_arn = new_portal(&client).await;
+    let create = |name: &'static str, token: Option<&'static str>| {
+        client
+            .create_identity_provider()
+            .portal_arn(&portal_arn)
+            .identity_provider_name(name)
+            .identity_provider_type(IdentityProviderType::Oidc)
+            .set_identity_provider_details(Some(oidc_details()))
+            .set_client_token(token.map(str::to_string))
+            .send()
+    };
+    let a = create("corp-oidc", Some("tok")).await.unwrap();
+    let b = create("corp-oidc", Some("tok")).await.unwrap();
+    assert_eq!(a.identity_provider_arn(), b.identity_provider_arn());
+    assert_eq!(emu.counters().created("CreateIdentityProvider"), 1);
+    assert_eq!(emu.counters().returned_existing("CreateIdentityProvider"), 1);
+
+    let err = create("other-oidc", Some("tok")).await.unwrap_err().into_service_error();
+    match err {
+        CreateIdentityProviderError::ConflictException(e) => {
+            assert!(e.message().unwrap().contains("IdempotentParameterMismatch"))
+        }
+        other => panic!("expected ConflictException, got {other:?}"),
+    }
+
+    // no token works; a second provider of the same name on the portal conflicts
+    create("second", None).await.expect("create without a token");
+    let err = create("second", None).await.unwrap_err().into_service_error();
+    match err {
+        CreateIdentityProviderError::ConflictException(e) => {
+            assert_eq!(e.resource_type(), Some("IDENTITY_PROVIDER"));
+            assert!(e.resource_id().is_some());
+        }
+        other => panic!("expected ConflictException, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn names_arns_types_and_details_are_validated() {
+    let emu = start(fast_config()).await;
+    let client = web(&assumed(&emu, MEMBER).await);
+    let portal_arn = new_portal(&client).await;
+    let attempt = |portal: String, name: String, kind: IdentityProviderType, details| {
+        client
+            .create_identity_provider()
+            .portal_arn(portal)
+            .identity_provider_name(name)
+            .identity_provider_type(kind)
+            .set_identity_provider_details(Some(details))
+            .send()
+    };
+
+    // name out of range (1-32)
+    let err = attempt(portal_arn.clone(), "n".repeat(33), IdentityProviderType::Oidc, oidc_details())
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        CreateIdentityProviderError::ValidationException(e) => {
+            assert_eq!(e.reason(), Some(&ValidationExceptionReason::FieldValidationFailed));
+            assert_eq!(e.field_list()[0].name(), "identityProviderName");
+            assert!(e.message().unwrap().contains("less than or equal to 32"));
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+
+    // bad portal ARN
+    let err = attempt("arn:aws:workspaces-web:us-east-1:1:portal/x".into(), "corp".into(), IdentityProviderType::Oidc, oidc_details())
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(matches!(err, CreateIdentityProviderError::ValidationException(_)), "{err:?}");
+    assert!(err.message().unwrap().contains("portalArn"));
+
+    // unknown provider type
+    let err = attempt(portal_arn.clone(), "corp".into(), IdentityProviderType::from("Okta"), oidc_details())
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        CreateIdentityProviderError::ValidationException(e) => {
+            assert!(e.message().unwrap().contains("identityProviderType"));
+            assert!(e.message().unwrap().contains("enum value set"));
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+
+    // details missing a required key, with an unknown one; the secret is never echoed
+    let mut details = oidc_details();
+    details.remove("oidc_issuer");
+    details.insert("favourite_colour".into(), CANARY.into());
+    let err = attempt(portal_arn.clone(), "corp".into(), IdentityProviderType::Oidc, details)
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match &err {
+        CreateIdentityProviderError::ValidationException(e) => {
+            let fields: Vec<_> = e.field_list().iter().map(|f| f.name()).collect();
+            assert!(fields.contains(&"identityProviderDetails.oidc_issuer"), "{fields:?}");
+            assert!(fields.contains(&"identityProviderDetails.favourite_colour"), "{fields:?}");
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    assert!(!format!("{err:?}").contains(CANARY));
+
+    // a SAML provider needs exactly one metadata source
+    let err = attempt(portal_arn.clone(), "corp-saml".into(), IdentityProviderType::Saml, HashMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.into_service_error().code(), Some("ValidationException"));
+    assert_eq!(emu.counters().created("CreateIdentityProvider"), 0);
+}
