@@ -39,7 +39,12 @@ async fn a_throttled_create_is_retried_by_the_sdk_and_creates_one_resource() {
             r.max_faults = Some(2);
         }),
     ));
-    let out = client.create_instance().client_token("t-1").send().await.expect("retried");
+    let out = client
+        .create_instance()
+        .client_token("t-1")
+        .send()
+        .await
+        .expect("retried");
     let counters = emu.counters();
     assert_eq!(counters.calls("CreateInstance"), 3);
     assert_eq!(counters.faults("CreateInstance").throttled, 2);
@@ -74,8 +79,16 @@ async fn throttling_arrives_typed_when_retries_run_out() {
         }
         other => panic!("expected ThrottlingException, got {other:?}"),
     }
-    let sso_err = sso(&config).create_instance().send().await.unwrap_err().into_service_error();
-    assert!(matches!(sso_err, CreateInstanceError::ThrottlingException(_)), "{sso_err:?}");
+    let sso_err = sso(&config)
+        .create_instance()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(sso_err, CreateInstanceError::ThrottlingException(_)),
+        "{sso_err:?}"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +110,11 @@ async fn commit_then_fail_and_an_sdk_retry_return_the_same_arn() {
         // no explicit token: the SDK's own token is reused across its retries
         let out = client.create_instance().send().await.expect("retried");
         let arn = out.instance_arn.unwrap();
-        assert_eq!(instances_of(&emu, MEMBER), vec![arn.clone()], "drop={drop_connection}");
+        assert_eq!(
+            instances_of(&emu, MEMBER),
+            vec![arn.clone()],
+            "drop={drop_connection}"
+        );
         let counters = emu.counters();
         assert_eq!(counters.created("CreateInstance"), 1);
         assert_eq!(counters.returned_existing("CreateInstance"), 1);
@@ -117,15 +134,29 @@ async fn a_lost_response_is_recovered_by_calling_again_with_the_same_token() {
             r.max_faults = Some(1);
         }),
     ));
-    let err = client.create_instance().client_token("step-key").send().await.unwrap_err();
+    let err = client
+        .create_instance()
+        .client_token("step-key")
+        .send()
+        .await
+        .unwrap_err();
     assert!(matches!(
         err.into_service_error(),
         CreateInstanceError::InternalServerException(_)
     ));
     let committed = instances_of(&emu, MEMBER);
-    assert_eq!(committed.len(), 1, "the create committed although the client saw a 500");
+    assert_eq!(
+        committed.len(),
+        1,
+        "the create committed although the client saw a 500"
+    );
 
-    let again = client.create_instance().client_token("step-key").send().await.unwrap();
+    let again = client
+        .create_instance()
+        .client_token("step-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.instance_arn.unwrap(), committed[0]);
     assert_eq!(emu.counters().created("CreateInstance"), 1);
 }
@@ -137,7 +168,11 @@ async fn latency_is_added() {
     emu.set_faults(FaultConfig::new(0).with_rule("ListInstances", rule(|r| r.latency_ms = 200)));
     let t = Instant::now();
     client.list_instances().send().await.unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(200), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -182,7 +217,11 @@ async fn fifty_concurrent_creates_with_distinct_tokens_make_one_instance() {
     for i in 0..50 {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            client.create_instance().client_token(format!("t{i}")).send().await
+            client
+                .create_instance()
+                .client_token(format!("t{i}"))
+                .send()
+                .await
         }));
     }
     let (mut ok, mut conflicts) = (0, 0);
@@ -254,8 +293,18 @@ async fn admin_api_sets_faults_and_reports_counters_and_state() {
         1,
     ));
     let org = emu.config().organization_instance_arn().to_string();
-    assert!(client.describe_instance().instance_arn(&org).send().await.is_err());
-    client.describe_instance().instance_arn(&org).send().await.expect("fault used up");
+    assert!(client
+        .describe_instance()
+        .instance_arn(&org)
+        .send()
+        .await
+        .is_err());
+    client
+        .describe_instance()
+        .instance_arn(&org)
+        .send()
+        .await
+        .expect("fault used up");
 
     let (status, body) = raw(&emu, "GET", "/_emulator/counters", &[], b"").await;
     assert_eq!(status, 200);
@@ -266,13 +315,23 @@ async fn admin_api_sets_faults_and_reports_counters_and_state() {
     let (status, body) = raw(&emu, "GET", "/_emulator/state", &[], b"").await;
     assert_eq!(status, 200);
     let state: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(state["accounts"][MANAGEMENT]["instances"][0]["instance_arn"], org);
+    assert_eq!(
+        state["accounts"][MANAGEMENT]["instances"][0]["instance_arn"],
+        org
+    );
 
     let (status, _) = raw(&emu, "POST", "/_emulator/reset", &[], b"").await;
     assert_eq!(status, 200);
     assert_eq!(emu.counters(), identity_emulator::Counters::default());
 
-    let (status, body) = raw(&emu, "POST", "/_emulator/faults", &[], br#"{"rules": {"*": {"throttle_rate": 2}}}"#).await;
+    let (status, body) = raw(
+        &emu,
+        "POST",
+        "/_emulator/faults",
+        &[],
+        br#"{"rules": {"*": {"throttle_rate": 2}}}"#,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let (status, _) = raw(&emu, "POST", "/_emulator/faults", &[], b"{not json").await;
     assert_eq!(status, 400);

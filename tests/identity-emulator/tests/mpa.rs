@@ -30,7 +30,12 @@ async fn settled(
     arn: &str,
 ) -> aws_sdk_mpa::operation::get_identity_source::GetIdentitySourceOutput {
     eventually(Duration::from_secs(3), || async {
-        let out = client.get_identity_source().identity_source_arn(arn).send().await.unwrap();
+        let out = client
+            .get_identity_source()
+            .identity_source_arn(arn)
+            .send()
+            .await
+            .unwrap();
         (out.status() != Some(&IdentitySourceStatus::Creating)).then_some(out)
     })
     .await
@@ -57,15 +62,27 @@ async fn identity_source_lifecycle_on_the_organization_instance() {
             .is_match(&arn),
         "{arn}"
     );
-    assert_eq!(created.identity_source_type(), Some(&IdentitySourceType::IamIdentityCenter));
+    assert_eq!(
+        created.identity_source_type(),
+        Some(&IdentitySourceType::IamIdentityCenter)
+    );
     assert!(created.creation_time().is_some());
 
-    let got = client.get_identity_source().identity_source_arn(&arn).send().await.unwrap();
+    let got = client
+        .get_identity_source()
+        .identity_source_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), Some(&IdentitySourceStatus::Creating));
 
     let got = settled(&client, &arn).await;
     assert_eq!(got.status(), Some(&IdentitySourceStatus::Active));
-    let iic = got.identity_source_parameters().unwrap().as_iam_identity_center().unwrap();
+    let iic = got
+        .identity_source_parameters()
+        .unwrap()
+        .as_iam_identity_center()
+        .unwrap();
     assert_eq!(iic.instance_arn(), Some(org.as_str()));
     assert_eq!(iic.region(), Some("us-east-1"));
     assert!(iic.approval_portal_url().is_some());
@@ -84,7 +101,12 @@ async fn identity_source_lifecycle_on_the_organization_instance() {
     assert_eq!(listed[0].identity_source_arn(), Some(arn.as_str()));
     assert_eq!(listed[0].status(), Some(&IdentitySourceStatus::Active));
 
-    client.delete_identity_source().identity_source_arn(&arn).send().await.unwrap();
+    client
+        .delete_identity_source()
+        .identity_source_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     let err = client
         .get_identity_source()
         .identity_source_arn(&arn)
@@ -96,7 +118,13 @@ async fn identity_source_lifecycle_on_the_organization_instance() {
         GetIdentitySourceError::ResourceNotFoundException(e) => assert!(e.message().contains(&arn)),
         other => panic!("expected ResourceNotFoundException, got {other:?}"),
     }
-    assert!(client.list_identity_sources().send().await.unwrap().identity_sources().is_empty());
+    assert!(client
+        .list_identity_sources()
+        .send()
+        .await
+        .unwrap()
+        .identity_sources()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -149,7 +177,13 @@ async fn only_the_management_account_may_create_it() {
 async fn an_account_instance_ends_in_error_not_valid() {
     let emu = start(fast_config()).await;
     let member_sso = sso(&assumed(&emu, MEMBER).await);
-    let account_instance = member_sso.create_instance().send().await.unwrap().instance_arn.unwrap();
+    let account_instance = member_sso
+        .create_instance()
+        .send()
+        .await
+        .unwrap()
+        .instance_arn
+        .unwrap();
 
     let client = mpa(&management(&emu));
     let arn = client
@@ -162,11 +196,19 @@ async fn an_account_instance_ends_in_error_not_valid() {
         .unwrap();
     let got = settled(&client, &arn).await;
     assert_eq!(got.status(), Some(&IdentitySourceStatus::Error));
-    assert_eq!(got.status_code(), Some(&IdentitySourceStatusCode::IdcInstanceNotValid));
+    assert_eq!(
+        got.status_code(),
+        Some(&IdentitySourceStatusCode::IdcInstanceNotValid)
+    );
     assert!(got.status_message().unwrap().contains("account instance"));
 
     // after deleting it, an unknown instance ends in IDC_INSTANCE_NOT_FOUND
-    client.delete_identity_source().identity_source_arn(&arn).send().await.unwrap();
+    client
+        .delete_identity_source()
+        .identity_source_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     let arn = client
         .create_identity_source()
         .identity_source_parameters(params(
@@ -179,7 +221,10 @@ async fn an_account_instance_ends_in_error_not_valid() {
         .identity_source_arn
         .unwrap();
     let got = settled(&client, &arn).await;
-    assert_eq!(got.status_code(), Some(&IdentitySourceStatusCode::IdcInstanceNotFound));
+    assert_eq!(
+        got.status_code(),
+        Some(&IdentitySourceStatusCode::IdcInstanceNotFound)
+    );
 }
 
 #[tokio::test]
@@ -201,7 +246,10 @@ async fn client_token_same_same_same_different_and_none() {
     assert_eq!(emu.counters().created("CreateIdentitySource"), 1);
     assert_eq!(emu.counters().returned_existing("CreateIdentitySource"), 1);
 
-    let err = create("eu-west-1", Some("tok")).await.unwrap_err().into_service_error();
+    let err = create("eu-west-1", Some("tok"))
+        .await
+        .unwrap_err()
+        .into_service_error();
     match err {
         CreateIdentitySourceError::ValidationException(e) => {
             assert!(e.message().contains("IdempotentParameterMismatch"))
@@ -210,10 +258,18 @@ async fn client_token_same_same_same_different_and_none() {
     }
 
     // no token: the SDK fills a fresh one, so the organization's quota answers
-    let err = create("us-east-1", None).await.unwrap_err().into_service_error();
-    assert!(matches!(err, CreateIdentitySourceError::ServiceQuotaExceededException(_)));
+    let err = create("us-east-1", None)
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(matches!(
+        err,
+        CreateIdentitySourceError::ServiceQuotaExceededException(_)
+    ));
     emu.reset();
-    create("us-east-1", None).await.expect("create without a token");
+    create("us-east-1", None)
+        .await
+        .expect("create without a token");
     assert_eq!(emu.counters().created("CreateIdentitySource"), 1);
 }
 
@@ -231,7 +287,8 @@ async fn model_constraints_are_enforced() {
     match err {
         CreateIdentitySourceError::ValidationException(e) => {
             assert!(
-                e.message().contains("IdentitySourceParameters.IamIdentityCenter.InstanceArn"),
+                e.message()
+                    .contains("IdentitySourceParameters.IamIdentityCenter.InstanceArn"),
                 "{e:?}"
             )
         }
@@ -246,7 +303,12 @@ async fn model_constraints_are_enforced() {
         .unwrap_err();
     assert_eq!(err.into_service_error().code(), Some("ValidationException"));
 
-    let err = client.list_identity_sources().max_results(21).send().await.unwrap_err();
+    let err = client
+        .list_identity_sources()
+        .max_results(21)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.into_service_error().code(), Some("ValidationException"));
 
     let err = client
@@ -256,6 +318,9 @@ async fn model_constraints_are_enforced() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(matches!(err, GetIdentitySourceError::ResourceNotFoundException(_)));
+    assert!(matches!(
+        err,
+        GetIdentitySourceError::ResourceNotFoundException(_)
+    ));
     assert_eq!(emu.counters().created("CreateIdentitySource"), 0);
 }

@@ -22,14 +22,28 @@ async fn account_instance_lifecycle_in_a_member_account() {
         .create_instance()
         .name("payments-prod")
         .client_token("token-1")
-        .tags(Tag::builder().key("CostCenter").value("1234").build().unwrap())
+        .tags(
+            Tag::builder()
+                .key("CostCenter")
+                .value("1234")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("create");
     let arn = created.instance_arn().expect("arn").to_string();
-    assert!(regex::Regex::new(ARN_PATTERN).unwrap().is_match(&arn), "{arn}");
+    assert!(
+        regex::Regex::new(ARN_PATTERN).unwrap().is_match(&arn),
+        "{arn}"
+    );
 
-    let d = member.describe_instance().instance_arn(&arn).send().await.unwrap();
+    let d = member
+        .describe_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.status(), Some(&InstanceStatus::CreateInProgress));
     assert_eq!(d.owner_account_id(), Some(MEMBER));
     assert_eq!(d.name(), Some("payments-prod"));
@@ -37,37 +51,71 @@ async fn account_instance_lifecycle_in_a_member_account() {
     assert!(d.created_date().is_some());
 
     let status = eventually(Duration::from_secs(3), || async {
-        let d = member.describe_instance().instance_arn(&arn).send().await.unwrap();
+        let d = member
+            .describe_instance()
+            .instance_arn(&arn)
+            .send()
+            .await
+            .unwrap();
         (d.status() != Some(&InstanceStatus::CreateInProgress)).then(|| d.status().cloned())
     })
     .await;
     assert_eq!(status, Some(InstanceStatus::Active));
 
     let listed = member.list_instances().send().await.unwrap();
-    let arns: Vec<_> = listed.instances().iter().filter_map(|i| i.instance_arn()).collect();
+    let arns: Vec<_> = listed
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_arn())
+        .collect();
     assert_eq!(arns, vec![arn.as_str()]);
 
-    member.delete_instance().instance_arn(&arn).send().await.unwrap();
-    let gone = member.describe_instance().instance_arn(&arn).send().await.unwrap_err();
+    member
+        .delete_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let gone = member
+        .describe_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap_err();
     assert!(matches!(
         gone.into_service_error(),
         DescribeInstanceError::AccessDeniedException(_)
     ));
     // the account may create a new one after deletion
-    member.create_instance().send().await.expect("recreate after delete");
+    member
+        .create_instance()
+        .send()
+        .await
+        .expect("recreate after delete");
 }
 
 #[tokio::test]
 async fn instances_belong_to_the_assumed_account_and_management_is_refused() {
     let emu = start(fast_config()).await;
     let member = sso(&assumed(&emu, MEMBER).await);
-    let arn = member.create_instance().send().await.unwrap().instance_arn.unwrap();
+    let arn = member
+        .create_instance()
+        .send()
+        .await
+        .unwrap()
+        .instance_arn
+        .unwrap();
     let state = emu.state();
     let owned = &state["accounts"][MEMBER]["instances"][0]["instance_arn"];
     assert_eq!(owned.as_str(), Some(arn.as_str()));
 
     let mgmt = sso(&management(&emu));
-    let err = mgmt.create_instance().send().await.unwrap_err().into_service_error();
+    let err = mgmt
+        .create_instance()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     match err {
         CreateInstanceError::ConflictException(e) => {
             assert!(e.message().unwrap().contains("management account"), "{e:?}")
@@ -76,7 +124,12 @@ async fn instances_belong_to_the_assumed_account_and_management_is_refused() {
     }
     // another member account cannot see the instance
     let other = sso(&assumed(&emu, "333333333333").await);
-    let err = other.describe_instance().instance_arn(&arn).send().await.unwrap_err();
+    let err = other
+        .describe_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap_err();
     assert!(matches!(
         err.into_service_error(),
         DescribeInstanceError::AccessDeniedException(_)
@@ -87,7 +140,12 @@ async fn instances_belong_to_the_assumed_account_and_management_is_refused() {
 async fn a_second_instance_in_the_same_account_conflicts() {
     let emu = start(fast_config()).await;
     let member = sso(&assumed(&emu, MEMBER).await);
-    let first = member.create_instance().client_token("a").send().await.unwrap();
+    let first = member
+        .create_instance()
+        .client_token("a")
+        .send()
+        .await
+        .unwrap();
     let err = member
         .create_instance()
         .client_token("b")
@@ -110,8 +168,20 @@ async fn a_second_instance_in_the_same_account_conflicts() {
 async fn client_token_same_same_same_different_and_none() {
     let emu = start(fast_config()).await;
     let member = sso(&assumed(&emu, MEMBER).await);
-    let a = member.create_instance().name("x").client_token("tok").send().await.unwrap();
-    let b = member.create_instance().name("x").client_token("tok").send().await.unwrap();
+    let a = member
+        .create_instance()
+        .name("x")
+        .client_token("tok")
+        .send()
+        .await
+        .unwrap();
+    let b = member
+        .create_instance()
+        .name("x")
+        .client_token("tok")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(a.instance_arn(), b.instance_arn());
     let counters = emu.counters();
     assert_eq!(counters.created("CreateInstance"), 1);
@@ -143,7 +213,11 @@ async fn client_token_same_same_same_different_and_none() {
 
     // no token: the SDK fills one, and the create works
     let other = sso(&assumed(&emu, "333333333333").await);
-    let c = other.create_instance().send().await.expect("create without a token");
+    let c = other
+        .create_instance()
+        .send()
+        .await
+        .expect("create without a token");
     assert!(c.instance_arn().is_some());
     assert_eq!(emu.counters().created("CreateInstance"), 2);
 }
@@ -154,9 +228,20 @@ async fn configured_account_ends_in_create_failed() {
         .with_account(AccountConfig::new(MEMBER).failing_instance_creation("Quota reached"));
     let emu = start(config).await;
     let member = sso(&assumed(&emu, MEMBER).await);
-    let arn = member.create_instance().send().await.unwrap().instance_arn.unwrap();
+    let arn = member
+        .create_instance()
+        .send()
+        .await
+        .unwrap()
+        .instance_arn
+        .unwrap();
     let d = eventually(Duration::from_secs(3), || async {
-        let d = member.describe_instance().instance_arn(&arn).send().await.unwrap();
+        let d = member
+            .describe_instance()
+            .instance_arn(&arn)
+            .send()
+            .await
+            .unwrap();
         (d.status() != Some(&InstanceStatus::CreateInProgress)).then_some(d)
     })
     .await;
@@ -171,7 +256,15 @@ async fn management_lists_the_organization_over_several_pages() {
     for i in 0..12u64 {
         let account = format!("{:012}", 400_000_000_000u64 + i);
         let client = sso(&assumed(&emu, &account).await);
-        created.push(client.create_instance().send().await.unwrap().instance_arn.unwrap());
+        created.push(
+            client
+                .create_instance()
+                .send()
+                .await
+                .unwrap()
+                .instance_arn
+                .unwrap(),
+        );
     }
     let mgmt = sso(&management(&emu));
     let first = mgmt.list_instances().max_results(5).send().await.unwrap();
@@ -188,7 +281,11 @@ async fn management_lists_the_organization_over_several_pages() {
     assert_eq!(pages.len(), 2, "10 per page: 13 instances make 2 pages");
     let all: Vec<String> = pages
         .iter()
-        .flat_map(|p| p.instances().iter().filter_map(|i| i.instance_arn().map(str::to_string)))
+        .flat_map(|p| {
+            p.instances()
+                .iter()
+                .filter_map(|i| i.instance_arn().map(str::to_string))
+        })
         .collect();
     assert_eq!(all.len(), 13);
     assert!(all.contains(&emu.config().organization_instance_arn().to_string()));
@@ -217,8 +314,17 @@ async fn model_constraints_are_enforced() {
         other => panic!("expected ValidationException, got {other:?}"),
     }
 
-    let err = member.create_instance().name("has space").send().await.unwrap_err();
-    let msg = err.into_service_error().message().unwrap_or_default().to_string();
+    let err = member
+        .create_instance()
+        .name("has space")
+        .send()
+        .await
+        .unwrap_err();
+    let msg = err
+        .into_service_error()
+        .message()
+        .unwrap_or_default()
+        .to_string();
     assert!(msg.contains("regular expression pattern"), "{msg}");
 
     let err = member
@@ -228,7 +334,10 @@ async fn model_constraints_are_enforced() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(matches!(err, CreateInstanceError::ValidationException(_)), "{err:?}");
+    assert!(
+        matches!(err, CreateInstanceError::ValidationException(_)),
+        "{err:?}"
+    );
 
     let err = member
         .describe_instance()
@@ -244,7 +353,12 @@ async fn model_constraints_are_enforced() {
         other => panic!("expected ValidationException, got {other:?}"),
     }
 
-    let err = member.list_instances().max_results(0).send().await.unwrap_err();
+    let err = member
+        .list_instances()
+        .max_results(0)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.into_service_error().code(), Some("ValidationException"));
     assert_eq!(emu.counters().created("CreateInstance"), 0);
 }

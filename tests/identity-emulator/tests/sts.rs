@@ -14,7 +14,11 @@ use identity_emulator::AccountConfig;
 #[tokio::test]
 async fn long_term_credentials_act_in_the_management_account() {
     let emu = start(fast_config()).await;
-    let me = sts(&management(&emu)).get_caller_identity().send().await.unwrap();
+    let me = sts(&management(&emu))
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.account(), Some(MANAGEMENT));
     assert_eq!(me.arn(), Some("arn:aws:iam::111111111111:root"));
 }
@@ -72,7 +76,13 @@ async fn aws_config_assume_role_provider_works_against_the_emulator() {
         .build();
     let me = sts(&config).get_caller_identity().send().await.unwrap();
     assert_eq!(me.account(), Some(MEMBER));
-    let arn = sso(&config).create_instance().send().await.unwrap().instance_arn.unwrap();
+    let arn = sso(&config)
+        .create_instance()
+        .send()
+        .await
+        .unwrap()
+        .instance_arn
+        .unwrap();
     assert_eq!(
         emu.state()["accounts"][MEMBER]["instances"][0]["instance_arn"].as_str(),
         Some(arn.as_str())
@@ -93,7 +103,10 @@ async fn configured_roles_refuse_assumption() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(err.code(), Some("AccessDenied"));
-    assert!(err.message().unwrap().contains("not authorized to perform: sts:AssumeRole"));
+    assert!(err
+        .message()
+        .unwrap()
+        .contains("not authorized to perform: sts:AssumeRole"));
     // another role of the same account is fine
     client
         .assume_role()

@@ -53,9 +53,16 @@ async fn portal_and_identity_provider_lifecycle() {
         .await
         .unwrap();
     let portal_arn = portal.portal_arn().to_string();
-    assert!(portal_arn.starts_with(&format!("arn:aws:workspaces-web:us-east-1:{MEMBER}:portal/")));
+    assert!(portal_arn.starts_with(&format!(
+        "arn:aws:workspaces-web:us-east-1:{MEMBER}:portal/"
+    )));
     assert!(portal.portal_endpoint().ends_with(".workspaces-web.com"));
-    let got = client.get_portal().portal_arn(&portal_arn).send().await.unwrap();
+    let got = client
+        .get_portal()
+        .portal_arn(&portal_arn)
+        .send()
+        .await
+        .unwrap();
     let p = got.portal().unwrap();
     assert_eq!(p.portal_arn(), portal_arn);
     assert_eq!(p.display_name(), Some("payments"));
@@ -67,33 +74,71 @@ async fn portal_and_identity_provider_lifecycle() {
         .identity_provider_type(IdentityProviderType::Oidc)
         .set_identity_provider_details(Some(oidc_details()))
         .client_token("idp-1")
-        .tags(Tag::builder().key("Team").value("platform").build().unwrap())
+        .tags(
+            Tag::builder()
+                .key("Team")
+                .value("platform")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("create identity provider");
     let idp_arn = created.identity_provider_arn().to_string();
-    assert!(regex::Regex::new(SUBRESOURCE_ARN).unwrap().is_match(&idp_arn), "{idp_arn}");
+    assert!(
+        regex::Regex::new(SUBRESOURCE_ARN)
+            .unwrap()
+            .is_match(&idp_arn),
+        "{idp_arn}"
+    );
     let portal_id = portal_arn.rsplit('/').next().unwrap();
-    assert!(idp_arn.contains(&format!(":identityProvider/{portal_id}/")), "{idp_arn}");
+    assert!(
+        idp_arn.contains(&format!(":identityProvider/{portal_id}/")),
+        "{idp_arn}"
+    );
 
-    let got = client.get_identity_provider().identity_provider_arn(&idp_arn).send().await.unwrap();
+    let got = client
+        .get_identity_provider()
+        .identity_provider_arn(&idp_arn)
+        .send()
+        .await
+        .unwrap();
     let idp = got.identity_provider().unwrap();
     assert_eq!(idp.identity_provider_name(), Some("corp-oidc"));
-    assert_eq!(idp.identity_provider_type(), Some(&IdentityProviderType::Oidc));
     assert_eq!(
-        idp.identity_provider_details().unwrap().get("client_id").map(String::as_str),
+        idp.identity_provider_type(),
+        Some(&IdentityProviderType::Oidc)
+    );
+    assert_eq!(
+        idp.identity_provider_details()
+            .unwrap()
+            .get("client_id")
+            .map(String::as_str),
         Some("abc")
     );
 
-    let listed = client.list_identity_providers().portal_arn(&portal_arn).send().await.unwrap();
+    let listed = client
+        .list_identity_providers()
+        .portal_arn(&portal_arn)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.identity_providers().len(), 1);
-    assert_eq!(listed.identity_providers()[0].identity_provider_arn(), idp_arn);
+    assert_eq!(
+        listed.identity_providers()[0].identity_provider_arn(),
+        idp_arn
+    );
 
     // the state dump shows detail keys, never values
     let state = emu.state().to_string();
     assert!(state.contains("client_secret") && !state.contains(CANARY));
 
-    client.delete_identity_provider().identity_provider_arn(&idp_arn).send().await.unwrap();
+    client
+        .delete_identity_provider()
+        .identity_provider_arn(&idp_arn)
+        .send()
+        .await
+        .unwrap();
     let err = client
         .get_identity_provider()
         .identity_provider_arn(&idp_arn)
@@ -101,7 +146,10 @@ async fn portal_and_identity_provider_lifecycle() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(matches!(err, GetIdentityProviderError::ResourceNotFoundException(_)), "{err:?}");
+    assert!(
+        matches!(err, GetIdentityProviderError::ResourceNotFoundException(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -132,7 +180,11 @@ async fn identity_providers_list_over_several_pages() {
     assert_eq!(pages.len(), 3);
     let names: Vec<_> = pages
         .iter()
-        .flat_map(|p| p.identity_providers().iter().filter_map(|i| i.identity_provider_name()))
+        .flat_map(|p| {
+            p.identity_providers()
+                .iter()
+                .filter_map(|i| i.identity_provider_name())
+        })
         .collect();
     assert_eq!(names.len(), 12);
     assert_eq!(names[0], "saml-00");
@@ -141,12 +193,18 @@ async fn identity_providers_list_over_several_pages() {
 
 #[tokio::test]
 async fn providers_need_an_existing_portal_of_the_calling_account() {
-    let config = fast_config().with_account(AccountConfig::new("333333333333").with_portal(SEEDED_PORTAL));
+    let config =
+        fast_config().with_account(AccountConfig::new("333333333333").with_portal(SEEDED_PORTAL));
     let emu = start(config).await;
 
     // the seeded portal exists for its own account
     let owner = web(&assumed(&emu, "333333333333").await);
-    owner.get_portal().portal_arn(SEEDED_PORTAL).send().await.expect("seeded portal");
+    owner
+        .get_portal()
+        .portal_arn(SEEDED_PORTAL)
+        .send()
+        .await
+        .expect("seeded portal");
 
     let client = web(&assumed(&emu, MEMBER).await);
     let missing = format!(
@@ -193,9 +251,15 @@ async fn client_token_same_same_same_different_and_none() {
     let b = create("corp-oidc", Some("tok")).await.unwrap();
     assert_eq!(a.identity_provider_arn(), b.identity_provider_arn());
     assert_eq!(emu.counters().created("CreateIdentityProvider"), 1);
-    assert_eq!(emu.counters().returned_existing("CreateIdentityProvider"), 1);
+    assert_eq!(
+        emu.counters().returned_existing("CreateIdentityProvider"),
+        1
+    );
 
-    let err = create("other-oidc", Some("tok")).await.unwrap_err().into_service_error();
+    let err = create("other-oidc", Some("tok"))
+        .await
+        .unwrap_err()
+        .into_service_error();
     match err {
         CreateIdentityProviderError::ConflictException(e) => {
             assert!(e.message().unwrap().contains("IdempotentParameterMismatch"))
@@ -204,8 +268,13 @@ async fn client_token_same_same_same_different_and_none() {
     }
 
     // no token works; a second provider of the same name on the portal conflicts
-    create("second", None).await.expect("create without a token");
-    let err = create("second", None).await.unwrap_err().into_service_error();
+    create("second", None)
+        .await
+        .expect("create without a token");
+    let err = create("second", None)
+        .await
+        .unwrap_err()
+        .into_service_error();
     match err {
         CreateIdentityProviderError::ConflictException(e) => {
             assert_eq!(e.resource_type(), Some("IDENTITY_PROVIDER"));
@@ -231,13 +300,21 @@ async fn names_arns_types_and_details_are_validated() {
     };
 
     // name out of range (1-32)
-    let err = attempt(portal_arn.clone(), "n".repeat(33), IdentityProviderType::Oidc, oidc_details())
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = attempt(
+        portal_arn.clone(),
+        "n".repeat(33),
+        IdentityProviderType::Oidc,
+        oidc_details(),
+    )
+    .await
+    .unwrap_err()
+    .into_service_error();
     match err {
         CreateIdentityProviderError::ValidationException(e) => {
-            assert_eq!(e.reason(), Some(&ValidationExceptionReason::FieldValidationFailed));
+            assert_eq!(
+                e.reason(),
+                Some(&ValidationExceptionReason::FieldValidationFailed)
+            );
             assert_eq!(e.field_list()[0].name(), "identityProviderName");
             assert!(e.message().unwrap().contains("less than or equal to 32"));
         }
@@ -245,18 +322,31 @@ async fn names_arns_types_and_details_are_validated() {
     }
 
     // bad portal ARN
-    let err = attempt("arn:aws:workspaces-web:us-east-1:1:portal/x".into(), "corp".into(), IdentityProviderType::Oidc, oidc_details())
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(matches!(err, CreateIdentityProviderError::ValidationException(_)), "{err:?}");
+    let err = attempt(
+        "arn:aws:workspaces-web:us-east-1:1:portal/x".into(),
+        "corp".into(),
+        IdentityProviderType::Oidc,
+        oidc_details(),
+    )
+    .await
+    .unwrap_err()
+    .into_service_error();
+    assert!(
+        matches!(err, CreateIdentityProviderError::ValidationException(_)),
+        "{err:?}"
+    );
     assert!(err.message().unwrap().contains("portalArn"));
 
     // unknown provider type
-    let err = attempt(portal_arn.clone(), "corp".into(), IdentityProviderType::from("Okta"), oidc_details())
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = attempt(
+        portal_arn.clone(),
+        "corp".into(),
+        IdentityProviderType::from("Okta"),
+        oidc_details(),
+    )
+    .await
+    .unwrap_err()
+    .into_service_error();
     match err {
         CreateIdentityProviderError::ValidationException(e) => {
             assert!(e.message().unwrap().contains("identityProviderType"));
@@ -269,24 +359,40 @@ async fn names_arns_types_and_details_are_validated() {
     let mut details = oidc_details();
     details.remove("oidc_issuer");
     details.insert("favourite_colour".into(), CANARY.into());
-    let err = attempt(portal_arn.clone(), "corp".into(), IdentityProviderType::Oidc, details)
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = attempt(
+        portal_arn.clone(),
+        "corp".into(),
+        IdentityProviderType::Oidc,
+        details,
+    )
+    .await
+    .unwrap_err()
+    .into_service_error();
     match &err {
         CreateIdentityProviderError::ValidationException(e) => {
             let fields: Vec<_> = e.field_list().iter().map(|f| f.name()).collect();
-            assert!(fields.contains(&"identityProviderDetails.oidc_issuer"), "{fields:?}");
-            assert!(fields.contains(&"identityProviderDetails.favourite_colour"), "{fields:?}");
+            assert!(
+                fields.contains(&"identityProviderDetails.oidc_issuer"),
+                "{fields:?}"
+            );
+            assert!(
+                fields.contains(&"identityProviderDetails.favourite_colour"),
+                "{fields:?}"
+            );
         }
         other => panic!("expected ValidationException, got {other:?}"),
     }
     assert!(!format!("{err:?}").contains(CANARY));
 
     // a SAML provider needs exactly one metadata source
-    let err = attempt(portal_arn.clone(), "corp-saml".into(), IdentityProviderType::Saml, HashMap::new())
-        .await
-        .unwrap_err();
+    let err = attempt(
+        portal_arn.clone(),
+        "corp-saml".into(),
+        IdentityProviderType::Saml,
+        HashMap::new(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.into_service_error().code(), Some("ValidationException"));
     assert_eq!(emu.counters().created("CreateIdentityProvider"), 0);
 }
