@@ -206,7 +206,7 @@ impl Ledger {
                 reason: "claim returned no attributes".into(),
             }),
             Written::ConditionFailed(Some(old)) => {
-                classify_claim(Record::from_item(&old)?, req.request_hash, now_ms)
+                classify_claim(Record::from_item(&old)?, req.request_hash, &owner, now_ms)
             }
             Written::ConditionFailed(None) => Err(LedgerError::Corrupt {
                 key: key.to_string(),
@@ -501,6 +501,16 @@ impl Ledger {
             }),
             Written::ConditionFailed(old) => {
                 let now = old.as_ref().map(Record::from_item).transpose()?;
+                // The same retry already applied (an SDK retry after a lost response)?
+                if let Some(r) = &now {
+                    if r.status == Status::InProgress
+                        && r.generation == next
+                        && r.token == client_token(key, next)
+                        && r.attempt == 0
+                    {
+                        return Ok(r.clone());
+                    }
+                }
                 Err(LedgerError::NotAllowed(format!(
                     "{key} changed while retrying (now {}); look at it again",
                     now.map(|r| format!("{} generation {}", r.status, r.generation))
@@ -512,7 +522,25 @@ impl Ledger {
 }
 
 /// Classifies the stored item of a claim whose condition failed. No extra read.
-fn classify_claim(old: Record, request_hash: &str, now_ms: u64) -> Result<Claim, LedgerError> {
+///
+/// `owner` is the owner id this claim wrote: finding it stored means an earlier attempt of
+/// this very request (an SDK retry after a lost response) acquired the step.
+fn classify_claim(
+    old: Record,
+    request_hash: &str,
+    owner: &str,
+    now_ms: u64,
+) -> Result<Claim, LedgerError> {
+    if old.status == Status::InProgress && old.lease_owner.as_deref() == Some(owner) {
+        return Ok(Claim::Acquired(Lease {
+            expires_at: from_epoch_ms(old.lease_expires_at.unwrap_or(0)),
+            token: old.token,
+            attempt: old.attempt,
+            generation: old.generation,
+            owner: owner.to_owned(),
+            key: old.key,
+        }));
+    }
     match old.status {
         Status::Ready => Ok(Claim::Ready(old)),
         Status::Created => Ok(Claim::Created(old)),
@@ -565,7 +593,7 @@ mod tests {
 
     #[test]
     fn refused_claims_are_classified_from_the_stored_item() {
-        let c = |r| classify_claim(r, "h", 1_000);
+        let c = |r| classify_claim(r, "h", "me", 1_000);
         assert!(matches!(
             c(record(Status::Ready, Some("h"), None)),
             Ok(Claim::Ready(_))
@@ -597,6 +625,14 @@ mod tests {
         assert!(matches!(
             c(record(Status::InProgress, Some("h"), Some(500))),
             Err(LedgerError::Corrupt { .. })
+        ));
+        // Our own earlier attempt (response lost, SDK retried) acquired it.
+        let mut mine = record(Status::InProgress, Some("h"), Some(2_000));
+        mine.lease_owner = Some("me".into());
+        mine.attempt = 3;
+        assert!(matches!(
+            c(mine),
+            Ok(Claim::Acquired(lease)) if lease.attempt == 3 && lease.owner == "me"
         ));
     }
 

@@ -1,0 +1,122 @@
+//! AWS configuration and cross-account access.
+//!
+//! Every client derives from one `SdkConfig`, so the standard `AWS_ENDPOINT_URL_<SERVICE>`
+//! variables (or a config's service settings, as the tests use) point all of them at local
+//! stand-ins without code changes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+
+use crate::error::StepError;
+
+/// Assumed credentials are reused until this close to their expiry.
+const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Bounded timeouts: an unreachable endpoint is a retryable error in seconds, not a hung
+/// invocation.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(25))
+        .build()
+}
+
+/// The function's configuration from its environment (credentials, Region, endpoints).
+pub async fn load_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// Acts in member accounts by assuming a role of a fixed name there. Credentials are cached
+/// per account for the life of the execution environment.
+pub struct MemberAccess {
+    base: SdkConfig,
+    sts: aws_sdk_sts::Client,
+    role_name: String,
+    cache: Mutex<HashMap<String, Credentials>>,
+}
+
+impl MemberAccess {
+    pub fn new(base: &SdkConfig, role_name: impl Into<String>) -> Self {
+        Self {
+            base: base.clone(),
+            sts: aws_sdk_sts::Client::new(base),
+            role_name: role_name.into(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn role_arn(&self, account_id: &str) -> String {
+        format!("arn:aws:iam::{account_id}:role/{}", self.role_name)
+    }
+
+    /// A config acting in `account_id` (in `region`, or the function's own).
+    pub async fn config_for(
+        &self,
+        account_id: &str,
+        region: Option<&str>,
+    ) -> Result<SdkConfig, StepError> {
+        let credentials = match self.cached(account_id) {
+            Some(credentials) => credentials,
+            None => self.assume(account_id).await?,
+        };
+        let mut builder = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials));
+        if let Some(region) = region {
+            builder = builder.region(Region::new(region.to_string()));
+        }
+        Ok(builder.build())
+    }
+
+    fn cached(&self, account_id: &str) -> Option<Credentials> {
+        let cache = self.cache.lock().ok()?;
+        let credentials = cache.get(account_id)?;
+        let fresh = credentials
+            .expiry()
+            .is_some_and(|expiry| expiry > SystemTime::now() + CREDENTIALS_REFRESH_MARGIN);
+        fresh.then(|| credentials.clone())
+    }
+
+    async fn assume(&self, account_id: &str) -> Result<Credentials, StepError> {
+        let role_arn = self.role_arn(account_id);
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&role_arn)
+            .role_session_name(format!("identity-onboarding-{account_id}"))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk(&format!("sts AssumeRole {role_arn}"), e))?;
+        let c = out.credentials().ok_or_else(|| {
+            StepError::retryable(
+                "NoCredentials",
+                format!("sts AssumeRole {role_arn} returned no credentials"),
+            )
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration()).ok();
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            expiry,
+            "identity-onboarding-assume-role",
+        );
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(account_id.to_string(), credentials.clone());
+        }
+        Ok(credentials)
+    }
+}

@@ -1,0 +1,141 @@
+//! One error type for everything a step does, classified once: retryable (keep the claim's
+//! token, fail the delivery, let the queue bring it back) or permanent (record FAILED, announce,
+//! acknowledge).
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::ledger::{ErrorReason, LedgerError};
+
+/// Error codes AWS uses for transient conditions, across the services this project calls.
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "InternalServerException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "IDPCommunicationError",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({}): {}", .0.code, if .0.retryable { "retryable" } else { "permanent" }, .0.message)]
+pub struct StepError(pub ErrorReason);
+
+impl StepError {
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(ErrorReason {
+            retryable: true,
+            code: code.into(),
+            message: message.into(),
+        })
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(ErrorReason {
+            retryable: false,
+            code: code.into(),
+            message: message.into(),
+        })
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.0.retryable
+    }
+
+    pub fn code(&self) -> &str {
+        &self.0.code
+    }
+
+    pub fn reason(&self) -> &ErrorReason {
+        &self.0
+    }
+
+    /// Classifies any AWS SDK error. `action` names the call for the message
+    /// ("sso-admin CreateInstance"). Transport failures, timeouts, throttling and 5xx are
+    /// retryable; every other service error (validation, access denied, conflict, quota,
+    /// not found, parameter mismatch) is permanent.
+    pub fn from_sdk<E>(action: &str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match &err {
+            SdkError::ServiceError(ctx) => {
+                let status = ctx.raw().status().as_u16();
+                let code = ctx.err().code().unwrap_or("Unknown").to_string();
+                let message = ctx
+                    .err()
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("HTTP {status}"));
+                let message = format!("{action}: {message}");
+                if status == 429 || status >= 500 || RETRYABLE_CODES.contains(&code.as_str()) {
+                    Self::retryable(code, message)
+                } else {
+                    Self::permanent(code, message)
+                }
+            }
+            SdkError::TimeoutError(_) => Self::retryable("Timeout", format!("{action}: timed out")),
+            SdkError::DispatchFailure(f) => {
+                // Credentials that could not be resolved are a configuration problem, but
+                // they also occur while the credential endpoint is unavailable: retry.
+                Self::retryable(
+                    "DispatchFailure",
+                    format!("{action}: {}", display_chain(&err, f.is_user())),
+                )
+            }
+            SdkError::ResponseError(_) => Self::retryable(
+                "ResponseError",
+                format!("{action}: {}", display_chain(&err, false)),
+            ),
+            SdkError::ConstructionFailure(_) => Self::permanent(
+                "RequestConstruction",
+                format!("{action}: {}", display_chain(&err, false)),
+            ),
+            _ => Self::retryable(
+                "Unknown",
+                format!("{action}: {}", display_chain(&err, false)),
+            ),
+        }
+    }
+}
+
+impl From<LedgerError> for StepError {
+    fn from(err: LedgerError) -> Self {
+        let code = match &err {
+            LedgerError::LostLease { .. } => "LostLease",
+            LedgerError::Unavailable(_) => "LedgerUnavailable",
+            LedgerError::Rejected(_) => "LedgerRejected",
+            LedgerError::Corrupt { .. } => "LedgerCorrupt",
+            LedgerError::NotAllowed(_) => "NotAllowed",
+        };
+        if err.is_retryable() {
+            Self::retryable(code, err.to_string())
+        } else {
+            Self::permanent(code, err.to_string())
+        }
+    }
+}
+
+/// The error and its sources on one line: SDK errors hide the useful part in `source()`.
+fn display_chain(err: &dyn std::error::Error, user: bool) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if user {
+        text.push_str(" (check the endpoint and credentials configuration)");
+    }
+    text
+}

@@ -1,0 +1,239 @@
+//! The Lambda handler every function uses: one payload in (a direct EventBridge event or an
+//! SQS batch), the step run for each request, one reply out.
+//!
+//! SQS: records run concurrently; the reply lists exactly the records to retry
+//! (`ReportBatchItemFailures`): retryable failures and records that cannot be decoded (they
+//! have no ledger item to hold their failure, so they go back to the queue and on to its
+//! DLQ). FIFO: records of one message group run in order, and once one fails the rest of its
+//! group is failed too. Direct invocations return an error only for retryable failures.
+
+use std::time::SystemTime;
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+use tracing::{error, info, warn};
+
+use crate::announce::Subject;
+use crate::engine::{Engine, Outcome};
+use crate::error::StepError;
+use crate::events::{self, Accept, Decoded, Invocation, SqsRecord};
+use crate::step::Step;
+use crate::telemetry::Tally;
+
+/// Step name used when announcing an event that could not be decoded at all.
+const EVENT_STEP: &str = "event";
+
+pub struct Handler<S> {
+    engine: Engine,
+    step: S,
+    accept: Accept,
+}
+
+/// What one record or event came to.
+enum Verdict {
+    Done(Outcome),
+    Ignored(String),
+    /// Cannot be decoded: permanent, but with no ledger item to record it in.
+    Invalid(String),
+    Retry(StepError),
+}
+
+impl Verdict {
+    fn tally(&self) -> Tally {
+        match self {
+            Verdict::Done(outcome) => outcome.tally(),
+            Verdict::Ignored(_) => Tally {
+                skipped: 1,
+                ..Tally::default()
+            },
+            Verdict::Invalid(_) => Tally {
+                rejected: 1,
+                ..Tally::default()
+            },
+            Verdict::Retry(_) => Tally {
+                retries: 1,
+                ..Tally::default()
+            },
+        }
+    }
+}
+
+impl<S: Step> Handler<S> {
+    pub fn new(engine: Engine, step: S, accept: Accept) -> Self {
+        Self {
+            engine,
+            step,
+            accept,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Handles one invocation payload. `Err` only for a direct event that must be retried
+    /// or an SQS payload too malformed to report per record (the whole batch is retried).
+    pub async fn handle(
+        &self,
+        payload: Value,
+        deadline: Option<SystemTime>,
+    ) -> Result<(Value, Tally), StepError> {
+        let is_batch = payload.get("Records").is_some();
+        match events::invocation(payload) {
+            Ok(Invocation::Sqs(records)) => Ok(self.batch(records, deadline).await),
+            Ok(Invocation::EventBridge(event)) => {
+                let verdict = match events::decode(&event, &self.accept) {
+                    Ok(decoded) => self.run(decoded, deadline).await,
+                    Err(e) => Verdict::Invalid(e.reason),
+                };
+                let tally = verdict.tally();
+                let event_id = event.get("id").and_then(Value::as_str).unwrap_or("");
+                self.direct_reply(verdict, event_id).await.map(|reply| (reply, tally))
+            }
+            Err(e) if is_batch => Err(StepError::retryable(
+                "MalformedBatch",
+                format!("the SQS batch cannot be read record by record ({}); the whole batch is retried", e.reason),
+            )),
+            Err(e) => {
+                let verdict = Verdict::Invalid(e.reason);
+                let tally = verdict.tally();
+                self.direct_reply(verdict, "").await.map(|reply| (reply, tally))
+            }
+        }
+    }
+
+    async fn run(&self, decoded: Decoded, deadline: Option<SystemTime>) -> Verdict {
+        match decoded {
+            Decoded::Ignored { reason } => Verdict::Ignored(reason),
+            Decoded::Request(request) => {
+                match self.engine.run(&self.step, &request, deadline).await {
+                    Ok(outcome) => Verdict::Done(outcome),
+                    Err(e) => Verdict::Retry(e),
+                }
+            }
+        }
+    }
+
+    async fn direct_reply(&self, verdict: Verdict, event_id: &str) -> Result<Value, StepError> {
+        match verdict {
+            Verdict::Done(outcome) => Ok(outcome_json(&outcome)),
+            Verdict::Ignored(reason) => {
+                info!(event_id, outcome = "ignored", reason = %reason, "event acknowledged without action");
+                Ok(json!({ "status": "ignored", "reason": reason }))
+            }
+            Verdict::Invalid(reason) => {
+                // Nothing will redeliver it usefully: make the rejection visible on the bus.
+                error!(event_id, outcome = "invalid", reason = %reason, "event rejected");
+                let subject = Subject {
+                    step: EVENT_STEP,
+                    account_id: None,
+                    request_event_id: event_id,
+                };
+                let why = crate::ledger::ErrorReason {
+                    retryable: false,
+                    code: "InvalidEvent".into(),
+                    message: reason.clone(),
+                };
+                self.engine.announcer().failed(&subject, &why).await?;
+                Ok(json!({ "status": "rejected", "reason": reason }))
+            }
+            Verdict::Retry(e) => Err(e),
+        }
+    }
+
+    async fn batch(&self, records: Vec<SqsRecord>, deadline: Option<SystemTime>) -> (Value, Tally) {
+        let fifo = records.iter().any(|r| r.fifo);
+        let results: Vec<(String, Verdict)> = if fifo {
+            // Message groups run concurrently; the records of one group in order.
+            let mut groups: Vec<(Option<String>, Vec<&SqsRecord>)> = Vec::new();
+            for record in &records {
+                match groups.iter_mut().find(|(g, _)| *g == record.group_id) {
+                    Some((_, members)) => members.push(record),
+                    None => groups.push((record.group_id.clone(), vec![record])),
+                }
+            }
+            join_all(
+                groups
+                    .into_iter()
+                    .map(|(_, members)| self.group(members, deadline)),
+            )
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+        } else {
+            join_all(
+                records
+                    .iter()
+                    .map(|r| async move { (r.message_id.clone(), self.record(r, deadline).await) }),
+            )
+            .await
+        };
+
+        let mut tally = Tally::default();
+        let mut failures = Vec::new();
+        for (message_id, verdict) in &results {
+            tally.add(verdict.tally());
+            match verdict {
+                Verdict::Invalid(reason) => {
+                    error!(message_id = %message_id, outcome = "invalid", reason = %reason,
+                        "record rejected; it returns to the queue and reaches the DLQ after maxReceiveCount");
+                    failures.push(message_id.clone());
+                }
+                Verdict::Retry(e) => {
+                    warn!(message_id = %message_id, outcome = "retry", error = %e, "record will be retried");
+                    failures.push(message_id.clone());
+                }
+                Verdict::Ignored(reason) => {
+                    info!(message_id = %message_id, outcome = "ignored", reason = %reason, "record acknowledged without action");
+                }
+                Verdict::Done(_) => {}
+            }
+        }
+        let reply = json!({
+            "batchItemFailures": failures.iter().map(|id| json!({ "itemIdentifier": id })).collect::<Vec<_>>()
+        });
+        (reply, tally)
+    }
+
+    async fn group(
+        &self,
+        members: Vec<&SqsRecord>,
+        deadline: Option<SystemTime>,
+    ) -> Vec<(String, Verdict)> {
+        let mut out = Vec::with_capacity(members.len());
+        let mut failed = false;
+        for record in members {
+            let verdict = if failed {
+                Verdict::Retry(StepError::retryable(
+                    "FifoGroupBlocked",
+                    "an earlier record of this message group failed; kept in order for the retry",
+                ))
+            } else {
+                self.record(record, deadline).await
+            };
+            failed |= matches!(verdict, Verdict::Retry(_) | Verdict::Invalid(_));
+            out.push((record.message_id.clone(), verdict));
+        }
+        out
+    }
+
+    async fn record(&self, record: &SqsRecord, deadline: Option<SystemTime>) -> Verdict {
+        match events::decode_body(&record.body, &self.accept) {
+            Ok(decoded) => self.run(decoded, deadline).await,
+            Err(e) => Verdict::Invalid(e.reason),
+        }
+    }
+}
+
+fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Skipped(reason) => json!({ "status": "skipped", "reason": reason }),
+        Outcome::Ready { arn, how } => {
+            json!({ "status": "ready", "resourceArn": arn, "how": format!("{how:?}").to_lowercase() })
+        }
+        Outcome::Duplicate { arn } => json!({ "status": "duplicate", "resourceArn": arn }),
+        Outcome::Failed(reason) => json!({ "status": "failed", "reason": reason }),
+        Outcome::Rejected(reason) => json!({ "status": "rejected", "reason": reason }),
+    }
+}

@@ -1,0 +1,79 @@
+//! Wiring to the Lambda Runtime API, shared by the three functions' `main`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+use crate::announce::Announcer;
+use crate::aws;
+use crate::engine::Engine;
+use crate::handler::Handler;
+use crate::ledger::Ledger;
+use crate::settings::Settings;
+use crate::step::Step;
+
+/// Everything a function builds once at init, before its step.
+pub struct Init {
+    pub config: aws_config::SdkConfig,
+    pub settings: Settings,
+    pub engine: Engine,
+}
+
+/// Logging, settings and the engine's clients. Fails with a message naming the bad setting.
+pub async fn init() -> Result<Init, lambda_runtime::Error> {
+    crate::telemetry::init_logging();
+    let settings = Settings::from_env()?;
+    let config = aws::load_config().await;
+    let engine = engine(&config, &settings);
+    Ok(Init {
+        config,
+        settings,
+        engine,
+    })
+}
+
+/// The engine on the ledger table and event bus the settings name.
+pub fn engine(config: &aws_config::SdkConfig, settings: &Settings) -> Engine {
+    let ledger = Ledger::new(
+        aws_sdk_dynamodb::Client::new(config),
+        settings.ledger_table.clone(),
+    );
+    let announcer = Announcer::new(
+        aws_sdk_eventbridge::Client::new(config),
+        settings.event_bus.clone(),
+        settings.accept.source.clone(),
+    );
+    Engine::new(ledger, announcer, settings.engine.clone())
+}
+
+/// Serves invocations until the runtime stops, emitting one EMF metrics line per invocation.
+pub async fn serve<S: Step + 'static>(
+    function: &'static str,
+    handler: Handler<S>,
+) -> Result<(), lambda_runtime::Error> {
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let deadline = (deadline > SystemTime::now()).then_some(deadline);
+        let result = handler.handle(event.payload, deadline).await;
+        match result {
+            Ok((reply, tally)) => {
+                println!("{}", tally.emf(function));
+                Ok(reply)
+            }
+            Err(e) => {
+                println!(
+                    "{}",
+                    crate::telemetry::Tally {
+                        retries: 1,
+                        ..Default::default()
+                    }
+                    .emf(function)
+                );
+                Err(lambda_runtime::Error::from(e.to_string()))
+            }
+        }
+    }))
+    .await
+}

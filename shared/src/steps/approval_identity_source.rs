@@ -1,0 +1,123 @@
+//! The organization's Multi-party approval identity source (mpa CreateIdentitySource): once
+//! per organization, in the management account, pointing at the organization instance;
+//! asynchronous (CREATING -> ACTIVE or ERROR).
+
+use aws_sdk_mpa::types::{IamIdentityCenter, IdentitySourceParameters, IdentitySourceStatus};
+use aws_sdk_mpa::Client;
+use serde_json::json;
+
+use crate::error::StepError;
+use crate::events::OnboardingRequest;
+use crate::ledger::StepKey;
+use crate::step::{Plan, Readiness, Step};
+
+pub struct ApprovalIdentitySource {
+    client: Client,
+    instance_arn: String,
+    instance_region: String,
+}
+
+impl ApprovalIdentitySource {
+    /// `client` acts in the management account.
+    pub fn new(client: Client, instance_arn: String, instance_region: String) -> Self {
+        Self {
+            client,
+            instance_arn,
+            instance_region,
+        }
+    }
+}
+
+impl Step for ApprovalIdentitySource {
+    const NAME: &'static str = "approval-identity-source";
+    const READY_DETAIL_TYPE: &'static str = "Approval Identity Source Ready";
+    type Input = ();
+    type Api = Client;
+
+    /// Every onboarding makes sure the organization's identity source exists; after the first,
+    /// that costs one ledger request.
+    fn plan(&self, _request: &OnboardingRequest) -> Result<Plan<()>, String> {
+        Ok(Plan {
+            key: StepKey::org(&self.instance_arn, Self::NAME),
+            account_id: None,
+            canonical: json!({ "instanceArn": self.instance_arn, "region": self.instance_region }),
+            input: (),
+        })
+    }
+
+    async fn connect(&self, _input: &()) -> Result<Client, StepError> {
+        Ok(self.client.clone())
+    }
+
+    async fn lookup(&self, api: &Client, _input: &()) -> Result<Option<String>, StepError> {
+        let mut pages = api.list_identity_sources().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StepError::from_sdk("mpa ListIdentitySources", e))?;
+            let ours = page.identity_sources().iter().find(|s| {
+                s.identity_source_parameters()
+                    .and_then(|p| p.as_iam_identity_center().ok())
+                    .and_then(|c| c.instance_arn())
+                    == Some(self.instance_arn.as_str())
+            });
+            if let Some(arn) = ours.and_then(|s| s.identity_source_arn()) {
+                return Ok(Some(arn.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create(
+        &self,
+        api: &Client,
+        _input: &(),
+        client_token: &str,
+    ) -> Result<String, StepError> {
+        let center = IamIdentityCenter::builder()
+            .instance_arn(&self.instance_arn)
+            .region(&self.instance_region)
+            .build()
+            .map_err(|e| StepError::permanent("InvalidParameters", e.to_string()))?;
+        let out = api
+            .create_identity_source()
+            .identity_source_parameters(
+                IdentitySourceParameters::builder()
+                    .iam_identity_center(center)
+                    .build(),
+            )
+            .client_token(client_token)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("mpa CreateIdentitySource", e))?;
+        out.identity_source_arn()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                StepError::retryable(
+                    "NoIdentitySourceArn",
+                    "mpa CreateIdentitySource returned no IdentitySourceArn",
+                )
+            })
+    }
+
+    async fn readiness(&self, api: &Client, arn: &str) -> Result<Readiness, StepError> {
+        let out = api
+            .get_identity_source()
+            .identity_source_arn(arn)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("mpa GetIdentitySource", e))?;
+        Ok(match out.status() {
+            Some(IdentitySourceStatus::Active) => Readiness::Ready,
+            Some(IdentitySourceStatus::Creating) | None => {
+                Readiness::Pending(out.status().map_or("unknown", |s| s.as_str()).to_string())
+            }
+            Some(status) => Readiness::Failed(StepError::permanent(
+                out.status_code().map_or(status.as_str(), |c| c.as_str()),
+                format!(
+                    "identity source {arn} is {}: {}",
+                    status.as_str(),
+                    out.status_message().unwrap_or("no message given")
+                ),
+            )),
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! A WorkSpaces Web identity provider on the account's portal (workspaces-web
+//! CreateIdentityProvider), in the portal's account and Region; ready on creation.
+//!
+//! Secret provider details (`client_secret`, `private_key`) are read from Secrets Manager at
+//! create time only: they never enter the request hash, the ledger, logs or events.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag};
+use aws_sdk_workspacesweb::Client;
+use serde_json::json;
+
+use crate::aws::MemberAccess;
+use crate::error::StepError;
+use crate::events::{OnboardingRequest, WebIdentityProviderSpec};
+use crate::ledger::StepKey;
+use crate::step::{Plan, Readiness, Step};
+
+pub struct WebIdentityProvider {
+    access: MemberAccess,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+pub struct Input {
+    spec: WebIdentityProviderSpec,
+    region: String,
+}
+
+impl WebIdentityProvider {
+    /// `secrets` reads the provider secrets in the automation's own account.
+    pub fn new(access: MemberAccess, secrets: aws_sdk_secretsmanager::Client) -> Self {
+        Self { access, secrets }
+    }
+
+    /// The secret values the provider type needs, checked for presence; never logged.
+    async fn secret_details(
+        &self,
+        spec: &WebIdentityProviderSpec,
+    ) -> Result<HashMap<String, String>, StepError> {
+        let needed = spec.provider_type.secret_keys();
+        if needed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let secret_id = spec.secret_id.as_deref().ok_or_else(|| {
+            StepError::permanent(
+                "MissingSecret",
+                format!(
+                    "a {} provider needs secretId naming its {:?}",
+                    spec.provider_type.as_str(),
+                    needed
+                ),
+            )
+        })?;
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                StepError::from_sdk(&format!("secretsmanager GetSecretValue {secret_id}"), e)
+            })?;
+        let invalid = || {
+            StepError::permanent(
+                "InvalidSecret",
+                format!("secret {secret_id} must be a JSON object of strings holding {needed:?}"),
+            )
+        };
+        let values: HashMap<String, String> =
+            serde_json::from_str(out.secret_string().ok_or_else(invalid)?)
+                .map_err(|_| invalid())?;
+        let mut details = HashMap::new();
+        for key in needed {
+            let value = values.get(*key).filter(|v| !v.is_empty()).ok_or_else(|| {
+                StepError::permanent("InvalidSecret", format!("secret {secret_id} has no {key}"))
+            })?;
+            details.insert(key.to_string(), value.clone());
+        }
+        Ok(details)
+    }
+}
+
+impl Step for WebIdentityProvider {
+    const NAME: &'static str = "web-identity-provider";
+    const READY_DETAIL_TYPE: &'static str = "Web Identity Provider Ready";
+    type Input = Input;
+    type Api = Client;
+
+    fn plan(&self, request: &OnboardingRequest) -> Result<Plan<Input>, String> {
+        let spec = request
+            .web_identity_provider
+            .as_ref()
+            .ok_or("the request names no portal identity provider")?;
+        // arn:aws:workspaces-web:<region>:<account>:portal/<id>, validated by the decoder.
+        let region = spec
+            .portal_arn
+            .split(':')
+            .nth(3)
+            .filter(|r| !r.is_empty())
+            .ok_or("the portal ARN names no Region")?
+            .to_string();
+        Ok(Plan {
+            key: StepKey::account(
+                &spec.portal_account_id,
+                &format!("{}#{}#{}", Self::NAME, spec.portal_arn, spec.provider_name),
+            ),
+            account_id: Some(spec.portal_account_id.clone()),
+            canonical: json!({
+                "portalArn": spec.portal_arn,
+                "providerName": spec.provider_name,
+                "providerType": spec.provider_type.as_str(),
+                "details": spec.details,
+                // The secret's name, not its value or version: a rotated secret is the same
+                // request, and a replay after a rotation stays a duplicate.
+                "secretId": spec.secret_id,
+                "tags": spec.tags,
+            }),
+            input: Input {
+                spec: spec.clone(),
+                region,
+            },
+        })
+    }
+
+    async fn connect(&self, input: &Input) -> Result<Client, StepError> {
+        let config = self
+            .access
+            .config_for(&input.spec.portal_account_id, Some(&input.region))
+            .await?;
+        Ok(Client::new(&config))
+    }
+
+    async fn lookup(&self, api: &Client, input: &Input) -> Result<Option<String>, StepError> {
+        let mut pages = api
+            .list_identity_providers()
+            .portal_arn(&input.spec.portal_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| StepError::from_sdk("workspaces-web ListIdentityProviders", e))?;
+            if let Some(found) = page
+                .identity_providers()
+                .iter()
+                .find(|p| p.identity_provider_name() == Some(input.spec.provider_name.as_str()))
+            {
+                return Ok(Some(found.identity_provider_arn().to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create(
+        &self,
+        api: &Client,
+        input: &Input,
+        client_token: &str,
+    ) -> Result<String, StepError> {
+        let spec = &input.spec;
+        let mut details: HashMap<String, String> = spec.details.clone().into_iter().collect();
+        details.extend(self.secret_details(spec).await?);
+        let out = api
+            .create_identity_provider()
+            .portal_arn(&spec.portal_arn)
+            .identity_provider_name(&spec.provider_name)
+            .identity_provider_type(IdentityProviderType::from(spec.provider_type.as_str()))
+            .set_identity_provider_details(Some(details))
+            .set_tags(tags(&spec.tags)?)
+            .client_token(client_token)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("workspaces-web CreateIdentityProvider", e))?;
+        Ok(out.identity_provider_arn().to_string())
+    }
+
+    async fn readiness(&self, _api: &Client, _arn: &str) -> Result<Readiness, StepError> {
+        Ok(Readiness::Ready)
+    }
+
+    fn ready_on_create(&self) -> bool {
+        true
+    }
+}
+
+fn tags(tags: &BTreeMap<String, String>) -> Result<Option<Vec<Tag>>, StepError> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(|e| StepError::permanent("InvalidTag", e.to_string()))
+}
