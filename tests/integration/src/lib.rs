@@ -1,2 +1,4 @@
 //! Local AWS stand-ins for the integration tests.
+pub mod deliveries;
 pub mod moto;
+pub mod stack;

@@ -1,0 +1,303 @@
+//! A complete local AWS for one test: moto (DynamoDB, SQS, EventBridge, Secrets Manager), a
+//! fresh identity emulator (SSO Admin, MPA, WorkSpaces Web, STS), a ledger table and an event
+//! bus of the test's own, and a queue that captures every event the functions emit.
+//!
+//! Clients reach the stand-ins through the SDK's own per-service endpoint settings (the same
+//! mechanism as `AWS_ENDPOINT_URL_<SERVICE>`), so the code under test is production code.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
+use identity_emulator::{Config as EmulatorConfig, Emulator};
+use onboarding::aws::MemberAccess;
+use onboarding::engine::{Engine, EngineSettings};
+use onboarding::handler::Handler;
+use onboarding::ledger::{schema, RequestCounter};
+use onboarding::settings::Settings;
+use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
+use serde_json::Value;
+
+use crate::moto::moto;
+
+pub const REGION: &str = "us-east-1";
+pub const SOURCE: &str = "identity-onboarding";
+
+/// Per-service endpoints, looked up by the SDK exactly like the environment variables.
+#[derive(Debug, Clone)]
+struct Endpoints(HashMap<&'static str, String>);
+
+impl LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        (key.profile() == "endpoint_url")
+            .then(|| self.0.get(key.service_id()).cloned())
+            .flatten()
+    }
+}
+
+pub struct Stack {
+    pub emulator: Emulator,
+    pub organization_instance_arn: String,
+    pub moto_url: String,
+    /// Long-term credentials: they act in the emulator's management account.
+    pub config: SdkConfig,
+    pub table: String,
+    pub bus: String,
+    /// DynamoDB requests made by the engine's ledger client.
+    pub ledger_requests: RequestCounter,
+    capture_queue: String,
+    pub settings: Settings,
+}
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+impl Stack {
+    pub async fn start(name: &str) -> Stack {
+        Self::start_with(name, EmulatorConfig::default()).await
+    }
+
+    pub async fn start_with(name: &str, emulator_config: EmulatorConfig) -> Stack {
+        let moto_url = moto().await.url.clone();
+        let organization_instance_arn = emulator_config.organization_instance_arn().to_string();
+        let emulator = identity_emulator::start(emulator_config, "127.0.0.1:0")
+            .await
+            .expect("the identity emulator starts");
+        let config = sdk_config(&moto_url, &emulator.url());
+        let unique = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let table = format!("ledger-{unique}");
+        let bus = format!("bus-{unique}");
+
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        schema::create_table(&dynamodb, &table)
+            .await
+            .expect("ledger table");
+        let capture_queue = capture_events(&config, &bus, &unique).await;
+
+        let settings = Settings::from_lookup(|k| match k {
+            "LEDGER_TABLE" => Some(table.clone()),
+            "EVENT_BUS_NAME" => Some(bus.clone()),
+            "LEASE_SECONDS" => Some("30".into()),
+            "READY_WAIT_SECONDS" => Some("10".into()),
+            _ => None,
+        })
+        .expect("settings");
+        Stack {
+            emulator,
+            organization_instance_arn,
+            moto_url,
+            config,
+            table,
+            bus,
+            ledger_requests: RequestCounter::default(),
+            capture_queue,
+            settings,
+        }
+    }
+
+    /// An engine whose ledger requests are counted in `ledger_requests`.
+    pub fn engine(&self) -> Engine {
+        self.engine_with(self.settings.engine.clone())
+    }
+
+    pub fn engine_with(&self, settings: EngineSettings) -> Engine {
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&self.config)
+                .interceptor(self.ledger_requests.clone())
+                .build(),
+        );
+        let ledger = onboarding::ledger::Ledger::new(dynamodb, self.table.clone());
+        let announcer = onboarding::announce::Announcer::new(
+            aws_sdk_eventbridge::Client::new(&self.config),
+            self.bus.clone(),
+            SOURCE.into(),
+        );
+        Engine::new(ledger, announcer, settings)
+    }
+
+    pub fn member_access(&self) -> MemberAccess {
+        MemberAccess::new(&self.config, &self.settings.member_role_name)
+    }
+
+    pub fn instance_handler(&self, engine: Engine) -> Handler<IdentityCenterInstance> {
+        Handler::new(
+            engine,
+            IdentityCenterInstance::new(self.member_access()),
+            self.settings.accept.clone(),
+        )
+    }
+
+    pub fn approval_handler(&self, engine: Engine) -> Handler<ApprovalIdentitySource> {
+        let step = ApprovalIdentitySource::new(
+            aws_sdk_mpa::Client::new(&self.config),
+            self.organization_instance_arn.clone(),
+            REGION.into(),
+        );
+        Handler::new(engine, step, self.settings.accept.clone())
+    }
+
+    pub fn web_handler(&self, engine: Engine) -> Handler<WebIdentityProvider> {
+        let step = WebIdentityProvider::new(
+            self.member_access(),
+            aws_sdk_secretsmanager::Client::new(&self.config),
+        );
+        Handler::new(engine, step, self.settings.accept.clone())
+    }
+
+    /// A config acting in `account` (via the emulator's STS), e.g. to create a portal there.
+    pub async fn config_in(&self, account: &str) -> SdkConfig {
+        self.member_access()
+            .config_for(account, None)
+            .await
+            .expect("assume role into the member account")
+    }
+
+    pub async fn put_secret(&self, name: &str, value: &Value) {
+        aws_sdk_secretsmanager::Client::new(&self.config)
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("create secret");
+    }
+
+    /// Every event the functions emitted so far (drains the capture queue).
+    pub async fn emitted(&self) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.config);
+        let mut events = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.capture_queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive captured events");
+            let messages = out.messages();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                if let Some(body) = m.body() {
+                    events.push(serde_json::from_str(body).expect("captured event is JSON"));
+                }
+                if let Some(handle) = m.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(&self.capture_queue)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete captured event");
+                }
+            }
+        }
+        events
+    }
+
+    /// Every raw ledger item of the table, for assertions on what was stored.
+    pub async fn ledger_items(
+        &self,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let out = aws_sdk_dynamodb::Client::new(&self.config)
+            .scan()
+            .table_name(&self.table)
+            .send()
+            .await
+            .expect("scan ledger");
+        out.items().to_vec()
+    }
+}
+
+fn sdk_config(moto_url: &str, emulator_url: &str) -> SdkConfig {
+    let mut endpoints = HashMap::new();
+    for service in ["DynamoDB", "SQS", "EventBridge", "Secrets Manager"] {
+        endpoints.insert(service, moto_url.to_string());
+    }
+    for service in ["SSO Admin", "MPA", "WorkSpaces Web", "STS"] {
+        endpoints.insert(service, emulator_url.to_string());
+    }
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                "AKIDLOCALTEST",
+                "local-secret",
+                None,
+                None,
+                "local",
+            )),
+        )
+        .timeout_config(onboarding::aws::timeouts())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+        .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().expect("tokio sleep"))
+        .time_source(aws_smithy_async::time::SystemTimeSource::new())
+        .service_config(Endpoints(endpoints))
+        .build()
+}
+
+/// A bus of the test's own, and a rule sending everything the project emits to a queue.
+async fn capture_events(config: &SdkConfig, bus: &str, unique: &str) -> String {
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .expect("event bus");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("emitted-{unique}"))
+        .send()
+        .await
+        .expect("capture queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let queue_arn = format!("arn:aws:sqs:{REGION}:123456789012:emitted-{unique}");
+    let rule = format!("capture-{unique}");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(serde_json::json!({ "source": [SOURCE] }).to_string())
+        .send()
+        .await
+        .expect("capture rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("capture")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("capture target");
+    queue_url
+}
+
+/// Waits for `check` to hold, polling; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
