@@ -68,3 +68,53 @@ where
         _ => LedgerError::Rejected(text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    fn service(status: u16, code: &str) -> SdkError<UpdateItemError, HttpResponse> {
+        let err = UpdateItemError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = match StatusCode::try_from(status) {
+            Ok(status) => HttpResponse::new(status, SdkBody::empty()),
+            Err(e) => panic!("bad test status {status}: {e}"),
+        };
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn sdk_errors_are_classified() {
+        for (status, code) in [
+            (400, "ProvisionedThroughputExceededException"),
+            (400, "ThrottlingException"),
+            (400, "RequestLimitExceeded"),
+            (500, "InternalServerError"),
+            (503, "Whatever"),
+        ] {
+            let e = classify("UpdateItem", service(status, code));
+            assert!(e.is_retryable(), "{status} {code}: {e}");
+        }
+        for (status, code) in [
+            (400, "ValidationException"),
+            (400, "ResourceNotFoundException"),
+            (400, "AccessDeniedException"),
+            (400, "ItemCollectionSizeLimitExceededException"),
+        ] {
+            let e = classify("UpdateItem", service(status, code));
+            assert!(
+                matches!(e, LedgerError::Rejected(_)),
+                "{status} {code}: {e}"
+            );
+            assert!(e.to_string().contains("UpdateItem"));
+        }
+        let timeout: SdkError<UpdateItemError, HttpResponse> = SdkError::timeout_error("slow");
+        assert!(classify("UpdateItem", timeout).is_retryable());
+        let built: SdkError<UpdateItemError, HttpResponse> =
+            SdkError::construction_failure("bad input");
+        assert!(!classify("UpdateItem", built).is_retryable());
+    }
+}
