@@ -47,6 +47,9 @@ async fn main() -> ExitCode {
             }
         },
     };
+    // install the handlers before announcing the URL: a SIGTERM right after the first line
+    // must already find them
+    let signals = Signals::install();
     let emulator = match identity_emulator::start(config, &listen).await {
         Ok(e) => e,
         Err(e) => {
@@ -59,26 +62,41 @@ async fn main() -> ExitCode {
         let _ = writeln!(out, "listening on {}", emulator.url());
         let _ = out.flush();
     }
-    wait_for_signal().await;
+    signals.wait().await;
     emulator.shutdown();
     emulator.stopped().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Until SIGTERM or SIGINT.
+    async fn wait(self) {
+        match (self.term, self.int) {
+            (Some(mut term), Some(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Some(mut term), None) => {
+                term.recv().await;
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use aws_sdk_mpa::types::{
     IdentitySourceType,
 };
 use common::*;
+use identity_emulator::Config;
 
 fn params(instance_arn: &str, region: &str) -> IdentitySourceParameters {
     IdentitySourceParameters::builder()
@@ -29,7 +30,7 @@ async fn settled(
     client: &aws_sdk_mpa::Client,
     arn: &str,
 ) -> aws_sdk_mpa::operation::get_identity_source::GetIdentitySourceOutput {
-    eventually(Duration::from_secs(3), || async {
+    eventually(Duration::from_secs(5), || async {
         let out = client
             .get_identity_source()
             .identity_source_arn(arn)
@@ -43,7 +44,13 @@ async fn settled(
 
 #[tokio::test]
 async fn identity_source_lifecycle_on_the_organization_instance() {
-    let emu = start(fast_config()).await;
+    // long enough that the first read surely sees the in-progress state on a busy machine
+    let emu = start(Config {
+        instance_activation_ms: 1000,
+        identity_source_activation_ms: 1000,
+        ..fast_config()
+    })
+    .await;
     let org = emu.config().organization_instance_arn().to_string();
     let client = mpa(&management(&emu));
 

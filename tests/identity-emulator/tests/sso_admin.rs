@@ -15,7 +15,13 @@ const ARN_PATTERN: &str = r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::instance/(sso)?ins-
 
 #[tokio::test]
 async fn account_instance_lifecycle_in_a_member_account() {
-    let emu = start(fast_config()).await;
+    // long enough that the first read surely sees the in-progress state on a busy machine
+    let emu = start(Config {
+        instance_activation_ms: 1000,
+        identity_source_activation_ms: 1000,
+        ..fast_config()
+    })
+    .await;
     let member = sso(&assumed(&emu, MEMBER).await);
 
     let created = member
@@ -50,7 +56,7 @@ async fn account_instance_lifecycle_in_a_member_account() {
     assert!(d.identity_store_id().unwrap().starts_with("d-"));
     assert!(d.created_date().is_some());
 
-    let status = eventually(Duration::from_secs(3), || async {
+    let status = eventually(Duration::from_secs(5), || async {
         let d = member
             .describe_instance()
             .instance_arn(&arn)
@@ -235,7 +241,7 @@ async fn configured_account_ends_in_create_failed() {
         .unwrap()
         .instance_arn
         .unwrap();
-    let d = eventually(Duration::from_secs(3), || async {
+    let d = eventually(Duration::from_secs(5), || async {
         let d = member
             .describe_instance()
             .instance_arn(&arn)
