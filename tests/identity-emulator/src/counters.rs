@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Counters {
-    /// Calls per operation that reached the emulator (faulted and refused calls included).
+    /// Calls per operation (faulted calls and calls the service refused included; requests
+    /// whose body cannot be parsed or whose operation is unknown are not counted).
     pub calls: BTreeMap<String, u64>,
     /// Per create operation: calls that made a new resource vs. returned an existing one
     /// (same ClientToken and parameters).
