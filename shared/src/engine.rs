@@ -14,7 +14,7 @@ use crate::announce::{Announcer, Subject};
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::{
-    request_hash, Claim, ClaimRequest, ErrorReason, Failure, Ledger, Record, StepKey,
+    request_hash, Claim, ClaimRequest, ErrorReason, Failure, Lease, Ledger, Record, StepKey,
 };
 use crate::step::{Plan, Readiness, Step};
 use crate::telemetry::Tally;
@@ -179,7 +179,7 @@ impl Engine {
                     request_hash: &hash,
                     event_id: &request.event_id,
                     lease: self.settings.lease,
-                    deadline: deadline.map(|d| d - DEADLINE_MARGIN.min(self.settings.lease / 2)),
+                    deadline,
                 },
             )
             .await?;
@@ -201,8 +201,10 @@ impl Engine {
                     warn!(arn = %arn, "step already done with different parameters; this request's differences were not applied");
                 }
                 if !record.announced {
-                    self.announce_ready::<S>(&plan.key, &subject, &arn, &record.token)
-                        .await?;
+                    let announce =
+                        self.announcer
+                            .ready(S::READY_DETAIL_TYPE, &subject, &arn, &record.token);
+                    self.announce_late(&plan.key, announce).await?;
                 }
                 Ok(Outcome::Duplicate { arn })
             }
@@ -213,7 +215,8 @@ impl Engine {
                     message: "failed earlier; no reason was recorded".into(),
                 });
                 if !record.announced {
-                    self.announce_failed(&plan.key, &subject, &reason).await?;
+                    let announce = self.announcer.failed(&subject, &reason);
+                    self.announce_late(&plan.key, announce).await?;
                 }
                 Ok(Outcome::Failed(reason))
             }
@@ -248,72 +251,101 @@ impl Engine {
                 let arn = record_arn(&record)?;
                 record_token(&record.token, record.attempt);
                 let api = step.connect(&plan.input).await?;
-                self.settle(
-                    step,
-                    &api,
-                    &plan.key,
-                    &subject,
-                    arn,
-                    &record.token,
-                    How::Settled,
-                    deadline,
-                )
-                .await
+                match self.wait_ready(step, &api, &arn, deadline).await {
+                    Ok(Settled::Ready) => {
+                        self.announcer
+                            .ready(S::READY_DETAIL_TYPE, &subject, &arn, &record.token)
+                            .await?;
+                        self.ledger.promote_ready(&plan.key, &arn).await?;
+                        Ok(Outcome::Ready {
+                            arn,
+                            how: How::Settled,
+                        })
+                    }
+                    Ok(Settled::Pending(status)) => Err(not_ready(&arn, &status)),
+                    Ok(Settled::Failed(e)) | Err(e) if !e.is_retryable() => {
+                        self.announcer.failed(&subject, e.reason()).await?;
+                        self.ledger.fail_created(&plan.key, e.reason()).await?;
+                        Ok(Outcome::Failed(e.reason().clone()))
+                    }
+                    Ok(Settled::Failed(e)) | Err(e) => Err(e),
+                }
             }
             Claim::Acquired(lease) => {
                 record_token(&lease.token, lease.attempt);
-                match self
-                    .create(
-                        step,
-                        plan,
-                        lease.attempt > 1 || lease.generation > 0,
-                        &lease.token,
-                    )
-                    .await
-                {
-                    Ok((api, arn, how)) => {
-                        if step.ready_on_create() {
-                            self.ledger.mark_ready(&lease, &arn).await?;
-                            self.announce_ready::<S>(&plan.key, &subject, &arn, &lease.token)
-                                .await?;
-                            Ok(Outcome::Ready { arn, how })
-                        } else {
-                            self.ledger.mark_created(&lease, &arn).await?;
-                            self.settle(
-                                step,
-                                &api,
-                                &plan.key,
-                                &subject,
-                                arn,
-                                &lease.token,
-                                how,
-                                deadline,
-                            )
-                            .await
+                let reconcile = lease.attempt > 1 || lease.generation > 0;
+                let (api, arn, how) = match self.create(step, plan, reconcile, &lease.token).await {
+                    Ok(created) => created,
+                    Err(e) => return self.give_up(&lease, &subject, e).await,
+                };
+                let settled = if step.ready_on_create() {
+                    Ok(Settled::Ready)
+                } else {
+                    self.wait_ready(step, &api, &arn, deadline).await
+                };
+                match settled {
+                    // Announce first, then one write that records READY and announced: two
+                    // writes for a first pass, and a crash in between re-announces.
+                    Ok(Settled::Ready) => {
+                        let announced = self
+                            .announcer
+                            .ready(S::READY_DETAIL_TYPE, &subject, &arn, &lease.token)
+                            .await;
+                        if let Err(e) = announced {
+                            self.release(&lease, &e).await;
+                            return Err(e);
                         }
+                        self.ledger.mark_ready(&lease, &arn).await?;
+                        Ok(Outcome::Ready { arn, how })
+                    }
+                    Ok(Settled::Failed(e)) => self.give_up(&lease, &subject, e).await,
+                    // Not ready in time (or the check failed for now): record what exists so
+                    // later deliveries only check readiness.
+                    Ok(Settled::Pending(status)) => {
+                        self.ledger.mark_created(&lease, &arn).await?;
+                        Err(not_ready(&arn, &status))
                     }
                     Err(e) if e.is_retryable() => {
-                        // Release the lease so the next delivery takes over at once with the
-                        // same token. If this write fails too, the lease simply expires.
-                        if let Err(ledger_err) = self
-                            .ledger
-                            .fail(&lease, Failure::Retryable, e.reason())
-                            .await
-                        {
-                            warn!(error = %ledger_err, "could not release the lease");
-                        }
+                        self.ledger.mark_created(&lease, &arn).await?;
                         Err(e)
                     }
-                    Err(e) => {
-                        self.ledger
-                            .fail(&lease, Failure::Permanent, e.reason())
-                            .await?;
-                        self.announce_failed(&plan.key, &subject, e.reason())
-                            .await?;
-                        Ok(Outcome::Failed(e.reason().clone()))
-                    }
+                    Err(e) => self.give_up(&lease, &subject, e).await,
                 }
             }
+        }
+    }
+
+    /// A failure while holding the lease: permanent ones are announced, then recorded (one
+    /// write); retryable ones release the lease for the next delivery.
+    async fn give_up(
+        &self,
+        lease: &Lease,
+        subject: &Subject<'_>,
+        e: StepError,
+    ) -> Result<Outcome, StepError> {
+        if e.is_retryable() {
+            self.release(lease, &e).await;
+            return Err(e);
+        }
+        if let Err(announce_err) = self.announcer.failed(subject, e.reason()).await {
+            self.release(lease, &announce_err).await;
+            return Err(announce_err);
+        }
+        self.ledger
+            .fail(lease, Failure::Permanent, e.reason())
+            .await?;
+        Ok(Outcome::Failed(e.reason().clone()))
+    }
+
+    /// Releases the lease so the next delivery takes over at once with the same token. If
+    /// this write fails too, the lease simply expires.
+    async fn release(&self, lease: &Lease, e: &StepError) {
+        if let Err(ledger_err) = self
+            .ledger
+            .fail(lease, Failure::Retryable, e.reason())
+            .await
+        {
+            warn!(error = %ledger_err, "could not release the lease; it will expire");
         }
     }
 
@@ -337,42 +369,26 @@ impl Engine {
         Ok((api, arn, How::Created))
     }
 
-    /// Waits (bounded) for a created resource to become ready, then records and announces.
-    #[allow(clippy::too_many_arguments)]
-    async fn settle<S: Step>(
+    /// Checks readiness until the resource is ready or failed, or the wait is over.
+    async fn wait_ready<S: Step>(
         &self,
         step: &S,
         api: &S::Api,
-        key: &StepKey,
-        subject: &Subject<'_>,
-        arn: String,
-        token: &str,
-        how: How,
+        arn: &str,
         deadline: Option<SystemTime>,
-    ) -> Result<Outcome, StepError> {
+    ) -> Result<Settled, StepError> {
         let mut until = SystemTime::now() + self.settings.ready_wait;
-        if let Some(deadline) = deadline {
-            until = until.min(deadline - DEADLINE_MARGIN);
+        if let Some(end) = deadline.and_then(|d| d.checked_sub(DEADLINE_MARGIN)) {
+            until = until.min(end);
         }
         let mut delay = FIRST_READINESS_DELAY;
         loop {
-            match step.readiness(api, &arn).await? {
-                Readiness::Ready => {
-                    self.ledger.promote_ready(key, &arn).await?;
-                    self.announce_ready::<S>(key, subject, &arn, token).await?;
-                    return Ok(Outcome::Ready { arn, how });
-                }
-                Readiness::Failed(e) => {
-                    self.ledger.fail_created(key, e.reason()).await?;
-                    self.announce_failed(key, subject, e.reason()).await?;
-                    return Ok(Outcome::Failed(e.reason().clone()));
-                }
+            match step.readiness(api, arn).await? {
+                Readiness::Ready => return Ok(Settled::Ready),
+                Readiness::Failed(e) => return Ok(Settled::Failed(e)),
                 Readiness::Pending(status) => {
                     if SystemTime::now() + delay > until {
-                        return Err(StepError::retryable(
-                            "NotReady",
-                            format!("{arn} is {status}; readiness is checked again on the next delivery"),
-                        ));
+                        return Ok(Settled::Pending(status));
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_READINESS_DELAY);
@@ -381,32 +397,31 @@ impl Engine {
         }
     }
 
-    /// Announces, then records that it did: a crash in between re-announces on the next
-    /// duplicate (at least once, never zero).
-    async fn announce_ready<S: Step>(
+    /// Re-announces a finished step whose record says it was never announced (written
+    /// before announcing was part of the completion write, or edited by hand).
+    async fn announce_late(
         &self,
         key: &StepKey,
-        subject: &Subject<'_>,
-        arn: &str,
-        token: &str,
+        announce: impl std::future::Future<Output = Result<(), StepError>>,
     ) -> Result<(), StepError> {
-        self.announcer
-            .ready(S::READY_DETAIL_TYPE, subject, arn, token)
-            .await?;
+        announce.await?;
         self.ledger.mark_announced(key).await?;
         Ok(())
     }
+}
 
-    async fn announce_failed(
-        &self,
-        key: &StepKey,
-        subject: &Subject<'_>,
-        reason: &ErrorReason,
-    ) -> Result<(), StepError> {
-        self.announcer.failed(subject, reason).await?;
-        self.ledger.mark_announced(key).await?;
-        Ok(())
-    }
+/// Where a readiness wait ended.
+enum Settled {
+    Ready,
+    Failed(StepError),
+    Pending(String),
+}
+
+fn not_ready(arn: &str, status: &str) -> StepError {
+    StepError::retryable(
+        "NotReady",
+        format!("{arn} is {status}; readiness is checked again on the next delivery"),
+    )
 }
 
 fn record_token(token: &str, attempt: u32) {

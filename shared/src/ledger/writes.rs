@@ -113,7 +113,9 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
 }
 
 /// `IN_PROGRESS` held by `owner` -> `CREATED` or `READY`, with the resource ARN. Completed
-/// items lose their TTL; `READY` items also leave the attention index.
+/// items lose their TTL; `READY` items also leave the attention index. The engine announces
+/// before it records `READY` or `FAILED`, so those writes also mark the outcome announced:
+/// one write instead of two, and a crash in between re-announces (at least once).
 pub(crate) fn complete(owner: &str, to: Status, arn: &str, now_ms: u64) -> Expressions {
     let mut e = Expressions::default();
     let (status, lease_owner, resource, updated, expires, attention) = (
@@ -130,8 +132,9 @@ pub(crate) fn complete(owner: &str, to: Status, arn: &str, now_ms: u64) -> Expre
     let arn_v = e.v("arn", s(arn));
     let now = e.v("now", num(now_ms));
     e.update = Some(if to == Status::Ready {
+        let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
         format!(
-            "SET {status} = {to_v}, {resource} = {arn_v}, {updated} = {now} \
+            "SET {status} = {to_v}, {resource} = {arn_v}, {updated} = {now}, {announced} = {yes} \
              REMOVE {expires}, {attention}"
         )
     } else {
@@ -159,8 +162,9 @@ pub(crate) fn promote(arn: &str, now_ms: u64) -> Expressions {
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let arn_v = e.v("arn", s(arn));
     let now = e.v("now", num(now_ms));
+    let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
     e.update = Some(format!(
-        "SET {status} = {ready}, {updated} = {now} REMOVE {attention}"
+        "SET {status} = {ready}, {updated} = {now}, {announced} = {yes} REMOVE {attention}"
     ));
     e.condition = Some(format!("{status} = {created} AND {resource} = {arn_v}"));
     e
@@ -188,9 +192,10 @@ pub(crate) fn fail_permanent(
     let reason_v = e.v("reason", reason.to_attribute());
     let now = e.v("now", num(now_ms));
     let ttl = e.v("ttl", num(ttl_secs));
+    let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
     e.update = Some(format!(
         "SET {status} = {failed}, {attention} = {failed}, {last_error} = {reason_v}, \
-         {updated} = {now}, {expires} = {ttl}"
+         {updated} = {now}, {expires} = {ttl}, {announced} = {yes}"
     ));
     e.condition = Some(format!(
         "{status} = {in_progress} AND {lease_owner} = {owner_v}"
@@ -237,9 +242,10 @@ pub(crate) fn fail_created(reason: &ErrorReason, now_ms: u64, ttl_secs: u64) -> 
     let reason_v = e.v("reason", reason.to_attribute());
     let now = e.v("now", num(now_ms));
     let ttl = e.v("ttl", num(ttl_secs));
+    let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
     e.update = Some(format!(
         "SET {status} = {failed}, {attention} = {failed}, {last_error} = {reason_v}, \
-         {updated} = {now}, {expires} = {ttl}"
+         {updated} = {now}, {expires} = {ttl}, {announced} = {yes}"
     ));
     e.condition = Some(format!("{status} = {created}"));
     e
