@@ -40,12 +40,18 @@ async fn instance_is_created_once_waits_for_active_and_is_announced() {
         json!({ "identityCenterInstance": { "name": "payments-prod", "tags": { "CostCenter": "42" } } }),
     );
 
+    stack.ledger_requests.reset();
     let (reply, tally) = handler
         .handle(event.clone(), None)
         .await
         .expect("first delivery");
     assert_eq!(reply["status"], "ready", "{reply}");
     assert_eq!(tally.created, 1);
+    assert_eq!(
+        stack.ledger_requests.get(),
+        2,
+        "a first pass is a claim and one completion write"
+    );
     let arn = reply["resourceArn"].as_str().unwrap().to_string();
     assert!(arn.starts_with("arn:aws:sso:::instance/"), "{arn}");
 
@@ -565,8 +571,14 @@ async fn web_identity_providers_are_created_on_the_portal_with_secrets_from_secr
         account,
         oidc_provider(&portal(account), "corp-oidc", "onboarding/web-oidc"),
     );
+    stack.ledger_requests.reset();
     let (reply, tally) = handler.handle(event.clone(), None).await.expect("created");
     assert_eq!(reply["status"], "ready", "{reply}");
+    assert_eq!(
+        stack.ledger_requests.get(),
+        2,
+        "a first pass is a claim and one completion write"
+    );
     assert_eq!(tally.created, 1);
     let (reply, _) = handler.handle(event, None).await.unwrap();
     assert_eq!(reply["status"], "duplicate");
