@@ -1,0 +1,329 @@
+//! `onboarding`: the operator's command line for the identity onboarding functions.
+//!
+//! Reads the ledger (DynamoDB) and publishes to the event bus (EventBridge) with the standard
+//! AWS configuration chain: credentials, Region and the `AWS_ENDPOINT_URL_<SERVICE>` endpoints
+//! (which point it at a local stack).
+
+mod context;
+mod failure;
+mod publish;
+mod replay;
+mod retry;
+mod status;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use onboarding::ledger::Status;
+
+use crate::context::{Context, Target};
+use crate::failure::Failure;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  an AWS call failed or the ledger could not be read (throttling, network, missing table,
+     credentials): the message says what; running the command again may work
+  2  usage error: the command line is wrong; nothing was read or changed
+  3  refused: understood, but not done (the step is not FAILED, nothing was found, the
+     events are invalid); nothing was changed; the message says what to do instead
+
+Configuration: credentials, Region and endpoints come from the standard AWS chain
+(AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL_DYNAMODB and
+AWS_ENDPOINT_URL_EVENTBRIDGE for a local stack).";
+
+const EXAMPLES: &str = "\
+Examples:
+  onboarding list                                   what needs attention
+  onboarding status 222222222222                    every step of an account
+  onboarding retry 222222222222 identity-center-instance
+  onboarding replay events/onboarding-requested.json --dry-run";
+
+/// Operate the identity onboarding: look at the ledger, retry failed steps, replay events.
+#[derive(Parser, Debug)]
+#[command(
+    name = "onboarding",
+    version,
+    about,
+    after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"),
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// The ledger table (DynamoDB)
+    #[arg(long, env = "LEDGER_TABLE", value_name = "NAME", global = true)]
+    table: Option<String>,
+    /// The event bus that carries onboarding requests
+    #[arg(
+        long,
+        env = "EVENT_BUS_NAME",
+        value_name = "NAME",
+        default_value = "default",
+        global = true
+    )]
+    bus: String,
+    /// The organization instance of IAM Identity Center (its steps are in `status` and
+    /// reached as `org`)
+    #[arg(long, env = "ORG_INSTANCE_ARN", value_name = "ARN", global = true)]
+    org_instance_arn: Option<String>,
+    /// Source of onboarding requests
+    #[arg(
+        long,
+        env = "EVENT_SOURCE",
+        value_name = "SOURCE",
+        default_value = onboarding::events::DEFAULT_EVENT_SOURCE,
+        global = true
+    )]
+    source: String,
+    /// detail-type of onboarding requests
+    #[arg(
+        long,
+        env = "REQUEST_DETAIL_TYPE",
+        value_name = "TYPE",
+        default_value = onboarding::events::DEFAULT_REQUEST_DETAIL_TYPE,
+        global = true
+    )]
+    detail_type: String,
+    /// Print JSON for scripts instead of tables (errors too, on stderr)
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every step of one account (and of the organization) from the ledger
+    #[command(after_help = "\
+Shows each step's status, resource ARN, generation, attempts, timestamps (RFC 3339, UTC),
+last error and what to do next. With --org-instance-arn (ORG_INSTANCE_ARN) the
+organization's approval-identity-source step is shown too; `status org` shows only it.
+Refused (exit 3) when the ledger has nothing for the account.
+
+Examples:
+  onboarding status 222222222222
+  onboarding status 222222222222 --json | jq '.steps[] | {step: .key.step, status}'
+  onboarding status org --org-instance-arn arn:aws:sso:::instance/ssoins-1234567890abcdef")]
+    Status {
+        /// A 12-digit account id, or `org` for the organization's steps
+        #[arg(value_name = "ACCOUNT|org", value_parser = context::parse_target)]
+        target: Target,
+    },
+    /// Steps that need attention (not READY), oldest change first
+    #[command(after_help = "\
+Without --status: every FAILED, IN_PROGRESS and CREATED step. Exits 0 also when nothing
+is found (an empty table, or [] with --json).
+
+Examples:
+  onboarding list
+  onboarding list --status FAILED --json")]
+    List {
+        /// Only steps with this status (repeatable)
+        #[arg(long, value_enum, ignore_case = true, value_name = "STATUS")]
+        status: Vec<StatusArg>,
+    },
+    /// Retry a FAILED step: new generation, then the onboarding request is published again
+    #[command(after_help = "\
+Only a FAILED step can be retried (anything else exits 3 and says why). The step moves to
+a new generation (a new ClientToken) and an `Account Onboarding Requested` event for the
+account is published to the bus, which the functions pick up.
+
+What is published:
+  identity-center-instance   the request with default settings ({schemaVersion, accountId}),
+                             when the failed request had default settings too; the ledger
+                             keeps only a hash of the request, so when the failed one set an
+                             instance name or tags, pass --event FILE with it (or a
+                             corrected one)
+  web-identity-provider#...  the ledger does not keep the provider's details: --event FILE
+                             with the original request is required
+  approval-identity-source   (`retry org ...`) a default request for an account whose
+                             identity-center-instance is READY (--account), or --event FILE
+With --event FILE the file's event is published as it is (source, detail-type, detail).
+
+STEP is the step as `status` shows it; a unique prefix such as `web-identity-provider` is
+enough when the account has only one such step. If publishing fails after the reset, run
+the same command again: it publishes without another reset.
+
+Examples:
+  onboarding retry 222222222222 identity-center-instance
+  onboarding retry 222222222222 web-identity-provider --event events/onboarding-requested.json
+  onboarding retry org approval-identity-source --account 222222222222")]
+    Retry {
+        /// The 12-digit account id (for a web identity provider: the portal's account), or `org`
+        #[arg(value_name = "ACCOUNT|org", value_parser = context::parse_target)]
+        target: Target,
+        /// The step, as `status` shows it, or a unique prefix of it
+        step: String,
+        /// The onboarding request to publish (one event: the original, or a corrected one)
+        #[arg(long, value_name = "FILE")]
+        event: Option<PathBuf>,
+        /// For `retry org`: an onboarded account (identity-center-instance READY) whose
+        /// default request carries the retry
+        #[arg(long, value_name = "ACCOUNT", value_parser = context::parse_account)]
+        account: Option<String>,
+    },
+    /// Publish events from files to the bus (EventBridge assigns new ids)
+    #[command(after_help = "\
+Each file holds one EventBridge event, a JSON array of events, or an SQS batch
+({\"Records\": [...]}) whose bodies are events; a directory means its *.json files. Every
+event is checked first, as the functions will decode it; if any is invalid nothing is sent
+(exit 3) unless --skip-invalid. Events are sent as the files have them (source,
+detail-type, detail, resources), ten per PutEvents call; a failed entry is reported and the
+exit code is 1. Replaying is safe: the functions create each resource once, so a replayed
+request for a finished step is a duplicate.
+
+Examples:
+  onboarding replay events/onboarding-requested.json
+  onboarding replay exported/ --dry-run
+  onboarding replay events/ --skip-invalid")]
+    Replay {
+        /// Event files or directories of *.json event files
+        #[arg(value_name = "FILE|DIR", required = true)]
+        paths: Vec<PathBuf>,
+        /// Check and list what would be sent; send nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Send the valid events and report the invalid ones, instead of sending nothing
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+}
+
+/// A step status on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StatusArg {
+    #[value(name = "FAILED")]
+    Failed,
+    #[value(name = "IN_PROGRESS")]
+    InProgress,
+    #[value(name = "CREATED")]
+    Created,
+    #[value(name = "READY")]
+    Ready,
+}
+
+impl From<StatusArg> for Status {
+    fn from(s: StatusArg) -> Status {
+        match s {
+            StatusArg::Failed => Status::Failed,
+            StatusArg::InProgress => Status::InProgress,
+            StatusArg::Created => Status::Created,
+            StatusArg::Ready => Status::Ready,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version print and succeed; usage errors exit 2.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return report(
+                &Failure::runtime(format!("cannot start the async runtime: {e}")),
+                json,
+            )
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report(&failure, json),
+    }
+}
+
+fn report(failure: &Failure, json: bool) -> ExitCode {
+    if json {
+        let doc = serde_json::json!({
+            "error": {
+                "exitCode": failure.exit as u8,
+                "message": failure.message,
+                "hint": failure.hint,
+            }
+        });
+        eprintln!("{doc}");
+    } else {
+        eprintln!("{failure}");
+    }
+    ExitCode::from(failure.exit as u8)
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let g = cli.global;
+    let ctx = Context::load(
+        g.table,
+        g.bus,
+        g.org_instance_arn,
+        onboarding::events::Accept::new(g.source, g.detail_type),
+        g.json,
+    )
+    .await?;
+    match cli.command {
+        Command::Status { target } => status::status(&ctx, &target).await,
+        Command::List { status } => {
+            let statuses: Vec<Status> = if status.is_empty() {
+                vec![Status::Failed, Status::InProgress, Status::Created]
+            } else {
+                let mut s: Vec<Status> = status.into_iter().map(Status::from).collect();
+                s.dedup();
+                s
+            };
+            status::list(&ctx, &statuses).await
+        }
+        Command::Retry {
+            target,
+            step,
+            event,
+            account,
+        } => retry::retry(&ctx, &target, &step, event.as_deref(), account.as_deref()).await,
+        Command::Replay {
+            paths,
+            dry_run,
+            skip_invalid,
+        } => replay::replay(&ctx, &paths, dry_run, skip_invalid).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_are_usage_errors() {
+        for args in [
+            vec!["onboarding"],
+            vec!["onboarding", "status"],
+            vec!["onboarding", "status", "12ab"],
+            vec!["onboarding", "list", "--status", "DONE"],
+            vec!["onboarding", "retry", "222222222222"],
+            vec!["onboarding", "replay"],
+        ] {
+            let err = Cli::try_parse_from(&args).expect_err("usage error");
+            assert!(err.use_stderr(), "{args:?}");
+        }
+        let ok = Cli::try_parse_from(["onboarding", "list", "--status", "failed", "--json"]);
+        assert!(ok.is_ok());
+    }
+}

@@ -1,0 +1,266 @@
+//! `status` (every step of one scope) and `list` (steps with a status).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use onboarding::ledger::{Record, Status};
+use serde_json::json;
+
+use crate::context::{target_name, Context, Target};
+use crate::failure::{Failure, Outcome};
+use crate::table::{shorten, time_or_dash, Table};
+
+pub const INSTANCE_STEP: &str = "identity-center-instance";
+pub const APPROVAL_STEP: &str = "approval-identity-source";
+pub const WEB_STEP: &str = "web-identity-provider";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A step reset by `retry` and not yet picked up by a delivery.
+pub fn awaiting_delivery(r: &Record) -> bool {
+    r.status == Status::InProgress
+        && r.attempt == 0
+        && r.lease_owner.is_none()
+        && r.request_hash.is_none()
+}
+
+/// What the operator can do about a step, if anything.
+pub fn next_step(r: &Record) -> Option<String> {
+    let who = target_name(&r.key);
+    let step = &r.key.step;
+    match r.status {
+        Status::Ready => None,
+        Status::Failed => {
+            let extra = if step.starts_with(WEB_STEP) {
+                " --event FILE (the original request)"
+            } else if step == APPROVAL_STEP {
+                " --account ACCOUNT (an onboarded account)"
+            } else {
+                ""
+            };
+            let cause = r
+                .last_error
+                .as_ref()
+                .map(|e| format!(" ({})", e.code))
+                .unwrap_or_default();
+            Some(format!(
+                "FAILED: remove the cause{cause}, then `onboarding retry {who} {step}{extra}`"
+            ))
+        }
+        Status::Created => Some(
+            "created, waiting for readiness: the next delivery of the request checks it again"
+                .to_owned(),
+        ),
+        Status::InProgress if awaiting_delivery(r) => Some(format!(
+            "reset by a retry (generation {}), waiting for its onboarding request: \
+             `onboarding retry {who} {step}` publishes it again",
+            r.generation
+        )),
+        Status::InProgress => match r.lease_expires_at {
+            Some(until) if until > now_ms() => Some(format!(
+                "a delivery is working on it (lease until {})",
+                time_or_dash(Some(until))
+            )),
+            _ => Some(format!(
+                "stalled since {} (attempt {}): the next delivery of the request continues \
+                 it; redeliver it with `onboarding replay FILE`",
+                time_or_dash(r.lease_expires_at.or(r.updated_at)),
+                r.attempt
+            )),
+        },
+    }
+}
+
+fn error_text(r: &Record) -> String {
+    match &r.last_error {
+        Some(e) => format!(
+            "{} ({}): {}",
+            e.code,
+            if e.retryable {
+                "retryable"
+            } else {
+                "permanent"
+            },
+            e.message
+        ),
+        None => "-".to_owned(),
+    }
+}
+
+pub async fn status(ctx: &Context, target: &Target) -> Outcome {
+    let ledger = ctx.ledger()?;
+    let scope = ctx.scope(target)?;
+    let steps = ledger
+        .get(&scope)
+        .await
+        .map_err(|e| ctx.ledger_failure(e))?;
+    let org_steps = match (target, ctx.org_instance_arn.as_deref()) {
+        (Target::Account(_), Some(_)) => ledger
+            .get(&ctx.scope(&Target::Org)?)
+            .await
+            .map_err(|e| ctx.ledger_failure(e))?,
+        _ => Vec::new(),
+    };
+    let who = match target {
+        Target::Account(id) => format!("account {id}"),
+        Target::Org => format!("organization instance {}", ctx.org_arn()?),
+    };
+
+    if ctx.json {
+        let doc = json!({
+            "scope": scope,
+            "accountId": match target { Target::Account(id) => Some(id.as_str()), Target::Org => None },
+            "steps": steps,
+            "organization": ctx.org_instance_arn.as_ref().map(|arn| json!({
+                "instanceArn": arn,
+                "steps": if matches!(target, Target::Org) { &steps } else { &org_steps },
+            })),
+        });
+        println!("{}", pretty(&doc));
+    } else {
+        let mut table = Table::new(&[
+            "SCOPE",
+            "STEP",
+            "STATUS",
+            "GEN",
+            "ATTEMPTS",
+            "FIRST ATTEMPT",
+            "UPDATED",
+            "RESOURCE",
+        ]);
+        let all = steps.iter().chain(&org_steps);
+        for r in all.clone() {
+            table.row(vec![
+                if r.key.account_id().is_some() {
+                    "account".into()
+                } else {
+                    "organization".into()
+                },
+                r.key.step.clone(),
+                r.status.to_string(),
+                r.generation.to_string(),
+                r.attempt.to_string(),
+                time_or_dash(r.first_attempt_at),
+                time_or_dash(r.updated_at),
+                r.resource_arn.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        let mut out = format!("Ledger {} for {who}\n\n", ctx.table()?);
+        if table.is_empty() {
+            out.push_str("(no steps)\n");
+        } else {
+            out.push_str(&table.render());
+        }
+        let errors: Vec<String> = all
+            .clone()
+            .filter(|r| r.last_error.is_some())
+            .map(|r| format!("  {}: {}", r.key.step, error_text(r)))
+            .collect();
+        if !errors.is_empty() {
+            out.push_str("\nLast errors:\n");
+            out.push_str(&errors.join("\n"));
+            out.push('\n');
+        }
+        let next: Vec<String> = all
+            .filter_map(|r| next_step(r).map(|n| format!("  {}: {n}", r.key.step)))
+            .collect();
+        if !next.is_empty() {
+            out.push_str("\nNext:\n");
+            out.push_str(&next.join("\n"));
+            out.push('\n');
+        }
+        if matches!(target, Target::Account(_)) && ctx.org_instance_arn.is_none() {
+            out.push_str(
+                "\n(the organization's approval-identity-source step is shown with \
+                 --org-instance-arn or ORG_INSTANCE_ARN)\n",
+            );
+        }
+        print!("{out}");
+    }
+
+    if steps.is_empty() {
+        let hint = match target {
+            Target::Account(_) => {
+                "the account has not been onboarded (or its failed steps expired after 30 days): \
+                 publish an onboarding request for it, e.g. `onboarding replay FILE`, and check \
+                 --table / LEDGER_TABLE"
+            }
+            Target::Org => {
+                "no onboarding has reached the approval identity source yet; check \
+                 --org-instance-arn / ORG_INSTANCE_ARN and --table / LEDGER_TABLE"
+            }
+        };
+        return Err(Failure::refused(format!(
+            "the ledger {} has no steps for {who}",
+            ctx.table()?
+        ))
+        .hint(hint));
+    }
+    Ok(())
+}
+
+pub async fn list(ctx: &Context, statuses: &[Status]) -> Outcome {
+    let ledger = ctx.ledger()?;
+    let mut records: Vec<Record> = Vec::new();
+    for status in statuses {
+        records.extend(
+            ledger
+                .list(*status)
+                .await
+                .map_err(|e| ctx.ledger_failure(e))?,
+        );
+    }
+    records.sort_by(|a, b| {
+        a.updated_at
+            .cmp(&b.updated_at)
+            .then_with(|| a.key.scope.cmp(&b.key.scope))
+            .then_with(|| a.key.step.cmp(&b.key.step))
+    });
+    if ctx.json {
+        println!("{}", pretty(&json!(records)));
+        return Ok(());
+    }
+    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    if records.is_empty() {
+        println!("No steps are {}.", names.join(" or "));
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "ACCOUNT",
+        "STEP",
+        "STATUS",
+        "GEN",
+        "ATTEMPTS",
+        "UPDATED",
+        "LAST ERROR",
+    ]);
+    for r in &records {
+        table.row(vec![
+            target_name(&r.key),
+            r.key.step.clone(),
+            r.status.to_string(),
+            r.generation.to_string(),
+            r.attempt.to_string(),
+            time_or_dash(r.updated_at),
+            r.last_error
+                .as_ref()
+                .map(|e| shorten(&format!("{}: {}", e.code, e.message), 80))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", table.render());
+    println!(
+        "\n{} step(s) {}. Details: `onboarding status ACCOUNT`.",
+        records.len(),
+        names.join(" or ")
+    );
+    Ok(())
+}
+
+pub fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}

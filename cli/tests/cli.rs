@@ -1,0 +1,513 @@
+//! The `onboarding` binary as an operator runs it, against the local stack (moto and the
+//! identity emulator): steps are made READY and FAILED by the real handlers, then the CLI is
+//! run as a subprocess with the standard AWS environment variables pointing at moto.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use identity_emulator::{AccountConfig, Config as EmulatorConfig};
+use integration_tests::deliveries::onboarding_requested;
+use integration_tests::stack::{Stack, REGION};
+use onboarding::ledger::{Ledger, Record, Status, StepKey};
+use serde_json::{json, Value};
+
+const GOOD: &str = "222222222222";
+const REFUSING: &str = "600000000001";
+const NAMED: &str = "600000000002";
+const REQUESTED: &str = "Account Onboarding Requested";
+
+/// The CLI's environment: nothing from the host's AWS configuration, only the stack's.
+fn command(env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_onboarding"));
+    cmd.env_clear()
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "local-secret")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+async fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command(env)
+        .args(args)
+        .output()
+        .await
+        .expect("the onboarding binary runs");
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+async fn run(stack: &Stack, args: &[&str]) -> Run {
+    run_with(
+        &[
+            ("AWS_ENDPOINT_URL_DYNAMODB", &stack.moto_url),
+            ("AWS_ENDPOINT_URL_EVENTBRIDGE", &stack.moto_url),
+            ("LEDGER_TABLE", &stack.table),
+            ("EVENT_BUS_NAME", &stack.bus),
+            ("ORG_INSTANCE_ARN", &stack.organization_instance_arn),
+        ],
+        args,
+    )
+    .await
+}
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn requests(emitted: &[Value]) -> Vec<&Value> {
+    emitted
+        .iter()
+        .filter(|e| e["detail-type"] == REQUESTED)
+        .collect()
+}
+
+async fn step(ledger: &Ledger, account: &str, step: &str) -> Record {
+    ledger
+        .get_step(&StepKey::account(account, step))
+        .await
+        .expect("ledger read")
+        .expect("step in the ledger")
+}
+
+/// A temporary directory of this test's own, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("onboarding-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, value: &Value) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, serde_json::to_vec_pretty(value).expect("json")).expect("write");
+        path.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn status_list_and_retry_work_on_ready_and_failed_steps() {
+    let mut config = EmulatorConfig::default();
+    config
+        .accounts
+        .push(AccountConfig::new(REFUSING).refusing_role("*"));
+    config
+        .accounts
+        .push(AccountConfig::new(NAMED).refusing_role("*"));
+    let stack = Stack::start_with("cli", config).await;
+    let instance = stack.instance_handler(stack.engine());
+    let approval = stack.approval_handler(stack.engine());
+    let good = onboarding_requested("c-1", GOOD, json!({}));
+    let (reply, _) = instance.handle(good.clone(), None).await.expect("good");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let (reply, _) = approval.handle(good, None).await.expect("org step");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let (reply, _) = instance
+        .handle(onboarding_requested("c-2", REFUSING, json!({})), None)
+        .await
+        .expect("refused");
+    assert_eq!(reply["status"], "failed", "{reply}");
+    let named = onboarding_requested(
+        "c-3",
+        NAMED,
+        json!({ "identityCenterInstance": { "name": "named-prod", "tags": { "Team": "a" } } }),
+    );
+    let (reply, _) = instance.handle(named.clone(), None).await.expect("refused");
+    assert_eq!(reply["status"], "failed", "{reply}");
+    stack.emitted().await;
+    let ledger = stack.engine().ledger().clone();
+    let ready = step(&ledger, GOOD, "identity-center-instance").await;
+    let arn = ready.resource_arn.clone().expect("READY has an ARN");
+
+    // status: a table with the account's step and the organization's.
+    let out = run(&stack, &["status", GOOD]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for text in [
+        "identity-center-instance",
+        "approval-identity-source",
+        "organization",
+        "READY",
+        arn.as_str(),
+    ] {
+        assert!(out.stdout.contains(text), "{text} missing: {out:?}");
+    }
+    assert!(!out.stdout.contains("FAILED"), "{out:?}");
+
+    // status --json: the ledger's records.
+    let out = run(&stack, &["status", GOOD, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    assert_eq!(doc["accountId"], GOOD);
+    let steps = doc["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1, "{doc}");
+    assert_eq!(steps[0]["key"]["step"], "identity-center-instance");
+    assert_eq!(steps[0]["status"], "READY");
+    assert_eq!(steps[0]["resource_arn"], arn.as_str());
+    assert_eq!(steps[0]["generation"], 0);
+    assert_eq!(
+        doc["organization"]["steps"][0]["key"]["step"],
+        "approval-identity-source"
+    );
+    assert_eq!(doc["organization"]["steps"][0]["status"], "READY");
+
+    // A failed step: its error and what to do next.
+    let out = run(&stack, &["status", REFUSING]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("FAILED"), "{out:?}");
+    assert!(out.stdout.contains("AccessDenied"), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "onboarding retry {REFUSING} identity-center-instance"
+        )),
+        "{out:?}"
+    );
+
+    // An account the ledger does not know: refused, saying what to do.
+    let out = run(&stack, &["status", "999999999999"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("no steps for account 999999999999"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("hint:"), "{out:?}");
+
+    // list --status FAILED finds exactly the failed steps.
+    let out = run(&stack, &["list", "--status", "FAILED", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let listed = out.json();
+    let mut accounts: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "FAILED", "{r}");
+            r["account_id"].as_str().expect("account id")
+        })
+        .collect();
+    accounts.sort();
+    assert_eq!(accounts, vec![REFUSING, NAMED]);
+    let out = run(&stack, &["list"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(REFUSING) && out.stdout.contains(NAMED),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout.contains(GOOD),
+        "READY steps need no attention: {out:?}"
+    );
+    let out = run(&stack, &["list", "--status", "CREATED"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("No steps are CREATED"), "{out:?}");
+
+    // retry of a READY step: refused, nothing changed, nothing published.
+    let out = run(&stack, &["retry", GOOD, "identity-center-instance"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("READY"), "{out:?}");
+    assert!(out.stderr.contains("nothing to retry"), "{out:?}");
+    assert_eq!(
+        step(&ledger, GOOD, "identity-center-instance")
+            .await
+            .generation,
+        0
+    );
+    assert!(requests(&stack.emitted().await).is_empty());
+
+    // retry of a FAILED step (named by a prefix): new generation, request published.
+    let out = run(&stack, &["retry", REFUSING, "identity"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("generation 0 -> 1"), "{out:?}");
+    let record = step(&ledger, REFUSING, "identity-center-instance").await;
+    assert_eq!(record.generation, 1);
+    assert_eq!(record.status, Status::InProgress);
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(published[0]["source"], "identity-onboarding");
+    assert_eq!(
+        published[0]["detail"],
+        json!({ "schemaVersion": "1", "accountId": REFUSING })
+    );
+    // The functions act on the published request: the new generation runs (and fails
+    // again, the role still refusing).
+    let (reply, _) = instance
+        .handle(published[0].clone(), None)
+        .await
+        .expect("handled");
+    assert_eq!(reply["status"], "failed", "{reply}");
+    let record = step(&ledger, REFUSING, "identity-center-instance").await;
+    assert_eq!(
+        (record.status, record.generation, record.attempt),
+        (Status::Failed, 1, 1)
+    );
+
+    // The failed request named the instance: the ledger cannot rebuild it, so a retry
+    // without the event is refused before anything changes...
+    let out = run(&stack, &["retry", NAMED, "identity-center-instance"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("--event FILE"), "{out:?}");
+    let record = step(&ledger, NAMED, "identity-center-instance").await;
+    assert_eq!((record.status, record.generation), (Status::Failed, 0));
+    assert!(requests(&stack.emitted().await).is_empty());
+    // ... and with the original event it publishes exactly that request.
+    let dir = TempDir::new("retry");
+    let file = dir.write("named.json", &named);
+    let out = run(
+        &stack,
+        &[
+            "retry",
+            NAMED,
+            "identity-center-instance",
+            "--event",
+            &file,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    assert_eq!(doc["previousGeneration"], 0);
+    assert_eq!(doc["generation"], 1);
+    assert_eq!(doc["record"]["status"], "IN_PROGRESS");
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(published[0]["detail"], named["detail"]);
+    assert_eq!(doc["published"]["eventId"], published[0]["id"]);
+
+    // Retrying again before a delivery picks it up publishes again, without a second reset.
+    let out = run(
+        &stack,
+        &["retry", NAMED, "identity-center-instance", "--event", &file],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("already reset"), "{out:?}");
+    assert_eq!(
+        step(&ledger, NAMED, "identity-center-instance")
+            .await
+            .generation,
+        1
+    );
+    assert_eq!(requests(&stack.emitted().await).len(), 1);
+
+    // A step the account does not have; the web provider step needs its event.
+    let out = run(&stack, &["retry", GOOD, "web-identity-provider"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("its steps are"), "{out:?}");
+    // The organization's step is READY: nothing to retry.
+    let out = run(
+        &stack,
+        &[
+            "retry",
+            "org",
+            "approval-identity-source",
+            "--account",
+            GOOD,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("READY"), "{out:?}");
+}
+
+#[tokio::test]
+async fn replay_publishes_events_from_files_and_directories() {
+    let stack = Stack::start("cli-replay").await;
+    let sample = events_dir().join("onboarding-requested.json");
+    let sample_path = sample.display().to_string();
+    let original: Value =
+        serde_json::from_slice(&std::fs::read(&sample).expect("sample")).expect("sample JSON");
+
+    // --dry-run lists it and sends nothing.
+    let out = run(&stack, &["replay", &sample_path, "--dry-run"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("would send: onboard account 222222222222"),
+        "{out:?}"
+    );
+    assert!(stack.emitted().await.is_empty());
+
+    // The sample is published as the file has it; EventBridge gives it a new id.
+    let out = run(&stack, &["replay", &sample_path]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Sent 1 of 1"), "{out:?}");
+    let emitted = stack.emitted().await;
+    assert_eq!(emitted.len(), 1, "{emitted:?}");
+    assert_eq!(emitted[0]["source"], original["source"]);
+    assert_eq!(emitted[0]["detail-type"], original["detail-type"]);
+    assert_eq!(emitted[0]["detail"], original["detail"]);
+    assert_ne!(emitted[0]["id"], original["id"]);
+
+    // The samples directory holds events that cannot be published (Control Tower's aws.*
+    // source, an invalid event): nothing is sent unless asked to skip them.
+    let dir_path = events_dir().display().to_string();
+    let out = run(&stack, &["replay", &dir_path]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("nothing was sent"), "{out:?}");
+    assert!(out.stdout.contains("aws.*"), "{out:?}");
+    assert!(stack.emitted().await.is_empty());
+    let out = run(
+        &stack,
+        &["replay", &dir_path, "--skip-invalid", "--dry-run", "--json"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan = out.json();
+    let would: Vec<&Value> = plan["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["state"] == "would-send")
+        .collect();
+    assert!(would.len() >= 2, "{plan}");
+    assert!(plan["invalid"].as_u64().unwrap_or(0) >= 2, "{plan}");
+    let out = run(&stack, &["replay", &dir_path, "--skip-invalid", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = out.json();
+    assert_eq!(
+        report["sent"].as_u64(),
+        Some(would.len() as u64),
+        "{report}"
+    );
+    assert_eq!(stack.emitted().await.len(), would.len());
+
+    // An array of 12 events goes out in two PutEvents calls; an SQS batch's bodies too.
+    let dir = TempDir::new("replay");
+    let many: Vec<Value> = (0..12)
+        .map(|i| onboarding_requested(&format!("r-{i}"), &format!("90000000{i:04}"), json!({})))
+        .collect();
+    let array = dir.write("many.json", &Value::Array(many));
+    let out = run(&stack, &["replay", &array, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["sent"], 12);
+    let mut accounts: Vec<String> = stack
+        .emitted()
+        .await
+        .iter()
+        .map(|e| {
+            e["detail"]["accountId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    accounts.sort();
+    let expected: Vec<String> = (0..12).map(|i| format!("90000000{i:04}")).collect();
+    assert_eq!(accounts, expected);
+
+    // A file that is not an event: refused with the reason, nothing sent.
+    let junk = dir.write("junk.json", &json!({ "hello": "world" }));
+    let out = run(&stack, &["replay", &junk]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stdout.contains("source: missing"), "{out:?}");
+    assert!(stack.emitted().await.is_empty());
+}
+
+#[tokio::test]
+async fn usage_and_runtime_errors_have_their_exit_codes() {
+    let no_env: &[(&str, &str)] = &[];
+    let out = run_with(no_env, &["--help"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Exit codes"), "{out:?}");
+    for cmd in ["status", "list", "retry", "replay"] {
+        let out = run_with(no_env, &[cmd, "--help"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("Examples:"), "{cmd}: {out:?}");
+    }
+
+    for args in [
+        vec![],
+        vec!["status"],
+        vec!["status", "12ab"],
+        vec!["list", "--status", "DONE"],
+        vec!["retry", GOOD],
+        vec!["replay"],
+        vec!["frobnicate"],
+    ] {
+        let out = run_with(no_env, &args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+    }
+    // No table configured: a usage error that names the setting.
+    let out = run_with(no_env, &["status", GOOD]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("LEDGER_TABLE"), "{out:?}");
+    // `org` needs the organization instance.
+    let out = run_with(&[("LEDGER_TABLE", "t")], &["status", "org"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("ORG_INSTANCE_ARN"), "{out:?}");
+    // A missing replay file.
+    let out = run_with(no_env, &["replay", "/nonexistent/events.json"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+
+    // Nothing listens: a runtime error that says to try again; JSON errors for scripts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let dead = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", dead.as_str()),
+        ("LEDGER_TABLE", "ledger"),
+    ];
+    let out = run_with(&env, &["list", "--json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let error: Value = serde_json::from_str(out.stderr.trim()).expect("a JSON error");
+    assert_eq!(error["error"]["exitCode"], 1);
+    assert!(
+        error["error"]["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("again"),
+        "{error}"
+    );
+}
