@@ -52,10 +52,19 @@ impl Failure {
 
     /// The ledger's error, with what to do about it. `table` names the table in the hint.
     pub fn ledger(err: LedgerError, table: &str) -> Self {
-        match err {
+        let failure = Self::ledger_full(&err, table);
+        Failure {
+            message: concise(&failure.message),
+            ..failure
+        }
+    }
+
+    fn ledger_full(err: &LedgerError, table: &str) -> Self {
+        match *err {
             LedgerError::Unavailable(_) => Failure::runtime(err.to_string())
                 .hint("the ledger is throttled or unreachable: run the command again in a moment"),
             LedgerError::Rejected(ref text) => {
+                let text = text.as_str();
                 let hint = if text.contains("ResourceNotFound") {
                     format!(
                         "table {table:?} does not exist in this Region: check --table / \
@@ -81,6 +90,20 @@ impl Failure {
     }
 }
 
+/// An SDK error's text without its debug dump: the part before the first ` (` that opens a
+/// Rust structure (`(ServiceError(...`, `(DispatchFailure(...`).
+pub fn concise(text: &str) -> String {
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(" (") {
+        let at = from + pos;
+        if text[at + 2..].starts_with(|c: char| c.is_ascii_uppercase()) {
+            return text[..at].to_owned();
+        }
+        from = at + 2;
+    }
+    text.to_owned()
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "error: {}", self.message)?;
@@ -92,3 +115,22 @@ impl fmt::Display for Failure {
 }
 
 pub type Outcome<T = ()> = Result<T, Failure>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_debug_dumps_are_cut() {
+        assert_eq!(
+            concise("Query: service error: ResourceNotFoundException: not found (ServiceError(ServiceError { x }))"),
+            "Query: service error: ResourceNotFoundException: not found"
+        );
+        assert_eq!(
+            concise("dispatch failure: Connection refused (os error 111) (DispatchFailure(x))"),
+            "dispatch failure: Connection refused (os error 111)"
+        );
+        assert_eq!(concise("plain (lower)"), "plain (lower)");
+        assert_eq!(concise("ends with ("), "ends with (");
+    }
+}

@@ -293,7 +293,9 @@ pub async fn put_events(
                 }
             }
             Err(err) => {
-                let message = aws_sdk_eventbridge::error::DisplayErrorContext(&err).to_string();
+                let message = crate::failure::concise(
+                    &aws_sdk_eventbridge::error::DisplayErrorContext(&err).to_string(),
+                );
                 let code = aws_sdk_eventbridge::error::ProvideErrorMetadata::code(&err)
                     .unwrap_or("PutEventsFailed")
                     .to_owned();

@@ -356,3 +356,73 @@ pub async fn retry(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::Exit;
+    use onboarding::ledger::Status;
+
+    fn record(step: &str, status: Status) -> Record {
+        Record {
+            key: StepKey::account("222222222222", step),
+            status,
+            token: "t".into(),
+            request_hash: Some("h".into()),
+            generation: 0,
+            attempt: 1,
+            resource_arn: None,
+            last_error: None,
+            announced: false,
+            lease_owner: Some("o".into()),
+            lease_expires_at: None,
+            first_attempt_at: None,
+            updated_at: None,
+            expires_at: None,
+            recent_events: Vec::new(),
+            account_id: Some("222222222222".into()),
+        }
+    }
+
+    #[test]
+    fn steps_are_named_in_full_or_by_a_unique_prefix() {
+        let portal = "arn:aws:workspaces-web:us-east-1:222222222222:portal/p";
+        let one = vec![
+            record(INSTANCE_STEP, Status::Ready),
+            record(&format!("{WEB_STEP}#{portal}#corp-oidc"), Status::Failed),
+        ];
+        let who = "account 222222222222";
+        let found =
+            |records: &[Record], step: &str| pick(records, step, who).map(|r| r.key.step.clone());
+        assert_eq!(
+            found(&one, INSTANCE_STEP).ok().as_deref(),
+            Some(INSTANCE_STEP)
+        );
+        assert!(found(&one, WEB_STEP).is_ok_and(|s| s.ends_with("#corp-oidc")));
+        let missing = found(&one, "approval").expect_err("no such step");
+        assert_eq!(missing.exit, Exit::Refused);
+        assert!(missing.hint.unwrap_or_default().contains(INSTANCE_STEP));
+
+        let mut two = one.clone();
+        two.push(record(
+            &format!("{WEB_STEP}#{portal}#corp-saml"),
+            Status::Failed,
+        ));
+        let ambiguous = found(&two, WEB_STEP).expect_err("two providers");
+        assert_eq!(ambiguous.exit, Exit::Usage);
+        assert!(found(&two, &format!("{WEB_STEP}#{portal}#corp-saml")).is_ok());
+    }
+
+    #[test]
+    fn only_failed_steps_are_retried_and_the_refusal_says_why() {
+        let ready = refusal(&record(INSTANCE_STEP, Status::Ready));
+        assert_eq!(ready.exit, Exit::Refused);
+        assert!(ready.message.contains("nothing to retry"), "{ready}");
+        let created = refusal(&record(INSTANCE_STEP, Status::Created));
+        assert!(created.message.contains("CREATED"), "{created}");
+        assert!(
+            created.hint.unwrap_or_default().contains("readiness"),
+            "a CREATED step waits for readiness"
+        );
+    }
+}

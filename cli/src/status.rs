@@ -48,7 +48,7 @@ pub fn next_step(r: &Record) -> Option<String> {
                 .map(|e| format!(" ({})", e.code))
                 .unwrap_or_default();
             Some(format!(
-                "FAILED: remove the cause{cause}, then `onboarding retry {who} {step}{extra}`"
+                "FAILED: fix the cause{cause}, then `onboarding retry {who} {step}{extra}`"
             ))
         }
         Status::Created => Some(
@@ -254,9 +254,9 @@ pub async fn list(ctx: &Context, statuses: &[Status]) -> Outcome {
     }
     print!("{}", table.render());
     println!(
-        "\n{} step(s) {}. Details: `onboarding status ACCOUNT`.",
+        "\n{} step(s) with status {}. Details: `onboarding status ACCOUNT`.",
         records.len(),
-        names.join(" or ")
+        names.join(", ")
     );
     Ok(())
 }
