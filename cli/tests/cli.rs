@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
-use integration_tests::deliveries::onboarding_requested;
+use integration_tests::deliveries::{oidc_provider, onboarding_requested};
 use integration_tests::stack::{Stack, REGION};
-use onboarding::ledger::{Ledger, Record, Status, StepKey};
+use onboarding::ledger::{
+    Claim, ClaimRequest, ErrorReason, Failure, Ledger, Record, Status, StepKey,
+};
 use serde_json::{json, Value};
 
 const GOOD: &str = "222222222222";
@@ -357,6 +359,166 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
     .await;
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("READY"), "{out:?}");
+}
+
+#[tokio::test]
+async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_names() {
+    let portal = format!(
+        "arn:aws:workspaces-web:us-east-1:{GOOD}:portal/0d5e1c8a-3b7f-4e2a-9c6d-1f2e3a4b5c6d"
+    );
+    let mut config = EmulatorConfig::default();
+    config
+        .accounts
+        .push(AccountConfig::new(GOOD).with_portal(portal.clone()));
+    let stack = Stack::start_with("cli-web", config).await;
+    let web = stack.web_handler(stack.engine());
+    let instance = stack.instance_handler(stack.engine());
+    let approval = stack.approval_handler(stack.engine());
+    let ledger = stack.engine().ledger().clone();
+
+    // The provider's secret is missing: the step fails permanently.
+    let request = onboarding_requested(
+        "w-1",
+        GOOD,
+        oidc_provider(&portal, "corp-oidc", "onboarding/cli-oidc"),
+    );
+    let (reply, _) = web.handle(request.clone(), None).await.expect("handled");
+    assert_eq!(reply["status"], "failed", "{reply}");
+    let (reply, _) = instance
+        .handle(request.clone(), None)
+        .await
+        .expect("handled");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    stack.emitted().await;
+    let out = run(&stack, &["status", GOOD]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("ResourceNotFoundException"), "{out:?}");
+    assert!(out.stdout.contains("--event FILE"), "{out:?}");
+
+    // The ledger cannot rebuild a provider request: the CLI asks for it.
+    let out = run(&stack, &["retry", GOOD, "web-identity-provider"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--event FILE"), "{out:?}");
+    // A request for another provider is not this step's.
+    let dir = TempDir::new("web");
+    let other = onboarding_requested(
+        "w-2",
+        GOOD,
+        oidc_provider(&portal, "other-oidc", "onboarding/cli-oidc"),
+    );
+    let other_file = dir.write("other.json", &other);
+    let out = run(
+        &stack,
+        &[
+            "retry",
+            GOOD,
+            "web-identity-provider",
+            "--event",
+            &other_file,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("other-oidc"), "{out:?}");
+
+    // The operator creates the secret and retries with the original request: the function
+    // consuming the published request creates the provider.
+    stack
+        .put_secret(
+            "onboarding/cli-oidc",
+            &json!({ "client_secret": "canary-cli-secret" }),
+        )
+        .await;
+    let file = dir.write("request.json", &request);
+    let out = run(
+        &stack,
+        &["retry", GOOD, "web-identity-provider", "--event", &file],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    let (reply, _) = web
+        .handle(published[0].clone(), None)
+        .await
+        .expect("handled");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let key = StepKey::account(GOOD, &format!("web-identity-provider#{portal}#corp-oidc"));
+    let record = ledger.get_step(&key).await.expect("read").expect("step");
+    assert_eq!((record.status, record.generation), (Status::Ready, 1));
+    assert_eq!(
+        stack.emulator.counters().created("CreateIdentityProvider"),
+        1
+    );
+
+    // The organization's step failed (recorded as the engine records it).
+    let org = StepKey::org(&stack.organization_instance_arn, "approval-identity-source");
+    let lease = match ledger
+        .claim(
+            &org,
+            &ClaimRequest {
+                request_hash: "earlier",
+                event_id: "o-1",
+                lease: std::time::Duration::from_secs(30),
+                deadline: None,
+            },
+        )
+        .await
+        .expect("claim")
+    {
+        Claim::Acquired(lease) => lease,
+        other => panic!("expected to acquire the org step, got {other:?}"),
+    };
+    let reason = ErrorReason {
+        retryable: false,
+        code: "ServiceQuotaExceededException".into(),
+        message: "too many identity sources".into(),
+    };
+    ledger
+        .fail(&lease, Failure::Permanent, &reason)
+        .await
+        .expect("fail");
+    let out = run(&stack, &["status", "org"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("ServiceQuotaExceededException"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("onboarding retry org approval-identity-source --account"),
+        "{out:?}"
+    );
+    // It needs an onboarded account to carry the request.
+    let out = run(&stack, &["retry", "org", "approval-identity-source"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = run(
+        &stack,
+        &["retry", "org", "approval", "--account", "999999999999"],
+    )
+    .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("not in the ledger"), "{out:?}");
+    let out = run(&stack, &["retry", "org", "approval", "--account", GOOD]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(published[0]["detail"]["accountId"], GOOD);
+    let (reply, _) = approval
+        .handle(published[0].clone(), None)
+        .await
+        .expect("handled");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let record = ledger.get_step(&org).await.expect("read").expect("step");
+    assert_eq!((record.status, record.generation), (Status::Ready, 1));
+    // For the carrying account the request was a duplicate.
+    let (reply, _) = instance
+        .handle(published[0].clone(), None)
+        .await
+        .expect("handled");
+    assert_eq!(reply["status"], "duplicate", "{reply}");
 }
 
 #[tokio::test]
