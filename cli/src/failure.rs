@@ -61,8 +61,17 @@ impl Failure {
 
     fn ledger_full(err: &LedgerError, table: &str) -> Self {
         match *err {
-            LedgerError::Unavailable(_) => Failure::runtime(err.to_string())
-                .hint("the ledger is throttled or unreachable: run the command again in a moment"),
+            LedgerError::Unavailable(ref text) if text.contains("no credentials") => {
+                Failure::runtime(err.to_string()).hint(
+                    "no AWS credentials were found: set AWS_PROFILE (after `aws sso login` if it \
+                     uses SSO) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, then run the \
+                     command again",
+                )
+            }
+            LedgerError::Unavailable(_) => Failure::runtime(err.to_string()).hint(
+                "the ledger is throttled or unreachable: run the command again in a moment \
+                 (check AWS_REGION, and AWS_ENDPOINT_URL_DYNAMODB if you set it)",
+            ),
             LedgerError::Rejected(ref text) => {
                 let text = text.as_str();
                 let hint = if text.contains("ResourceNotFound") {

@@ -33,10 +33,16 @@ fn pick<'a>(records: &'a [Record], step: &str, who: &str) -> Outcome<&'a Record>
     };
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => Err(
-            Failure::refused(format!("{who} has no step {step:?} in the ledger"))
-                .hint(format!("its steps are:\n{}", known())),
-        ),
+        [] => {
+            let mut hint = format!("its steps are:\n{}", known());
+            if step.starts_with(WEB_STEP) {
+                hint.push_str(
+                    "\n(a web identity provider step is kept under the account that owns the \
+                     portal: name that account)",
+                );
+            }
+            Err(Failure::refused(format!("{who} has no step {step:?} in the ledger")).hint(hint))
+        }
         _ => Err(
             Failure::usage(format!("{step:?} matches {} steps of {who}", matches.len()))
                 .hint(format!("name one of them in full:\n{}", known())),
