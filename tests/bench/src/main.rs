@@ -1,0 +1,173 @@
+//! `make bench`: measures the release binaries of the three functions beside a minimal
+//! baseline function, and prints one table (markdown) with the targets.
+//!
+//! ```text
+//! bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict]
+//! ```
+//! - `--bin-dir`: where `cargo build --release` put the binaries (default
+//!   `$CARGO_TARGET_DIR/release`, else `target/release`)
+//! - `--sam-build`: `sam build`'s output (`tests/tools/sam-build`); its arm64 bootstraps are
+//!   the ones zipped for the package sizes. Without it the host binaries are zipped.
+//! - `--runs`: fresh processes per binary for the cold-start figures (default 20)
+//! - `--python`: the Python that zips like SAM (default: the moto venv's)
+//! - `--strict`: exit 1 when a target is missed (default: report it, exit 0)
+//!
+//! Needs the moto venv (`make venv`).
+
+mod cold;
+mod inproc;
+mod process;
+mod report;
+mod runtime_api;
+mod scenario;
+mod size;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::report::{Machine, Results};
+use crate::runtime_api::RuntimeApi;
+use crate::scenario::{Function, FUNCTIONS};
+
+struct Args {
+    bin_dir: PathBuf,
+    sam_build: Option<PathBuf>,
+    runs: usize,
+    python: PathBuf,
+    strict: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let mut args = Args {
+        bin_dir: target.join("release"),
+        sam_build: None,
+        runs: 20,
+        python: integration_tests::moto::moto_server_path().with_file_name("python"),
+        strict: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bin-dir" => args.bin_dir = value()?.into(),
+            "--sam-build" => args.sam_build = Some(value()?.into()),
+            "--python" => args.python = value()?.into(),
+            "--runs" => {
+                args.runs = value()?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--runs needs a positive whole number")?
+            }
+            "--strict" => args.strict = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let scratch =
+        std::env::temp_dir().join(format!("identity-onboarding-bench-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&scratch) {
+        eprintln!("cannot create {}: {e}", scratch.display());
+        return ExitCode::FAILURE;
+    }
+    let outcome = measure(&args, &scratch).await;
+    match outcome {
+        Ok((table, misses)) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            println!("{table}");
+            if misses.is_empty() {
+                println!("All targets met.");
+                ExitCode::SUCCESS
+            } else {
+                println!("Targets missed: {}.", misses.join("; "));
+                if args.strict {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        Err(message) => {
+            eprintln!(
+                "bench: {message}\n(process logs kept in {})",
+                scratch.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<String>), String> {
+    let entropy = match std::env::var("AWS_LC_SYS_NO_JITTER_ENTROPY").as_deref() {
+        Ok("1") => "AWS_LC_SYS_NO_JITTER_ENTROPY=1",
+        _ => "AWS_LC_SYS_NO_JITTER_ENTROPY unset",
+    };
+    let machine = Machine::probe(format!(
+        "Timed binaries: `cargo build --release` for {} (workspace release profile: opt-level s, \
+         thin LTO, 1 codegen unit, panic abort, strip; {entropy}), each started fresh with \
+         Lambda's environment (128 MB) against a stub Runtime API, moto and the identity \
+         emulator on 127.0.0.1.",
+        std::env::consts::ARCH
+    ));
+    let api = RuntimeApi::start()
+        .await
+        .map_err(|e| format!("cannot start the stub Runtime API: {e}"))?;
+
+    eprintln!(
+        "bench: cold starts, {} fresh processes per binary, interleaved ...",
+        args.runs
+    );
+    let cold = cold::cold_starts(&api, &args.bin_dir, scratch, args.runs).await?;
+    eprintln!("bench: peak memory on an SQS batch of 10 ...");
+    let memory = cold::batch_memory(&api, &args.bin_dir, scratch).await?;
+    eprintln!("bench: package sizes ...");
+    let packages = size::packages(
+        &args.python,
+        &args.bin_dir,
+        args.sam_build.as_deref(),
+        scratch,
+    )?;
+    eprintln!("bench: DynamoDB requests and creates per delivery ...");
+    let mut requests = Vec::new();
+    for function in FUNCTIONS {
+        requests.push(inproc::requests(function).await?);
+    }
+    eprintln!("bench: batch of 10 vs one record ...");
+    let mut batches = Vec::new();
+    for function in [
+        Function::IdentityCenterInstance,
+        Function::WebIdentityProvider,
+    ] {
+        batches.push(inproc::batch(function, Duration::from_millis(200), 3).await?);
+    }
+    let results = Results {
+        runs: args.runs,
+        cold,
+        memory,
+        packages,
+        requests,
+        batches,
+    };
+    Ok(report::render(&results, &machine))
+}
