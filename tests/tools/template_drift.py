@@ -23,7 +23,7 @@ import sys
 from cfnlint.decode import decode
 
 # The contract's function configuration table (README, "Function configuration").
-COMMON_ENV = {"LEDGER_TABLE", "EVENT_BUS_NAME", "EVENT_SOURCE", "REQUEST_DETAIL_TYPE", "LEASE_SECONDS", "RUST_LOG"}
+COMMON_ENV = {"LEDGER_TABLE", "EVENT_BUS_NAME", "EVENT_SOURCE", "REQUEST_DETAIL_TYPE", "LEASE_SECONDS", "READY_WAIT_SECONDS", "RUST_LOG"}
 FUNCTIONS = {
     "IdentityCenterInstanceFunction": ("identity-center-instance", COMMON_ENV | {"MEMBER_ROLE_NAME"}),
     "ApprovalIdentitySourceFunction": (
