@@ -1,4 +1,5 @@
 //! Local AWS stand-ins for the integration tests.
 pub mod deliveries;
+pub mod local;
 pub mod moto;
 pub mod stack;

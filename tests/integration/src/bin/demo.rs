@@ -1,0 +1,242 @@
+//! `make demo`: the onboarding, locally, with the real function binaries.
+//!
+//! Starts moto and the identity emulator (seeded from tests/local/organization.json) on free
+//! 127.0.0.1 ports, builds the three functions, serves them through the Lambda Runtime API
+//! (`cargo lambda watch`) and delivers every file of `events/` to each function as
+//! EventBridge or SQS would (`cargo lambda invoke --data-file`), then all of them again.
+//! Ends with the ledger per account and step and the counters that show each resource was
+//! created exactly once; stops everything it started. Exit status 0 only if every reply is
+//! the one events/README.md documents and nothing was created twice.
+//!
+//!     cargo run -p integration-tests --bin demo
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use integration_tests::local::deliver::{Delivery, MAX_RECEIVE_COUNT};
+use integration_tests::local::expected::expected;
+use integration_tests::local::progress::{seconds, Progress};
+use integration_tests::local::report::{self, Resources};
+use integration_tests::local::session::{Options, Session, START_STEPS};
+use integration_tests::local::{event_files, repo_root, verify, FUNCTIONS};
+use serde_json::Value;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    println!(
+        "identity-onboarding demo: the three Lambda functions, built from this checkout and run \
+         through the\nLambda Runtime API (cargo lambda watch), against moto and the identity \
+         emulator on 127.0.0.1.\nNo AWS account, no Docker; nothing leaves this machine.\n"
+    );
+    let outcome = tokio::select! {
+        outcome = run() => outcome,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+    };
+    // `run`'s future (and with it the session) is dropped here: watch and the functions are
+    // stopped; moto stops when this process exits.
+    match outcome {
+        Ok(true) => {
+            println!(
+                "\nStopped cargo lambda watch, the functions, the emulator and moto. Demo passed."
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("\nStopped everything. Demo FAILED: see the problems above.");
+            ExitCode::FAILURE
+        }
+        Err(why) => {
+            eprintln!("\ndemo failed: {why}");
+            eprintln!("(everything it started has been stopped)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Ok(true)`: all checks passed; `Ok(false)`: it ran, some checks failed.
+async fn run() -> Result<bool, String> {
+    let root = repo_root();
+    let work_dir = root.join(".local/demo");
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let mut progress = Progress::new(START_STEPS + 2);
+    let mut session = Session::start(&mut progress, Options::new("demo", work_dir.clone())).await?;
+    let files = event_files(&root)?;
+
+    let step = progress.section(&format!(
+        "delivering the {} files of events/ to the {} functions (round 1)",
+        files.len(),
+        FUNCTIONS.len()
+    ));
+    let first = session
+        .deliver_all(&files, 1, |d| print_delivery(d, 1))
+        .await
+        .map_err(step_fail)?;
+    step.ok("");
+    let after_first = session.stack.emulator.counters();
+
+    let step = progress.section("redelivering every file (round 2: nothing may be created)");
+    let second = session
+        .deliver_all(&files, 2, |d| print_delivery(d, 2))
+        .await
+        .map_err(step_fail)?;
+    step.ok("");
+    let now = session.stack.emulator.counters();
+
+    // Read back.
+    let items = session.stack.ledger_items().await?;
+    let rows = report::ledger_rows(&items)?;
+    let resources = Resources::from_state(&session.stack.emulator.state());
+    let emitted = session.stack.emitted().await?;
+
+    println!(
+        "\nLedger ({}), one item per account and step:\n",
+        session.stack.table
+    );
+    println!("{}", indent(&report::ledger_table(&rows)));
+
+    println!(
+        "\nIdempotency (deliveries vs create calls vs resources; from the emulator's counters):\n"
+    );
+    println!(
+        "{}",
+        indent(&report::idempotency_table(
+            &[(&first, &after_first), (&second, &now)],
+            &resources
+        ))
+    );
+
+    println!("\nEvents the functions emitted on {}:", session.stack.bus);
+    for (detail_type, about) in emitted_summary(&emitted) {
+        println!("  {detail_type:<31} {}", about.join(", "));
+    }
+
+    // Checks.
+    let log = session.function_log();
+    let replies: String = first
+        .iter()
+        .chain(&second)
+        .flat_map(|d| d.attempts.iter().map(|a| format!("{:?}\n", a.reply)))
+        .collect();
+    let ledger_text = format!("{items:?}");
+    let emitted_text = serde_json::to_string(&emitted).unwrap_or_default();
+    let mut problems = Vec::new();
+    problems.extend(verify::replies(&first, 1));
+    problems.extend(verify::replies(&second, 2));
+    problems.extend(verify::ledger_ready(&rows));
+    problems.extend(verify::idempotent(&rows, &after_first, &now, &resources));
+    problems.extend(verify::secret_absent(
+        &session.stack.secret_value,
+        &[
+            ("the function logs", &log),
+            ("the replies", &replies),
+            ("the ledger", &ledger_text),
+            ("the emitted events", &emitted_text),
+        ],
+    ));
+    println!();
+    if problems.is_empty() {
+        println!(
+            "Checks: every reply as events/README.md documents; {} ledger items, all READY; \
+             one create call per resource; round 2 created nothing; the OIDC client secret \
+             appears in no log, reply, ledger item or event.",
+            rows.len()
+        );
+    } else {
+        println!("Problems:");
+        for p in &problems {
+            println!("  - {p}");
+        }
+    }
+    println!("Logs: {}", work_dir.display());
+    session.stop();
+    Ok(problems.is_empty())
+}
+
+fn step_fail(e: String) -> String {
+    println!("      FAILED");
+    e
+}
+
+fn print_delivery(d: &Delivery, round: u32) {
+    let first = &d.attempts[0];
+    let mut line = format!(
+        "      {:<44} {:<25} {:<6} {}",
+        d.file,
+        d.function,
+        if d.sqs { "SQS" } else { "direct" },
+        first.reply.summary()
+    );
+    line.push_str(&format!(" ({})", seconds(first.elapsed)));
+    if d.invocations() > 1 {
+        let mut extra = format!(
+            "; {} more {}",
+            d.invocations() - 1,
+            if d.sqs { "redeliveries" } else { "retries" }
+        );
+        if !d.dead_lettered.is_empty() {
+            extra.push_str(&format!(
+                ", then {} to the dead-letter queue after {MAX_RECEIVE_COUNT} receives",
+                d.dead_lettered.join(", ")
+            ));
+        }
+        line.push_str(&extra);
+    }
+    if let Err(why) = expected(&d.file, &d.function, round).check(&first.reply) {
+        line.push_str(&format!("\n        MISMATCH: {why}"));
+    }
+    println!("{line}");
+}
+
+/// Emitted events per detail-type: what each is about (an account, the organization, or a
+/// rejected event), with a count when several are about the same thing.
+fn emitted_summary(events: &[Value]) -> BTreeMap<String, Vec<String>> {
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for event in events {
+        let detail_type = event
+            .get("detail-type")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+        let step = detail.get("step").and_then(Value::as_str).unwrap_or("?");
+        let about = match (detail.get("accountId").and_then(Value::as_str), step) {
+            (Some(account), _) => account.to_string(),
+            (None, "event") => format!(
+                "rejected event ({})",
+                detail
+                    .pointer("/reason/code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            ),
+            (None, _) => "organization".to_string(),
+        };
+        *counts
+            .entry(detail_type)
+            .or_default()
+            .entry(about)
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(detail_type, abouts)| {
+            let list = abouts
+                .into_iter()
+                .map(|(about, n)| {
+                    if n > 1 {
+                        format!("{about} x{n}")
+                    } else {
+                        about
+                    }
+                })
+                .collect();
+            (detail_type, list)
+        })
+        .collect()
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

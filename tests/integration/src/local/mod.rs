@@ -1,0 +1,96 @@
+//! The real function binaries, run locally the way `sam local invoke` runs them, but offline
+//! and without containers: `cargo lambda watch` serves the Lambda Runtime API and starts each
+//! function's debug build on its first invocation, `cargo lambda invoke --data-file` delivers
+//! the `events/` files, and moto plus the identity emulator stand in for AWS.
+//!
+//! One implementation for the integration test (`tests/events.rs`) and for `make demo`
+//! (`src/bin/demo.rs`):
+//! [`session::Session::start`] checks the tools, builds the functions, starts moto, the
+//! emulator (seeded from `tests/local/organization.json`) and `cargo lambda watch`;
+//! [`deliver::deliver`] delivers one file to one function as EventBridge or SQS would
+//! (retrying what the reply says to retry); [`report`] reads the ledger and the emulator's
+//! counters back. Every process started here is stopped on drop, on failure, and (through a
+//! stdin watchdog) when the owning process dies.
+
+use std::path::{Path, PathBuf};
+
+pub mod deliver;
+pub mod expected;
+pub mod process;
+pub mod progress;
+pub mod report;
+pub mod session;
+pub mod stack;
+pub mod tools;
+pub mod verify;
+pub mod watch;
+
+/// The three functions: crate, binary and `cargo lambda` function name.
+pub const FUNCTIONS: [&str; 3] = [
+    "identity-center-instance",
+    "approval-identity-source",
+    "web-identity-provider",
+];
+
+/// The sample events in the order of `events/README.md`'s table (its replies assume this
+/// order on a fresh ledger).
+pub const EVENT_ORDER: [&str; 11] = [
+    "onboarding-requested.json",
+    "replayed-onboarding-requested.json",
+    "onboarding-requested-sqs.json",
+    "control-tower-create-managed-account.json",
+    "control-tower-update-managed-account-sqs.json",
+    "control-tower-in-progress.json",
+    "organizations-create-account-result.json",
+    "sqs-redelivered.json",
+    "sqs-fifo.json",
+    "invalid-event.json",
+    "sqs-with-invalid-record.json",
+];
+
+/// The repository's root (this crate lives in `tests/integration`).
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest)
+}
+
+/// Every `*.json` file in `events/`: those of [`EVENT_ORDER`] first, in that order, then any
+/// other file by name (so a new sample is never skipped).
+pub fn event_files(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let dir = root.join("events");
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut others = Vec::new();
+    let mut present = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|x| x == "json") && path.is_file() {
+            present.push(path);
+        }
+    }
+    let mut ordered: Vec<PathBuf> = EVENT_ORDER
+        .iter()
+        .filter_map(|name| present.iter().find(|p| file_name(p) == *name).cloned())
+        .collect();
+    for path in present {
+        if !EVENT_ORDER.contains(&file_name(&path).as_str()) {
+            others.push(path);
+        }
+    }
+    others.sort();
+    ordered.extend(others);
+    Ok(ordered)
+}
+
+/// The file name of `path` as a string ("" if it has none).
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,282 @@
+//! A whole local run: tools, build, moto, emulator, resources, `cargo lambda watch`; then
+//! rounds of deliveries. Used by `tests/events.rs` and by the demo.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::deliver::{deliver, Delivery};
+use super::progress::{seconds, Progress};
+use super::stack::{start_emulator, start_moto, LocalStack};
+use super::tools::Tools;
+use super::watch::Watch;
+use super::FUNCTIONS;
+
+/// Steps [`Session::start`] reports.
+pub const START_STEPS: usize = 6;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Prefix of the resource names.
+    pub name: String,
+    /// Where logs, the env file and redelivered batches go (created if missing).
+    pub work_dir: PathBuf,
+    /// The emulator's organization (default `tests/local/organization.json`).
+    pub organization: PathBuf,
+    /// `READY_WAIT_SECONDS` of the functions.
+    pub ready_wait_seconds: u32,
+    /// Bound on one invocation (the first of each function includes `cargo run`'s build check,
+    /// which waits for cargo's lock while another build runs).
+    pub invoke_limit: Duration,
+}
+
+impl Options {
+    pub fn new(name: &str, work_dir: PathBuf) -> Options {
+        Options {
+            name: name.to_string(),
+            work_dir,
+            organization: super::repo_root().join("tests/local/organization.json"),
+            ready_wait_seconds: 5,
+            invoke_limit: Duration::from_secs(900),
+        }
+    }
+}
+
+/// Everything running for a local run. Dropping it stops `cargo lambda watch` (and the
+/// functions); the emulator stops with it, moto when the process exits.
+pub struct Session {
+    pub root: PathBuf,
+    pub tools: Tools,
+    pub stack: LocalStack,
+    pub watch: Watch,
+    pub options: Options,
+}
+
+impl Session {
+    /// Runs the six start steps, reporting each on `progress`.
+    pub async fn start(progress: &mut Progress, options: Options) -> Result<Session, String> {
+        let root = super::repo_root();
+        std::fs::create_dir_all(&options.work_dir)
+            .map_err(|e| format!("cannot create {}: {e}", options.work_dir.display()))?;
+
+        let step = progress.step("checking tools (cargo, cargo-lambda, moto)");
+        let tools = match Tools::find(&root) {
+            Ok(tools) => tools,
+            Err(e) => return Err(step.fail(e)),
+        };
+        let version = version(&tools.cargo_lambda).await;
+        step.ok(&version);
+
+        let step = progress.step(
+            "building the functions (debug; a fresh clone compiles the AWS SDK: a few minutes)",
+        );
+        let build_log = options.work_dir.join("build.log");
+        match build(&tools, &root, &build_log, !progress.is_quiet()).await {
+            Ok(()) => step.ok(&FUNCTIONS.join(", ")),
+            Err(e) => return Err(step.fail(e)),
+        }
+
+        let step = progress.step("starting moto (DynamoDB, SQS, EventBridge, Secrets Manager)");
+        let moto_url = match start_moto().await {
+            Ok(url) => url,
+            Err(e) => return Err(step.fail(e)),
+        };
+        step.ok(&moto_url);
+
+        let step =
+            progress.step("starting the identity emulator (SSO Admin, MPA, WorkSpaces Web, STS)");
+        let emulator = match start_emulator(&options.organization).await {
+            Ok(emulator) => emulator,
+            Err(e) => return Err(step.fail(e)),
+        };
+        let seeded = describe_organization(&emulator);
+        step.ok(&emulator.url());
+        for line in seeded {
+            progress.note(&line);
+        }
+
+        let step = progress.step("creating the ledger table, event bus and OIDC client secret");
+        let stack = match LocalStack::provision(moto_url, emulator, &options.name).await {
+            Ok(stack) => stack,
+            Err(e) => return Err(step.fail(e)),
+        };
+        step.ok(&format!(
+            "table {}, bus {}, secret {}",
+            stack.table,
+            stack.bus,
+            super::stack::SECRET_NAME
+        ));
+
+        let step = progress.step("starting cargo lambda watch (the Lambda Runtime API)");
+        let env_file = options.work_dir.join("functions.env");
+        let env: String = stack
+            .function_env(options.ready_wait_seconds)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(&env_file, env) {
+            return Err(step.fail(format!("cannot write {}: {e}", env_file.display())));
+        }
+        let log = options.work_dir.join("functions.log");
+        let _ = std::fs::remove_file(&log);
+        let watch = match Watch::start(&tools, &root, &env_file, &log, options.invoke_limit).await {
+            Ok(watch) => watch,
+            Err(e) => return Err(step.fail(e)),
+        };
+        step.ok(&format!(
+            "127.0.0.1:{}, function logs in {}",
+            watch.port,
+            log.display()
+        ));
+
+        Ok(Session {
+            root,
+            tools,
+            stack,
+            watch,
+            options,
+        })
+    }
+
+    /// Delivers every file to every function, in order; `each` sees each delivery as it ends.
+    pub async fn deliver_all(
+        &mut self,
+        files: &[PathBuf],
+        round: u32,
+        mut each: impl FnMut(&Delivery),
+    ) -> Result<Vec<Delivery>, String> {
+        let scratch = self.options.work_dir.join(format!("round-{round}"));
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+        let mut deliveries = Vec::new();
+        for file in files {
+            for function in FUNCTIONS {
+                let delivery = deliver(
+                    &mut self.watch,
+                    function,
+                    file,
+                    &scratch,
+                    self.options.invoke_limit,
+                )
+                .await?;
+                each(&delivery);
+                deliveries.push(delivery);
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// The functions' log (stdout and stderr of every function process).
+    pub fn function_log(&self) -> String {
+        std::fs::read_to_string(&self.watch.log).unwrap_or_default()
+    }
+
+    /// Stops `cargo lambda watch` and the functions, and the emulator.
+    pub fn stop(&mut self) {
+        self.watch.stop();
+        self.stack.emulator.shutdown();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn version(program: &Path) -> String {
+    match tokio::process::Command::new(program)
+        .args(["lambda", "--version"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => String::new(),
+    }
+}
+
+/// Builds each function exactly as `cargo lambda watch` will run it (`cargo build --bin
+/// <name>` from the workspace root: the same package selection, so the same features and
+/// nothing to rebuild at the first invocation); output to `log`, a dot every 10 s when `dots`.
+async fn build(tools: &Tools, root: &Path, log: &Path, dots: bool) -> Result<(), String> {
+    let _ = std::fs::remove_file(log);
+    let started = Instant::now();
+    for function in FUNCTIONS {
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+        let mut command = tokio::process::Command::new(&tools.cargo);
+        command
+            .args(["build", "--manifest-path", "Cargo.toml", "--bin", function])
+            .current_dir(root)
+            .env("CARGO_TERM_COLOR", "never")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", tools.cargo.display()))?;
+        let status = loop {
+            match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(status) => break status.map_err(|e| format!("cargo build: {e}"))?,
+                Err(_) => {
+                    if dots {
+                        print!(".");
+                        let _ = std::io::stdout().flush();
+                    }
+                }
+            }
+        };
+        if !status.success() {
+            return Err(format!(
+                "cargo build --bin {function} failed ({status}) after {}; last lines of {}:\n{}",
+                seconds(started.elapsed()),
+                log.display(),
+                super::watch::tail(log, 25)
+            ));
+        }
+    }
+    if dots && started.elapsed() >= Duration::from_secs(10) {
+        print!(" ");
+    }
+    Ok(())
+}
+
+/// Lines describing the seeded organization.
+fn describe_organization(emulator: &identity_emulator::Emulator) -> Vec<String> {
+    let config = emulator.config();
+    let mut lines = vec![format!(
+        "organization: management account {}, instance {}",
+        config.management_account_id,
+        config.organization_instance_arn()
+    )];
+    for account in &config.accounts {
+        let portals: Vec<&str> = account
+            .portals
+            .iter()
+            .map(|p| p.portal_arn.as_str())
+            .collect();
+        lines.push(format!(
+            "member account {}: {}",
+            account.account_id,
+            if portals.is_empty() {
+                "no portal".to_string()
+            } else {
+                format!("portal {}", portals.join(", "))
+            }
+        ));
+    }
+    lines
+}
