@@ -2,4 +2,5 @@
 pub mod deliveries;
 pub mod local;
 pub mod moto;
+pub mod replay;
 pub mod stack;

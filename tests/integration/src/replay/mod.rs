@@ -1,0 +1,688 @@
+//! The event replay and fault torture run.
+//!
+//! Drives the three real handlers (`Handler::handle`, the code path Lambda runs) against moto
+//! and the identity emulator over HTTP, the way AWS delivers events to them: one rule fans
+//! every event out to three queues (one per function); each event reaches each queue 1-4
+//! times, shuffled; K workers per queue receive batches of up to 10; failed records come
+//! back after a backoff and go to a dead-letter list after `maxReceiveCount`; some events
+//! are delivered directly by the rule instead (a failed invocation is retried the same way).
+//! Afterwards an archive replay delivers every event again with a new id and a `replay-name`.
+//!
+//! Meanwhile the emulator throttles, fails, loses responses after committing and adds
+//! latency; the ledger's DynamoDB client is throttled, fails and loses responses after
+//! writing; workers crash right after a create call returned (before any ledger write),
+//! right before PutEvents, right after PutEvents (before the completion write, or before the
+//! announced flag of a late announcement) and at random points; lease holders stall until
+//! another delivery has taken their step over, then try to write. Every fault comes from a seeded RNG; the seed is printed first.
+//!
+//! The verdict ([`verdict`]) is computed from the emulator's resources, the ledger, the
+//! emitted events and the dead-letter lists.
+
+pub mod chaos;
+pub mod plan;
+pub mod queue;
+pub mod verdict;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use identity_emulator::{Counters, FaultConfig, FaultRule};
+use onboarding::announce::Announcer;
+use onboarding::aws::MemberAccess;
+use onboarding::engine::{Engine, EngineSettings};
+use onboarding::error::StepError;
+use onboarding::handler::Handler;
+use onboarding::ledger::{Ledger, Record};
+use onboarding::step::Step;
+use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
+use onboarding::telemetry::Tally;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+
+use crate::deliveries::{failed_ids, sqs_batch, Record as SqsRecord};
+use crate::stack::{Stack, REGION, SOURCE};
+use chaos::{AnnounceCrashes, Chaos, Control, LedgerFaults, Rates, CRASH};
+use queue::{Message, QueueSettings, SimQueue};
+
+/// Lease on a claimed step (scaled down from the default 120 s).
+pub const LEASE: Duration = Duration::from_secs(2);
+/// A Lambda invocation's time limit.
+pub const INVOCATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Size, seed and concurrency of a run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub requests: usize,
+    pub seed: u64,
+    /// Concurrent workers per queue (each with a batch of up to 10 in flight).
+    pub workers: usize,
+    pub rates: Rates,
+}
+
+impl Options {
+    /// `REPLAY_N` (else `default_requests`), `REPLAY_SEED` (else random), `REPLAY_WORKERS`
+    /// (else 6).
+    pub fn from_env(default_requests: usize) -> Options {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Options {
+            requests: var("REPLAY_N")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default_requests),
+            seed: var("REPLAY_SEED")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(rand::random),
+            workers: var("REPLAY_WORKERS")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|w| *w > 0)
+                .unwrap_or(6),
+            rates: Rates::default(),
+        }
+    }
+}
+
+/// The end of a run: the printed report and every verdict violation.
+pub struct Run {
+    pub report: String,
+    pub failures: Vec<String>,
+}
+
+/// What the workers counted (the report, never the verdict).
+#[derive(Default)]
+struct Stats {
+    invocations: u64,
+    records: u64,
+    direct: u64,
+    replay_records: u64,
+    tally: Tally,
+    crashes: BTreeMap<&'static str, u64>,
+}
+
+struct Shared {
+    ctl: Arc<Control>,
+    reasons: chaos::Reasons,
+    stats: Mutex<Stats>,
+    replay_phase: AtomicBool,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum Ended {
+    Reply(Result<(Value, Tally), StepError>),
+    Crashed(&'static str),
+}
+
+/// One invocation, crashable: dropped the moment something fires its crash signal, killed
+/// at a random time for a few, and cut at the invocation timeout.
+async fn invoke<S: Step>(handler: &Handler<Chaos<S>>, payload: Value, shared: &Shared) -> Ended {
+    let signal = Arc::new(chaos::CrashSignal::default());
+    let kill = shared
+        .ctl
+        .draw(shared.ctl.rates.kill)
+        .then(|| shared.ctl.uniform(400));
+    let deadline = SystemTime::now() + INVOCATION_TIMEOUT;
+    let run = CRASH.scope(
+        signal.clone(),
+        tokio::time::timeout(INVOCATION_TIMEOUT, handler.handle(payload, Some(deadline))),
+    );
+    let killer = async {
+        match kill {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ended = tokio::select! {
+        biased;
+        _ = signal.wait() => Ended::Crashed(signal.fired().unwrap_or(chaos::KILLED)),
+        _ = killer => Ended::Crashed(chaos::KILLED),
+        r = run => match (r, signal.fired()) {
+            (_, Some(point)) => Ended::Crashed(point),
+            (Ok(reply), None) => Ended::Reply(reply),
+            (Err(_), None) => Ended::Crashed(chaos::TIMED_OUT),
+        },
+    };
+    if let Ended::Crashed(point) = &ended {
+        *shared.stats().crashes.entry(point).or_default() += 1;
+    }
+    ended
+}
+
+/// Receives and handles batches until the queue is drained.
+async fn worker<S: Step>(
+    handler: Arc<Handler<Chaos<S>>>,
+    queue: Arc<SimQueue>,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let messages = queue.receive(10);
+        if messages.is_empty() {
+            if queue.is_drained() {
+                return;
+            }
+            let wait = queue
+                .next_visible_in()
+                .unwrap_or(Duration::from_millis(20))
+                .clamp(Duration::from_millis(2), Duration::from_millis(50));
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let (direct, batch): (Vec<Message>, Vec<Message>) =
+            messages.into_iter().partition(|m| m.direct);
+        {
+            let mut s = shared.stats();
+            s.invocations += direct.len() as u64 + u64::from(!batch.is_empty());
+            s.records += (direct.len() + batch.len()) as u64;
+            s.direct += direct.len() as u64;
+            if shared.replay_phase.load(Ordering::Relaxed) {
+                s.replay_records += (direct.len() + batch.len()) as u64;
+            }
+        }
+        let sqs = async {
+            if batch.is_empty() {
+                return;
+            }
+            let records: Vec<SqsRecord> = batch
+                .iter()
+                .map(|m| SqsRecord {
+                    message_id: m.id.clone(),
+                    body: m.body.clone(),
+                    group_id: None,
+                    receive_count: m.receives,
+                })
+                .collect();
+            match invoke(&handler, sqs_batch(&records), &shared).await {
+                Ended::Reply(Ok((reply, tally))) => {
+                    shared.stats().tally.add(tally);
+                    let failed = failed_ids(&reply);
+                    for m in batch {
+                        if failed.contains(&m.id) {
+                            let why = shared.reasons.take(&m.id).unwrap_or_else(|| {
+                                "reported in batchItemFailures (no reason logged)".into()
+                            });
+                            queue.fail(m, why);
+                        } else {
+                            queue.ack(m);
+                        }
+                    }
+                }
+                Ended::Reply(Err(e)) => {
+                    for m in batch {
+                        queue.fail(m, format!("the whole batch failed: {e}"));
+                    }
+                }
+                Ended::Crashed(point) => {
+                    for m in batch {
+                        queue.lost(m, point);
+                    }
+                }
+            }
+        };
+        let directs = futures::future::join_all(direct.into_iter().map(|m| {
+            let handler = &handler;
+            let shared = &shared;
+            let queue = &queue;
+            async move {
+                let payload: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
+                match invoke(handler, payload, shared).await {
+                    Ended::Reply(Ok((_, tally))) => {
+                        shared.stats().tally.add(tally);
+                        queue.ack(m);
+                    }
+                    Ended::Reply(Err(e)) => {
+                        shared.stats().tally.retries += 1;
+                        queue.fail(m, e.to_string());
+                    }
+                    Ended::Crashed(point) => queue.lost(m, point),
+                }
+            }
+        }));
+        futures::join!(sqs, directs);
+    }
+}
+
+fn spawn_workers<S: Step + 'static>(
+    n: usize,
+    handler: &Arc<Handler<Chaos<S>>>,
+    queue: &Arc<SimQueue>,
+    shared: &Arc<Shared>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    for _ in 0..n {
+        tasks.push(tokio::spawn(worker(
+            handler.clone(),
+            queue.clone(),
+            shared.clone(),
+        )));
+    }
+}
+
+fn total_calls(c: &Counters) -> BTreeMap<String, u64> {
+    c.calls.clone()
+}
+
+fn total_created(c: &Counters) -> u64 {
+    c.creates.values().map(|x| x.created).sum()
+}
+
+/// Scans the whole ledger table (every page).
+async fn scan_ledger(stack: &Stack) -> Result<Vec<Record>, String> {
+    let client = aws_sdk_dynamodb::Client::new(&stack.config);
+    let mut records = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(&stack.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| format!("scanning the ledger: {e:?}"))?;
+        for item in out.items() {
+            records.push(Record::from_item(item).map_err(|e| e.to_string())?);
+        }
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(records),
+        }
+    }
+}
+
+/// Runs the whole replay; the report and the verdict's violations.
+pub async fn run(opts: &Options) -> Run {
+    let started = Instant::now();
+    let seed = opts.seed;
+    println!(
+        "replay: seed {seed} (reproduce with REPLAY_SEED={seed} REPLAY_N={}), {} workers per queue",
+        opts.requests, opts.workers
+    );
+    let reasons = chaos::reasons();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let events_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let plan = match plan::generate(opts.requests, &mut rng, &events_dir) {
+        Ok(plan) => plan,
+        Err(e) => {
+            return Run {
+                report: String::new(),
+                failures: vec![format!("cannot build the plan: {e}")],
+            }
+        }
+    };
+    let emulator_config = plan.emulator.clone();
+    let stack = Arc::new(Stack::start_with("replay", plan.emulator).await);
+    stack
+        .put_secret(
+            plan::SECRET_ID,
+            &json!({ "client_secret": "replay-client-secret" }),
+        )
+        .await;
+
+    // Every AWS client of the functions, with the SDK retry timing scaled down like the
+    // lease and the queue timings (the attempts stay the project's 3).
+    let config = stack
+        .config
+        .to_builder()
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(20))
+                .with_max_backoff(Duration::from_millis(400)),
+        )
+        .build();
+    let queue_settings = QueueSettings {
+        visibility_timeout: Duration::from_millis(1000),
+        first_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(3),
+        max_receive_count: 8,
+    };
+    let queues: HashMap<&'static str, Arc<SimQueue>> =
+        [verdict::INSTANCE, verdict::APPROVAL, verdict::WEB]
+            .into_iter()
+            .map(|n| (n, Arc::new(SimQueue::new(n, queue_settings.clone()))))
+            .collect();
+    let watcher = Ledger::new(
+        aws_sdk_dynamodb::Client::new(&stack.config),
+        stack.table.clone(),
+    );
+    let ctl = Control::new(seed, opts.rates.clone(), watcher, queues.clone());
+
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(stack.ledger_requests.clone())
+            .interceptor(LedgerFaults(ctl.clone()))
+            .build(),
+    );
+    let eventbridge = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&config)
+            .interceptor(AnnounceCrashes(ctl.clone()))
+            .build(),
+    );
+    let engine = Engine::new(
+        Ledger::new(dynamodb, stack.table.clone()),
+        Announcer::new(eventbridge, stack.bus.clone(), SOURCE.into()),
+        EngineSettings {
+            lease: LEASE,
+            ready_wait: Duration::from_millis(600),
+        },
+    );
+    let accept = stack.settings.accept.clone();
+    let role = stack.settings.member_role_name.clone();
+    let instance = Arc::new(Handler::new(
+        engine.clone(),
+        Chaos::new(
+            IdentityCenterInstance::new(MemberAccess::new(&config, role.as_str())),
+            ctl.clone(),
+        ),
+        accept.clone(),
+    ));
+    let approval = Arc::new(Handler::new(
+        engine.clone(),
+        Chaos::new(
+            ApprovalIdentitySource::new(
+                aws_sdk_mpa::Client::new(&config),
+                stack.organization_instance_arn.clone(),
+                REGION.into(),
+            ),
+            ctl.clone(),
+        ),
+        accept.clone(),
+    ));
+    let web = Arc::new(Handler::new(
+        engine.clone(),
+        Chaos::new(
+            WebIdentityProvider::new(
+                MemberAccess::new(&config, role.as_str()),
+                aws_sdk_secretsmanager::Client::new(&config),
+            ),
+            ctl.clone(),
+        ),
+        accept,
+    ));
+
+    // The emulator's faults: 10% throttling, 5% server errors, 2% lost responses after the
+    // operation committed, added latency; creates a little slower.
+    let emulator_rule = |latency_ms| FaultRule {
+        throttle_rate: 0.10,
+        server_error_rate: 0.05,
+        commit_then_fail_rate: 0.01,
+        commit_then_drop_rate: 0.01,
+        latency_ms,
+        max_faults: None,
+    };
+    let mut faults = FaultConfig::new(seed).with_rule("*", emulator_rule(2));
+    for op in [
+        "CreateInstance",
+        "CreateIdentitySource",
+        "CreateIdentityProvider",
+    ] {
+        faults = faults.with_rule(op, emulator_rule(15));
+    }
+    stack.emulator.set_faults(faults);
+
+    // Captured events, drained while the run goes on.
+    let emitted = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let stop_drain = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let (stack, emitted, stop) = (stack.clone(), emitted.clone(), stop_drain.clone());
+        tokio::spawn(async move {
+            loop {
+                let stopping = stop.load(Ordering::SeqCst);
+                let batch = stack.emitted().await;
+                if let Ok(mut e) = emitted.lock() {
+                    e.extend(batch);
+                }
+                if stopping {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+
+    let shared = Arc::new(Shared {
+        ctl: ctl.clone(),
+        reasons: reasons.clone(),
+        stats: Mutex::new(Stats::default()),
+        replay_phase: AtomicBool::new(false),
+    });
+    let mut sqs_sent: HashMap<(&'static str, usize), u64> = HashMap::new();
+    let mut send = |queue: &Arc<SimQueue>, id: String, body: &str, direct: bool, origin: usize| {
+        if !direct {
+            *sqs_sent.entry((queue.name, origin)).or_default() += 1;
+        }
+        queue.send(id, body.to_string(), direct, origin);
+    };
+    for (i, o) in plan.originals.iter().enumerate() {
+        if let Some(id) = o.event.as_ref().and_then(|e| e["id"].as_str()) {
+            ctl.register(id, i, &o.body);
+        }
+    }
+    for (name, queue) in &queues {
+        for (origin, copy) in plan::deliveries(&plan.originals, &mut rng) {
+            let o = &plan.originals[origin];
+            send(
+                queue,
+                format!("{name}-{origin}-{copy}"),
+                &o.body,
+                o.direct,
+                origin,
+            );
+        }
+    }
+    let phase = |shared: Arc<Shared>| {
+        let mut tasks = Vec::new();
+        spawn_workers(
+            opts.workers,
+            &instance,
+            &queues[verdict::INSTANCE],
+            &shared,
+            &mut tasks,
+        );
+        spawn_workers(
+            opts.workers,
+            &approval,
+            &queues[verdict::APPROVAL],
+            &shared,
+            &mut tasks,
+        );
+        spawn_workers(
+            opts.workers,
+            &web,
+            &queues[verdict::WEB],
+            &shared,
+            &mut tasks,
+        );
+        futures::future::join_all(tasks)
+    };
+    let mut failures = Vec::new();
+    for r in phase(shared.clone()).await {
+        if let Err(e) = r {
+            failures.push(format!("a worker task failed: {e} [seed {seed}]"));
+        }
+    }
+    let main_wall = started.elapsed();
+
+    // Leases expire; is every step finished before the archive replay?
+    tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    let (keys, _) = verdict::expectations(&plan.originals, &emulator_config);
+    let before = match scan_ledger(&stack).await {
+        Ok(r) => r,
+        Err(e) => {
+            failures.push(e);
+            Vec::new()
+        }
+    };
+    let finished: HashMap<String, bool> = before
+        .iter()
+        .map(|r| {
+            (
+                r.key.to_string(),
+                matches!(
+                    r.status,
+                    onboarding::ledger::Status::Ready | onboarding::ledger::Status::Failed
+                ),
+            )
+        })
+        .collect();
+    let terminal_before_replay = keys
+        .keys()
+        .all(|k| finished.get(k).copied().unwrap_or(false));
+    let counters_before = stack.emulator.counters();
+
+    // The archive replay: every event again, new id, replay-name.
+    shared.replay_phase.store(true, Ordering::SeqCst);
+    let replay_name = format!("identity-onboarding-replay-{seed}");
+    for (i, o) in plan.originals.iter().enumerate() {
+        let Some(event) = &o.event else { continue };
+        let again = plan::replayed(event, &mut rng, &replay_name);
+        let body = again.to_string();
+        if let Some(id) = again["id"].as_str() {
+            ctl.register(id, i, &body);
+        }
+        for (name, queue) in &queues {
+            send(queue, format!("{name}-{i}-replay"), &body, o.direct, i);
+        }
+    }
+    for r in phase(shared.clone()).await {
+        if let Err(e) = r {
+            failures.push(format!("a worker task failed: {e} [seed {seed}]"));
+        }
+    }
+    let counters_after = stack.emulator.counters();
+    let calls_before = total_calls(&counters_before);
+    let replay_calls: BTreeMap<String, u64> = total_calls(&counters_after)
+        .into_iter()
+        .map(|(op, n)| {
+            let diff = n - calls_before.get(&op).copied().unwrap_or(0);
+            (op, diff)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let replay_created = total_created(&counters_after) - total_created(&counters_before);
+
+    // Quiet: no more faults; every lease expires; the last events are drained.
+    ctl.set_enabled(false);
+    stack.emulator.set_faults(FaultConfig::new(seed));
+    tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    stop_drain.store(true, Ordering::SeqCst);
+    if let Err(e) = drain.await {
+        failures.push(format!("draining the emitted events failed: {e}"));
+    }
+    let emitted: Vec<Value> = emitted.lock().map(|e| e.clone()).unwrap_or_default();
+    let ledger = match scan_ledger(&stack).await {
+        Ok(r) => r,
+        Err(e) => {
+            failures.push(e);
+            Vec::new()
+        }
+    };
+    let state = stack.emulator.state();
+    let dead_letters: Vec<queue::DeadLetter> =
+        queues.values().flat_map(|q| q.dead_letters()).collect();
+    let unsettled: usize = queues.values().map(|q| q.counts().3).sum();
+
+    let (violations, summary) = verdict::check(&verdict::Evidence {
+        seed,
+        originals: &plan.originals,
+        emulator_config: &emulator_config,
+        emulator_state: &state,
+        ledger: &ledger,
+        emitted: &emitted,
+        dead_letters: &dead_letters,
+        sqs_sent: &sqs_sent,
+        unsettled,
+        terminal_before_replay,
+        replay_calls: replay_calls.clone(),
+        replay_created,
+    });
+    failures.extend(violations);
+
+    // The report.
+    let stats = shared.stats();
+    let counters = stack.emulator.counters();
+    let creates = [
+        "CreateInstance",
+        "CreateIdentitySource",
+        "CreateIdentityProvider",
+    ];
+    let create_calls: u64 = creates.iter().map(|op| counters.calls(op)).sum();
+    let created: u64 = creates.iter().map(|op| counters.created(op)).sum();
+    let returned_existing: u64 = creates
+        .iter()
+        .map(|op| counters.returned_existing(op))
+        .sum();
+    let emulator_faults = counters.faults.values().fold((0, 0, 0), |acc, f| {
+        (
+            acc.0 + f.throttled,
+            acc.1 + f.server_errors,
+            acc.2 + f.commit_then_fail + f.commit_then_drop,
+        )
+    });
+    let ddb = stack.ledger_requests.get();
+    let enqueued: u64 = queues.values().map(|q| q.counts().0).sum();
+    let injected: u64 = queues.values().map(|q| q.counts().1).sum();
+    let generated = plan.originals.len();
+    let crashes = stats
+        .crashes
+        .iter()
+        .map(|(p, n)| format!("\n    {n:>5}  {p}"))
+        .collect::<String>();
+    let dlq_by_queue = queues
+        .iter()
+        .map(|(n, q)| format!("{n} {}", q.dead_letters().len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let report = format!(
+        "replay report (seed {seed})\n\
+         \x20 input: {} generated requests + events/ = {generated} events; {enqueued} messages on 3 queues ({} direct deliveries), {injected} injected takeover copies\n\
+         \x20 deliveries: {} records in {} invocations ({} in the archive replay)\n\
+         \x20 outcomes: {} created, {} adopted, {} duplicates suppressed, {} retries, {} permanent failures, {} rejected, {} skipped\n\
+         \x20 create calls: {create_calls} -> {created} resources ({returned_existing} answered from the ClientToken)\n\
+         \x20 dead-letter entries: {} ({dlq_by_queue})\n\
+         \x20 DynamoDB requests: {ddb} ({:.2} per delivered record)\n\
+         \x20 emulator faults: {} throttled, {} server errors, {} lost responses after commit\n\
+         \x20 {}\n\
+         \x20 refused stale writes (lost lease): {}\n\
+         \x20 crashes:{crashes}\n\
+         \x20 archive replay: {} control-plane calls, {replay_created} new resources\n\
+         \x20 {summary}\n\
+         \x20 wall time: {:.1}s ({:.1}s before the archive replay)\n\
+         \x20 verdict: {}",
+        opts.requests,
+        stats.direct,
+        stats.records,
+        stats.invocations,
+        stats.replay_records,
+        stats.tally.created,
+        stats.tally.adopted,
+        stats.tally.duplicates,
+        stats.tally.retries,
+        stats.tally.failures,
+        stats.tally.rejected,
+        stats.tally.skipped,
+        dead_letters.len(),
+        ddb as f64 / stats.records.max(1) as f64,
+        emulator_faults.0,
+        emulator_faults.1,
+        emulator_faults.2,
+        ctl.injected.summary(),
+        reasons.lost_leases.load(Ordering::Relaxed),
+        replay_calls.values().sum::<u64>(),
+        started.elapsed().as_secs_f64(),
+        main_wall.as_secs_f64(),
+        if failures.is_empty() {
+            "PASS".to_string()
+        } else {
+            format!("FAIL ({} violations)", failures.len())
+        },
+    );
+    Run { report, failures }
+}

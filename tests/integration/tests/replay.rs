@@ -1,0 +1,29 @@
+//! The replay torture run at CI size: 200 generated requests (`REPLAY_N` to change it) plus
+//! every event in `events/`, duplicated, shuffled, concurrent, through faults and crashes,
+//! then replayed from the "archive". The seed is printed first; `REPLAY_SEED` reproduces the
+//! same requests, copies, order and fault rates (the exact placement of faults also depends
+//! on timing). `make replay` runs the full 1,000.
+
+use integration_tests::replay::{run, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_ends_exactly_once_through_duplicates_faults_and_crashes() {
+    let options = Options::from_env(200);
+    let outcome = run(&options).await;
+    println!("{}", outcome.report);
+    assert!(
+        outcome.failures.is_empty(),
+        "the replay verdict failed ({} violations; reproduce with REPLAY_SEED={} REPLAY_N={}):\n  {}\n{}",
+        outcome.failures.len(),
+        options.seed,
+        options.requests,
+        outcome
+            .failures
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        outcome.report
+    );
+}
