@@ -11,7 +11,9 @@
 //!     cargo run -p integration-tests --bin demo
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use integration_tests::local::deliver::{Delivery, MAX_RECEIVE_COUNT};
 use integration_tests::local::expected::expected;
@@ -67,8 +69,9 @@ async fn run() -> Result<bool, String> {
         files.len(),
         FUNCTIONS.len()
     ));
+    let mut printer = Printer::default();
     let first = session
-        .deliver_all(&files, 1, |d| print_delivery(d, 1))
+        .deliver_all(&files, 1, |d| printer.delivery(d, 1))
         .await
         .map_err(step_fail)?;
     step.ok("");
@@ -76,7 +79,7 @@ async fn run() -> Result<bool, String> {
 
     let step = progress.section("redelivering every file (round 2: nothing may be created)");
     let second = session
-        .deliver_all(&files, 2, |d| print_delivery(d, 2))
+        .deliver_all(&files, 2, |d| printer.delivery(d, 2))
         .await
         .map_err(step_fail)?;
     step.ok("");
@@ -157,34 +160,102 @@ fn step_fail(e: String) -> String {
     e
 }
 
-fn print_delivery(d: &Delivery, round: u32) {
-    let first = &d.attempts[0];
-    let mut line = format!(
-        "      {:<44} {:<25} {:<6} {}",
-        d.file,
-        d.function,
-        if d.sqs { "SQS" } else { "direct" },
-        first.reply.summary()
-    );
-    line.push_str(&format!(" ({})", seconds(first.elapsed)));
-    if d.invocations() > 1 {
-        let mut extra = format!(
-            "; {} more {}",
-            d.invocations() - 1,
-            if d.sqs { "redeliveries" } else { "retries" }
-        );
-        if !d.dead_lettered.is_empty() {
-            extra.push_str(&format!(
-                ", then {} to the dead-letter queue after {MAX_RECEIVE_COUNT} receives",
-                d.dead_lettered.join(", ")
-            ));
+/// Prints deliveries one line per file: `file  kind  instance: ... | approval: ... | web: ...`,
+/// the functions' results appended as they come; retries and mismatches on lines below.
+#[derive(Default)]
+struct Printer {
+    /// (functions, note) for the file being printed.
+    notes: Vec<(Vec<String>, String)>,
+}
+
+impl Printer {
+    fn delivery(&mut self, d: &Delivery, round: u32) {
+        let position = FUNCTIONS.iter().position(|f| *f == d.function).unwrap_or(0);
+        if position == 0 {
+            print!(
+                "      {:<46}{:<7}",
+                d.file,
+                if d.sqs { "SQS" } else { "direct" }
+            );
+        } else {
+            print!(" | ");
         }
-        line.push_str(&extra);
+        let first = &d.attempts[0];
+        print!(
+            "{}: {}",
+            short(&d.function),
+            abbreviated(&first.reply.summary())
+        );
+        if first.elapsed >= Duration::from_secs(1) {
+            print!(" ({})", seconds(first.elapsed));
+        }
+        let _ = std::io::stdout().flush();
+        if d.invocations() > 1 {
+            let mut note = format!(
+                "{} {} more time{}",
+                if d.sqs { "redelivered" } else { "retried" },
+                d.invocations() - 1,
+                if d.invocations() == 2 { "" } else { "s" }
+            );
+            if !d.dead_lettered.is_empty() {
+                note.push_str(&format!(
+                    ", then {} moved to the dead-letter queue ({MAX_RECEIVE_COUNT} receives)",
+                    d.dead_lettered.join(", ")
+                ));
+            }
+            if let Some(e) = &d.gave_up {
+                note.push_str(&format!("; still failing: {e}"));
+            }
+            self.note(&d.function, note);
+        }
+        if let Err(why) = expected(&d.file, &d.function, round).check(&first.reply) {
+            self.note(
+                &d.function,
+                format!("MISMATCH with events/README.md: {why}"),
+            );
+        }
+        if position + 1 == FUNCTIONS.len() {
+            println!();
+            for (functions, note) in self.notes.drain(..) {
+                println!("        - {}: {note}", functions.join(", "));
+            }
+        }
     }
-    if let Err(why) = expected(&d.file, &d.function, round).check(&first.reply) {
-        line.push_str(&format!("\n        MISMATCH: {why}"));
+
+    /// Notes identical for several functions are printed once, naming them all.
+    fn note(&mut self, function: &str, note: String) {
+        match self.notes.iter_mut().find(|(_, n)| *n == note) {
+            Some((functions, _)) => functions.push(short(function).to_string()),
+            None => self.notes.push((vec![short(function).to_string()], note)),
+        }
     }
-    println!("{line}");
+}
+
+/// Message ids (UUIDs) shortened to `b2c3d4e5…5d02` to keep a file on one line.
+fn abbreviated(text: &str) -> String {
+    text.split_inclusive(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        .map(|part| {
+            let (word, tail) = match part.char_indices().last() {
+                Some((i, c)) if !(c.is_ascii_hexdigit() || c == '-') => part.split_at(i),
+                _ => (part, ""),
+            };
+            if word.len() == 36 && word.matches('-').count() == 4 {
+                format!("{}…{}{tail}", &word[..8], &word[32..])
+            } else {
+                part.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `instance`, `approval`, `web`.
+fn short(function: &str) -> &str {
+    match function {
+        "identity-center-instance" => "instance",
+        "approval-identity-source" => "approval",
+        "web-identity-provider" => "web",
+        other => other,
+    }
 }
 
 /// Emitted events per detail-type: what each is about (an account, the organization, or a

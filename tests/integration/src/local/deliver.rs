@@ -20,6 +20,8 @@ use super::watch::{Reply, Watch};
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 /// Attempts of a direct (asynchronous) invocation: the first and Lambda's two retries.
 pub const DIRECT_ATTEMPTS: usize = 3;
+/// Wait before a batch's failed records come back (stands in for the visibility timeout).
+const REDELIVERY_DELAY: Duration = Duration::from_millis(100);
 
 /// One invocation of a delivery.
 #[derive(Debug, Clone)]
@@ -114,7 +116,7 @@ pub async fn deliver(
     let mut round = 0u32;
     while !pending.is_empty() {
         if round > 0 {
-            tokio::time::sleep(Duration::from_millis(300 * u64::from(round))).await;
+            tokio::time::sleep(REDELIVERY_DELAY).await;
             batch_file = scratch.join(format!(
                 "{}-{function}-redelivery-{round}.json",
                 name.trim_end_matches(".json")
