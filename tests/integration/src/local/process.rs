@@ -19,10 +19,10 @@ use std::os::unix::process::CommandExt;
 /// Waits for EOF on stdin (the owner's end of the pipe closes when it exits), then stops the
 /// process group `$1`.
 const WATCHDOG: &str = r#"cat >/dev/null
-kill -TERM -- "-$1" 2>/dev/null || exit 0
+kill -s TERM -- "-$1" 2>/dev/null || exit 0
 i=0
-while kill -0 -- "-$1" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-kill -KILL -- "-$1" 2>/dev/null
+while kill -s 0 -- "-$1" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -s KILL -- "-$1" 2>/dev/null
 exit 0"#;
 
 /// How long a stopped process gets to exit after SIGTERM.
@@ -132,11 +132,10 @@ impl Drop for Supervised {
     }
 }
 
-/// `kill -<signal> -- <target>` (POSIX `kill`: no unsafe code, no extra dependency).
+/// `kill -s <signal> -- <target>` (POSIX `kill`: no unsafe code, no extra dependency).
 fn signal(target: &str, signal: &str) {
     let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
+        .args(["-s", signal, "--"])
         .arg(target)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -233,6 +232,24 @@ mod tests {
                 child.pid
             );
         }
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[test]
+    fn the_watchdog_stops_the_group_when_its_owner_goes_away() {
+        let log = std::env::temp_dir().join(format!("watchdog-{}.log", std::process::id()));
+        let mut command = Command::new("sleep");
+        command.arg("300");
+        let mut process = Supervised::spawn("sleep", command, &log).expect("spawn sleep");
+        let mut watchdog = process.watchdog.take().expect("a watchdog");
+        // What the owner's death does: its end of the watchdog's pipe closes.
+        drop(watchdog.stdin.take());
+        let started = Instant::now();
+        while process.exited().is_none() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(process.exited().is_some(), "the watchdog stopped the process");
+        let _ = watchdog.wait();
         let _ = std::fs::remove_file(log);
     }
 }
