@@ -24,6 +24,10 @@ pub struct ColdStart {
     pub duplicate: Vec<Duration>,
     /// Peak RSS after that response, KiB.
     pub rss_kib: Vec<u64>,
+    /// Of `duplicate`, the time moto took to answer.
+    pub moto: Vec<Duration>,
+    /// Requests the process sent to moto (DynamoDB, EventBridge, ...) for the duplicate.
+    pub moto_requests: Vec<u64>,
 }
 
 /// Peak RSS of one binary after answering a 10-record SQS batch.
@@ -55,7 +59,8 @@ pub async fn cold_starts(
     scratch: &Path,
     runs: usize,
 ) -> Result<Vec<ColdStart>, String> {
-    let stack = scenario::stack("bench-cold").await;
+    let stack = scenario::stack("bench-cold").await?;
+    let moto = crate::proxy::moto().await?;
     let mut subjects: Vec<(Subject, Value, bool)> = Vec::new();
     for (i, function) in FUNCTIONS.into_iter().enumerate() {
         let account = scenario::account(10, i as u32);
@@ -64,6 +69,7 @@ pub async fn cold_starts(
             function.name(),
             binary(bin_dir, function.name())?,
             &stack,
+            moto,
             scratch,
         );
         subjects.push((subject, event, true));
@@ -72,14 +78,14 @@ pub async fn cold_starts(
         .event(&stack, "evt-cold", &scenario::account(10, 9))
         .await;
     subjects.push((
-        Subject::new(BASELINE, binary(bin_dir, BASELINE)?, &stack, scratch),
+        Subject::new(BASELINE, binary(bin_dir, BASELINE)?, &stack, moto, scratch),
         baseline_event,
         false,
     ));
 
     let log = |name: &str| scratch.join(format!("{name}.log"));
     for (subject, event, ours) in &subjects {
-        let first = subject.run(api, event, &log(&subject.name)).await?;
+        let first = subject.run(api, moto, event, &log(&subject.name)).await?;
         if *ours && first.reply["status"] != "ready" {
             return Err(format!(
                 "{}: the first delivery did not finish the step: {}",
@@ -95,11 +101,13 @@ pub async fn cold_starts(
             init: Vec::new(),
             duplicate: Vec::new(),
             rss_kib: Vec::new(),
+            moto: Vec::new(),
+            moto_requests: Vec::new(),
         })
         .collect();
     for _ in 0..runs {
         for ((subject, event, ours), result) in subjects.iter().zip(results.iter_mut()) {
-            let run: Run = subject.run(api, event, &log(&subject.name)).await?;
+            let run: Run = subject.run(api, moto, event, &log(&subject.name)).await?;
             if *ours && run.reply["status"] != "duplicate" {
                 return Err(format!(
                     "{}: a redelivery was not answered as a duplicate: {}",
@@ -109,6 +117,8 @@ pub async fn cold_starts(
             result.init.push(run.init);
             result.duplicate.push(run.response);
             result.rss_kib.push(run.peak_rss_kib);
+            result.moto.push(run.moto.waited);
+            result.moto_requests.push(run.moto.requests);
         }
     }
     Ok(results)
@@ -121,14 +131,17 @@ pub async fn batch_memory(
     bin_dir: &Path,
     scratch: &Path,
 ) -> Result<Vec<BatchMemory>, String> {
-    let stack = scenario::stack("bench-memory").await;
+    let stack = scenario::stack("bench-memory").await?;
+    let moto = crate::proxy::moto().await?;
     let mut out = Vec::new();
     let mut subjects: Vec<(Subject, Function)> = FUNCTIONS
         .into_iter()
-        .map(|f| binary(bin_dir, f.name()).map(|b| (Subject::new(f.name(), b, &stack, scratch), f)))
+        .map(|f| {
+            binary(bin_dir, f.name()).map(|b| (Subject::new(f.name(), b, &stack, moto, scratch), f))
+        })
         .collect::<Result<_, _>>()?;
     subjects.push((
-        Subject::new(BASELINE, binary(bin_dir, BASELINE)?, &stack, scratch),
+        Subject::new(BASELINE, binary(bin_dir, BASELINE)?, &stack, moto, scratch),
         Function::ApprovalIdentitySource,
     ));
     for (block, (subject, function)) in subjects.iter().enumerate() {
@@ -141,7 +154,7 @@ pub async fn batch_memory(
             records.push(Record::of(&format!("msg-memory-{i}"), &event));
         }
         let log = scratch.join(format!("{}-batch.log", subject.name));
-        let run = subject.run(api, &sqs_batch(&records), &log).await?;
+        let run = subject.run(api, moto, &sqs_batch(&records), &log).await?;
         out.push(BatchMemory {
             name: subject.name.clone(),
             peak_rss_kib: run.peak_rss_kib,

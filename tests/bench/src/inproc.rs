@@ -12,6 +12,7 @@ use onboarding::handler::Handler;
 use onboarding::step::Step;
 use serde_json::Value;
 
+use crate::proxy::TimingProxy;
 use crate::scenario::{self, Function};
 
 /// DynamoDB requests and create calls of one kind of delivery.
@@ -40,8 +41,8 @@ pub struct Requests {
 pub async fn requests(function: Function) -> Result<Requests, String> {
     // A step that runs once per organization needs an organization of its own for the
     // "never run" case: one stack for new / duplicate / 50 duplicates, one for 50 new.
-    let stack = scenario::stack("bench-requests").await;
-    let burst = scenario::stack("bench-burst").await;
+    let stack = scenario::stack("bench-requests").await?;
+    let burst = scenario::stack("bench-burst").await?;
     let (a, b) = (scenario::account(30, 1), scenario::account(30, 2));
     let event = function.event(&stack, "evt-requests", &a).await;
     let burst_event = function.event(&burst, "evt-burst", &b).await;
@@ -123,10 +124,20 @@ pub struct Batch {
     pub latency: Duration,
     pub one: Vec<Duration>,
     pub ten: Vec<Duration>,
+    /// Time moto was busy answering, per run.
+    pub moto_one: Vec<Duration>,
+    pub moto_ten: Vec<Duration>,
+    /// Most calls the identity emulator had in flight at once during a batch of 10.
+    pub emulator_peak: u32,
 }
 
 pub async fn batch(function: Function, latency: Duration, reps: u32) -> Result<Batch, String> {
-    let stack = scenario::stack("bench-batch").await;
+    let mut stack = scenario::stack("bench-batch").await?;
+    let emulator = TimingProxy::start(stack.emulator.addr())
+        .await
+        .map_err(|e| format!("cannot start the emulator proxy: {e}"))?;
+    let moto = crate::proxy::moto().await?.url();
+    scenario::route(&mut stack, &moto, &emulator.url());
     stack.emulator.set_faults(FaultConfig::new(1).with_rule(
         function.create_operation(),
         FaultRule {
@@ -137,11 +148,11 @@ pub async fn batch(function: Function, latency: Duration, reps: u32) -> Result<B
     match function {
         Function::IdentityCenterInstance => {
             let h = stack.instance_handler(stack.engine());
-            batches(function, &stack, &h, latency, reps).await
+            batches(function, &stack, &h, &emulator, latency, reps).await
         }
         Function::WebIdentityProvider => {
             let h = stack.web_handler(stack.engine());
-            batches(function, &stack, &h, latency, reps).await
+            batches(function, &stack, &h, &emulator, latency, reps).await
         }
         Function::ApprovalIdentitySource => Err(
             "approval-identity-source has one step per organization: a batch of distinct accounts is one create"
@@ -154,6 +165,7 @@ async fn batches<S: Step>(
     function: Function,
     stack: &Stack,
     handler: &Handler<S>,
+    emulator: &TimingProxy,
     latency: Duration,
     reps: u32,
 ) -> Result<Batch, String> {
@@ -162,7 +174,11 @@ async fn batches<S: Step>(
         latency,
         one: Vec::new(),
         ten: Vec::new(),
+        moto_one: Vec::new(),
+        moto_ten: Vec::new(),
+        emulator_peak: 0,
     };
+    let proxy = crate::proxy::moto().await?;
     let mut next = 0u32;
     for _ in 0..reps {
         for size in [1usize, 10] {
@@ -180,12 +196,15 @@ async fn batches<S: Step>(
                 .emulator
                 .counters()
                 .created(function.create_operation());
+            proxy.reset();
+            emulator.reset();
             let started = Instant::now();
             let (reply, _) = handler
                 .handle(payload, None)
                 .await
                 .map_err(|e| format!("{}: batch of {size} failed: {e}", function.name()))?;
             let wall = started.elapsed();
+            let moto = proxy.time().busy;
             let failed = failed_ids(&reply);
             let created = stack
                 .emulator
@@ -201,8 +220,11 @@ async fn batches<S: Step>(
             }
             if size == 1 {
                 out.one.push(wall);
+                out.moto_one.push(moto);
             } else {
                 out.ten.push(wall);
+                out.moto_ten.push(moto);
+                out.emulator_peak = out.emulator_peak.max(emulator.time().peak_in_flight);
             }
         }
     }

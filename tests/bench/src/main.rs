@@ -17,6 +17,7 @@
 mod cold;
 mod inproc;
 mod process;
+mod proxy;
 mod report;
 mod runtime_api;
 mod scenario;

@@ -11,6 +11,7 @@ use integration_tests::stack::{Stack, REGION};
 use serde_json::Value;
 use tokio::process::Command;
 
+use crate::proxy::{MotoTime, TimingProxy};
 use crate::runtime_api::RuntimeApi;
 
 /// One function binary and the environment it is deployed with.
@@ -31,6 +32,8 @@ pub struct Run {
     pub reply: Value,
     /// Peak resident set size (VmHWM) once the response arrived, in KiB.
     pub peak_rss_kib: u64,
+    /// What moto did for this invocation.
+    pub moto: MotoTime,
 }
 
 const PER_RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -40,8 +43,14 @@ static REQUESTS: AtomicU64 = AtomicU64::new(1);
 impl Subject {
     /// The environment Lambda gives a function (`provided.al2023`, 128 MB), with the local
     /// stand-ins as the AWS endpoints, plus the function's own variables in `extra`.
-    pub fn new(name: &str, binary: PathBuf, stack: &Stack, scratch: &Path) -> Self {
-        let moto = stack.moto_url.clone();
+    pub fn new(
+        name: &str,
+        binary: PathBuf,
+        stack: &Stack,
+        moto: &TimingProxy,
+        scratch: &Path,
+    ) -> Self {
+        let moto = moto.url();
         let emulator = stack.emulator.url();
         let mut env: Vec<(String, String)> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
@@ -99,7 +108,13 @@ impl Subject {
 
     /// Starts a fresh process, hands it `payload` as its first invocation, waits for its
     /// answer, reads its peak RSS and kills it. Its output goes to `log`.
-    pub async fn run(&self, api: &RuntimeApi, payload: &Value, log: &Path) -> Result<Run, String> {
+    pub async fn run(
+        &self,
+        api: &RuntimeApi,
+        moto: &TimingProxy,
+        payload: &Value,
+        log: &Path,
+    ) -> Result<Run, String> {
         let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("{:08x}-0000-4000-8000-{n:012x}", std::process::id());
         api.arm(&self.name, &request_id, Bytes::from(payload.to_string()));
@@ -118,6 +133,7 @@ impl Subject {
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true);
+        moto.reset();
         let exec = Instant::now();
         let mut child = command
             .spawn()
@@ -142,6 +158,7 @@ impl Subject {
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), api.changed()).await;
         };
+        let moto_time = moto.time();
         let peak_rss_kib = peak_rss_kib(pid);
         let _ = child.start_kill();
         let _ = child.wait().await;
@@ -169,6 +186,7 @@ impl Subject {
             response: reply.at.saturating_duration_since(exec),
             reply: body,
             peak_rss_kib: peak_rss_kib.unwrap_or_default(),
+            moto: moto_time,
         })
     }
 }

@@ -1,5 +1,8 @@
 //! The functions under test, their events and the local stacks they run against.
 
+use std::collections::HashMap;
+
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
 use integration_tests::deliveries::{oidc_provider, onboarding_requested};
 use integration_tests::stack::Stack;
@@ -96,7 +99,44 @@ fn emulator_config() -> EmulatorConfig {
     config
 }
 
-/// A fresh local stack: moto (shared by the process), its own emulator, ledger table and bus.
-pub async fn stack(name: &str) -> Stack {
-    Stack::start_with(name, emulator_config()).await
+/// A fresh local stack: moto (shared by the process), its own emulator, ledger table and
+/// bus. Its clients reach moto through the timing proxy.
+pub async fn stack(name: &str) -> Result<Stack, String> {
+    let proxy = crate::proxy::moto().await?.url();
+    let mut stack = Stack::start_with(name, emulator_config()).await;
+    let emulator = stack.emulator.url();
+    route(&mut stack, &proxy, &emulator);
+    Ok(stack)
+}
+
+/// Points the stack's clients at `moto` for moto's services and `emulator` for the others.
+pub fn route(stack: &mut Stack, moto: &str, emulator: &str) {
+    let (proxy, emulator) = (moto.to_string(), emulator.to_string());
+    let mut endpoints = HashMap::new();
+    for service in MOTO_SERVICES {
+        endpoints.insert(service, proxy.clone());
+    }
+    for service in ["SSO Admin", "MPA", "WorkSpaces Web", "STS"] {
+        endpoints.insert(service, emulator.clone());
+    }
+    stack.config = stack
+        .config
+        .to_builder()
+        .service_config(Endpoints(endpoints))
+        .build();
+}
+
+/// The services moto stands in for (SDK service ids).
+const MOTO_SERVICES: [&str; 4] = ["DynamoDB", "SQS", "EventBridge", "Secrets Manager"];
+
+/// Per-service endpoints, looked up by the SDK exactly like `AWS_ENDPOINT_URL_<SERVICE>`.
+#[derive(Debug, Clone)]
+struct Endpoints(HashMap<&'static str, String>);
+
+impl LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        (key.profile() == "endpoint_url")
+            .then(|| self.0.get(key.service_id()).cloned())
+            .flatten()
+    }
 }
