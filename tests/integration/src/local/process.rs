@@ -248,7 +248,10 @@ mod tests {
         while process.exited().is_none() && started.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(process.exited().is_some(), "the watchdog stopped the process");
+        assert!(
+            process.exited().is_some(),
+            "the watchdog stopped the process"
+        );
         let _ = watchdog.wait();
         let _ = std::fs::remove_file(log);
     }
