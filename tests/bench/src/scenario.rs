@@ -1,6 +1,7 @@
 //! The functions under test, their events and the local stacks they run against.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
@@ -20,6 +21,9 @@ pub const FUNCTIONS: [Function; 3] = [
     Function::ApprovalIdentitySource,
     Function::WebIdentityProvider,
 ];
+
+/// Secrets already stored (one per stack).
+static SECRETS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Blocks of account ids (see `account`) whose accounts get a WorkSpaces Web portal.
 const PORTAL_BLOCKS: [u32; 7] = [10, 20, 21, 22, 23, 30, 40];
@@ -62,13 +66,20 @@ impl Function {
             }),
             Function::ApprovalIdentitySource => json!({}),
             Function::WebIdentityProvider => {
-                let secret = format!("bench/{}/{account}", stack.table);
-                stack
-                    .put_secret(
-                        &secret,
-                        &json!({ "client_secret": "bench-client-secret-value" }),
-                    )
-                    .await;
+                // One OIDC client for every portal, as a platform team configures it.
+                let secret = format!("bench/{}/corp-oidc", stack.table);
+                let first_use = SECRETS
+                    .lock()
+                    .map(|mut stored| stored.insert(secret.clone()))
+                    .unwrap_or(false);
+                if first_use {
+                    stack
+                        .put_secret(
+                            &secret,
+                            &json!({ "client_secret": "bench-client-secret-value" }),
+                        )
+                        .await;
+                }
                 oidc_provider(&portal(account), "bench-oidc", &secret)
             }
         };
