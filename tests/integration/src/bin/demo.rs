@@ -8,11 +8,15 @@
 //! created exactly once; stops everything it started. Exit status 0 only if every reply is
 //! the one events/README.md documents and nothing was created twice.
 //!
-//!     cargo run -p integration-tests --bin demo
+//!     cargo run -p integration-tests --bin demo [-- --keep]
+//!
+//! `--keep`: leave everything running after the report, for invoking the functions by hand,
+//! until Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use integration_tests::local::deliver::{Delivery, MAX_RECEIVE_COUNT};
@@ -23,6 +27,11 @@ use integration_tests::local::session::{Options, Session, START_STEPS};
 use integration_tests::local::{event_files, repo_root, verify, FUNCTIONS};
 use serde_json::Value;
 
+/// With --keep: how the finished run went, while it waits for Ctrl-C.
+static KEPT: AtomicU8 = AtomicU8::new(0);
+const KEPT_PASSED: u8 = 1;
+const KEPT_FAILED: u8 = 2;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     println!(
@@ -30,9 +39,22 @@ async fn main() -> ExitCode {
          through the\nLambda Runtime API (cargo lambda watch), against moto and the identity \
          emulator on 127.0.0.1.\nNo AWS account, no Docker; nothing leaves this machine.\n"
     );
+    let keep = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--keep") => true,
+        Some(other) => {
+            eprintln!("usage: demo [--keep]   (unknown argument {other:?})");
+            return ExitCode::from(2);
+        }
+    };
     let outcome = tokio::select! {
-        outcome = run() => outcome,
-        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+        outcome = run(keep) => outcome,
+        _ = tokio::signal::ctrl_c() => match KEPT.load(Ordering::SeqCst) {
+            // --keep: the run had finished and was only waiting for this.
+            KEPT_PASSED => Ok(true),
+            KEPT_FAILED => Ok(false),
+            _ => Err("interrupted".to_string()),
+        },
     };
     // `run`'s future (and with it the session) is dropped here: watch and the functions are
     // stopped; moto stops when this process exits.
@@ -56,10 +78,12 @@ async fn main() -> ExitCode {
 }
 
 /// `Ok(true)`: all checks passed; `Ok(false)`: it ran, some checks failed.
-async fn run() -> Result<bool, String> {
+async fn run(keep: bool) -> Result<bool, String> {
     let root = repo_root();
-    let work_dir = root.join(".local/demo");
-    let _ = std::fs::remove_dir_all(&work_dir);
+    // One directory per run: two demos at once (two terminals) never share a file.
+    let runs = root.join(".local/demo");
+    remove_finished_runs(&runs);
+    let work_dir = runs.join(std::process::id().to_string());
     let mut progress = Progress::new(START_STEPS + 2);
     let mut session = Session::start(&mut progress, Options::new("demo", work_dir.clone())).await?;
     let files = event_files(&root)?;
@@ -151,6 +175,28 @@ async fn run() -> Result<bool, String> {
         }
     }
     println!("Logs: {}", work_dir.display());
+    if keep {
+        println!(
+            "\nStill running, as --keep asked (Ctrl-C stops everything). Deliver any file yourself:\n\n  \
+             {} lambda invoke web-identity-provider -A 127.0.0.1 -P {} --data-file events/onboarding-requested.json\n\n\
+             The functions' environment: {}\nTheir logs: {}\nmoto: {}   identity emulator: {} (GET /_emulator/state, /_emulator/counters)",
+            session.tools.cargo_lambda.display(),
+            session.watch.port,
+            work_dir.join("functions.env").display(),
+            session.watch.log.display(),
+            session.stack.moto_url,
+            session.stack.emulator.url(),
+        );
+        KEPT.store(
+            if problems.is_empty() {
+                KEPT_PASSED
+            } else {
+                KEPT_FAILED
+            },
+            Ordering::SeqCst,
+        );
+        std::future::pending::<()>().await;
+    }
     session.stop();
     Ok(problems.is_empty())
 }
@@ -246,6 +292,27 @@ fn abbreviated(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Removes the directories of earlier runs whose process has ended.
+fn remove_finished_runs(runs: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let running = std::process::Command::new("kill")
+            .args(["-s", "0", "--", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !running {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// `instance`, `approval`, `web`.

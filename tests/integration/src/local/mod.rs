@@ -48,8 +48,21 @@ pub const EVENT_ORDER: [&str; 11] = [
     "sqs-with-invalid-record.json",
 ];
 
-/// The repository's root (this crate lives in `tests/integration`).
+/// The repository's root: the nearest ancestor of the working directory that holds the
+/// project (`Cargo.toml`, `events/`, `tests/local/organization.json`), so a binary built in
+/// another checkout sharing the target dir still uses this one; else the checkout this crate
+/// was compiled in.
 pub fn repo_root() -> PathBuf {
+    let is_root = |dir: &Path| {
+        dir.join("Cargo.toml").is_file()
+            && dir.join("events").is_dir()
+            && dir.join("tests/local/organization.json").is_file()
+    };
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(dir) = cwd.ancestors().find(|d| is_root(d)) {
+            return dir.to_path_buf();
+        }
+    }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
         .parent()

@@ -45,6 +45,14 @@ impl Tools {
             ));
         }
 
+        // moto.rs looks in the checkout it was compiled in unless MOTO_SERVER says otherwise:
+        // point it at this checkout's venv.
+        if std::env::var_os("MOTO_SERVER").is_none() {
+            let ours = root.join(".venv/bin/moto_server");
+            if ours.is_file() {
+                std::env::set_var("MOTO_SERVER", ours);
+            }
+        }
         let moto_server = crate::moto::moto_server_path();
         if !moto_server.is_file() {
             missing.push(format!(
