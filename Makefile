@@ -8,9 +8,13 @@ export CARGO_TERM_COLOR ?= never
 export AWS_LC_SYS_NO_JITTER_ENTROPY = 1
 
 VENV := .venv
+VENV_SAM := .venv-sam
 CARGO := cargo
+# make replay: size and seed of the torture run (SEED empty = random, printed first).
+N ?= 1000
+SEED ?=
 
-.PHONY: help venv test test-rust lint fmt demo replay bench check-template sam-build clean-venvs
+.PHONY: help venv venv-sam test test-rust lint fmt demo replay bench check-template sam-build clean-venvs
 
 help:
 	@echo "make demo            run the onboarding locally against local AWS stand-ins"
@@ -24,9 +28,15 @@ $(VENV)/bin/moto_server: tests/tools/requirements-moto.txt tests/tools/venv.sh
 	tests/tools/venv.sh $(VENV) tests/tools/requirements-moto.txt
 	@touch $@
 
-test: venv test-rust check-template
+venv-sam: $(VENV_SAM)/bin/cargo-lambda
+$(VENV_SAM)/bin/cargo-lambda: tests/tools/requirements-sam.txt tests/tools/venv.sh
+	tests/tools/venv.sh $(VENV_SAM) tests/tools/requirements-sam.txt
+	@touch $@
 
-test-rust: venv
+test: venv venv-sam test-rust check-template
+
+# tests/integration/tests/events.rs runs the real binaries through cargo-lambda.
+test-rust: venv venv-sam
 	$(CARGO) test --workspace --locked
 
 lint:
@@ -35,6 +45,17 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# make demo [KEEP=1]: KEEP=1 leaves the local stack up for hand invocations until Ctrl-C.
+demo: venv venv-sam
+	@echo "make demo: compiling the demo runner and the functions (a fresh clone: several minutes) ..."
+	$(CARGO) run --locked -p integration-tests --bin demo $(if $(KEEP),-- --keep)
+
+replay: venv
+	REPLAY_N=$(N) REPLAY_SEED=$(SEED) $(CARGO) test --locked -p integration-tests --test replay -- --nocapture
+
+bench: venv venv-sam
+	$(CARGO) run --release --locked -p bench
 
 check-template:
 	tests/tools/check-template
