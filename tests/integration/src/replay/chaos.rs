@@ -42,6 +42,9 @@ pub const CRASH_BEFORE_ANNOUNCED_FLAG: &str = "after PutEvents, before the annou
 pub const KILLED: &str = "killed at a random point";
 pub const TIMED_OUT: &str = "invocation timed out";
 
+/// How long a stalled holder waits for another delivery to take its step over.
+const LEASE_STALL_LIMIT: Duration = Duration::from_secs(8);
+
 /// Probabilities of each injected fault.
 #[derive(Clone, Debug)]
 pub struct Rates {
@@ -191,6 +194,29 @@ pub struct Control {
     /// Keys whose stale holder is about to create: the new holder waits for it.
     stale: Mutex<HashSet<String>>,
     sequence: AtomicU64,
+    /// Create calls per step, for the faults every run forces (see [`forced`]).
+    creates: Mutex<HashMap<&'static str, u64>>,
+}
+
+/// A fault chosen for one create call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CreateFault {
+    None,
+    StaleCreate,
+    StaleConflict,
+    CrashAfterCreate,
+}
+
+/// Faults forced on the n-th create call of each step (counting from 0), so that every run
+/// exercises each scenario whatever the draws: the organization's single identity source
+/// always gets a stale holder.
+fn forced(n: u64) -> CreateFault {
+    match n {
+        0 | 4 | 11 | 23 | 47 => CreateFault::StaleCreate,
+        2 | 7 | 17 | 37 => CreateFault::StaleConflict,
+        1 | 9 | 29 => CreateFault::CrashAfterCreate,
+        _ => CreateFault::None,
+    }
 }
 
 impl Control {
@@ -210,6 +236,7 @@ impl Control {
             bodies: Mutex::new(HashMap::new()),
             stale: Mutex::new(HashSet::new()),
             sequence: AtomicU64::new(0),
+            creates: Mutex::new(HashMap::new()),
         })
     }
 
@@ -238,6 +265,30 @@ impl Control {
             .map(|mut r| r.gen_range(0..=max_ms))
             .unwrap_or(0);
         Duration::from_millis(ms)
+    }
+
+    /// The fault of this create call of `step`: forced, else drawn.
+    fn create_fault(&self, step: &'static str) -> CreateFault {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return CreateFault::None;
+        }
+        let n = self
+            .creates
+            .lock()
+            .map(|mut c| {
+                let e = c.entry(step).or_default();
+                *e += 1;
+                *e - 1
+            })
+            .unwrap_or(u64::MAX);
+        match forced(n) {
+            CreateFault::None if self.draw(self.rates.stale_create) => CreateFault::StaleCreate,
+            CreateFault::None if self.draw(self.rates.stale_conflict) => CreateFault::StaleConflict,
+            CreateFault::None if self.draw(self.rates.crash_after_create) => {
+                CreateFault::CrashAfterCreate
+            }
+            f => f,
+        }
     }
 
     fn stale_begin(&self, key: &StepKey) {
@@ -279,7 +330,7 @@ impl Control {
         };
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
         q.inject(format!("injected-{n}-{event_id}"), body, origin);
-        let until = Instant::now() + Duration::from_secs(12);
+        let until = Instant::now() + LEASE_STALL_LIMIT;
         while Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if let Ok(Some(now)) = self.watcher.get_step(key).await {
@@ -349,10 +400,9 @@ impl<S: Step> Step for Chaos<S> {
         client_token: &str,
     ) -> Result<String, StepError> {
         let ctl = &self.ctl;
-        let rates = &ctl.rates;
-        let stale_create = ctl.draw(rates.stale_create);
-        let stale_conflict = !stale_create && ctl.draw(rates.stale_conflict);
-        if stale_create || stale_conflict {
+        let fault = ctl.create_fault(S::NAME);
+        let stale_conflict = fault == CreateFault::StaleConflict;
+        if fault == CreateFault::StaleCreate || stale_conflict {
             ctl.stale_begin(&input.key);
             let taken = ctl
                 .stall_until_taken_over(S::NAME, &input.key, &input.event_id)
@@ -385,7 +435,10 @@ impl<S: Step> Step for Chaos<S> {
         }
         ctl.after_stale_holder(&input.key).await;
         let result = self.inner.create(api, &input.inner, client_token).await;
-        if result.is_ok() && ctl.draw(rates.crash_after_create) && crash_here(CRASH_AFTER_CREATE) {
+        if result.is_ok()
+            && fault == CreateFault::CrashAfterCreate
+            && crash_here(CRASH_AFTER_CREATE)
+        {
             std::future::pending::<()>().await;
         }
         result

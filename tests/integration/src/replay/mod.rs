@@ -66,7 +66,7 @@ pub struct Options {
 
 impl Options {
     /// `REPLAY_N` (else `default_requests`), `REPLAY_SEED` (else random), `REPLAY_WORKERS`
-    /// (else 6).
+    /// (else 8).
     pub fn from_env(default_requests: usize) -> Options {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Options {
@@ -79,7 +79,7 @@ impl Options {
             workers: var("REPLAY_WORKERS")
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|w| *w > 0)
-                .unwrap_or(6),
+                .unwrap_or(8),
             rates: Rates::default(),
         }
     }
@@ -536,6 +536,8 @@ pub async fn run(opts: &Options) -> Run {
         .keys()
         .all(|k| finished.get(k).copied().unwrap_or(false));
     let counters_before = stack.emulator.counters();
+    let dead_before_replay: Vec<queue::DeadLetter> =
+        queues.values().flat_map(|q| q.dead_letters()).collect();
 
     // The archive replay: every event again, new id, replay-name.
     shared.replay_phase.store(true, Ordering::SeqCst);
@@ -600,6 +602,8 @@ pub async fn run(opts: &Options) -> Run {
         sqs_sent: &sqs_sent,
         unsettled,
         terminal_before_replay,
+        ledger_before_replay: &before,
+        dead_before_replay: &dead_before_replay,
         replay_calls: replay_calls.clone(),
         replay_created,
     });

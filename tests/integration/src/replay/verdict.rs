@@ -57,6 +57,10 @@ pub struct Evidence<'a> {
     /// Whether every expected key was READY or FAILED before the archive replay, and the
     /// control-plane calls and resources the replay made.
     pub terminal_before_replay: bool,
+    /// The ledger and the dead-letter lists when the deliveries were over, before the
+    /// archive replay (which could repair a loss and hide it).
+    pub ledger_before_replay: &'a [Record],
+    pub dead_before_replay: &'a [DeadLetter],
     pub replay_calls: BTreeMap<String, u64>,
     pub replay_created: u64,
 }
@@ -346,6 +350,32 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                 }
             }
             _ => {}
+        }
+    }
+
+    // Zero requests lost: once every delivery was acknowledged or dead-lettered, each key
+    // is finished, or a message for it is in a dead-letter list.
+    let before: HashMap<String, &Record> = e
+        .ledger_before_replay
+        .iter()
+        .map(|r| (r.key.to_string(), r))
+        .collect();
+    for (name, x) in &keys {
+        let status = before.get(name).map(|r| r.status);
+        if matches!(status, Some(Status::Ready) | Some(Status::Failed)) {
+            continue;
+        }
+        let dead = e
+            .dead_before_replay
+            .iter()
+            .any(|d| d.queue == x.step && x.origins.contains(&d.origin));
+        if !dead {
+            fail(format!(
+                "LOST: every delivery of {} was acknowledged, yet {name} was {} (expected {}) before the archive replay",
+                e.originals[x.origins[0]].label,
+                status.map_or("absent from the ledger".to_string(), |s| s.to_string()),
+                x.want
+            ));
         }
     }
 
