@@ -127,6 +127,9 @@ pub struct Batch {
     /// Time moto was busy answering, per run.
     pub moto_one: Vec<Duration>,
     pub moto_ten: Vec<Duration>,
+    /// Most requests waiting for moto at once during a batch of 10 (the records' claims
+    /// are their first calls, so 10 means every record had started).
+    pub moto_peak: u32,
     /// Most calls the identity emulator had in flight at once during a batch of 10.
     pub emulator_peak: u32,
 }
@@ -176,6 +179,7 @@ async fn batches<S: Step>(
         ten: Vec::new(),
         moto_one: Vec::new(),
         moto_ten: Vec::new(),
+        moto_peak: 0,
         emulator_peak: 0,
     };
     let proxy = crate::proxy::moto().await?;
@@ -204,7 +208,8 @@ async fn batches<S: Step>(
                 .await
                 .map_err(|e| format!("{}: batch of {size} failed: {e}", function.name()))?;
             let wall = started.elapsed();
-            let moto = proxy.time().busy;
+            let moto_time = proxy.time();
+            let moto = moto_time.busy;
             let failed = failed_ids(&reply);
             let created = stack
                 .emulator
@@ -224,6 +229,7 @@ async fn batches<S: Step>(
             } else {
                 out.ten.push(wall);
                 out.moto_ten.push(moto);
+                out.moto_peak = out.moto_peak.max(moto_time.peak_in_flight);
                 out.emulator_peak = out.emulator_peak.max(emulator.time().peak_in_flight);
             }
         }
