@@ -4,8 +4,6 @@
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/identity-onboarding/target
 export CARGO_TERM_COLOR ?= never
-# aws-lc's jitter entropy source adds ~50 ms to every cold start.
-export AWS_LC_SYS_NO_JITTER_ENTROPY = 1
 
 VENV := .venv
 VENV_SAM := .venv-sam
@@ -38,10 +36,12 @@ test: venv venv-sam test-rust check-template
 # tests/integration/tests/events.rs runs the real binaries through cargo-lambda.
 test-rust: venv venv-sam
 	$(CARGO) test --workspace --locked
+	$(CARGO) test --locked -p bench --features driver --bin bench
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p bench --all-targets --features driver --locked -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -55,7 +55,7 @@ replay: venv
 	REPLAY_N=$(N) REPLAY_SEED=$(SEED) $(CARGO) test --locked -p integration-tests --test replay -- --nocapture
 
 bench: venv venv-sam
-	$(CARGO) run --release --locked -p bench
+	tests/bench/run
 
 check-template:
 	tests/tools/check-template
