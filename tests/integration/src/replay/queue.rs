@@ -90,10 +90,23 @@ impl SimQueue {
     }
 
     /// A copy of a message delivered again while the original is being worked on (a
-    /// duplicate arriving exactly when a holder is slow).
+    /// duplicate arriving exactly when a holder is slow): received next.
     pub fn inject(&self, id: String, body: String, origin: usize) {
-        self.lock().injected += 1;
-        self.send(id, body, false, origin);
+        let mut q = self.lock();
+        q.injected += 1;
+        q.enqueued += 1;
+        q.waiting.insert(
+            0,
+            Message {
+                id,
+                body,
+                direct: false,
+                origin,
+                receives: 0,
+                last_error: None,
+                visible_at: Instant::now(),
+            },
+        );
     }
 
     /// Up to `max` visible messages, oldest in the queue's (shuffled) order first; each
