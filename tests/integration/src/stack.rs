@@ -21,6 +21,7 @@ use onboarding::settings::Settings;
 use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use serde_json::Value;
 
+use crate::local::stack as local;
 use crate::moto::moto;
 
 pub const REGION: &str = "us-east-1";
@@ -78,7 +79,9 @@ impl Stack {
         schema::create_table(&dynamodb, &table)
             .await
             .expect("ledger table");
-        let capture_queue = capture_events(&config, &bus, &unique).await;
+        let capture_queue = local::capture_events(&config, &bus, &unique)
+            .await
+            .expect("event capture");
 
         let settings = Settings::from_lookup(|k| match k {
             "LEDGER_TABLE" => Some(table.clone()),
@@ -159,59 +162,25 @@ impl Stack {
     }
 
     pub async fn put_secret(&self, name: &str, value: &Value) {
-        aws_sdk_secretsmanager::Client::new(&self.config)
-            .create_secret()
-            .name(name)
-            .secret_string(value.to_string())
-            .send()
+        local::put_secret(&self.config, name, value)
             .await
-            .expect("create secret");
+            .expect("secret");
     }
 
     /// Every event the functions emitted so far (drains the capture queue).
     pub async fn emitted(&self) -> Vec<Value> {
-        let sqs = aws_sdk_sqs::Client::new(&self.config);
-        let mut events = Vec::new();
-        loop {
-            let out = sqs
-                .receive_message()
-                .queue_url(&self.capture_queue)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive captured events");
-            let messages = out.messages();
-            if messages.is_empty() {
-                break;
-            }
-            for m in messages {
-                if let Some(body) = m.body() {
-                    events.push(serde_json::from_str(body).expect("captured event is JSON"));
-                }
-                if let Some(handle) = m.receipt_handle() {
-                    sqs.delete_message()
-                        .queue_url(&self.capture_queue)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .expect("delete captured event");
-                }
-            }
-        }
-        events
+        local::drain_events(&self.config, &self.capture_queue)
+            .await
+            .expect("captured events")
     }
 
     /// Every raw ledger item of the table, for assertions on what was stored.
     pub async fn ledger_items(
         &self,
     ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        let out = aws_sdk_dynamodb::Client::new(&self.config)
-            .scan()
-            .table_name(&self.table)
-            .send()
+        local::scan_ledger(&self.config, &self.table)
             .await
-            .expect("scan ledger");
-        out.items().to_vec()
+            .expect("ledger scan")
     }
 }
 
@@ -241,52 +210,6 @@ fn sdk_config(moto_url: &str, emulator_url: &str) -> SdkConfig {
         .time_source(aws_smithy_async::time::SystemTimeSource::new())
         .service_config(Endpoints(endpoints))
         .build()
-}
-
-/// A bus of the test's own, and a rule sending everything the project emits to a queue.
-async fn capture_events(config: &SdkConfig, bus: &str, unique: &str) -> String {
-    let events = aws_sdk_eventbridge::Client::new(config);
-    let sqs = aws_sdk_sqs::Client::new(config);
-    events
-        .create_event_bus()
-        .name(bus)
-        .send()
-        .await
-        .expect("event bus");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("emitted-{unique}"))
-        .send()
-        .await
-        .expect("capture queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
-    let queue_arn = format!("arn:aws:sqs:{REGION}:123456789012:emitted-{unique}");
-    let rule = format!("capture-{unique}");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(bus)
-        .event_pattern(serde_json::json!({ "source": [SOURCE] }).to_string())
-        .send()
-        .await
-        .expect("capture rule");
-    events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("capture")
-                .arn(queue_arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("capture target");
-    queue_url
 }
 
 /// Waits for `check` to hold, polling; panics with `what` after `limit`.

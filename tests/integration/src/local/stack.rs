@@ -81,7 +81,12 @@ impl LocalStack {
             .map_err(|e| format!("cannot create the ledger table {table}: {e}"))?;
         let capture_queue = capture_events(&config, &bus, &unique).await?;
         let secret_value = format!("local-client-secret-{}", uuid::Uuid::new_v4().simple());
-        put_secret(&config, SECRET_NAME, &secret_value).await?;
+        put_secret(
+            &config,
+            SECRET_NAME,
+            &serde_json::json!({ "client_secret": secret_value }),
+        )
+        .await?;
         Ok(LocalStack {
             org_instance_arn: emulator.config().organization_instance_arn().to_string(),
             moto_url,
@@ -122,56 +127,66 @@ impl LocalStack {
 
     /// Every event the functions emitted since the last call (drains the capture queue).
     pub async fn emitted(&self) -> Result<Vec<Value>, String> {
-        let sqs = aws_sdk_sqs::Client::new(&self.config);
-        let mut events = Vec::new();
-        loop {
-            let out = sqs
-                .receive_message()
-                .queue_url(&self.capture_queue)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read the captured events: {e}"))?;
-            if out.messages().is_empty() {
-                return Ok(events);
-            }
-            for m in out.messages() {
-                if let Some(body) = m.body() {
-                    events.push(
-                        serde_json::from_str(body)
-                            .map_err(|e| format!("a captured event is not JSON: {e}"))?,
-                    );
-                }
-                if let Some(handle) = m.receipt_handle() {
-                    sqs.delete_message()
-                        .queue_url(&self.capture_queue)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .map_err(|e| format!("cannot delete a captured event: {e}"))?;
-                }
-            }
-        }
+        drain_events(&self.config, &self.capture_queue).await
     }
 
     /// Every ledger item (a paginated scan).
     pub async fn ledger_items(&self) -> Result<Vec<Item>, String> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(&self.config);
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = dynamodb
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| format!("cannot scan the ledger {}: {e}", self.table))?;
-            items.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(items),
+        scan_ledger(&self.config, &self.table).await
+    }
+}
+
+/// Every event captured so far in `queue_url` (drains it).
+pub async fn drain_events(config: &SdkConfig, queue_url: &str) -> Result<Vec<Value>, String> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut events = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read the captured events: {e}"))?;
+        if out.messages().is_empty() {
+            return Ok(events);
+        }
+        for m in out.messages() {
+            if let Some(body) = m.body() {
+                events.push(
+                    serde_json::from_str(body)
+                        .map_err(|e| format!("a captured event is not JSON: {e}"))?,
+                );
             }
+            if let Some(handle) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot delete a captured event: {e}"))?;
+            }
+        }
+    }
+}
+
+/// Every item of the ledger `table` (a paginated scan).
+pub async fn scan_ledger(config: &SdkConfig, table: &str) -> Result<Vec<Item>, String> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = dynamodb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| format!("cannot scan the ledger {table}: {e}"))?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => return Ok(items),
         }
     }
 }
@@ -191,9 +206,10 @@ fn moto_config(moto_url: &str) -> SdkConfig {
         .build()
 }
 
-async fn put_secret(config: &SdkConfig, name: &str, value: &str) -> Result<(), String> {
+/// Stores `value` (a JSON object) as the secret `name`, creating or updating it.
+pub async fn put_secret(config: &SdkConfig, name: &str, value: &Value) -> Result<(), String> {
     let secrets = aws_sdk_secretsmanager::Client::new(config);
-    let secret = serde_json::json!({ "client_secret": value }).to_string();
+    let secret = value.to_string();
     // One moto per process: a second run in the same process finds the secret already there.
     match secrets
         .create_secret()
@@ -221,7 +237,7 @@ async fn put_secret(config: &SdkConfig, name: &str, value: &str) -> Result<(), S
 }
 
 /// A bus, and a rule sending everything the project emits on it to a queue.
-async fn capture_events(config: &SdkConfig, bus: &str, unique: &str) -> Result<String, String> {
+pub async fn capture_events(config: &SdkConfig, bus: &str, unique: &str) -> Result<String, String> {
     let events = aws_sdk_eventbridge::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
     events
