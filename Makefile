@@ -16,7 +16,7 @@ SEED ?=
 
 help:
 	@echo "make demo            run the onboarding locally against local AWS stand-ins"
-	@echo "make test            run every test (unit, integration, template checks)"
+	@echo "make test            run every test (unit, integration, template checks, sam build)"
 	@echo "make lint            cargo fmt --check and clippy -D warnings"
 	@echo "make replay [N= SEED=]  the full event replay torture run"
 	@echo "make bench           cold start, memory, size and batch benchmarks"
@@ -31,7 +31,7 @@ $(VENV_SAM)/bin/cargo-lambda: tests/tools/requirements-sam.txt tests/tools/venv.
 	tests/tools/venv.sh $(VENV_SAM) tests/tools/requirements-sam.txt
 	@touch $@
 
-test: venv venv-sam test-rust check-template
+test: venv venv-sam test-rust check-template sam-build
 
 # tests/integration/tests/events.rs runs the real binaries through cargo-lambda.
 test-rust: venv venv-sam
