@@ -178,29 +178,36 @@ pub(crate) fn fail_permanent(
     ttl_secs: u64,
 ) -> Expressions {
     let mut e = Expressions::default();
-    let (status, attention, lease_owner, last_error, updated, expires) = (
-        e.n(STATUS),
-        e.n(ATTENTION),
-        e.n(LEASE_OWNER),
-        e.n(LAST_ERROR),
-        e.n(UPDATED_AT),
-        e.n(EXPIRES_AT),
-    );
+    e.update = Some(set_failed(&mut e, reason, now_ms, ttl_secs));
+    let (status, lease_owner) = (e.n(STATUS), e.n(LEASE_OWNER));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
-    let failed = e.v("failed", s(Status::Failed.as_str()));
     let owner_v = e.v("owner", s(owner));
-    let reason_v = e.v("reason", reason.to_attribute());
-    let now = e.v("now", num(now_ms));
-    let ttl = e.v("ttl", num(ttl_secs));
-    let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
-    e.update = Some(format!(
-        "SET {status} = {failed}, {attention} = {failed}, {last_error} = {reason_v}, \
-         {updated} = {now}, {expires} = {ttl}, {announced} = {yes}"
-    ));
     e.condition = Some(format!(
         "{status} = {in_progress} AND {lease_owner} = {owner_v}"
     ));
     e
+}
+
+/// The one `FAILED` record, whoever writes it: status, attention, reason, TTL, and
+/// `announced` (the engine announces before it records a failure).
+fn set_failed(e: &mut Expressions, reason: &ErrorReason, now_ms: u64, ttl_secs: u64) -> String {
+    let (status, attention, last_error, updated, expires, announced) = (
+        e.n(STATUS),
+        e.n(ATTENTION),
+        e.n(LAST_ERROR),
+        e.n(UPDATED_AT),
+        e.n(EXPIRES_AT),
+        e.n(ANNOUNCED),
+    );
+    let failed = e.v("failed", s(Status::Failed.as_str()));
+    let reason_v = e.v("reason", reason.to_attribute());
+    let now = e.v("now", num(now_ms));
+    let ttl = e.v("ttl", num(ttl_secs));
+    let yes = e.v("yes", AttributeValue::Bool(true));
+    format!(
+        "SET {status} = {failed}, {attention} = {failed}, {last_error} = {reason_v}, \
+         {updated} = {now}, {expires} = {ttl}, {announced} = {yes}"
+    )
 }
 
 /// The lease holder gives up for now: stays `IN_PROGRESS`, the error is recorded and the
@@ -230,23 +237,9 @@ pub(crate) fn fail_retryable(owner: &str, reason: &ErrorReason, now_ms: u64) -> 
 /// Readiness reported a terminal failure: `CREATED` -> `FAILED` with a TTL.
 pub(crate) fn fail_created(reason: &ErrorReason, now_ms: u64, ttl_secs: u64) -> Expressions {
     let mut e = Expressions::default();
-    let (status, attention, last_error, updated, expires) = (
-        e.n(STATUS),
-        e.n(ATTENTION),
-        e.n(LAST_ERROR),
-        e.n(UPDATED_AT),
-        e.n(EXPIRES_AT),
-    );
+    e.update = Some(set_failed(&mut e, reason, now_ms, ttl_secs));
+    let status = e.n(STATUS);
     let created = e.v("created", s(Status::Created.as_str()));
-    let failed = e.v("failed", s(Status::Failed.as_str()));
-    let reason_v = e.v("reason", reason.to_attribute());
-    let now = e.v("now", num(now_ms));
-    let ttl = e.v("ttl", num(ttl_secs));
-    let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
-    e.update = Some(format!(
-        "SET {status} = {failed}, {attention} = {failed}, {last_error} = {reason_v}, \
-         {updated} = {now}, {expires} = {ttl}, {announced} = {yes}"
-    ));
     e.condition = Some(format!("{status} = {created}"));
     e
 }
