@@ -7,6 +7,10 @@ Run with the SAM tools venv (it reads the template with cfn-lint's own YAML deco
 Checks:
 - the ledger table's keys, index and TTL attribute are the names in shared/src/ledger/schema.rs;
 - each function's environment variables are exactly the contract's set, and the code reads them;
+- no literal `arn:aws:` anywhere in the template (ARNs are built with ${AWS::Partition});
+- the receive budget: with the parameters' default timings, MaxReceiveCount's default outlasts
+  the member-role grace window at the shortest jittered backoff with spare receives, the Rule
+  that guards it says the same, and the queues keep messages longer than any allowed window;
 - each function builds the binary of an existing crate under functions/;
 - events/*.json are JSON, carry no secret-valued keys, and SQS bodies are what they claim.
 
@@ -23,15 +27,34 @@ import sys
 from cfnlint.decode import decode
 
 # The contract's function configuration table (README, "Function configuration").
-COMMON_ENV = {"LEDGER_TABLE", "EVENT_BUS_NAME", "EVENT_SOURCE", "REQUEST_DETAIL_TYPE", "LEASE_SECONDS", "READY_WAIT_SECONDS", "RUST_LOG"}
+COMMON_ENV = {
+    "LEDGER_TABLE",
+    "EVENT_BUS_NAME",
+    "EVENT_SOURCE",
+    "REQUEST_DETAIL_TYPE",
+    "LEASE_SECONDS",
+    "READY_WAIT_SECONDS",
+    "MEMBER_ROLE_GRACE_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_MAX_SECONDS",
+    "RUST_LOG",
+}
+MEMBER_ENV = {"MEMBER_ROLE_NAME", "PARTITION"}
 FUNCTIONS = {
-    "IdentityCenterInstanceFunction": ("identity-center-instance", COMMON_ENV | {"MEMBER_ROLE_NAME"}),
+    "IdentityCenterInstanceFunction": ("identity-center-instance", COMMON_ENV | MEMBER_ENV),
     "ApprovalIdentitySourceFunction": (
         "approval-identity-source",
-        COMMON_ENV | {"ORG_INSTANCE_ARN", "ORG_INSTANCE_REGION"},
+        COMMON_ENV | {"ORG_INSTANCE_ARN", "ORG_INSTANCE_REGION", "APPROVAL_REGION"},
     ),
-    "WebIdentityProviderFunction": ("web-identity-provider", COMMON_ENV | {"MEMBER_ROLE_NAME"}),
+    "WebIdentityProviderFunction": ("web-identity-provider", COMMON_ENV | MEMBER_ENV),
 }
+# The backoff of "not reachable yet" (README, Deploy): receive n+1 comes delay(n) =
+# min(base * 2^(n-1), max) after receive n, jittered down to JITTER_FLOOR x at worst; the first
+# receive after the grace window records FAILED. SPARE_RECEIVES are left for ordinary retries.
+JITTER_FLOOR = 0.8
+SPARE_RECEIVES = 2
+BUDGET_PARAMETERS = ("MemberRoleGraceSeconds", "RetryBaseSeconds", "RetryMaxSeconds", "MaxReceiveCount")
+BUDGET_RULE = "ReceivesCoverGraceWindow"
 # RUST_LOG is read by the tracing subscriber, not by the settings module.
 ENV_READ_ELSEWHERE = {"RUST_LOG"}
 # Names the ledger layout must define (the contract's values, used when schema.rs is absent).
@@ -141,6 +164,65 @@ def check_functions(root: pathlib.Path, resources, globals_, problems: Problems)
             problems.expect(got == want, f"{where}: {key} {got!r} != {want!r}")
 
 
+def receives_to_outlast(grace: float, base: float, cap: float, factor: float) -> int:
+    """The number of the first receive that comes after the grace window (it records FAILED)."""
+    elapsed, receive = 0.0, 1
+    while elapsed <= grace:
+        elapsed += min(base * 2 ** (receive - 1), cap) * factor
+        receive += 1
+    return receive
+
+
+def check_receive_budget(template, problems: Problems) -> None:
+    params = template.get("Parameters", {})
+    missing = [p for p in BUDGET_PARAMETERS if p not in params]
+    problems.expect(not missing, f"template.yaml: parameters {missing} missing")
+    if missing:
+        return
+    grace, base, cap, receives = (float(params[p].get("Default")) for p in BUDGET_PARAMETERS)
+    problems.expect(base <= cap, f"template.yaml: RetryBaseSeconds default {base} > RetryMaxSeconds default {cap}")
+    needed = receives_to_outlast(grace, base, cap, JITTER_FLOOR)
+    budget = needed + SPARE_RECEIVES
+    problems.expect(
+        receives >= budget,
+        f"template.yaml: MaxReceiveCount default {receives:g} < {budget} ({needed} receives outlast "
+        f"{grace:g} s at {JITTER_FLOOR}x backoff, + {SPARE_RECEIVES} spare)",
+    )
+
+    # The Rule guarding MaxReceiveCount for the default timings must say the same.
+    rule = (template.get("Rules") or {}).get(BUDGET_RULE)
+    problems.expect(rule is not None, f"template.yaml: Rules.{BUDGET_RULE} missing")
+    if rule is not None:
+        text = json.dumps(rule)
+        for name in BUDGET_PARAMETERS[:3]:
+            problems.expect(
+                f'[{{"Ref": "{name}"}}, "{params[name].get("Default")}"]' in text,
+                f"template.yaml: Rules.{BUDGET_RULE} must apply when {name} is {params[name].get('Default')}",
+            )
+        refused = [str(n) for n in range(1, budget)]
+        problems.expect(
+            f'{{"Fn::Contains": [{json.dumps(refused)}, {{"Ref": "MaxReceiveCount"}}]}}' in text,
+            f"template.yaml: Rules.{BUDGET_RULE} must refuse MaxReceiveCount 1..{budget - 1}",
+        )
+
+    # A waiting message must outlive the longest allowed window plus one longest delay.
+    longest = float(params["MemberRoleGraceSeconds"].get("MaxValue", grace)) + float(params["RetryMaxSeconds"].get("MaxValue", cap))
+    for logical, res in template.get("Resources", {}).items():
+        props = res.get("Properties", {})
+        if res.get("Type") != "AWS::SQS::Queue" or "RedrivePolicy" not in props:
+            continue
+        retention = float(props.get("MessageRetentionPeriod", 345600))
+        problems.expect(
+            retention > longest,
+            f"template.yaml {logical}: MessageRetentionPeriod {retention:g} s <= longest grace window + delay {longest:g} s",
+        )
+
+
+def check_partition(root: pathlib.Path, problems: Problems) -> None:
+    for number, line in enumerate((root / "template.yaml").read_text(encoding="utf-8").splitlines(), 1):
+        problems.expect("arn:aws:" not in line, f"template.yaml:{number}: literal arn:aws: (use arn:${{AWS::Partition}}:)")
+
+
 def secret_keys(value, path: str = "$"):
     if isinstance(value, dict):
         for k, v in value.items():
@@ -191,6 +273,8 @@ def main() -> int:
     resources = template.get("Resources", {})
     check_table(resources, ledger_names(root, problems), problems)
     check_functions(root, resources, template.get("Globals"), problems)
+    check_receive_budget(template, problems)
+    check_partition(root, problems)
     check_events(root, problems)
     for p in problems.items:
         print(p)
