@@ -24,6 +24,8 @@ pub(crate) struct Caller {
 /// An STS session issued by `AssumeRole`.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
+    /// `aws`, `aws-cn`, `aws-us-gov`, ...: the partition of the assumed role's ARN.
+    pub partition: String,
     pub account: String,
     pub role_name: String,
     pub session_name: String,
@@ -196,8 +198,8 @@ impl World {
             Some(s) => Caller {
                 account: s.account.clone(),
                 arn: format!(
-                    "arn:aws:sts::{}:assumed-role/{}/{}",
-                    s.account, s.role_name, s.session_name
+                    "arn:{}:sts::{}:assumed-role/{}/{}",
+                    s.partition, s.account, s.role_name, s.session_name
                 ),
                 user_id: format!("{}:{}", s.role_id, s.session_name),
                 region,

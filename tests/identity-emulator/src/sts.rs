@@ -69,9 +69,34 @@ pub(crate) fn execute(
     }
 }
 
-/// `(account, role name)` of `arn:aws:iam::<account>:role/[path/]<name>`.
-fn parse_role_arn(arn: &str) -> Option<(String, String)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
+/// The AWS partitions (`arn:<partition>:...`); functions build role ARNs from their own.
+const PARTITIONS: &[&str] = &[
+    "aws",
+    "aws-cn",
+    "aws-us-gov",
+    "aws-iso",
+    "aws-iso-b",
+    "aws-iso-e",
+    "aws-iso-f",
+    "aws-eusc",
+];
+
+/// A role to assume.
+#[derive(Debug, PartialEq)]
+struct RoleArn {
+    partition: String,
+    account: String,
+    name: String,
+}
+
+/// `arn:<partition>:iam::<account>:role/[path/]<name>`, in any partition.
+fn parse_role_arn(arn: &str) -> Option<RoleArn> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    if !PARTITIONS.contains(&partition) {
+        return None;
+    }
+    let rest = rest.strip_prefix("iam::")?;
     let (account, resource) = rest.split_once(':')?;
     let path_and_name = resource.strip_prefix("role/")?;
     let name = path_and_name.rsplit('/').next()?;
@@ -81,7 +106,11 @@ fn parse_role_arn(arn: &str) -> Option<(String, String)> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    (name_ok && account_ok).then(|| (account.to_string(), name.to_string()))
+    (name_ok && account_ok).then(|| RoleArn {
+        partition: partition.to_string(),
+        account: account.to_string(),
+        name: name.to_string(),
+    })
 }
 
 fn assume_role(
@@ -137,11 +166,16 @@ fn assume_role(
             ),
         ));
     }
-    let Some((account, role_name)) = parse_role_arn(role_arn) else {
+    let Some(RoleArn {
+        partition,
+        account,
+        name: role_name,
+    }) = parse_role_arn(role_arn)
+    else {
         return Err(error(
             400,
             "ValidationError",
-            format!("{role_arn} is invalid: expected arn:aws:iam::<account>:role/<name>"),
+            format!("{role_arn} is invalid: expected arn:<partition>:iam::<account>:role/<name>"),
         ));
     };
     let refused = world.config.account(&account).is_some_and(|a| {
@@ -161,6 +195,7 @@ fn assume_role(
     }
     let access_key_id = ids::temporary_access_key_id();
     let session = Session {
+        partition: partition.clone(),
         account: account.clone(),
         role_name: role_name.clone(),
         session_name: session_name.to_string(),
@@ -173,7 +208,7 @@ fn assume_role(
          <SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken>\
          <Expiration>{expiration}</Expiration></Credentials>\
          <AssumedRoleUser><AssumedRoleId>{}:{}</AssumedRoleId>\
-         <Arn>arn:aws:sts::{account}:assumed-role/{}/{}</Arn></AssumedRoleUser>\
+         <Arn>arn:{partition}:sts::{account}:assumed-role/{}/{}</Arn></AssumedRoleUser>\
          </AssumeRoleResult><ResponseMetadata><RequestId>{request_id}</RequestId>\
          </ResponseMetadata></AssumeRoleResponse>",
         ids::secret_access_key(),
@@ -193,14 +228,32 @@ mod tests {
 
     #[test]
     fn role_arns_parse_with_and_without_paths() {
+        let role = |partition: &str, name: &str| RoleArn {
+            partition: partition.into(),
+            account: "222222222222".into(),
+            name: name.into(),
+        };
         assert_eq!(
             parse_role_arn("arn:aws:iam::222222222222:role/Onboard"),
-            Some(("222222222222".into(), "Onboard".into()))
+            Some(role("aws", "Onboard"))
         );
         assert_eq!(
             parse_role_arn("arn:aws:iam::222222222222:role/team/Onboard"),
-            Some(("222222222222".into(), "Onboard".into()))
+            Some(role("aws", "Onboard"))
         );
+        assert_eq!(
+            parse_role_arn("arn:aws-cn:iam::222222222222:role/Onboard"),
+            Some(role("aws-cn", "Onboard"))
+        );
+        assert_eq!(
+            parse_role_arn("arn:aws-us-gov:iam::222222222222:role/Onboard"),
+            Some(role("aws-us-gov", "Onboard"))
+        );
+        assert_eq!(
+            parse_role_arn("arn:aws-mars:iam::222222222222:role/x"),
+            None
+        );
+        assert_eq!(parse_role_arn("arn:aws:sts::222222222222:role/x"), None);
         assert_eq!(parse_role_arn("arn:aws:iam::2222:role/Onboard"), None);
         assert_eq!(parse_role_arn("arn:aws:iam::222222222222:user/x"), None);
     }

@@ -141,3 +141,50 @@ async fn malformed_role_arns_and_session_names_are_refused() {
     assert_eq!(err.code(), Some("ValidationError"));
     assert!(err.message().unwrap().contains("roleSessionName"));
 }
+
+#[tokio::test]
+async fn role_arns_of_every_partition_are_accepted() {
+    let emu = start(fast_config()).await;
+    let client = sts(&management(&emu));
+    for partition in ["aws", "aws-cn", "aws-us-gov"] {
+        let out = client
+            .assume_role()
+            .role_arn(format!("arn:{partition}:iam::{MEMBER}:role/{ROLE}"))
+            .role_session_name("partition")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{partition}: {e:?}"));
+        let user = out.assumed_role_user().unwrap();
+        assert_eq!(
+            user.arn(),
+            format!("arn:{partition}:sts::{MEMBER}:assumed-role/{ROLE}/partition")
+        );
+        let c = out.credentials().unwrap();
+        let config = sdk_config_with(
+            &emu,
+            Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                None,
+                "partition",
+            ),
+            1,
+        );
+        let me = sts(&config).get_caller_identity().send().await.unwrap();
+        assert_eq!(me.account(), Some(MEMBER));
+        assert!(me
+            .arn()
+            .unwrap()
+            .starts_with(&format!("arn:{partition}:sts::")));
+    }
+    let err = client
+        .assume_role()
+        .role_arn(format!("arn:aws-mars:iam::{MEMBER}:role/{ROLE}"))
+        .role_session_name("partition")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("ValidationError"));
+}
