@@ -1,5 +1,5 @@
 //! The organization the emulator starts with: accounts, portals, roles that refuse
-//! assumption, accounts whose instance creation fails, activation delays.
+//! assumption or appear late, accounts whose instance creation fails, activation delays.
 //! Deserialized from the `--config` JSON file; [`Config::default`] is the default organization.
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,10 @@ pub struct AccountConfig {
     /// When set, a `CreateInstance` in this account ends in `CREATE_FAILED` with this reason.
     #[serde(default)]
     pub instance_failure: Option<String>,
+    /// The account's member roles do not exist yet: every `AssumeRole` into the account is
+    /// refused with `AccessDenied` until this many milliseconds after the first attempt.
+    #[serde(default)]
+    pub role_appears_after_ms: Option<u64>,
 }
 
 /// A seeded portal: `arn:aws:workspaces-web:<region>:<account>:portal/<uuid>`.
@@ -86,6 +90,7 @@ impl AccountConfig {
             portals: Vec::new(),
             refused_roles: Vec::new(),
             instance_failure: None,
+            role_appears_after_ms: None,
         }
     }
 
@@ -94,6 +99,13 @@ impl AccountConfig {
             portal_arn: portal_arn.into(),
             display_name: None,
         });
+        self
+    }
+
+    /// The account's roles appear `ms` milliseconds after the first `AssumeRole` into it
+    /// (like a StackSet deploying the role minutes after the account is vended).
+    pub fn role_appearing_after(mut self, ms: u64) -> Self {
+        self.role_appears_after_ms = Some(ms);
         self
     }
 

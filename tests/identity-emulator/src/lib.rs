@@ -105,8 +105,8 @@ impl Emulator {
         self.shared.world().faults = faults::FaultState::new(faults);
     }
 
-    /// Back to the configured organization: resources, tokens, counters and faults.
-    /// Credentials issued by `AssumeRole` stay valid.
+    /// Back to the configured organization: resources, tokens, counters, faults and the
+    /// clocks of late roles. Credentials issued by `AssumeRole` stay valid.
     pub fn reset(&self) {
         self.shared.world().reset();
     }

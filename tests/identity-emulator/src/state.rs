@@ -111,6 +111,8 @@ pub(crate) struct TokenRecord {
 
 pub(crate) struct World {
     pub config: Config,
+    /// account -> first `AssumeRole` into it (for `role_appears_after_ms`)
+    pub role_clocks: HashMap<String, Instant>,
     pub instances: Vec<Instance>,
     pub identity_sources: Vec<IdentitySource>,
     pub portals: Vec<Portal>,
@@ -136,6 +138,7 @@ pub(crate) enum TokenCheck {
 impl World {
     pub(crate) fn new(config: Config) -> World {
         let mut world = World {
+            role_clocks: HashMap::new(),
             instances: Vec::new(),
             identity_sources: Vec::new(),
             portals: Vec::new(),
@@ -181,8 +184,9 @@ impl World {
         }
     }
 
-    /// Back to the configured organization: resources, tokens, counters and faults.
-    /// STS sessions survive (clients keep using their cached credentials).
+    /// Back to the configured organization: resources, tokens, counters, faults and the
+    /// clocks of late roles. STS sessions survive (clients keep using their cached
+    /// credentials).
     pub(crate) fn reset(&mut self) {
         let sessions = std::mem::take(&mut self.sessions);
         *self = World::new(self.config.clone());

@@ -4,7 +4,7 @@
 //! limits of the STS API reference.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::ids;
 use crate::protocol::{xml_escape, Output, ServiceError};
@@ -178,12 +178,24 @@ fn assume_role(
             format!("{role_arn} is invalid: expected arn:<partition>:iam::<account>:role/<name>"),
         ));
     };
-    let refused = world.config.account(&account).is_some_and(|a| {
+    let config = world.config.account(&account);
+    let refused = config.is_some_and(|a| {
         a.refused_roles
             .iter()
             .any(|r| r == "*" || r.eq_ignore_ascii_case(&role_name))
     });
-    if refused {
+    // A late role: absent until `ms` after the first attempt into the account.
+    let not_there_yet = match config.and_then(|a| a.role_appears_after_ms) {
+        None => false,
+        Some(ms) => {
+            let first = *world
+                .role_clocks
+                .entry(account.clone())
+                .or_insert_with(Instant::now);
+            first.elapsed() < Duration::from_millis(ms)
+        }
+    };
+    if refused || not_there_yet {
         return Err(error(
             403,
             "AccessDenied",

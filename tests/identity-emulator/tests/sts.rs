@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -140,6 +142,97 @@ async fn malformed_role_arns_and_session_names_are_refused() {
         .into_service_error();
     assert_eq!(err.code(), Some("ValidationError"));
     assert!(err.message().unwrap().contains("roleSessionName"));
+}
+
+#[tokio::test]
+async fn a_late_role_is_refused_until_it_appears_after_the_first_attempt() {
+    const LATE: &str = "444444444444";
+    // roomy: the three refused calls below must all land inside the window on a busy machine
+    const APPEARS_MS: u64 = 1000;
+    let config =
+        fast_config().with_account(AccountConfig::new(LATE).role_appearing_after(APPEARS_MS));
+    let emu = start(config).await;
+    let client = sts(&management(&emu));
+    let assume = |role: &'static str| {
+        client
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{LATE}:role/{role}"))
+            .role_session_name("late")
+            .send()
+    };
+
+    // the clock only starts at the first attempt: waiting before it changes nothing
+    tokio::time::sleep(Duration::from_millis(APPEARS_MS + 100)).await;
+    let first = Instant::now();
+    for role in [ROLE, "OrganizationAccountAccessRole", ROLE] {
+        let err = assume(role).await.unwrap_err();
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let err = err.into_service_error();
+        assert_eq!(err.code(), Some("AccessDenied"), "{role}");
+        assert_eq!(status, Some(403));
+        assert!(err
+            .message()
+            .unwrap()
+            .contains("not authorized to perform: sts:AssumeRole"));
+    }
+    // a role of another account is there from the start
+    client
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{MEMBER}:role/{ROLE}"))
+        .role_session_name("other")
+        .send()
+        .await
+        .expect("another account");
+
+    let out = eventually(Duration::from_secs(5), || async { assume(ROLE).await.ok() }).await;
+    assert!(
+        first.elapsed() >= Duration::from_millis(APPEARS_MS),
+        "appeared after {:?}",
+        first.elapsed()
+    );
+    let creds = out.credentials().unwrap();
+    let config = sdk_config_with(
+        &emu,
+        Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_string()),
+            None,
+            "late",
+        ),
+        1,
+    );
+    let me = sts(&config).get_caller_identity().send().await.unwrap();
+    assert_eq!(me.account(), Some(LATE));
+
+    // reset restarts the clock: the role is missing again until APPEARS_MS after the next try
+    emu.reset();
+    let err = assume(ROLE).await.unwrap_err().into_service_error();
+    assert_eq!(err.code(), Some("AccessDenied"));
+}
+
+#[tokio::test]
+async fn a_late_role_that_is_also_refused_stays_refused() {
+    const LATE: &str = "444444444444";
+    let config = fast_config().with_account(
+        AccountConfig::new(LATE)
+            .role_appearing_after(50)
+            .refusing_role(ROLE),
+    );
+    let emu = start(config).await;
+    let client = sts(&management(&emu));
+    let assume = |role: &'static str| {
+        client
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{LATE}:role/{role}"))
+            .role_session_name("late")
+            .send()
+    };
+    assert!(assume("Other").await.is_err());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assume("Other").await.expect("appeared");
+    let err = assume(ROLE).await.unwrap_err().into_service_error();
+    assert_eq!(err.code(), Some("AccessDenied"));
 }
 
 #[tokio::test]
