@@ -1,8 +1,12 @@
 //! The organization the emulator starts with: accounts, portals, roles that refuse
-//! assumption or appear late, accounts whose instance creation fails, activation delays.
+//! assumption or appear late, accounts whose instance creation fails, resources that exist
+//! before the test starts, activation delays.
 //! Deserialized from the `--config` JSON file; [`Config::default`] is the default organization.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 /// The whole emulated organization. Every field has a default, so `{}` is a valid file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +53,9 @@ pub struct AccountConfig {
     /// refused with `AccessDenied` until this many milliseconds after the first attempt.
     #[serde(default)]
     pub role_appears_after_ms: Option<u64>,
+    /// An account instance of IAM Identity Center the account owns from the start.
+    #[serde(default)]
+    pub instance: Option<SeededInstance>,
 }
 
 /// A seeded portal: `arn:aws:workspaces-web:<region>:<account>:portal/<uuid>`.
@@ -58,6 +65,70 @@ pub struct PortalConfig {
     pub portal_arn: String,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Identity providers on the portal from the start.
+    #[serde(default)]
+    pub identity_providers: Vec<SeededProvider>,
+}
+
+/// An account instance that exists before the test starts. Its status never changes (a
+/// `CREATE_IN_PROGRESS` one stays in progress); its ARN and identity store id are generated
+/// at start and kept across `reset`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeededInstance {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `ACTIVE` (default), `CREATE_IN_PROGRESS`, `CREATE_FAILED` or `DELETE_IN_PROGRESS`.
+    #[serde(default = "active_status")]
+    pub status: String,
+    /// Only with `CREATE_FAILED`.
+    #[serde(default)]
+    pub status_reason: Option<String>,
+}
+
+fn active_status() -> String {
+    "ACTIVE".to_string()
+}
+
+/// The statuses of `InstanceStatus` in the SSO Admin model.
+const INSTANCE_STATUSES: &[&str] = &[
+    "ACTIVE",
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "DELETE_IN_PROGRESS",
+];
+
+impl SeededInstance {
+    /// An `ACTIVE` instance, optionally named.
+    pub fn active(name: Option<&str>) -> Self {
+        SeededInstance {
+            name: name.map(str::to_string),
+            status: active_status(),
+            status_reason: None,
+        }
+    }
+}
+
+/// An identity provider that exists on a seeded portal from the start. `details` are checked
+/// like those of `CreateIdentityProvider` and never shown in errors or the state dump.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeededProvider {
+    pub name: String,
+    pub provider_type: String,
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+}
+
+/// Details may hold secrets: shown as their keys only.
+impl std::fmt::Debug for SeededProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededProvider")
+            .field("name", &self.name)
+            .field("provider_type", &self.provider_type)
+            .field("detail_keys", &self.details.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -91,6 +162,7 @@ impl AccountConfig {
             refused_roles: Vec::new(),
             instance_failure: None,
             role_appears_after_ms: None,
+            instance: None,
         }
     }
 
@@ -98,6 +170,7 @@ impl AccountConfig {
         self.portals.push(PortalConfig {
             portal_arn: portal_arn.into(),
             display_name: None,
+            identity_providers: Vec::new(),
         });
         self
     }
@@ -106,6 +179,24 @@ impl AccountConfig {
     /// (like a StackSet deploying the role minutes after the account is vended).
     pub fn role_appearing_after(mut self, ms: u64) -> Self {
         self.role_appears_after_ms = Some(ms);
+        self
+    }
+
+    /// The account owns this account instance from the start.
+    pub fn with_instance(mut self, instance: SeededInstance) -> Self {
+        self.instance = Some(instance);
+        self
+    }
+
+    /// `provider` exists on the portal `portal_arn` from the start (the portal is added to
+    /// the account if it is not there yet).
+    pub fn with_portal_provider(mut self, portal_arn: &str, provider: SeededProvider) -> Self {
+        if !self.portals.iter().any(|p| p.portal_arn == portal_arn) {
+            self = self.with_portal(portal_arn);
+        }
+        if let Some(portal) = self.portals.iter_mut().find(|p| p.portal_arn == portal_arn) {
+            portal.identity_providers.push(provider);
+        }
         self
     }
 
@@ -206,10 +297,89 @@ impl Config {
                         ))
                     }
                 }
+                validate_providers(portal)?;
+            }
+            let mut arns = std::collections::BTreeSet::new();
+            if account.portals.iter().any(|p| !arns.insert(&p.portal_arn)) {
+                return Err(format!(
+                    "account {} lists a portal twice",
+                    account.account_id
+                ));
+            }
+            if let Some(instance) = &account.instance {
+                self.validate_instance(&account.account_id, instance)?;
             }
         }
         Ok(())
     }
+
+    fn validate_instance(&self, account: &str, instance: &SeededInstance) -> Result<(), String> {
+        let context = format!("accounts[{account}].instance");
+        if account == self.management_account_id {
+            return Err(format!(
+                "{context}: the management account owns the organization instance and can't \
+                 own an account instance"
+            ));
+        }
+        if !INSTANCE_STATUSES.contains(&instance.status.as_str()) {
+            return Err(format!(
+                "{context}.status {:?} is not one of {}",
+                instance.status,
+                INSTANCE_STATUSES.join(", ")
+            ));
+        }
+        if instance.status_reason.is_some() && instance.status != "CREATE_FAILED" {
+            return Err(format!(
+                "{context}.status_reason is only allowed with status CREATE_FAILED"
+            ));
+        }
+        // the name obeys CreateInstance's model, as one created through the API would
+        let mut input = serde_json::Map::new();
+        if let Some(name) = &instance.name {
+            input.insert("Name".into(), json!(name));
+        }
+        let models = crate::models()?;
+        models
+            .sso_admin
+            .validate("CreateInstance", &Value::Object(input))
+            .map_err(|e| format!("{context}: {}", e.message()))
+    }
+}
+
+/// Seeded identity providers obey `CreateIdentityProvider`'s model and the per-type detail
+/// rules, and names are unique on their portal. Messages never show detail values.
+fn validate_providers(portal: &PortalConfig) -> Result<(), String> {
+    let models = crate::models()?;
+    let mut names = std::collections::BTreeSet::new();
+    for (i, provider) in portal.identity_providers.iter().enumerate() {
+        let context = format!("portal {} identity_providers[{i}]", portal.portal_arn);
+        let details: serde_json::Map<String, Value> = provider
+            .details
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        let input = json!({
+            "portalArn": portal.portal_arn,
+            "identityProviderName": provider.name,
+            "identityProviderType": provider.provider_type,
+            "identityProviderDetails": details,
+        });
+        models
+            .workspaces_web
+            .validate("CreateIdentityProvider", &input)
+            .map_err(|e| format!("{context}: {}", e.message()))?;
+        let problems = crate::workspaces_web::check_details(&provider.provider_type, &details);
+        if !problems.is_empty() {
+            let messages: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+            return Err(format!("{context}: {}", messages.join("; ")));
+        }
+        if !names.insert(provider.name.as_str()) {
+            return Err(format!(
+                "{context}: a provider of the same name is already on the portal"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -246,11 +416,42 @@ mod tests {
     }
 
     #[test]
+    fn seeded_provider_secrets_stay_out_of_debug_and_errors() {
+        let provider = SeededProvider {
+            name: "corp".into(),
+            provider_type: "Google".into(),
+            details: [
+                ("client_id".to_string(), "id".to_string()),
+                ("client_secret".to_string(), "CANARY-77".to_string()),
+                ("authorize_scopes".to_string(), "openid".to_string()),
+                ("bogus".to_string(), "CANARY-77".to_string()),
+            ]
+            .into(),
+        };
+        assert!(!format!("{provider:?}").contains("CANARY"));
+        let config = Config::default().with_account(AccountConfig::new("222222222222").with_portal_provider(
+            "arn:aws:workspaces-web:us-east-1:222222222222:portal/2f1c7d5e-6a0b-4f3e-9b1d-0c8a7e5f4d3b",
+            provider,
+        ));
+        let err = config.validate().unwrap_err();
+        assert!(err.contains("bogus is not a detail"), "{err}");
+        assert!(!err.contains("CANARY"), "{err}");
+    }
+
+    #[test]
     fn bad_files_are_refused_with_a_reason() {
         assert!(Config::from_json(r#"{"management_account_id": "12"}"#).is_err());
         assert!(Config::from_json(r#"{"unknown": 1}"#).is_err());
         let foreign_portal = r#"{"accounts": [{"account_id": "222222222222", "portals": [
             {"portal_arn": "arn:aws:workspaces-web:us-east-1:333333333333:portal/2f1c7d5e-6a0b-4f3e-9b1d-0c8a7e5f4d3b"}]}]}"#;
         assert!(Config::from_json(foreign_portal).is_err());
+        let bad_status = r#"{"accounts": [{"account_id": "222222222222",
+            "instance": {"status": "ACTIVATING"}}]}"#;
+        assert!(Config::from_json(bad_status)
+            .unwrap_err()
+            .contains("status"));
+        let unknown_member = r#"{"accounts": [{"account_id": "222222222222",
+            "instance": {"arn": "x"}}]}"#;
+        assert!(Config::from_json(unknown_member).is_err());
     }
 }

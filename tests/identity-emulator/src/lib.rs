@@ -27,7 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{AccountConfig, Config, OrganizationInstance, PortalConfig};
+pub use config::{
+    AccountConfig, Config, OrganizationInstance, PortalConfig, SeededInstance, SeededProvider,
+};
 pub use counters::{Counters, CreateCounts, FaultCounts};
 pub use faults::{FaultConfig, FaultRule};
 
@@ -106,7 +108,8 @@ impl Emulator {
     }
 
     /// Back to the configured organization: resources, tokens, counters, faults and the
-    /// clocks of late roles. Credentials issued by `AssumeRole` stay valid.
+    /// clocks of late roles. Credentials issued by `AssumeRole` stay valid, and seeded
+    /// resources keep their ARNs.
     pub fn reset(&self) {
         self.shared.world().reset();
     }

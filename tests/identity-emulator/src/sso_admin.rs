@@ -97,6 +97,7 @@ fn create_instance(
         ready_at: World::activation(world.config.instance_activation_ms),
         organization: false,
         failure,
+        fixed_status: None,
     };
     let response = json!({ "InstanceArn": instance.arn });
     world.instances.push(instance);

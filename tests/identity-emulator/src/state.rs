@@ -41,13 +41,17 @@ pub(crate) struct Instance {
     pub ready_at: Instant,
     pub organization: bool,
     pub failure: Option<String>,
+    /// A seeded instance's fixed `(Status, StatusReason)`; it never changes.
+    pub fixed_status: Option<(String, Option<String>)>,
 }
 
 impl Instance {
     /// Status now, and the reason of a failure.
-    pub(crate) fn status(&self) -> (&'static str, Option<&str>) {
+    pub(crate) fn status(&self) -> (&str, Option<&str>) {
         if self.organization {
             ("ACTIVE", None)
+        } else if let Some((status, reason)) = &self.fixed_status {
+            (status, reason.as_deref())
         } else if Instant::now() < self.ready_at {
             ("CREATE_IN_PROGRESS", None)
         } else if let Some(reason) = &self.failure {
@@ -101,6 +105,8 @@ pub(crate) struct IdentityProvider {
     pub name: String,
     pub provider_type: String,
     pub details: serde_json::Map<String, Value>,
+    /// From the config (existed before the test started).
+    pub seeded: bool,
 }
 
 /// What a ClientToken was first used for.
@@ -109,8 +115,21 @@ pub(crate) struct TokenRecord {
     pub response: Value,
 }
 
+/// Ids of seeded resources, generated once at start and kept across resets so a test can
+/// read them from the state before and after a reset.
+#[derive(Default)]
+pub(crate) struct SeedIds {
+    /// account -> (instance ARN, identity store id)
+    instances: HashMap<String, (String, String)>,
+    /// (portal ARN, provider name) -> provider ARN
+    providers: HashMap<(String, String), String>,
+}
+
 pub(crate) struct World {
     pub config: Config,
+    /// When the emulator started (kept across resets).
+    pub started: SystemTime,
+    seed_ids: SeedIds,
     /// account -> first `AssumeRole` into it (for `role_appears_after_ms`)
     pub role_clocks: HashMap<String, Instant>,
     pub instances: Vec<Instance>,
@@ -137,7 +156,13 @@ pub(crate) enum TokenCheck {
 
 impl World {
     pub(crate) fn new(config: Config) -> World {
+        World::starting(config, SystemTime::now(), SeedIds::default())
+    }
+
+    fn starting(config: Config, started: SystemTime, seed_ids: SeedIds) -> World {
         let mut world = World {
+            started,
+            seed_ids,
             role_clocks: HashMap::new(),
             instances: Vec::new(),
             identity_sources: Vec::new(),
@@ -154,23 +179,68 @@ impl World {
     }
 
     fn seed(&mut self) {
-        let now = SystemTime::now();
+        // older than anything a test creates
+        let seeded_at = self
+            .started
+            .checked_sub(Duration::from_secs(86_400))
+            .unwrap_or(self.started);
         let org = &self.config.organization_instance;
         self.instances.push(Instance {
             arn: org.instance_arn.clone(),
             identity_store_id: org.identity_store_id.clone(),
             owner: self.config.management_account_id.clone(),
             name: Some(org.name.clone()).filter(|n| !n.is_empty()),
-            created: now,
+            created: seeded_at,
             ready_at: Instant::now(),
             organization: true,
             failure: None,
+            fixed_status: None,
         });
         for account in &self.config.accounts {
+            if let Some(seeded) = &account.instance {
+                let (arn, store) = self
+                    .seed_ids
+                    .instances
+                    .entry(account.account_id.clone())
+                    .or_insert_with(|| (ids::instance_arn(), ids::identity_store_id()))
+                    .clone();
+                self.instances.push(Instance {
+                    arn,
+                    identity_store_id: store,
+                    owner: account.account_id.clone(),
+                    name: seeded.name.clone(),
+                    created: seeded_at,
+                    ready_at: Instant::now(),
+                    organization: false,
+                    failure: None,
+                    fixed_status: Some((seeded.status.clone(), seeded.status_reason.clone())),
+                });
+            }
             for p in &account.portals {
-                let id = ids::parse_portal_arn(&p.portal_arn)
-                    .map(|(_, _, id)| id)
-                    .unwrap_or_default();
+                let (region, _, id) = ids::parse_portal_arn(&p.portal_arn).unwrap_or_default();
+                for provider in &p.identity_providers {
+                    let arn = self
+                        .seed_ids
+                        .providers
+                        .entry((p.portal_arn.clone(), provider.name.clone()))
+                        .or_insert_with(|| {
+                            ids::identity_provider_arn(&region, &account.account_id, &id)
+                        })
+                        .clone();
+                    self.identity_providers.push(IdentityProvider {
+                        arn,
+                        portal_arn: p.portal_arn.clone(),
+                        owner: account.account_id.clone(),
+                        name: provider.name.clone(),
+                        provider_type: provider.provider_type.clone(),
+                        details: provider
+                            .details
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                            .collect(),
+                        seeded: true,
+                    });
+                }
                 self.portals.push(Portal {
                     endpoint: format!("{id}.workspaces-web.com"),
                     id,
@@ -178,7 +248,7 @@ impl World {
                     owner: account.account_id.clone(),
                     display_name: p.display_name.clone(),
                     authentication_type: "Standard".to_string(),
-                    created: now,
+                    created: seeded_at,
                 });
             }
         }
@@ -186,10 +256,11 @@ impl World {
 
     /// Back to the configured organization: resources, tokens, counters, faults and the
     /// clocks of late roles. STS sessions survive (clients keep using their cached
-    /// credentials).
+    /// credentials), and so do the ids of seeded resources.
     pub(crate) fn reset(&mut self) {
         let sessions = std::mem::take(&mut self.sessions);
-        *self = World::new(self.config.clone());
+        let seed_ids = std::mem::take(&mut self.seed_ids);
+        *self = World::starting(self.config.clone(), self.started, seed_ids);
         self.sessions = sessions;
     }
 
@@ -290,6 +361,7 @@ impl World {
                     "instance_arn": i.arn, "identity_store_id": i.identity_store_id,
                     "name": i.name, "status": status, "status_reason": reason,
                     "organization": i.organization,
+                    "seeded": i.fixed_status.is_some(),
                     "created": ids::iso8601(i.created),
                 }),
             );
@@ -325,6 +397,7 @@ impl World {
                     "identity_provider_name": idp.name,
                     "identity_provider_type": idp.provider_type,
                     "detail_keys": keys,
+                    "seeded": idp.seeded,
                 }),
             );
         }

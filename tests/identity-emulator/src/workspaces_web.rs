@@ -170,7 +170,10 @@ fn detail_keys(provider_type: &str) -> (&'static [&'static str], &'static [&'sta
 }
 
 /// Problems of `details` for `provider_type` as `(field, message)`; values never shown.
-fn check_details(provider_type: &str, details: &Map<String, Value>) -> Vec<(String, String)> {
+pub(crate) fn check_details(
+    provider_type: &str,
+    details: &Map<String, Value>,
+) -> Vec<(String, String)> {
     let (required, optional) = detail_keys(provider_type);
     let mut problems = Vec::new();
     let field = |k: &str| format!("identityProviderDetails.{k}");
@@ -299,6 +302,7 @@ fn create_identity_provider(
         name: name.to_string(),
         provider_type: provider_type.to_string(),
         details,
+        seeded: false,
     };
     let response = json!({ "identityProviderArn": provider.arn });
     world.identity_providers.push(provider);

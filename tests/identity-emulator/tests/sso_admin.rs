@@ -9,7 +9,7 @@ use aws_sdk_ssoadmin::operation::create_instance::CreateInstanceError;
 use aws_sdk_ssoadmin::operation::describe_instance::DescribeInstanceError;
 use aws_sdk_ssoadmin::types::{InstanceStatus, Tag};
 use common::*;
-use identity_emulator::{AccountConfig, Config};
+use identity_emulator::{AccountConfig, Config, SeededInstance};
 
 const ARN_PATTERN: &str = r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$";
 
@@ -367,4 +367,171 @@ async fn model_constraints_are_enforced() {
         .unwrap_err();
     assert_eq!(err.into_service_error().code(), Some("ValidationException"));
     assert_eq!(emu.counters().created("CreateInstance"), 0);
+}
+
+#[tokio::test]
+async fn a_seeded_instance_is_owned_from_the_start_and_blocks_a_create() {
+    let config = fast_config().with_account(
+        AccountConfig::new(MEMBER).with_instance(SeededInstance::active(Some("legacy-prod"))),
+    );
+    let emu = start(config).await;
+    let seeded = emu.state()["accounts"][MEMBER]["instances"][0].clone();
+    let arn = seeded["instance_arn"].as_str().unwrap().to_string();
+    assert!(
+        regex::Regex::new(ARN_PATTERN).unwrap().is_match(&arn),
+        "{arn}"
+    );
+    assert_eq!(seeded["seeded"], true);
+    assert_eq!(seeded["status"], "ACTIVE");
+    let store = seeded["identity_store_id"].as_str().unwrap().to_string();
+    assert!(store.starts_with("d-"), "{store}");
+
+    let member = sso(&assumed(&emu, MEMBER).await);
+    let listed = member.list_instances().send().await.unwrap();
+    assert_eq!(listed.instances().len(), 1);
+    let i = &listed.instances()[0];
+    assert_eq!(i.instance_arn(), Some(arn.as_str()));
+    assert_eq!(i.status(), Some(&InstanceStatus::Active));
+    assert_eq!(i.name(), Some("legacy-prod"));
+
+    let d = member
+        .describe_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.owner_account_id(), Some(MEMBER));
+    assert_eq!(d.identity_store_id(), Some(store.as_str()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let age = now - d.created_date().unwrap().secs();
+    assert!(
+        (86_000..=87_000).contains(&age),
+        "created {age} s ago, expected one day"
+    );
+
+    for token in [Some("adopt-1"), None] {
+        let err = member
+            .create_instance()
+            .name("legacy-prod")
+            .set_client_token(token.map(str::to_string))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        match err {
+            CreateInstanceError::ConflictException(e) => {
+                assert!(e.message().unwrap().contains(&arn), "{e:?}")
+            }
+            other => panic!("expected ConflictException, got {other:?}"),
+        }
+    }
+    assert_eq!(emu.counters().created("CreateInstance"), 0);
+
+    // the management account sees it with the rest of the organization
+    let org = sso(&management(&emu))
+        .list_instances()
+        .send()
+        .await
+        .unwrap();
+    assert!(org
+        .instances()
+        .iter()
+        .any(|i| i.instance_arn() == Some(arn.as_str())));
+
+    // reset keeps the seeded instance and its ARN
+    emu.reset();
+    assert_eq!(
+        emu.state()["accounts"][MEMBER]["instances"][0]["instance_arn"],
+        arn.as_str()
+    );
+}
+
+#[tokio::test]
+async fn seeded_instances_keep_their_status() {
+    let failed = SeededInstance {
+        name: None,
+        status: "CREATE_FAILED".into(),
+        status_reason: Some("KMS key unavailable".into()),
+    };
+    let deleting = SeededInstance {
+        status: "DELETE_IN_PROGRESS".into(),
+        ..SeededInstance::active(Some("old"))
+    };
+    let creating = SeededInstance {
+        status: "CREATE_IN_PROGRESS".into(),
+        ..SeededInstance::active(None)
+    };
+    let accounts = [
+        ("444444444444", failed, InstanceStatus::CreateFailed),
+        ("555555555555", deleting, InstanceStatus::DeleteInProgress),
+        ("666666666666", creating, InstanceStatus::CreateInProgress),
+    ];
+    let mut config = fast_config();
+    for (account, seeded, _) in &accounts {
+        config = config.with_account(AccountConfig::new(*account).with_instance(seeded.clone()));
+    }
+    let emu = start(config).await;
+    // longer than any activation: seeded statuses never move
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (account, seeded, status) in &accounts {
+        let client = sso(&assumed(&emu, account).await);
+        let listed = client.list_instances().send().await.unwrap();
+        let arn = listed.instances()[0].instance_arn().unwrap().to_string();
+        let d = client
+            .describe_instance()
+            .instance_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(d.status(), Some(status), "{account}");
+        assert_eq!(d.status_reason(), seeded.status_reason.as_deref());
+        let err = client
+            .create_instance()
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(
+            matches!(err, CreateInstanceError::ConflictException(_)),
+            "{account}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_seeded_instances_are_refused_at_start() {
+    let cases = [
+        (
+            AccountConfig::new(MEMBER).with_instance(SeededInstance {
+                status: "PENDING".into(),
+                ..SeededInstance::active(None)
+            }),
+            "status",
+        ),
+        (
+            AccountConfig::new(MEMBER).with_instance(SeededInstance::active(Some("bad name"))),
+            "Name",
+        ),
+        (
+            AccountConfig::new(MEMBER).with_instance(SeededInstance {
+                status_reason: Some("why".into()),
+                ..SeededInstance::active(None)
+            }),
+            "status_reason",
+        ),
+        (
+            AccountConfig::new(MANAGEMENT).with_instance(SeededInstance::active(None)),
+            "management account",
+        ),
+    ];
+    for (account, expected) in cases {
+        let err = identity_emulator::start(fast_config().with_account(account), "127.0.0.1:0")
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
 }

@@ -10,7 +10,7 @@ use aws_sdk_workspacesweb::operation::create_identity_provider::CreateIdentityPr
 use aws_sdk_workspacesweb::operation::get_identity_provider::GetIdentityProviderError;
 use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag, ValidationExceptionReason};
 use common::*;
-use identity_emulator::AccountConfig;
+use identity_emulator::{AccountConfig, SeededProvider};
 
 const SUBRESOURCE_ARN: &str = r"^arn:[\w+=/,.@-]+:[a-zA-Z0-9\-]+:[a-zA-Z0-9\-]*:[a-zA-Z0-9]{1,12}:[a-zA-Z]+(/[a-fA-F0-9\-]{36}){2,}$";
 const SEEDED_PORTAL: &str =
@@ -395,4 +395,168 @@ async fn names_arns_types_and_details_are_validated() {
     .unwrap_err();
     assert_eq!(err.into_service_error().code(), Some("ValidationException"));
     assert_eq!(emu.counters().created("CreateIdentityProvider"), 0);
+}
+
+fn seeded_oidc(name: &str) -> SeededProvider {
+    SeededProvider {
+        name: name.to_string(),
+        provider_type: "OIDC".to_string(),
+        details: oidc_details().into_iter().collect(),
+    }
+}
+
+#[tokio::test]
+async fn seeded_providers_exist_from_the_start_and_block_the_same_name() {
+    let config = fast_config().with_account(
+        AccountConfig::new("333333333333")
+            .with_portal_provider(SEEDED_PORTAL, seeded_oidc("corp-oidc"))
+            .with_portal_provider(
+                SEEDED_PORTAL,
+                SeededProvider {
+                    name: "corp-saml".into(),
+                    provider_type: "SAML".into(),
+                    details: [(
+                        "MetadataURL".to_string(),
+                        "https://idp.example.com/m".to_string(),
+                    )]
+                    .into(),
+                },
+            ),
+    );
+    let emu = start(config).await;
+    let state = emu.state();
+    let seeded = state["accounts"]["333333333333"]["identity_providers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(seeded.len(), 2);
+    assert!(seeded.iter().all(|p| p["seeded"] == true));
+    assert!(!state.to_string().contains(CANARY));
+    let oidc_arn = seeded[0]["identity_provider_arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        regex::Regex::new(SUBRESOURCE_ARN)
+            .unwrap()
+            .is_match(&oidc_arn),
+        "{oidc_arn}"
+    );
+    assert!(oidc_arn.contains("/2f1c7d5e-6a0b-4f3e-9b1d-0c8a7e5f4d3b/"));
+
+    let owner = web(&assumed(&emu, "333333333333").await);
+    let listed = owner
+        .list_identity_providers()
+        .portal_arn(SEEDED_PORTAL)
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<_> = listed
+        .identity_providers()
+        .iter()
+        .filter_map(|p| p.identity_provider_name())
+        .collect();
+    assert_eq!(names, vec!["corp-oidc", "corp-saml"]);
+    let got = owner
+        .get_identity_provider()
+        .identity_provider_arn(&oidc_arn)
+        .send()
+        .await
+        .unwrap();
+    let idp = got.identity_provider().unwrap();
+    assert_eq!(
+        idp.identity_provider_type(),
+        Some(&IdentityProviderType::Oidc)
+    );
+    assert_eq!(
+        idp.identity_provider_details()
+            .and_then(|d| d.get("client_secret"))
+            .map(String::as_str),
+        Some(CANARY)
+    );
+    let portal = owner
+        .get_portal()
+        .portal_arn(SEEDED_PORTAL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        portal
+            .portal()
+            .and_then(|p| p.portal_status())
+            .map(|s| s.as_str()),
+        Some("Active")
+    );
+
+    // the same name, with or without a token, conflicts with the seeded provider
+    for token in [Some("step-key"), None] {
+        let err = owner
+            .create_identity_provider()
+            .portal_arn(SEEDED_PORTAL)
+            .identity_provider_name("corp-oidc")
+            .identity_provider_type(IdentityProviderType::Oidc)
+            .set_identity_provider_details(Some(oidc_details()))
+            .set_client_token(token.map(str::to_string))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        match err {
+            CreateIdentityProviderError::ConflictException(e) => {
+                assert_eq!(e.resource_id(), Some(oidc_arn.as_str()));
+                assert_eq!(e.resource_type(), Some("IDENTITY_PROVIDER"));
+            }
+            other => panic!("expected ConflictException, got {other:?}"),
+        }
+    }
+    owner
+        .create_identity_provider()
+        .portal_arn(SEEDED_PORTAL)
+        .identity_provider_name("corp-oidc-2")
+        .identity_provider_type(IdentityProviderType::Oidc)
+        .set_identity_provider_details(Some(oidc_details()))
+        .send()
+        .await
+        .expect("another name");
+    assert_eq!(emu.counters().created("CreateIdentityProvider"), 1);
+
+    // reset: the seeded providers come back with the same ARNs, the created one is gone
+    emu.reset();
+    let after = emu.state()["accounts"]["333333333333"]["identity_providers"].clone();
+    assert_eq!(after.as_array().unwrap().len(), 2);
+    assert_eq!(after[0]["identity_provider_arn"], oidc_arn.as_str());
+}
+
+#[tokio::test]
+async fn bad_seeded_providers_are_refused_at_start_without_their_secrets() {
+    let mut missing_secret = seeded_oidc("corp");
+    missing_secret.details.remove("client_secret");
+    let mut unknown_key = seeded_oidc("corp");
+    unknown_key.details.insert("password".into(), CANARY.into());
+    let cases = [
+        (vec![seeded_oidc("_bad")], "identityProviderName"),
+        (
+            vec![SeededProvider {
+                provider_type: "Okta".into(),
+                ..seeded_oidc("corp")
+            }],
+            "enum value set",
+        ),
+        (vec![missing_secret], "client_secret is required"),
+        (vec![unknown_key], "password is not a detail"),
+        (vec![seeded_oidc("corp"), seeded_oidc("corp")], "same name"),
+    ];
+    for (providers, expected) in cases {
+        let mut account = AccountConfig::new("333333333333");
+        for p in providers {
+            account = account.with_portal_provider(SEEDED_PORTAL, p);
+        }
+        let err = identity_emulator::start(fast_config().with_account(account), "127.0.0.1:0")
+            .await
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(msg.contains(expected), "{msg}");
+        assert!(!msg.contains(CANARY), "{msg}");
+    }
 }
