@@ -24,6 +24,9 @@ pub struct Config {
     pub identity_source_activation_ms: u64,
     /// Accounts with special behaviour. Any other 12-digit account can be assumed into.
     pub accounts: Vec<AccountConfig>,
+    /// The organization instance's "account instances" setting. When false, `CreateInstance`
+    /// in any member account is refused (`AccessDeniedException`).
+    pub account_instances_allowed: bool,
 }
 
 /// The seeded organization instance (always `ACTIVE`).
@@ -140,6 +143,7 @@ impl Default for Config {
             instance_activation_ms: 300,
             identity_source_activation_ms: 300,
             accounts: Vec::new(),
+            account_instances_allowed: true,
         }
     }
 }
@@ -239,6 +243,13 @@ impl Config {
     /// Builder: add an account with special behaviour.
     pub fn with_account(mut self, account: AccountConfig) -> Self {
         self.accounts.push(account);
+        self
+    }
+
+    /// Builder: the organization instance disallows account instances; every
+    /// `CreateInstance` in a member account is refused.
+    pub fn disallowing_account_instances(mut self) -> Self {
+        self.account_instances_allowed = false;
         self
     }
 
@@ -413,6 +424,46 @@ mod tests {
         .unwrap();
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(c.accounts[0].refused_roles, vec!["Locked".to_string()]);
+    }
+
+    #[test]
+    fn seeded_resources_late_roles_and_the_account_instances_setting_parse() {
+        let c = Config::from_json(
+            r#"{
+              "account_instances_allowed": false,
+              "accounts": [
+                {"account_id": "222222222222",
+                 "role_appears_after_ms": 120000,
+                 "instance": {"name": "legacy"},
+                 "portals": [{"portal_arn": "arn:aws:workspaces-web:us-east-1:222222222222:portal/2f1c7d5e-6a0b-4f3e-9b1d-0c8a7e5f4d3b",
+                              "identity_providers": [{"name": "corp", "provider_type": "SAML",
+                                                      "details": {"MetadataURL": "https://idp.example.com/m"}}]}]},
+                {"account_id": "333333333333",
+                 "instance": {"status": "CREATE_FAILED", "status_reason": "quota"}}
+              ]
+            }"#,
+        )
+        .unwrap();
+        assert!(!c.account_instances_allowed);
+        assert!(Config::default().account_instances_allowed);
+        let a = &c.accounts[0];
+        assert_eq!(a.role_appears_after_ms, Some(120_000));
+        assert_eq!(a.instance, Some(SeededInstance::active(Some("legacy"))));
+        assert_eq!(a.portals[0].identity_providers[0].name, "corp");
+        assert_eq!(
+            c.accounts[1].instance.as_ref().unwrap().status,
+            "CREATE_FAILED"
+        );
+
+        // the builders make the same thing
+        let built = AccountConfig::new("222222222222")
+            .role_appearing_after(120_000)
+            .with_instance(SeededInstance::active(Some("legacy")))
+            .with_portal_provider(
+                &a.portals[0].portal_arn,
+                a.portals[0].identity_providers[0].clone(),
+            );
+        assert_eq!(&built, a);
     }
 
     #[test]

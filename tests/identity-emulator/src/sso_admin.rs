@@ -78,6 +78,16 @@ fn create_instance(
             caller.account
         )));
     }
+    // The organization instance's setting, an authorization check: it answers before the
+    // one-instance-per-account check (AWS documents neither the error nor the order).
+    if !world.config.account_instances_allowed {
+        return Err(ServiceError::access_denied(format!(
+            "User: {} is not authorized to perform: sso:CreateInstance: account instances of \
+             IAM Identity Center are not enabled for the organization (the organization \
+             instance {} does not allow account instances)",
+            caller.arn, world.config.organization_instance.instance_arn
+        )));
+    }
     if let Some(existing) = world.instances.iter().find(|i| i.owner == caller.account) {
         return Err(ServiceError::conflict(format!(
             "An instance of IAM Identity Center already exists in account {}: {}",

@@ -535,3 +535,35 @@ async fn bad_seeded_instances_are_refused_at_start() {
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
+
+#[tokio::test]
+async fn account_instances_disallowed_by_the_organization_are_refused() {
+    let emu = start(fast_config().disallowing_account_instances()).await;
+    let member = sso(&assumed(&emu, MEMBER).await);
+    for token in [Some("step-1"), Some("step-1"), None] {
+        let err = member
+            .create_instance()
+            .name("payments")
+            .set_client_token(token.map(str::to_string))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+        match err.into_service_error() {
+            CreateInstanceError::AccessDeniedException(e) => {
+                let msg = e.message().unwrap();
+                assert!(
+                    msg.contains("account instances") && msg.contains("not enabled"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected AccessDeniedException, got {other:?}"),
+        }
+    }
+    let counters = emu.counters();
+    assert_eq!(counters.created("CreateInstance"), 0);
+    assert_eq!(counters.returned_existing("CreateInstance"), 0);
+    assert!(emu.state()["accounts"].get(MEMBER).is_none());
+    // reading is unaffected
+    member.list_instances().send().await.expect("list");
+}
