@@ -30,6 +30,8 @@ pub struct CreateCounts {
 pub struct FaultCounts {
     pub throttled: u64,
     pub server_errors: u64,
+    /// `ConflictException` injected by `conflict_rate`.
+    pub conflicts: u64,
     pub commit_then_fail: u64,
     pub commit_then_drop: u64,
 }

@@ -1,5 +1,6 @@
-//! Fault injection: throttling, server errors, latency, and "commit then fail" (the
-//! resource is created but the response is lost), per operation, from a seeded RNG.
+//! Fault injection: throttling, server errors, conflicts of a write that has not propagated,
+//! latency, and "commit then fail" (the resource is created but the response is lost), per
+//! operation, from a seeded RNG.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,11 @@ pub struct FaultRule {
     pub throttle_rate: f64,
     /// 500 `InternalServerException`, nothing done.
     pub server_error_rate: f64,
+    /// 409 `ConflictException` ("a concurrent operation is in progress; retry"), nothing
+    /// done: SSO Admin's documented "previous write did not propagate yet". Honoured for
+    /// writes only (`Create*`, `Update*`, `Delete*`, `Tag*`, `Untag*` of SSO Admin, MPA and
+    /// WorkSpaces Web); other operations ignore it.
+    pub conflict_rate: f64,
     /// The operation runs (commits), then the client gets a 500 `InternalServerException`.
     pub commit_then_fail_rate: f64,
     /// The operation runs (commits), then the connection is dropped without a response.
@@ -56,6 +62,7 @@ impl FaultConfig {
             let rates = [
                 r.throttle_rate,
                 r.server_error_rate,
+                r.conflict_rate,
                 r.commit_then_fail_rate,
                 r.commit_then_drop_rate,
             ];
@@ -76,6 +83,7 @@ pub(crate) enum Fault {
     None,
     Throttle,
     ServerError,
+    Conflict,
     CommitThenFail,
     CommitThenDrop,
 }
@@ -106,8 +114,9 @@ impl FaultState {
         &self.config
     }
 
-    /// Decide the fault of one call of `operation` and the latency to add.
-    pub(crate) fn decide(&mut self, operation: &str) -> (Fault, u64) {
+    /// Decide the fault of one call of `operation` and the latency to add. `can_conflict`:
+    /// the operation is a write that a `ConflictException` can answer.
+    pub(crate) fn decide(&mut self, operation: &str, can_conflict: bool) -> (Fault, u64) {
         let key = if self.config.rules.contains_key(operation) {
             operation
         } else if self.config.rules.contains_key("*") {
@@ -129,6 +138,14 @@ impl FaultState {
         for (rate, kind) in [
             (rule.throttle_rate, Fault::Throttle),
             (rule.server_error_rate, Fault::ServerError),
+            (
+                if can_conflict {
+                    rule.conflict_rate
+                } else {
+                    0.0
+                },
+                Fault::Conflict,
+            ),
             (rule.commit_then_fail_rate, Fault::CommitThenFail),
             (rule.commit_then_drop_rate, Fault::CommitThenDrop),
         ] {
@@ -160,7 +177,9 @@ mod tests {
             },
         );
         let mut state = FaultState::new(config);
-        (0..200).map(|_| state.decide("CreateInstance").0).collect()
+        (0..200)
+            .map(|_| state.decide("CreateInstance", true).0)
+            .collect()
     }
 
     #[test]
@@ -191,12 +210,50 @@ mod tests {
                 },
             );
         let mut state = FaultState::new(config);
-        let got: Vec<Fault> = (0..4).map(|_| state.decide("CreateInstance").0).collect();
+        let got: Vec<Fault> = (0..4)
+            .map(|_| state.decide("CreateInstance", true).0)
+            .collect();
         assert_eq!(
             got,
             vec![Fault::Throttle, Fault::Throttle, Fault::None, Fault::None]
         );
-        assert_eq!(state.decide("DescribeInstance"), (Fault::None, 5));
+        assert_eq!(state.decide("DescribeInstance", false), (Fault::None, 5));
+    }
+
+    #[test]
+    fn conflicts_only_hit_writes_and_a_zero_rate_keeps_old_sequences() {
+        let config = FaultConfig::new(3).with_rule(
+            "*",
+            FaultRule {
+                conflict_rate: 1.0,
+                ..FaultRule::default()
+            },
+        );
+        let mut state = FaultState::new(config);
+        assert_eq!(state.decide("CreateInstance", true).0, Fault::Conflict);
+        assert_eq!(state.decide("DescribeInstance", false).0, Fault::None);
+
+        // with conflict_rate 0 the draws fall exactly as before the field existed
+        let old = sequence(7);
+        assert!(!old.contains(&Fault::Conflict));
+        let rule = FaultRule {
+            throttle_rate: 0.3,
+            server_error_rate: 0.2,
+            conflict_rate: 0.1,
+            ..FaultRule::default()
+        };
+        let mut state = FaultState::new(FaultConfig::new(7).with_rule("*", rule));
+        let with: Vec<Fault> = (0..200)
+            .map(|_| state.decide("CreateInstance", true).0)
+            .collect();
+        let conflicts = with.iter().filter(|f| **f == Fault::Conflict).count();
+        assert!((5..=40).contains(&conflicts), "{conflicts}");
+        // throttles and server errors sit before conflicts in the draw: unchanged
+        for (a, b) in old.iter().zip(&with) {
+            if matches!(a, Fault::Throttle | Fault::ServerError) {
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]

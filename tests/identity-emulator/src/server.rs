@@ -363,12 +363,15 @@ async fn handle(
     let (fault, latency_ms) = {
         let mut world = shared.world();
         world.counters.count_call(operation);
-        let (fault, latency) = world.faults.decide(operation);
+        let (fault, latency) = world
+            .faults
+            .decide(operation, can_conflict(service, operation));
         if fault != Fault::None {
             let counts = world.counters.fault_counts(operation);
             match fault {
                 Fault::Throttle => counts.throttled += 1,
                 Fault::ServerError => counts.server_errors += 1,
+                Fault::Conflict => counts.conflicts += 1,
                 Fault::CommitThenFail => counts.commit_then_fail += 1,
                 Fault::CommitThenDrop => counts.commit_then_drop += 1,
                 Fault::None => {}
@@ -382,6 +385,7 @@ async fn handle(
     match fault {
         Fault::Throttle => return Ok(protocol::error(service, &throttling(service), &request_id)),
         Fault::ServerError => return Ok(protocol::error(service, &internal(service), &request_id)),
+        Fault::Conflict => return Ok(protocol::error(service, &conflict(), &request_id)),
         _ => {}
     }
 
@@ -401,6 +405,23 @@ fn throttling(service: Service) -> ServiceError {
         Service::Sts => ServiceError::new(400, "Throttling", "Rate exceeded"),
         _ => ServiceError::throttling(),
     }
+}
+
+/// Writes, which a `ConflictException` of an unpropagated earlier write can answer.
+fn can_conflict(service: Service, operation: &str) -> bool {
+    service != Service::Sts
+        && ["Create", "Update", "Delete", "Tag", "Untag"]
+            .iter()
+            .any(|p| operation.starts_with(p))
+}
+
+/// SSO Admin's documented conflict: "a previous successful write did not have time to
+/// propagate"; nothing is done and a retry with backoff is the answer.
+fn conflict() -> ServiceError {
+    ServiceError::conflict(
+        "A conflict with a previous write was detected: a concurrent operation is in \
+         progress; retry with backoff.",
+    )
 }
 
 fn internal(service: Service) -> ServiceError {

@@ -340,3 +340,89 @@ async fn admin_api_sets_faults_and_reports_counters_and_state() {
     let (status, _) = raw(&emu, "DELETE", "/_emulator/state", &[], b"").await;
     assert_eq!(status, 405);
 }
+
+#[tokio::test]
+async fn injected_conflicts_create_nothing_and_are_counted() {
+    let emu = start(fast_config()).await;
+    let config = assumed(&emu, MEMBER).await;
+    let client = sso(&config);
+    emu.set_faults(FaultConfig::new(11).with_rule(
+        "CreateInstance",
+        rule(|r| {
+            r.conflict_rate = 1.0;
+            r.max_faults = Some(1);
+        }),
+    ));
+    let err = client
+        .create_instance()
+        .client_token("step")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(409));
+    match err.into_service_error() {
+        CreateInstanceError::ConflictException(e) => {
+            let msg = e.message().unwrap();
+            assert!(
+                msg.contains("concurrent operation") && msg.contains("retry"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected ConflictException, got {other:?}"),
+    }
+    // the SDK does not retry a Conflict; nothing was created
+    let counters = emu.counters();
+    assert_eq!(counters.calls("CreateInstance"), 1);
+    assert_eq!(counters.faults("CreateInstance").conflicts, 1);
+    assert_eq!(counters.created("CreateInstance"), 0);
+    assert!(instances_of(&emu, MEMBER).is_empty());
+
+    // retrying with the same token creates it: the conflict remembered nothing
+    let out = client
+        .create_instance()
+        .client_token("step")
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(instances_of(&emu, MEMBER), vec![out.instance_arn.unwrap()]);
+    assert_eq!(emu.counters().created("CreateInstance"), 1);
+
+    // a "*" rule conflicts writes of every service, never reads
+    emu.set_faults(FaultConfig::new(12).with_rule("*", rule(|r| r.conflict_rate = 1.0)));
+    client
+        .list_instances()
+        .send()
+        .await
+        .expect("reads unaffected");
+    let web_client = web(&config);
+    let err = web_client
+        .create_portal()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(
+            err,
+            aws_sdk_workspacesweb::operation::create_portal::CreatePortalError::ConflictException(
+                _
+            )
+        ),
+        "{err:?}"
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.faults("CreatePortal").conflicts, 1);
+    assert_eq!(counters.faults("ListInstances").conflicts, 0);
+    assert_eq!(counters.created("CreatePortal"), 0);
+
+    // and the admin API takes the field
+    let (status, body) = raw(
+        &emu,
+        "POST",
+        "/_emulator/faults",
+        &[],
+        br#"{"rules": {"CreateIdentityProvider": {"conflict_rate": 0.5, "throttle_rate": 0.6}}}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "rates add up to more than 1: {body}");
+}
