@@ -431,6 +431,35 @@ fn internal(service: Service) -> ServiceError {
     }
 }
 
+/// The only Region of Multi-party approval: "You must create approval teams and the identity
+/// source in the US East (N. Virginia) Region".
+pub(crate) const MPA_REGION: &str = "us-east-1";
+
+/// MPA requests signed for another Region are refused the way AWS refuses a credential
+/// scoped to a Region the endpoint does not serve (403 `InvalidSignatureException`). An
+/// unsigned request is taken to be in the configured Region.
+fn check_mpa_region(
+    scope: Option<&(String, String, String)>,
+    default_region: &str,
+) -> Result<(), ServiceError> {
+    let region = scope
+        .map(|s| s.1.as_str())
+        .filter(|r| !r.is_empty())
+        .unwrap_or(default_region);
+    if region == MPA_REGION {
+        return Ok(());
+    }
+    Err(ServiceError::new(
+        403,
+        "InvalidSignatureException",
+        format!(
+            "Credential should be scoped to a valid region, not '{region}'. Multi-party \
+             approval is available only in {MPA_REGION}: call it there (the organization \
+             instance of IAM Identity Center may be in any Region)."
+        ),
+    ))
+}
+
 /// Validate against the model, then run the operation on the world (under the lock, no
 /// await inside).
 fn execute(
@@ -439,6 +468,9 @@ fn execute(
     routed: Routed,
     scope: Option<&(String, String, String)>,
 ) -> Result<Output, ServiceError> {
+    if service == Service::Mpa {
+        check_mpa_region(scope, &shared.world().config.region)?;
+    }
     let models = shared.models;
     if let Input::Json(input) = &routed.input {
         let model = match service {

@@ -331,3 +331,111 @@ async fn model_constraints_are_enforced() {
     ));
     assert_eq!(emu.counters().created("CreateIdentitySource"), 0);
 }
+
+#[tokio::test]
+async fn requests_signed_for_another_region_are_refused() {
+    // the organization instance lives in eu-west-1, like the stack's home Region
+    let emu = start(Config {
+        region: "eu-west-1".into(),
+        ..fast_config()
+    })
+    .await;
+    let org = emu.config().organization_instance_arn().to_string();
+    let client = mpa(&management_in(&emu, "eu-west-1"));
+
+    let err = client
+        .create_identity_source()
+        .identity_source_parameters(params(&org, "eu-west-1"))
+        .client_token("org-source")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    let err = err.into_service_error();
+    // not a modeled error: the SDK surfaces it as unhandled, with its code and message
+    assert!(
+        !matches!(
+            err,
+            CreateIdentitySourceError::AccessDeniedException(_)
+                | CreateIdentitySourceError::ValidationException(_)
+                | CreateIdentitySourceError::ServiceQuotaExceededException(_)
+                | CreateIdentitySourceError::ThrottlingException(_)
+                | CreateIdentitySourceError::InternalServerException(_)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some("InvalidSignatureException"));
+    let msg = err.message().unwrap();
+    assert!(
+        msg.contains("eu-west-1") && msg.contains("us-east-1"),
+        "{msg}"
+    );
+    // refused before anything happened, and only one attempt (not retried)
+    assert_eq!(emu.counters().calls("CreateIdentitySource"), 1);
+    assert_eq!(emu.counters().created("CreateIdentitySource"), 0);
+
+    let list = client.list_identity_sources().send().await.unwrap_err();
+    assert_eq!(
+        list.into_service_error().code(),
+        Some("InvalidSignatureException")
+    );
+    let get = client
+        .get_identity_source()
+        .identity_source_arn("arn:aws:mpa:eu-west-1:111111111111:identity-source/0a1b2c3d-0000-4000-8000-000000000000")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        get.into_service_error().code(),
+        Some("InvalidSignatureException")
+    );
+
+    // the same call from us-east-1 works, and points across Regions at eu-west-1
+    let east = mpa(&management_in(&emu, "us-east-1"));
+    let arn = east
+        .create_identity_source()
+        .identity_source_parameters(params(&org, "eu-west-1"))
+        .client_token("org-source")
+        .send()
+        .await
+        .expect("from us-east-1")
+        .identity_source_arn
+        .unwrap();
+    assert!(
+        arn.starts_with("arn:aws:mpa:us-east-1:111111111111:identity-source/"),
+        "{arn}"
+    );
+    let got = settled(&east, &arn).await;
+    assert_eq!(got.status(), Some(&IdentitySourceStatus::Active));
+    let iic = got
+        .identity_source_parameters()
+        .unwrap()
+        .as_iam_identity_center()
+        .unwrap();
+    assert_eq!(iic.region(), Some("eu-west-1"));
+}
+
+#[tokio::test]
+async fn the_organization_instance_must_be_named_in_its_own_region() {
+    let emu = start(Config {
+        region: "eu-west-1".into(),
+        ..fast_config()
+    })
+    .await;
+    let org = emu.config().organization_instance_arn().to_string();
+    let client = mpa(&management(&emu));
+    // from us-east-1, but naming the wrong Region of the instance
+    let arn = client
+        .create_identity_source()
+        .identity_source_parameters(params(&org, "us-east-1"))
+        .send()
+        .await
+        .unwrap()
+        .identity_source_arn
+        .unwrap();
+    let got = settled(&client, &arn).await;
+    assert_eq!(
+        got.status_code(),
+        Some(&IdentitySourceStatusCode::IdcInstanceNotFound)
+    );
+}

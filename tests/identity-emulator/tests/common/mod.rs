@@ -35,10 +35,20 @@ pub fn sdk_config_with(
     credentials: Credentials,
     max_attempts: u32,
 ) -> SdkConfig {
+    sdk_config_in(emulator, credentials, max_attempts, "us-east-1")
+}
+
+/// As [`sdk_config_with`], with clients configured for `region` (the SigV4 scope Region).
+pub fn sdk_config_in(
+    emulator: &Emulator,
+    credentials: Credentials,
+    max_attempts: u32,
+    region: &'static str,
+) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(emulator.url())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
         .retry_config(
             RetryConfig::standard()
@@ -55,6 +65,16 @@ pub fn management(emulator: &Emulator) -> SdkConfig {
         emulator,
         Credentials::new("AKIATESTMANAGEMENT01", "test-secret", None, None, "static"),
         3,
+    )
+}
+
+/// Long-term management credentials, with clients configured for `region`.
+pub fn management_in(emulator: &Emulator, region: &'static str) -> SdkConfig {
+    sdk_config_in(
+        emulator,
+        Credentials::new("AKIATESTMANAGEMENT01", "test-secret", None, None, "static"),
+        3,
+        region,
     )
 }
 
