@@ -1,5 +1,5 @@
 //! The admin API under `/_emulator/` (a prefix no AWS API uses): counters, state,
-//! reset, faults, health. JSON in and out.
+//! reset, faults, forgetting ClientTokens, health. JSON in and out.
 
 use http::Method;
 use serde_json::{json, Value};
@@ -21,6 +21,10 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
             shared.world().reset();
             admin_json(200, &json!({"reset": true}))
         }
+        ("forget-tokens", &Method::POST) => {
+            shared.world().forget_tokens();
+            admin_json(200, &json!({"forgot_tokens": true}))
+        }
         ("faults", &Method::GET) => {
             let config = shared.world().faults.config().clone();
             admin_json(200, &serde_json::to_value(config).unwrap_or(Value::Null))
@@ -40,7 +44,7 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                 Err(e) => admin_json(400, &json!({"error": format!("invalid fault config: {e}")})),
             }
         }
-        ("health" | "counters" | "state" | "reset" | "faults", _) => admin_json(
+        ("health" | "counters" | "state" | "reset" | "faults" | "forget-tokens", _) => admin_json(
             405,
             &json!({"error": format!("{method} not allowed on {path}")}),
         ),
@@ -49,7 +53,8 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
             &json!({"error": format!("unknown admin path {path}"),
                     "paths": ["GET /_emulator/health", "GET /_emulator/counters",
                               "GET /_emulator/state", "POST /_emulator/reset",
-                              "GET /_emulator/faults", "POST /_emulator/faults"]}),
+                              "GET /_emulator/faults", "POST /_emulator/faults",
+                              "POST /_emulator/forget-tokens"]}),
         ),
     }
 }

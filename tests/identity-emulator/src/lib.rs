@@ -114,6 +114,13 @@ impl Emulator {
         self.shared.world().reset();
     }
 
+    /// Forget every remembered ClientToken of every service (as AWS may after a retention
+    /// window it does not document). Resources stay: a create repeated with an old token is
+    /// then a brand-new request.
+    pub fn forget_tokens(&self) {
+        self.shared.world().forget_tokens();
+    }
+
     /// Stop accepting connections and close open ones gracefully.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);

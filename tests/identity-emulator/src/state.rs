@@ -264,6 +264,12 @@ impl World {
         self.sessions = sessions;
     }
 
+    /// Forget every remembered ClientToken (as AWS may after its undocumented retention
+    /// window). Resources stay.
+    pub(crate) fn forget_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
     pub(crate) fn caller(&self, access_key: Option<&str>, region: Option<&str>) -> Caller {
         let region = region
             .filter(|r| !r.is_empty())

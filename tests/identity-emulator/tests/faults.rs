@@ -426,3 +426,133 @@ async fn injected_conflicts_create_nothing_and_are_counted() {
     .await;
     assert_eq!(status, 400, "rates add up to more than 1: {body}");
 }
+
+#[tokio::test]
+async fn forgotten_tokens_make_an_old_retry_a_new_request() {
+    let emu = start(fast_config()).await;
+    let member = assumed(&emu, MEMBER).await;
+
+    // SSO Admin: the account already has the instance -> Conflict
+    let sso_client = sso(&member);
+    let arn = sso_client
+        .create_instance()
+        .client_token("instance-step")
+        .send()
+        .await
+        .unwrap()
+        .instance_arn
+        .unwrap();
+    // WorkSpaces Web: a provider of that name is on the portal -> Conflict
+    let web_client = web(&member);
+    let portal = web_client
+        .create_portal()
+        .client_token("portal-step")
+        .send()
+        .await
+        .unwrap()
+        .portal_arn;
+    let provider = || {
+        web_client
+            .create_identity_provider()
+            .portal_arn(&portal)
+            .identity_provider_name("corp")
+            .identity_provider_type(IdentityProviderType::Saml)
+            .identity_provider_details("MetadataURL", "https://idp.example.com/m")
+            .client_token("provider-step")
+            .send()
+    };
+    let provider_arn = provider().await.unwrap().identity_provider_arn;
+    // MPA: the organization has its identity source -> ServiceQuotaExceeded
+    let org = emu.config().organization_instance_arn().to_string();
+    let mpa_client = mpa(&management(&emu));
+    let source = || {
+        mpa_client
+            .create_identity_source()
+            .identity_source_parameters(
+                aws_sdk_mpa::types::IdentitySourceParameters::builder()
+                    .iam_identity_center(
+                        aws_sdk_mpa::types::IamIdentityCenter::builder()
+                            .instance_arn(&org)
+                            .region("us-east-1")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .client_token("source-step")
+            .send()
+    };
+    let source_arn = source().await.unwrap().identity_source_arn.unwrap();
+
+    // remembered: replays
+    assert_eq!(
+        sso_client
+            .create_instance()
+            .client_token("instance-step")
+            .send()
+            .await
+            .unwrap()
+            .instance_arn
+            .unwrap(),
+        arn
+    );
+    assert_eq!(
+        provider().await.unwrap().identity_provider_arn,
+        provider_arn
+    );
+    assert_eq!(
+        source().await.unwrap().identity_source_arn.unwrap(),
+        source_arn
+    );
+
+    emu.forget_tokens();
+    let err = sso_client
+        .create_instance()
+        .client_token("instance-step")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        CreateInstanceError::ConflictException(e) => {
+            assert!(e.message().unwrap().contains(&arn), "{e:?}")
+        }
+        other => panic!("expected ConflictException, got {other:?}"),
+    }
+    let err = provider().await.unwrap_err().into_service_error();
+    match err {
+        CreateIdentityProviderError::ConflictException(e) => {
+            assert_eq!(e.resource_id(), Some(provider_arn.as_str()))
+        }
+        other => panic!("expected ConflictException, got {other:?}"),
+    }
+    let err = source().await.unwrap_err().into_service_error();
+    assert!(
+        matches!(
+            err,
+            aws_sdk_mpa::operation::create_identity_source::CreateIdentitySourceError::ServiceQuotaExceededException(_)
+        ),
+        "{err:?}"
+    );
+    // resources stay, none was added
+    let counters = emu.counters();
+    assert_eq!(counters.created("CreateInstance"), 1);
+    assert_eq!(counters.created("CreateIdentityProvider"), 1);
+    assert_eq!(counters.created("CreateIdentitySource"), 1);
+    assert_eq!(instances_of(&emu, MEMBER), vec![arn.clone()]);
+
+    // the admin endpoint does the same: a portal create with its old token is new again
+    let (status, body) = raw(&emu, "POST", "/_emulator/forget-tokens", &[], b"").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = raw(&emu, "GET", "/_emulator/forget-tokens", &[], b"").await;
+    assert_eq!(status, 405);
+    let again = web_client
+        .create_portal()
+        .client_token("portal-step")
+        .send()
+        .await
+        .unwrap()
+        .portal_arn;
+    assert_ne!(again, portal);
+    assert_eq!(emu.counters().created("CreatePortal"), 2);
+}
