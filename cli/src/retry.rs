@@ -5,7 +5,7 @@ use std::path::Path;
 
 use onboarding::aws::MemberAccess;
 use onboarding::events::{decode, Decoded, OnboardingRequest, SCHEMA_VERSION};
-use onboarding::ledger::{request_hash, Record, StepKey};
+use onboarding::ledger::{request_hash, Record, Status, StepKey};
 use onboarding::step::Step;
 use onboarding::steps::{IdentityCenterInstance, WebIdentityProvider};
 use serde_json::{json, Value};
@@ -64,7 +64,7 @@ fn refusal(r: &Record) -> Failure {
             "only FAILED steps are retried; see `onboarding status {who}`"
         )),
         Some(next) => Failure::refused(format!(
-            "{key} is {} (generation {}, attempt {}); only FAILED steps are retried",
+            "{key} is {} (generation {}, attempt {}); only FAILED, CREATED and stalled steps are retried",
             r.status, r.generation, r.attempt
         ))
         .hint(next),
@@ -146,7 +146,7 @@ async fn request_for(
         ));
     }
     // The steps only plan here: nothing is assumed or called.
-    let access = || MemberAccess::new(&ctx.config, "unused");
+    let access = || MemberAccess::new(&ctx.config, "unused", "aws");
     let planned = |request: &OnboardingRequest| -> Option<(StepKey, String)> {
         if step == INSTANCE_STEP {
             plan_of(&IdentityCenterInstance::new(access()), request)
@@ -284,14 +284,18 @@ pub async fn retry(
     }
     let record = pick(&records, step, &who)?;
     let reset_earlier = awaiting_delivery(record);
-    if record.status != onboarding::ledger::Status::Failed && !reset_earlier {
+    // CREATED: the resource exists; publishing the request again re-checks its readiness
+    // (and records a failure if it is gone). FAILED and a stalled IN_PROGRESS (lease run out,
+    // its request gone) start a new generation; the ledger refuses a live lease.
+    let republish_only = reset_earlier || record.status == Status::Created;
+    if !republish_only && !matches!(record.status, Status::Failed | Status::InProgress) {
         return Err(refusal(record));
     }
     // Decide what to publish before changing anything.
     let (prepared, note) = request_for(ctx, record, event, via).await?;
 
     let previous = record.generation;
-    let now = if reset_earlier {
+    let now = if republish_only {
         record.clone()
     } else {
         ledger
@@ -322,7 +326,7 @@ pub async fn retry(
             "key": now.key,
             "previousGeneration": previous,
             "generation": now.generation,
-            "reset": !reset_earlier,
+            "reset": !republish_only,
             "record": now,
             "published": {
                 "eventId": event_id,
@@ -340,6 +344,12 @@ pub async fn retry(
         println!(
             "{} was already reset to generation {} by an earlier retry; publishing its request again.",
             now.key, now.generation
+        );
+    } else if republish_only {
+        println!(
+            "{} is CREATED ({}); publishing its request again so its readiness is checked.",
+            now.key,
+            now.resource_arn.as_deref().unwrap_or("no ARN")
         );
     } else {
         println!(
@@ -367,7 +377,6 @@ pub async fn retry(
 mod tests {
     use super::*;
     use crate::failure::Exit;
-    use onboarding::ledger::Status;
 
     fn record(step: &str, status: Status) -> Record {
         Record {
@@ -387,6 +396,10 @@ mod tests {
             expires_at: None,
             recent_events: Vec::new(),
             account_id: Some("222222222222".into()),
+            origin: None,
+            create_sent: false,
+            settled_attempt: 0,
+            retry_after: None,
         }
     }
 

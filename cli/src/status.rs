@@ -51,10 +51,10 @@ pub fn next_step(r: &Record) -> Option<String> {
                 "FAILED: fix the cause{cause}, then `onboarding retry {who} {step}{extra}`"
             ))
         }
-        Status::Created => Some(
-            "created, waiting for readiness: the next delivery of the request checks it again"
-                .to_owned(),
-        ),
+        Status::Created => Some(format!(
+            "created, waiting for readiness: the next delivery of the request checks it again \
+             (`onboarding retry {who} {step}` publishes it again)"
+        )),
         Status::InProgress if awaiting_delivery(r) => Some(format!(
             "reset by a retry (generation {}), waiting for its onboarding request: \
              `onboarding retry {who} {step}` publishes it again",
@@ -67,7 +67,8 @@ pub fn next_step(r: &Record) -> Option<String> {
             )),
             _ => Some(format!(
                 "stalled since {} (attempt {}): the next delivery of the request continues \
-                 it; redeliver it with `onboarding replay FILE`",
+                 it; redeliver it with `onboarding replay FILE`, or start it afresh with \
+                 `onboarding retry {who} {step}`",
                 time_or_dash(r.lease_expires_at.or(r.updated_at)),
                 r.attempt
             )),

@@ -145,7 +145,11 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
         .accounts
         .push(AccountConfig::new(NAMED).refusing_role("*"));
     let stack = Stack::start_with("cli", config).await;
-    let instance = stack.instance_handler(stack.engine());
+    // No grace window: a refused member role fails at once.
+    let instance = stack.instance_handler(stack.engine_with(onboarding::engine::EngineSettings {
+        member_role_grace: std::time::Duration::ZERO,
+        ..stack.settings.engine.clone()
+    }));
     let approval = stack.approval_handler(stack.engine());
     let good = onboarding_requested("c-1", GOOD, json!({}));
     let (reply, _) = instance.handle(good.clone(), None).await.expect("good");
@@ -204,7 +208,7 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
     let out = run(&stack, &["status", REFUSING]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("FAILED"), "{out:?}");
-    assert!(out.stdout.contains("AccessDenied"), "{out:?}");
+    assert!(out.stdout.contains("MemberRoleUnavailable"), "{out:?}");
     assert!(
         out.stdout.contains(&format!(
             "onboarding retry {REFUSING} identity-center-instance"

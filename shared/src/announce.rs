@@ -5,7 +5,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::json;
 
 use crate::error::StepError;
-use crate::ledger::ErrorReason;
+use crate::ledger::{ErrorReason, Origin};
 
 pub const STEP_FAILED_DETAIL_TYPE: &str = "Onboarding Step Failed";
 const SCHEMA_VERSION: &str = "1";
@@ -39,6 +39,7 @@ impl Announcer {
         subject: &Subject<'_>,
         resource_arn: &str,
         client_token: &str,
+        origin: Option<Origin>,
     ) -> Result<(), StepError> {
         let mut detail = json!({
             "schemaVersion": SCHEMA_VERSION,
@@ -47,6 +48,11 @@ impl Announcer {
             "clientToken": client_token,
             "requestEventId": subject.request_event_id,
         });
+        // How the resource came to be: created, adopted (an earlier attempt's, response
+        // lost) or pre-existing (there before us, and what was asked).
+        if let Some(origin) = origin {
+            detail["origin"] = json!(origin.as_str());
+        }
         if let Some(account) = subject.account_id {
             detail["accountId"] = json!(account);
         }

@@ -38,27 +38,51 @@ pub async fn load_config() -> SdkConfig {
         .await
 }
 
+/// A Multi-party approval client in `region` (MPA exists only in us-east-1), whatever
+/// Region the function runs in.
+pub fn mpa_client(config: &SdkConfig, region: &str) -> aws_sdk_mpa::Client {
+    aws_sdk_mpa::Client::from_conf(
+        aws_sdk_mpa::config::Builder::from(config)
+            .region(Region::new(region.to_string()))
+            .build(),
+    )
+}
+
 /// Acts in member accounts by assuming a role of a fixed name there. Credentials are cached
 /// per account for the life of the execution environment.
 pub struct MemberAccess {
     base: SdkConfig,
     sts: aws_sdk_sts::Client,
     role_name: String,
+    partition: String,
     cache: Mutex<HashMap<String, Credentials>>,
 }
 
+/// The error code of a member role that cannot be assumed (yet).
+pub const MEMBER_ROLE_UNAVAILABLE: &str = "MemberRoleUnavailable";
+
 impl MemberAccess {
-    pub fn new(base: &SdkConfig, role_name: impl Into<String>) -> Self {
+    /// `partition` is the function's own (`aws`, `aws-cn`, `aws-us-gov`): member accounts
+    /// are in the same partition as the organization.
+    pub fn new(
+        base: &SdkConfig,
+        role_name: impl Into<String>,
+        partition: impl Into<String>,
+    ) -> Self {
         Self {
             base: base.clone(),
             sts: aws_sdk_sts::Client::new(base),
             role_name: role_name.into(),
+            partition: partition.into(),
             cache: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn role_arn(&self, account_id: &str) -> String {
-        format!("arn:aws:iam::{account_id}:role/{}", self.role_name)
+        format!(
+            "arn:{}:iam::{account_id}:role/{}",
+            self.partition, self.role_name
+        )
     }
 
     /// A config acting in `account_id` (in `region`, or the function's own).
@@ -99,7 +123,24 @@ impl MemberAccess {
             .role_session_name(format!("identity-onboarding-{account_id}"))
             .send()
             .await
-            .map_err(|e| StepError::from_sdk(&format!("sts AssumeRole {role_arn}"), e))?;
+            .map_err(|e| {
+                let e = StepError::from_sdk(&format!("sts AssumeRole {role_arn}"), e);
+                // A new account gets our role minutes after its event (a StackSet or
+                // Customizations for Control Tower deploys it): not there *yet*.
+                if e.code() == "AccessDenied" || e.code() == "AccessDeniedException" {
+                    StepError::not_yet(
+                        MEMBER_ROLE_UNAVAILABLE,
+                        format!(
+                            "{}; check that the role exists in account {account_id} (the \
+                             StackSet or customization that deploys it reached the account) \
+                             and that its trust policy allows this function's role",
+                            e.reason().message
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
         let c = out.credentials().ok_or_else(|| {
             StepError::retryable(
                 "NoCredentials",

@@ -1,9 +1,13 @@
 //! The one runner every step goes through:
-//! plan -> claim -> (reconcile on a later attempt) -> create with the ledger's ClientToken ->
-//! record -> wait for readiness -> announce.
+//! plan -> claim -> (look up when an earlier create may have been sent) -> create with the
+//! ledger's ClientToken (a create that finds the resource there looks it up) -> wait for
+//! readiness -> announce -> record.
 //!
-//! Every path either finishes the step, records a permanent failure (and announces it), or
-//! returns a retryable error so the delivery comes back; nothing is dropped.
+//! Every path either finishes the step, records a permanent failure (and then announces it),
+//! or returns a retryable error so the delivery comes back; nothing is dropped. A target that
+//! is not reachable *yet* (a new account's member role, a write still propagating) is retried
+//! with growing delays during a grace window from the step's first attempt, and recorded as a
+//! permanent failure only after it.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,15 +18,20 @@ use crate::announce::{Announcer, Subject};
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::{
-    request_hash, Claim, ClaimRequest, ErrorReason, Failure, Lease, Ledger, Record, StepKey,
+    request_hash, Claim, ClaimRequest, ErrorReason, Lease, Ledger, Origin, Record, Release, StepKey,
 };
-use crate::step::{Plan, Readiness, Step};
+use crate::step::{Existing, Plan, Readiness, Step, CONFLICT};
 use crate::telemetry::Tally;
 
-/// Time kept free before the invocation's deadline for recording and replying.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+/// Time kept free before the invocation's deadline for the reply itself.
+const REPLY_MARGIN: Duration = Duration::from_millis(1500);
+/// Time a readiness wait leaves for announcing and recording after it.
+const FINISH_RESERVE: Duration = Duration::from_secs(3);
 const FIRST_READINESS_DELAY: Duration = Duration::from_millis(100);
 const MAX_READINESS_DELAY: Duration = Duration::from_secs(2);
+/// Clocks of the service and of the functions may disagree this much: a resource created
+/// less than this before the step's first attempt may still be an earlier attempt's.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// How a delivery ended for one step, when it did not need to be retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,8 +54,20 @@ pub enum How {
     Created,
     /// An earlier attempt had made it (its response was lost); this one found and adopted it.
     Adopted,
-    /// An earlier delivery created it; this one saw it become ready.
+    /// It was there before the step's first attempt and is what the request asks for.
+    PreExisting,
+    /// An earlier delivery created or adopted it; this one saw it become ready.
     Settled,
+}
+
+impl From<Origin> for How {
+    fn from(origin: Origin) -> Self {
+        match origin {
+            Origin::Created => How::Created,
+            Origin::Adopted => How::Adopted,
+            Origin::PreExisting => How::PreExisting,
+        }
+    }
 }
 
 impl Outcome {
@@ -58,7 +79,8 @@ impl Outcome {
                 how: How::Created, ..
             } => t.created = 1,
             Outcome::Ready {
-                how: How::Adopted, ..
+                how: How::Adopted | How::PreExisting,
+                ..
             } => t.adopted = 1,
             Outcome::Ready {
                 how: How::Settled, ..
@@ -80,6 +102,10 @@ impl Outcome {
                 how: How::Adopted, ..
             } => "adopted",
             Outcome::Ready {
+                how: How::PreExisting,
+                ..
+            } => "pre-existing",
+            Outcome::Ready {
                 how: How::Settled, ..
             } => "ready",
             Outcome::Duplicate { .. } => "duplicate",
@@ -96,6 +122,28 @@ pub struct EngineSettings {
     /// How long one delivery waits for a created resource to become ready before handing
     /// the wait back to the queue.
     pub ready_wait: Duration,
+    /// How long "not reachable yet" is retried, from the step's first attempt.
+    pub member_role_grace: Duration,
+    /// First delay of the growing backoff while not reachable yet.
+    pub retry_base: Duration,
+    /// Longest delay of that backoff.
+    pub retry_max: Duration,
+}
+
+impl EngineSettings {
+    /// The delay before attempt `attempt + 1` while not reachable yet:
+    /// `min(retry_base * 2^(attempt-1), retry_max)`, jittered down by up to 20% so a burst of
+    /// new accounts does not come back at once.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        let full = self
+            .retry_base
+            .saturating_mul(1u32 << doublings)
+            .min(self.retry_max);
+        // Jitter from the v4 UUID generator's randomness: no extra dependency.
+        let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+        full.mul_f64(1.0 - 0.2 * unit)
+    }
 }
 
 #[derive(Clone)]
@@ -122,8 +170,10 @@ impl Engine {
         &self.announcer
     }
 
-    /// Runs `step` for one delivery of `request`. Boxed: the step's SDK futures are deep, and
-    /// one allocation per delivery keeps every caller's future small.
+    /// Runs `step` for one delivery of `request`, finishing before `deadline` (less a
+    /// margin for the reply): whatever is still running then is abandoned as retryable, its
+    /// lease (capped by the deadline) left to expire. Boxed: the step's SDK futures are deep,
+    /// and one allocation per delivery keeps every caller's future small.
     pub fn run<'a, S: Step>(
         &'a self,
         step: &'a S,
@@ -150,7 +200,24 @@ impl Engine {
                 if let Some(account) = &plan.account_id {
                     tracing::Span::current().record("account_id", account.as_str());
                 }
-                let result = self.claimed(step, &plan, request, deadline).await;
+                let work = self.claimed(step, &plan, request, deadline);
+                let result = match deadline.and_then(|d| d.checked_sub(REPLY_MARGIN)) {
+                    None => work.await,
+                    Some(end) => {
+                        let left = end.duration_since(SystemTime::now()).unwrap_or_default();
+                        match tokio::time::timeout(left, work).await {
+                            Ok(result) => result,
+                            Err(_) => Err(StepError::retryable(
+                                "DeadlineReached",
+                                format!(
+                                    "{} was not finished before the invocation's deadline; \
+                                     the next delivery continues it",
+                                    plan.key
+                                ),
+                            )),
+                        }
+                    }
+                };
                 match &result {
                     Ok(outcome) => {
                         info!(outcome = outcome.label(), detail = ?outcome, "step handled")
@@ -201,10 +268,14 @@ impl Engine {
                     warn!(arn = %arn, "step already done with different parameters; this request's differences were not applied");
                 }
                 if !record.announced {
-                    let announce =
-                        self.announcer
-                            .ready(S::READY_DETAIL_TYPE, &subject, &arn, &record.token);
-                    self.announce_late(&plan.key, announce).await?;
+                    let announce = self.announcer.ready(
+                        S::READY_DETAIL_TYPE,
+                        &subject,
+                        &arn,
+                        &record.token,
+                        record.origin,
+                    );
+                    self.announce_late(&record, announce).await?;
                 }
                 Ok(Outcome::Duplicate { arn })
             }
@@ -216,7 +287,7 @@ impl Engine {
                 });
                 if !record.announced {
                     let announce = self.announcer.failed(&subject, &reason);
-                    self.announce_late(&plan.key, announce).await?;
+                    self.announce_late(&record, announce).await?;
                 }
                 Ok(Outcome::Failed(reason))
             }
@@ -225,9 +296,11 @@ impl Engine {
                     retryable: false,
                     code: "RequestMismatch".into(),
                     message: format!(
-                        "{} was already requested with different parameters (attempt {}, status {}); \
-                         use the original parameters, or `onboarding retry` after a failure",
-                        plan.key, record.attempt, record.status
+                        "{} is in progress for a request with different parameters (attempt {}); \
+                         send the original parameters, or wait until it is READY; if it is \
+                         stuck (its lease expired and its request is gone), `onboarding retry` \
+                         starts it afresh for the next request",
+                        plan.key, record.attempt
                     ),
                 };
                 // The item belongs to the original request: announce, never overwrite it.
@@ -235,141 +308,252 @@ impl Engine {
                 Ok(Outcome::Rejected(reason))
             }
             Claim::InProgress { lease_expires_at } => {
-                let secs = lease_expires_at
+                let left = lease_expires_at
                     .duration_since(SystemTime::now())
-                    .unwrap_or_default()
-                    .as_secs_f32();
+                    .unwrap_or_default();
                 Err(StepError::retryable(
                     "InProgressElsewhere",
                     format!(
-                        "{} is being handled by another delivery (lease ends in {secs:.1}s)",
-                        plan.key
+                        "{} is being handled by another delivery (lease ends in {:.1}s)",
+                        plan.key,
+                        left.as_secs_f32()
                     ),
-                ))
+                )
+                // Come back when the holder has finished or its lease has run out.
+                .after(left + Duration::from_secs(1)))
             }
-            Claim::Created(record) => {
-                let arn = record_arn(&record)?;
-                record_token(&record.token, record.attempt);
-                let api = step.connect(&plan.input).await?;
-                match self.wait_ready(step, &api, &arn, deadline).await {
-                    Ok(Settled::Ready) => {
-                        self.announcer
-                            .ready(S::READY_DETAIL_TYPE, &subject, &arn, &record.token)
-                            .await?;
-                        self.ledger.promote_ready(&plan.key, &arn).await?;
-                        Ok(Outcome::Ready {
-                            arn,
-                            how: How::Settled,
-                        })
-                    }
-                    Ok(Settled::Pending(status)) => Err(not_ready(&arn, &status)),
-                    Ok(Settled::Failed(e)) | Err(e) if !e.is_retryable() => {
-                        self.announcer.failed(&subject, e.reason()).await?;
-                        self.ledger.fail_created(&plan.key, e.reason()).await?;
-                        Ok(Outcome::Failed(e.reason().clone()))
-                    }
-                    Ok(Settled::Failed(e)) | Err(e) => Err(e),
-                }
-            }
-            Claim::Acquired(lease) => {
-                record_token(&lease.token, lease.attempt);
-                let reconcile = lease.attempt > 1 || lease.generation > 0;
-                let (api, arn, how) = match self.create(step, plan, reconcile, &lease.token).await {
-                    Ok(created) => created,
-                    Err(e) => return self.give_up(&lease, &subject, e).await,
-                };
-                let settled = if step.ready_on_create() {
-                    Ok(Settled::Ready)
-                } else {
-                    self.wait_ready(step, &api, &arn, deadline).await
-                };
-                match settled {
-                    // Announce first, then one write that records READY and announced: two
-                    // writes for a first pass, and a crash in between re-announces.
-                    Ok(Settled::Ready) => {
-                        let announced = self
-                            .announcer
-                            .ready(S::READY_DETAIL_TYPE, &subject, &arn, &lease.token)
-                            .await;
-                        if let Err(e) = announced {
-                            self.release(&lease, &e).await;
-                            return Err(e);
-                        }
-                        self.ledger.mark_ready(&lease, &arn).await?;
-                        Ok(Outcome::Ready { arn, how })
-                    }
-                    Ok(Settled::Failed(e)) => self.give_up(&lease, &subject, e).await,
-                    // Not ready in time (or the check failed for now): record what exists so
-                    // later deliveries only check readiness.
-                    Ok(Settled::Pending(status)) => {
-                        self.ledger.mark_created(&lease, &arn).await?;
-                        Err(not_ready(&arn, &status))
-                    }
-                    Err(e) if e.is_retryable() => {
-                        self.ledger.mark_created(&lease, &arn).await?;
-                        Err(e)
-                    }
-                    Err(e) => self.give_up(&lease, &subject, e).await,
-                }
-            }
+            Claim::Created(record) => self.settle(step, plan, &subject, record, deadline).await,
+            Claim::Acquired(lease) => self.acquired(step, plan, &subject, lease, deadline).await,
         }
     }
 
-    /// A failure while holding the lease: permanent ones are announced, then recorded (one
-    /// write); retryable ones release the lease for the next delivery.
+    /// The step is held by this delivery: obtain the resource (look up, create), wait for
+    /// it, announce it and record it, all fenced by the lease.
+    async fn acquired<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        subject: &Subject<'_>,
+        lease: Lease,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, StepError> {
+        record_token(&lease.token, lease.attempt);
+        let mut sent = false;
+        let (api, arn, origin) = match self.obtain(step, plan, &lease, &mut sent).await {
+            Ok(obtained) => obtained,
+            Err(e) => return self.give_up(&lease, subject, e, sent).await,
+        };
+        let settled = if step.ready_on_create() {
+            Ok(Settled::Ready)
+        } else {
+            self.wait_ready(step, &api, &arn, deadline).await
+        };
+        match settled {
+            // Announce first, then one write that records READY and announced: two writes
+            // for a first pass, and a crash in between re-announces.
+            Ok(Settled::Ready) => {
+                let announced = self
+                    .announcer
+                    .ready(
+                        S::READY_DETAIL_TYPE,
+                        subject,
+                        &arn,
+                        &lease.token,
+                        Some(origin),
+                    )
+                    .await;
+                if let Err(e) = announced {
+                    self.release(&lease, &e, true).await;
+                    return Err(e);
+                }
+                self.ledger.mark_ready(&lease, &arn, origin).await?;
+                Ok(Outcome::Ready {
+                    arn,
+                    how: origin.into(),
+                })
+            }
+            Ok(Settled::Failed(e)) => self.give_up(&lease, subject, e, true).await,
+            // Not ready in time (or the check failed for now): record what exists so later
+            // deliveries only check readiness.
+            Ok(Settled::Pending(status)) => {
+                self.ledger.mark_created(&lease, &arn, origin).await?;
+                Err(not_ready(&arn, &status))
+            }
+            Err(e) if e.is_retryable() => {
+                self.ledger.mark_created(&lease, &arn, origin).await?;
+                Err(e)
+            }
+            Err(e) => self.give_up(&lease, subject, e, true).await,
+        }
+    }
+
+    /// Connects; looks the resource up when an earlier attempt may have sent a create; else
+    /// creates it with the lease's token, and looks it up when the create says it exists.
+    /// `sent` tells the caller whether a create call went out.
+    async fn obtain<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        lease: &Lease,
+        sent: &mut bool,
+    ) -> Result<(S::Api, String, Origin), StepError> {
+        let api = step.connect(&plan.input).await?;
+        if lease.may_have_sent {
+            if let Some(found) = step.lookup(&api, &plan.input).await? {
+                let (arn, origin) = adopt(found, lease, true)?;
+                return Ok((api, arn, origin));
+            }
+        }
+        *sent = true;
+        match step.create(&api, &plan.input, &lease.token).await {
+            Ok(arn) => Ok((api, arn, Origin::Created)),
+            Err(e) if step.says_exists(&e) => match step.lookup(&api, &plan.input).await? {
+                Some(found) => {
+                    let (arn, origin) = adopt(found, lease, lease.may_have_sent)?;
+                    Ok((api, arn, origin))
+                }
+                // AWS documents Conflict as a concurrent write that has not propagated.
+                None if e.code() == CONFLICT => Err(StepError::not_yet(
+                    "ConflictNotPropagated",
+                    format!(
+                        "{}; a lookup finds no resource yet (a write still propagating)",
+                        e.reason().message
+                    ),
+                )),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The CREATED path: the resource exists; check readiness, never create again. Every
+    /// write here is fenced on the generation and resource read with the claim.
+    async fn settle<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        subject: &Subject<'_>,
+        record: Record,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, StepError> {
+        let arn = record_arn(&record)?;
+        record_token(&record.token, record.attempt);
+        let settled = match step.connect(&plan.input).await {
+            Ok(api) => self.wait_ready(step, &api, &arn, deadline).await,
+            Err(e) => Err(e),
+        };
+        let e = match settled {
+            Ok(Settled::Ready) => {
+                self.announcer
+                    .ready(
+                        S::READY_DETAIL_TYPE,
+                        subject,
+                        &arn,
+                        &record.token,
+                        record.origin,
+                    )
+                    .await?;
+                self.ledger
+                    .promote_ready(&plan.key, record.generation, &arn)
+                    .await?;
+                return Ok(Outcome::Ready {
+                    arn,
+                    how: How::Settled,
+                });
+            }
+            Ok(Settled::Pending(status)) => return Err(not_ready(&arn, &status)),
+            Ok(Settled::Failed(e)) | Err(e) => e,
+        };
+        // Unreachable since it became CREATED for longer than the window: permanent.
+        let since = record.updated_at.map_or(SystemTime::now(), from_epoch_ms);
+        let e = self.grace(since, record.attempt, e);
+        if e.is_retryable() {
+            return Err(e);
+        }
+        if self
+            .ledger
+            .fail_created(&plan.key, record.generation, &arn, e.reason())
+            .await?
+        {
+            self.announce_failure(&plan.key, record.generation, subject, e.reason())
+                .await?;
+        }
+        Ok(Outcome::Failed(e.reason().clone()))
+    }
+
+    /// Not reachable yet: retryable with a growing delay inside the grace window from
+    /// `since`, permanent after it with a message that says so. Other errors pass unchanged.
+    fn grace(&self, since: SystemTime, attempt: u32, e: StepError) -> StepError {
+        if !e.is_not_yet() {
+            return e;
+        }
+        let waited = SystemTime::now().duration_since(since).unwrap_or_default();
+        let window = self.settings.member_role_grace;
+        if waited < window {
+            let delay = self.settings.backoff(attempt);
+            return e.after(delay);
+        }
+        let message = format!(
+            "{} - still so {} after the first attempt, past the grace window of {} \
+             (MEMBER_ROLE_GRACE_SECONDS); recorded as failed: fix the cause, then \
+             `onboarding retry`",
+            e.reason().message,
+            human(waited),
+            human(window),
+        );
+        e.into_permanent(message)
+    }
+
+    /// A failure while holding the lease. Retryable (or not reachable yet, inside the grace
+    /// window): release the lease with the earliest retry. Permanent: record FAILED (fenced:
+    /// a holder that lost its lease records and announces nothing), then announce.
     async fn give_up(
         &self,
         lease: &Lease,
         subject: &Subject<'_>,
         e: StepError,
+        sent: bool,
     ) -> Result<Outcome, StepError> {
+        let e = self.grace(lease.first_attempt_at, lease.attempt, e);
         if e.is_retryable() {
-            self.release(lease, &e).await;
+            self.release(lease, &e, sent).await;
             return Err(e);
         }
-        if let Err(announce_err) = self.announcer.failed(subject, e.reason()).await {
-            self.release(lease, &announce_err).await;
-            return Err(announce_err);
-        }
-        self.ledger
-            .fail(lease, Failure::Permanent, e.reason())
+        self.ledger.fail_permanent(lease, e.reason()).await?;
+        self.announce_failure(&lease.key, lease.generation, subject, e.reason())
             .await?;
         Ok(Outcome::Failed(e.reason().clone()))
     }
 
-    /// Releases the lease so the next delivery takes over at once with the same token. If
-    /// this write fails too, the lease simply expires.
-    async fn release(&self, lease: &Lease, e: &StepError) {
-        if let Err(ledger_err) = self
-            .ledger
-            .fail(lease, Failure::Retryable, e.reason())
-            .await
-        {
+    /// Announces a recorded failure and marks it announced. If either fails, the delivery is
+    /// retried and finds the unannounced failure (the `Claim::Failed` path announces it).
+    async fn announce_failure(
+        &self,
+        key: &StepKey,
+        generation: u32,
+        subject: &Subject<'_>,
+        reason: &ErrorReason,
+    ) -> Result<(), StepError> {
+        self.announcer.failed(subject, reason).await?;
+        self.ledger.mark_announced(key, generation).await?;
+        Ok(())
+    }
+
+    /// Releases the lease so the next delivery takes over with the same token, recording
+    /// when to retry and whether a create was sent. If this write fails, the lease expires.
+    async fn release(&self, lease: &Lease, e: &StepError, sent: bool) {
+        let how = Release {
+            retry_after: e.retry_after().map(|d| SystemTime::now() + d),
+            create_sent: sent,
+        };
+        if let Err(ledger_err) = self.ledger.release(lease, e.reason(), how).await {
             warn!(error = %ledger_err, "could not release the lease; it will expire");
         }
     }
 
-    /// Connects, reconciles when an earlier attempt may have created the resource, else
-    /// creates it with the ledger's token.
-    async fn create<S: Step>(
-        &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        reconcile: bool,
-        token: &str,
-    ) -> Result<(S::Api, String, How), StepError> {
-        let api = step.connect(&plan.input).await?;
-        if reconcile {
-            if let Some(arn) = step.lookup(&api, &plan.input).await? {
-                info!(arn = %arn, "adopting the resource an earlier attempt created");
-                return Ok((api, arn, How::Adopted));
-            }
-        }
-        let arn = step.create(&api, &plan.input, token).await?;
-        Ok((api, arn, How::Created))
-    }
-
-    /// Checks readiness until the resource is ready or failed, or the wait is over.
+    /// Checks readiness until the resource is ready or failed, or the wait is over. The wait
+    /// leaves time before the deadline to announce and record; with no time left it makes a
+    /// single check.
     async fn wait_ready<S: Step>(
         &self,
         step: &S,
@@ -378,7 +562,7 @@ impl Engine {
         deadline: Option<SystemTime>,
     ) -> Result<Settled, StepError> {
         let mut until = SystemTime::now() + self.settings.ready_wait;
-        if let Some(end) = deadline.and_then(|d| d.checked_sub(DEADLINE_MARGIN)) {
+        if let Some(end) = deadline.and_then(|d| d.checked_sub(REPLY_MARGIN + FINISH_RESERVE)) {
             until = until.min(end);
         }
         let mut delay = FIRST_READINESS_DELAY;
@@ -397,16 +581,57 @@ impl Engine {
         }
     }
 
-    /// Re-announces a finished step whose record says it was never announced (written
-    /// before announcing was part of the completion write, or edited by hand).
+    /// Announces a finished step whose record says it was not announced yet (a crash or a
+    /// failed PutEvents after the record was written), then marks it, in its generation.
     async fn announce_late(
         &self,
-        key: &StepKey,
+        record: &Record,
         announce: impl std::future::Future<Output = Result<(), StepError>>,
     ) -> Result<(), StepError> {
         announce.await?;
-        self.ledger.mark_announced(key).await?;
+        self.ledger
+            .mark_announced(&record.key, record.generation)
+            .await?;
         Ok(())
+    }
+}
+
+/// What a lookup found, as the step's resource and its origin. `earlier_send`: an earlier
+/// attempt may have sent a create, so a resource made since the first attempt is ours.
+fn adopt(
+    found: Existing,
+    lease: &Lease,
+    earlier_send: bool,
+) -> Result<(String, Origin), StepError> {
+    match found {
+        Existing::Matches { arn, created_at } => {
+            let since_first_attempt =
+                created_at.is_none_or(|t| t + CLOCK_SKEW >= lease.first_attempt_at);
+            let origin = if earlier_send && since_first_attempt {
+                Origin::Adopted
+            } else {
+                Origin::PreExisting
+            };
+            info!(arn = %arn, origin = origin.as_str(), "adopting the existing resource");
+            Ok((arn, origin))
+        }
+        Existing::Conflicts(e) => Err(e),
+    }
+}
+
+fn from_epoch_ms(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// `2h 0m`, `5m 3s`, `4.2s`: durations in messages.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{}h {}m", secs / 3600, secs % 3600 / 60)
+    } else if secs >= 60 {
+        format!("{}m {}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 

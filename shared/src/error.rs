@@ -2,6 +2,8 @@
 //! token, fail the delivery, let the queue bring it back) or permanent (record FAILED, announce,
 //! acknowledge).
 
+use std::time::Duration;
+
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -27,36 +29,76 @@ const RETRYABLE_CODES: &[&str] = &[
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{} ({}): {}", .0.code, if .0.retryable { "retryable" } else { "permanent" }, .0.message)]
-pub struct StepError(pub ErrorReason);
+#[error("{} ({}): {}", .reason.code, if .reason.retryable { "retryable" } else { "permanent" }, .reason.message)]
+pub struct StepError {
+    reason: ErrorReason,
+    /// The target is not reachable *yet* (a new account's member role, a write that has not
+    /// propagated): retryable inside the grace window, permanent after it.
+    not_yet: bool,
+    /// When the delivery should come back, if sooner or later than the queue's default.
+    retry_after: Option<Duration>,
+}
 
 impl StepError {
+    fn new(retryable: bool, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: ErrorReason {
+                retryable,
+                code: code.into(),
+                message: message.into(),
+            },
+            not_yet: false,
+            retry_after: None,
+        }
+    }
+
     pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self(ErrorReason {
-            retryable: true,
-            code: code.into(),
-            message: message.into(),
-        })
+        Self::new(true, code, message)
     }
 
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self(ErrorReason {
-            retryable: false,
-            code: code.into(),
-            message: message.into(),
-        })
+        Self::new(false, code, message)
+    }
+
+    /// Not reachable yet: the engine retries it with growing delays during the grace window
+    /// measured from the step's first attempt, and records it permanently after that.
+    pub fn not_yet(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            not_yet: true,
+            ..Self::new(true, code, message)
+        }
+    }
+
+    /// The same error, asking to be delivered again after `delay`.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.0.retryable
+        self.reason.retryable
+    }
+
+    pub fn is_not_yet(&self) -> bool {
+        self.not_yet && self.reason.retryable
+    }
+
+    /// When the delivery should come back (None: the queue's visibility timeout decides).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     pub fn code(&self) -> &str {
-        &self.0.code
+        &self.reason.code
     }
 
     pub fn reason(&self) -> &ErrorReason {
-        &self.0
+        &self.reason
+    }
+
+    /// The same error made permanent, with `message` (the grace window is over).
+    pub fn into_permanent(self, message: impl Into<String>) -> Self {
+        Self::permanent(self.reason.code, message)
     }
 
     /// Classifies any AWS SDK error. `action` names the call for the message

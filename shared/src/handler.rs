@@ -5,28 +5,42 @@
 //! (`ReportBatchItemFailures`): retryable failures and records that cannot be decoded (they
 //! have no ledger item to hold their failure, so they go back to the queue and on to its
 //! DLQ). FIFO: records of one message group run in order, and once one fails the rest of its
-//! group is failed too. Direct invocations return an error only for retryable failures.
+//! group is failed too. A failed record that asks to come back at a given time (backoff while
+//! an account is not reachable yet, a lease held elsewhere) gets that visibility timeout
+//! through [`Redelivery`] before the reply.
+//!
+//! Direct invocations return an error whenever the delivery did not finish and must come
+//! again: retryable failures, and ledger outcomes this delivery cannot settle (its lease was
+//! lost to another delivery, the item changed under it, the item is unreadable), so that
+//! Lambda's retries and the function's on-failure destination see them. Permanent failures
+//! of the step itself are recorded, announced and answered `failed`, not errors.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use crate::announce::Subject;
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Engine, How, Outcome};
 use crate::error::StepError;
 use crate::events::{self, Accept, Decoded, Invocation, SqsRecord};
+use crate::redelivery::{Delay, Redelivery};
 use crate::step::Step;
 use crate::telemetry::Tally;
 
 /// Step name used when announcing an event that could not be decoded at all.
 const EVENT_STEP: &str = "event";
 
+/// The longest a handler waits for SQS to take the delays of its failed records.
+const DELAY_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct Handler<S> {
     engine: Engine,
     step: S,
     accept: Accept,
+    redelivery: Option<Arc<dyn Redelivery>>,
 }
 
 /// What one record or event came to.
@@ -64,7 +78,14 @@ impl<S: Step> Handler<S> {
             engine,
             step,
             accept,
+            redelivery: None,
         }
+    }
+
+    /// Failed SQS records that ask for a later (or earlier) delivery get it through `r`.
+    pub fn with_redelivery(mut self, r: Arc<dyn Redelivery>) -> Self {
+        self.redelivery = Some(r);
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -172,6 +193,7 @@ impl<S: Step> Handler<S> {
 
         let mut tally = Tally::default();
         let mut failures = Vec::new();
+        let mut delays = Vec::new();
         for (message_id, verdict) in &results {
             tally.add(verdict.tally());
             match verdict {
@@ -181,13 +203,33 @@ impl<S: Step> Handler<S> {
                     failures.push(message_id.clone());
                 }
                 Verdict::Retry(e) => {
-                    warn!(message_id = %message_id, outcome = "retry", error = %e, "record will be retried");
+                    warn!(message_id = %message_id, outcome = "retry", error = %e,
+                        retry_in_s = e.retry_after().map(|d| d.as_secs_f64()), "record will be retried");
                     failures.push(message_id.clone());
+                    let record = records.iter().find(|r| &r.message_id == message_id);
+                    if let (Some(after), Some(handle), Some(queue)) = (
+                        e.retry_after(),
+                        record.and_then(|r| r.receipt_handle.as_ref()),
+                        record.and_then(|r| r.queue_arn.as_ref()),
+                    ) {
+                        delays.push(Delay {
+                            queue_arn: queue.clone(),
+                            receipt_handle: handle.clone(),
+                            message_id: message_id.clone(),
+                            after,
+                        });
+                    }
                 }
                 Verdict::Ignored(reason) => {
                     info!(message_id = %message_id, outcome = "ignored", reason = %reason, "record acknowledged without action");
                 }
                 Verdict::Done(_) => {}
+            }
+        }
+        if let (Some(redelivery), false) = (&self.redelivery, delays.is_empty()) {
+            let delaying = redelivery.delay(delays);
+            if tokio::time::timeout(DELAY_TIMEOUT, delaying).await.is_err() {
+                warn!("delaying the failed records took too long; they return after the queue's visibility timeout");
             }
         }
         let reply = json!({
@@ -230,7 +272,13 @@ fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
         Outcome::Skipped(reason) => json!({ "status": "skipped", "reason": reason }),
         Outcome::Ready { arn, how } => {
-            json!({ "status": "ready", "resourceArn": arn, "how": format!("{how:?}").to_lowercase() })
+            let how = match how {
+                How::Created => "created",
+                How::Adopted => "adopted",
+                How::PreExisting => "pre-existing",
+                How::Settled => "settled",
+            };
+            json!({ "status": "ready", "resourceArn": arn, "how": how })
         }
         Outcome::Duplicate { arn } => json!({ "status": "duplicate", "resourceArn": arn }),
         Outcome::Failed(reason) => json!({ "status": "failed", "reason": reason }),

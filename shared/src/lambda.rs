@@ -1,15 +1,17 @@
 //! Wiring to the Lambda Runtime API, shared by the three functions' `main`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
 use crate::announce::Announcer;
-use crate::aws;
+use crate::aws::{self, MemberAccess};
 use crate::engine::Engine;
 use crate::handler::Handler;
 use crate::ledger::Ledger;
+use crate::redelivery::SqsVisibility;
 use crate::settings::Settings;
 use crate::step::Step;
 
@@ -18,6 +20,23 @@ pub struct Init {
     pub config: aws_config::SdkConfig,
     pub settings: Settings,
     pub engine: Engine,
+}
+
+impl Init {
+    /// The handler of `step`, delaying failed SQS records through the queue they came from.
+    pub fn handler<S: Step>(self, step: S) -> Handler<S> {
+        let redelivery = SqsVisibility::new(aws_sdk_sqs::Client::new(&self.config));
+        Handler::new(self.engine, step, self.settings.accept).with_redelivery(Arc::new(redelivery))
+    }
+
+    /// Acting in member accounts through the configured role, in the function's partition.
+    pub fn member_access(&self) -> MemberAccess {
+        MemberAccess::new(
+            &self.config,
+            &self.settings.member_role_name,
+            &self.settings.partition,
+        )
+    }
 }
 
 /// Logging, settings and the engine's clients. Fails with a message naming the bad setting.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod handler;
 pub mod lambda;
 pub mod ledger;
+pub mod redelivery;
 pub mod settings;
 pub mod step;
 pub mod steps;

@@ -14,8 +14,14 @@ pub struct Settings {
     pub accept: Accept,
     pub engine: EngineSettings,
     pub member_role_name: String,
+    /// The partition of the function's own account (`aws`, `aws-cn`, `aws-us-gov`): member
+    /// role ARNs are built in it.
+    pub partition: String,
     pub org_instance_arn: Option<String>,
     pub org_instance_region: Option<String>,
+    /// Where Multi-party approval is called: it exists only in us-east-1 (in the `aws`
+    /// partition), whatever Region the stack runs in.
+    pub approval_region: String,
 }
 
 impl Settings {
@@ -26,14 +32,16 @@ impl Settings {
     /// Reads settings through `lookup`, so tests can supply their own values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        // Seconds, decimals allowed: tests compress the hour-long waits into seconds.
         let seconds = |name: &str, default: u64| -> Result<Duration, String> {
             match get(name) {
                 None => Ok(Duration::from_secs(default)),
                 Some(v) => v
                     .trim()
-                    .parse::<u64>()
-                    .map(Duration::from_secs)
-                    .map_err(|_| format!("{name} must be a whole number of seconds, got {v:?}")),
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| format!("{name} must be a number of seconds, got {v:?}")),
             }
         };
         let defaults = Accept::default();
@@ -48,11 +56,17 @@ impl Settings {
             engine: EngineSettings {
                 lease: seconds("LEASE_SECONDS", 120)?,
                 ready_wait: seconds("READY_WAIT_SECONDS", 20)?,
+                member_role_grace: seconds("MEMBER_ROLE_GRACE_SECONDS", 2 * 3600)?,
+                retry_base: seconds("RETRY_BASE_SECONDS", 60)?,
+                retry_max: seconds("RETRY_MAX_SECONDS", 1800)?,
             },
             member_role_name: get("MEMBER_ROLE_NAME")
                 .unwrap_or_else(|| "IdentityOnboardingMemberRole".into()),
+            partition: get("PARTITION")
+                .unwrap_or_else(|| partition_of(get("AWS_REGION").as_deref().unwrap_or("")).into()),
             org_instance_arn: get("ORG_INSTANCE_ARN"),
             org_instance_region: get("ORG_INSTANCE_REGION"),
+            approval_region: get("APPROVAL_REGION").unwrap_or_else(|| "us-east-1".into()),
         })
     }
 
@@ -61,6 +75,17 @@ impl Settings {
         self.org_instance_arn.as_deref().ok_or_else(|| {
             "ORG_INSTANCE_ARN is required: the organization instance of IAM Identity Center".into()
         })
+    }
+}
+
+/// The partition a Region belongs to (when `PARTITION` is not set).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
     }
 }
 
@@ -99,5 +124,24 @@ mod tests {
             err.contains("LEASE_SECONDS") && err.contains("soon"),
             "{err}"
         );
+        let err = settings(&[("LEDGER_TABLE", "t"), ("RETRY_BASE_SECONDS", "-1")]).unwrap_err();
+        assert!(err.contains("RETRY_BASE_SECONDS"), "{err}");
+    }
+
+    #[test]
+    fn waits_compress_and_regions_follow_the_partition() {
+        let s = settings(&[
+            ("LEDGER_TABLE", "t"),
+            ("MEMBER_ROLE_GRACE_SECONDS", "2.5"),
+            ("AWS_REGION", "cn-north-1"),
+        ])
+        .unwrap();
+        assert_eq!(s.engine.member_role_grace, Duration::from_millis(2500));
+        assert_eq!(s.engine.retry_base, Duration::from_secs(60));
+        assert_eq!(s.partition, "aws-cn");
+        assert_eq!(s.approval_region, "us-east-1");
+        let s = settings(&[("LEDGER_TABLE", "t"), ("PARTITION", "aws-us-gov")]).unwrap();
+        assert_eq!(s.partition, "aws-us-gov");
+        assert_eq!(s.engine.member_role_grace, Duration::from_secs(7200));
     }
 }

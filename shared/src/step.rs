@@ -2,6 +2,7 @@
 //! (claiming, reconciling, recording, waiting, announcing) is the engine's, written once.
 
 use std::future::Future;
+use std::time::SystemTime;
 
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
@@ -18,6 +19,20 @@ pub struct Plan<I> {
     pub canonical: serde_json::Value,
     /// What the step needs to act.
     pub input: I,
+}
+
+/// What a lookup found under the step's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// There, and provably what the request asks for: adoptable. `created_at` when the
+    /// service tells, so the engine can tell "ours, response lost" from "there before us".
+    Matches {
+        arn: String,
+        created_at: Option<SystemTime>,
+    },
+    /// There, but not ours to adopt (another team's provider, a failed instance): the
+    /// permanent failure to record. Never announced Ready.
+    Conflicts(StepError),
 }
 
 /// Where a created resource stands.
@@ -51,12 +66,14 @@ pub trait Step: Send + Sync {
         input: &Self::Input,
     ) -> impl Future<Output = Result<Self::Api, StepError>> + Send;
 
-    /// The resource an earlier attempt may have created, if it exists.
+    /// The resource under the step's key, if one exists: called when an earlier attempt may
+    /// have created it (its response lost, its token perhaps forgotten by the service) and
+    /// when a create answers that one exists. Adoptable only if provably what was asked.
     fn lookup(
         &self,
         api: &Self::Api,
         input: &Self::Input,
-    ) -> impl Future<Output = Result<Option<String>, StepError>> + Send;
+    ) -> impl Future<Output = Result<Option<Existing>, StepError>> + Send;
 
     /// Creates the resource with the ledger's ClientToken; returns its ARN.
     fn create(
@@ -78,4 +95,13 @@ pub trait Step: Send + Sync {
     fn ready_on_create(&self) -> bool {
         false
     }
+
+    /// Whether a create error says the resource already exists (look it up, then adopt it or
+    /// name it). Conflict for most services; the step may add its own.
+    fn says_exists(&self, e: &StepError) -> bool {
+        e.code() == CONFLICT
+    }
 }
+
+/// The error code of a create that found its resource (or a concurrent write) in the way.
+pub const CONFLICT: &str = "ConflictException";

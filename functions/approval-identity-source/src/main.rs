@@ -1,7 +1,8 @@
 //! Makes sure the organization's Multi-party approval identity source exists (once per
-//! organization, in the management account) whenever an account is onboarded.
+//! organization, in the management account) whenever an account is onboarded. MPA is called
+//! in APPROVAL_REGION (us-east-1) wherever the stack runs.
 
-use onboarding::handler::Handler;
+use onboarding::aws::mpa_client;
 use onboarding::lambda;
 use onboarding::steps::ApprovalIdentitySource;
 
@@ -17,8 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .map(|r| r.to_string())
             .ok_or("ORG_INSTANCE_REGION is unset and the function has no Region")?,
     };
-    let step =
-        ApprovalIdentitySource::new(aws_sdk_mpa::Client::new(&init.config), instance_arn, region);
-    let handler = Handler::new(init.engine, step, init.settings.accept);
-    lambda::serve("approval-identity-source", handler).await
+    let mpa = mpa_client(&init.config, &init.settings.approval_region);
+    let step = ApprovalIdentitySource::new(mpa, instance_arn, region);
+    lambda::serve("approval-identity-source", init.handler(step)).await
 }

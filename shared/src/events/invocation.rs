@@ -29,6 +29,10 @@ pub struct SqsRecord {
     /// The queue is FIFO (`eventSourceARN` ends with `.fifo`; without an `eventSourceARN`,
     /// a record carrying a `MessageGroupId` is taken as FIFO).
     pub fifo: bool,
+    /// `receiptHandle`: needed to delay the record's next delivery.
+    pub receipt_handle: Option<String>,
+    /// `eventSourceARN`: the queue the record came from.
+    pub queue_arn: Option<String>,
 }
 
 /// Classifies an invocation payload.
@@ -165,6 +169,7 @@ fn sqs_record(i: usize, record: Value) -> Result<SqsRecord, DecodeError> {
     let body = take_string(&mut map, &path, "body")?
         .ok_or_else(|| DecodeError::new(format!("{path}.body: missing")))?;
     let arn = take_string(&mut map, &path, "eventSourceARN")?;
+    let receipt_handle = take_string(&mut map, &path, "receiptHandle")?;
     let (group_id, receive_count) = match map.remove("attributes") {
         None | Some(Value::Null) => (None, 1),
         Some(Value::Object(mut attributes)) => {
@@ -199,5 +204,7 @@ fn sqs_record(i: usize, record: Value) -> Result<SqsRecord, DecodeError> {
         group_id,
         receive_count,
         fifo,
+        receipt_handle,
+        queue_arn: arn,
     })
 }

@@ -327,6 +327,8 @@ fn minimal_sqs_records_get_defaults() {
             group_id: None,
             receive_count: 1,
             fifo: false,
+            receipt_handle: None,
+            queue_arn: None,
         }]))
     );
     let p = json!({"Records": []});

@@ -1,25 +1,20 @@
 //! Request hashes: what a step was asked to do, without its secrets.
+//!
+//! Secrets are kept out by the schema, not by name: a step's canonical request is built from
+//! its typed request, which has no place for a secret value (events name a Secrets Manager
+//! secret; the decoder refuses secret values anywhere). Every member of the canonical request
+//! counts, so two requests that differ anywhere, a tag named `client_secret` included, hash
+//! differently and never share a ClientToken.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Whether a JSON member name names a secret that must never reach the ledger
-/// (`client_secret`, `private_key`, in any case, with `_`, `-` or camelCase).
-fn is_secret_member(name: &str) -> bool {
-    let folded: String = name
-        .chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect();
-    folded == "clientsecret" || folded == "privatekey"
-}
-
 /// Writes `value` as canonical JSON: object members sorted by name (recursively), no
-/// whitespace, secret members dropped.
+/// whitespace.
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
-            let mut names: Vec<&String> = map.keys().filter(|k| !is_secret_member(k)).collect();
+            let mut names: Vec<&String> = map.keys().collect();
             names.sort();
             out.push('{');
             for (i, name) in names.into_iter().enumerate() {
@@ -55,9 +50,8 @@ pub fn canonical_json(value: &Value) -> String {
     out
 }
 
-/// Hex SHA-256 of the canonical JSON of a step's request: object members sorted
-/// recursively; members named `client_secret` / `private_key` (anywhere) dropped as a
-/// defence. Steps pass the secret's ARN and version, never its value.
+/// Hex SHA-256 of the canonical JSON of a step's request (object members sorted
+/// recursively). Steps pass the secret's name, never its value.
 pub fn request_hash(canonical: &Value) -> String {
     hex::encode(Sha256::digest(canonical_json(canonical).as_bytes()))
 }
@@ -90,12 +84,13 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_dropped_anywhere() {
-        let with = json!({"details": {"client_id": "abc", "client_secret": "CANARY-1"},
-                          "more": [{"private_key": "CANARY-2", "clientSecret": "CANARY-3"}]});
-        let without = json!({"details": {"client_id": "abc"}, "more": [{}]});
-        assert_eq!(request_hash(&with), request_hash(&without));
-        assert!(!canonical_json(&with).contains("CANARY"));
+    fn every_member_counts_whatever_its_name() {
+        // A tag key the decoder accepts, named like a secret, is part of the request.
+        let a = json!({"tags": {"client_secret": "team-a"}});
+        let b = json!({"tags": {"client_secret": "team-b"}});
+        let none = json!({"tags": {}});
+        assert_ne!(request_hash(&a), request_hash(&b));
+        assert_ne!(request_hash(&a), request_hash(&none));
     }
 
     #[test]

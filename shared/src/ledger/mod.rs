@@ -28,7 +28,7 @@ pub use counter::RequestCounter;
 pub use error::LedgerError;
 pub use hash::{canonical_json, request_hash};
 pub use key::StepKey;
-pub use record::{ErrorReason, Failure, Record, Status, UnknownStatus};
+pub use record::{ErrorReason, Failure, Origin, Record, Status, UnknownStatus};
 pub use token::client_token;
 
 use writes::Expressions;
@@ -37,6 +37,9 @@ use writes::Expressions;
 pub const ABANDONED_CLAIM_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// TTL of a failed step (from its failure): after it, a new request starts afresh.
 pub const FAILED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long ago an `IN_PROGRESS` step's lease must have expired, by the operator's clock,
+/// before `onboarding retry` takes it over (room for clocks that disagree).
+pub const RETRY_LEASE_MARGIN: Duration = Duration::from_secs(60);
 
 /// What a claim asks for.
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +83,35 @@ pub struct Lease {
     pub generation: u32,
     pub owner: String,
     pub expires_at: SystemTime,
+    /// The first claim of this generation: the grace window for "not reachable yet" starts here.
+    pub first_attempt_at: SystemTime,
+    /// An earlier attempt of this generation may have sent a create: look the resource up
+    /// before creating (and adopt only what is provably ours or provably what was asked).
+    pub may_have_sent: bool,
+}
+
+impl Lease {
+    fn from_record(record: Record, owner: String) -> Lease {
+        Lease {
+            expires_at: from_epoch_ms(record.lease_expires_at.unwrap_or(0)),
+            first_attempt_at: from_epoch_ms(record.first_attempt_at.unwrap_or(0)),
+            may_have_sent: record.create_may_have_been_sent(),
+            token: record.token,
+            attempt: record.attempt,
+            generation: record.generation,
+            owner,
+            key: record.key,
+        }
+    }
+}
+
+/// How a lease holder that gives up for now ends its attempt ([`Ledger::release`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Release {
+    /// The earliest time the step should be tried again (honoured by whoever re-drives it).
+    pub retry_after: Option<SystemTime>,
+    /// This attempt sent a create call (its outcome unknown or failed).
+    pub create_sent: bool,
 }
 
 /// The ledger table.
@@ -190,17 +222,10 @@ impl Ledger {
             ttl_secs: ttl_secs(now, ABANDONED_CLAIM_TTL),
         });
         match self.update(key, &e, true).await? {
-            Written::Applied(Some(item)) => {
-                let record = Record::from_item(&item)?;
-                Ok(Claim::Acquired(Lease {
-                    key: key.clone(),
-                    token: record.token,
-                    attempt: record.attempt,
-                    generation: record.generation,
-                    owner,
-                    expires_at: from_epoch_ms(record.lease_expires_at.unwrap_or(0)),
-                }))
-            }
+            Written::Applied(Some(item)) => Ok(Claim::Acquired(Lease::from_record(
+                Record::from_item(&item)?,
+                owner,
+            ))),
             Written::Applied(None) => Err(LedgerError::Corrupt {
                 key: key.to_string(),
                 reason: "claim returned no attributes".into(),
@@ -215,8 +240,14 @@ impl Ledger {
         }
     }
 
-    async fn complete(&self, lease: &Lease, to: Status, arn: &str) -> Result<(), LedgerError> {
-        let e = writes::complete(&lease.owner, to, arn, epoch_ms(SystemTime::now()));
+    async fn complete(
+        &self,
+        lease: &Lease,
+        to: Status,
+        arn: &str,
+        origin: Origin,
+    ) -> Result<(), LedgerError> {
+        let e = writes::complete(&lease.owner, to, arn, origin, epoch_ms(SystemTime::now()));
         match self.update(&lease.key, &e, false).await? {
             Written::Applied(_) => Ok(()),
             Written::ConditionFailed(old) => {
@@ -243,19 +274,36 @@ impl Ledger {
 
     /// `IN_PROGRESS` held by `lease` -> `CREATED` (the resource exists but is not ready yet).
     /// [`LedgerError::LostLease`] (nothing written) if another attempt took the step over.
-    pub async fn mark_created(&self, lease: &Lease, arn: &str) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Created, arn).await
+    pub async fn mark_created(
+        &self,
+        lease: &Lease,
+        arn: &str,
+        origin: Origin,
+    ) -> Result<(), LedgerError> {
+        self.complete(lease, Status::Created, arn, origin).await
     }
 
-    /// `IN_PROGRESS` held by `lease` -> `READY` (for resources that are ready on create).
-    pub async fn mark_ready(&self, lease: &Lease, arn: &str) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Ready, arn).await
+    /// `IN_PROGRESS` held by `lease` -> `READY`, announced (the engine announces first).
+    pub async fn mark_ready(
+        &self,
+        lease: &Lease,
+        arn: &str,
+        origin: Origin,
+    ) -> Result<(), LedgerError> {
+        self.complete(lease, Status::Ready, arn, origin).await
     }
 
-    /// `CREATED` with `arn` -> `READY`. No lease needed: the change is monotonic. `Ok` if the
-    /// step is already `READY` with that ARN.
-    pub async fn promote_ready(&self, key: &StepKey, arn: &str) -> Result<(), LedgerError> {
-        let e = writes::promote(arn, epoch_ms(SystemTime::now()));
+    /// `CREATED` with `arn` in `generation` -> `READY`. No lease needed (the change is
+    /// monotonic), but fenced on the generation and ARN read: a delivery that saw an older
+    /// generation's resource never promotes the current one. `Ok` if the step is already
+    /// `READY` with that ARN in that generation.
+    pub async fn promote_ready(
+        &self,
+        key: &StepKey,
+        generation: u32,
+        arn: &str,
+    ) -> Result<(), LedgerError> {
+        let e = writes::promote(generation, arn, epoch_ms(SystemTime::now()));
         match self.update(key, &e, false).await? {
             Written::Applied(_) => Ok(()),
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
@@ -263,14 +311,19 @@ impl Ledger {
             ))),
             Written::ConditionFailed(Some(old)) => {
                 let r = Record::from_item(&old)?;
-                if r.status == Status::Ready && r.resource_arn.as_deref() == Some(arn) {
+                if r.status == Status::Ready
+                    && r.resource_arn.as_deref() == Some(arn)
+                    && r.generation == generation
+                {
                     Ok(())
                 } else {
-                    Err(LedgerError::NotAllowed(format!(
-                        "{key} is {} with resource {:?}; only a CREATED step with resource {arn} \
-                         can become READY",
-                        r.status, r.resource_arn
-                    )))
+                    Err(LedgerError::LostLease {
+                        key: format!(
+                            "{key} (now {} generation {} with resource {:?}; expected CREATED \
+                             generation {generation} with {arn})",
+                            r.status, r.generation, r.resource_arn
+                        ),
+                    })
                 }
             }
         }
@@ -285,17 +338,54 @@ impl Ledger {
         failure: Failure,
         reason: &ErrorReason,
     ) -> Result<(), LedgerError> {
+        match failure {
+            Failure::Permanent => self.fail_permanent(lease, reason).await,
+            Failure::Retryable => self.release(lease, reason, Release::default()).await,
+        }
+    }
+
+    /// Gives up for now (see [`Failure::Retryable`]) and records `how`: the earliest retry
+    /// and whether a create was sent. Whether an earlier attempt may have sent one is kept.
+    pub async fn release(
+        &self,
+        lease: &Lease,
+        reason: &ErrorReason,
+        how: Release,
+    ) -> Result<(), LedgerError> {
+        let e = writes::fail_retryable(&writes::ReleaseInput {
+            owner: &lease.owner,
+            attempt: lease.attempt,
+            reason,
+            now_ms: epoch_ms(SystemTime::now()),
+            retry_after_ms: how.retry_after.map(epoch_ms),
+            create_sent: how.create_sent || lease.may_have_sent,
+        });
+        self.fenced(lease, &e, Failure::Retryable).await
+    }
+
+    /// `IN_PROGRESS` held by `lease` -> `FAILED`, not yet announced.
+    pub async fn fail_permanent(
+        &self,
+        lease: &Lease,
+        reason: &ErrorReason,
+    ) -> Result<(), LedgerError> {
         let now = SystemTime::now();
-        let e = match failure {
-            Failure::Permanent => writes::fail_permanent(
-                &lease.owner,
-                reason,
-                epoch_ms(now),
-                ttl_secs(now, FAILED_TTL),
-            ),
-            Failure::Retryable => writes::fail_retryable(&lease.owner, reason, epoch_ms(now)),
-        };
-        match self.update(&lease.key, &e, false).await? {
+        let e = writes::fail_permanent(
+            &lease.owner,
+            reason,
+            epoch_ms(now),
+            ttl_secs(now, FAILED_TTL),
+        );
+        self.fenced(lease, &e, Failure::Permanent).await
+    }
+
+    async fn fenced(
+        &self,
+        lease: &Lease,
+        e: &Expressions,
+        failure: Failure,
+    ) -> Result<(), LedgerError> {
+        match self.update(&lease.key, e, false).await? {
             Written::Applied(_) => Ok(()),
             Written::ConditionFailed(old) => {
                 let repeat = failure == Failure::Permanent
@@ -317,36 +407,55 @@ impl Ledger {
         }
     }
 
-    /// `CREATED` -> `FAILED` (readiness reported a terminal failure). `Ok` if already `FAILED`.
+    /// `CREATED` with `arn` in `generation` -> `FAILED`, not yet announced. Fenced like
+    /// [`Ledger::promote_ready`]: `Ok(false)` if that generation already failed (another
+    /// delivery recorded it; it announces), [`LedgerError::LostLease`] if the step moved on.
     pub async fn fail_created(
         &self,
         key: &StepKey,
+        generation: u32,
+        arn: &str,
         reason: &ErrorReason,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<bool, LedgerError> {
         let now = SystemTime::now();
-        let e = writes::fail_created(reason, epoch_ms(now), ttl_secs(now, FAILED_TTL));
+        let e = writes::fail_created(
+            generation,
+            arn,
+            reason,
+            epoch_ms(now),
+            ttl_secs(now, FAILED_TTL),
+        );
         match self.update(key, &e, false).await? {
-            Written::Applied(_) => Ok(()),
+            Written::Applied(_) => Ok(true),
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
                 "{key} has no ledger entry; nothing to fail"
             ))),
             Written::ConditionFailed(Some(old)) => {
                 let r = Record::from_item(&old)?;
-                if r.status == Status::Failed {
-                    Ok(())
+                if r.status == Status::Failed
+                    && r.generation == generation
+                    && r.resource_arn.as_deref() == Some(arn)
+                {
+                    Ok(false)
                 } else {
-                    Err(LedgerError::NotAllowed(format!(
-                        "{key} is {}; only a CREATED step can fail on readiness",
-                        r.status
-                    )))
+                    Err(LedgerError::LostLease {
+                        key: format!(
+                            "{key} (now {} generation {}; expected CREATED generation \
+                             {generation} with {arn})",
+                            r.status, r.generation
+                        ),
+                    })
                 }
             }
         }
     }
 
-    /// Records that a `READY` or `FAILED` step's outcome was announced.
-    pub async fn mark_announced(&self, key: &StepKey) -> Result<(), LedgerError> {
-        match self.update(key, &writes::announce(), false).await? {
+    /// Records that a `READY` or `FAILED` step's outcome in `generation` was announced.
+    pub async fn mark_announced(&self, key: &StepKey, generation: u32) -> Result<(), LedgerError> {
+        match self
+            .update(key, &writes::announce(generation), false)
+            .await?
+        {
             Written::Applied(_) => Ok(()),
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
                 "{key} has no ledger entry; nothing to announce"
@@ -354,8 +463,9 @@ impl Ledger {
             Written::ConditionFailed(Some(old)) => {
                 let r = Record::from_item(&old)?;
                 Err(LedgerError::NotAllowed(format!(
-                    "{key} is {}; only READY or FAILED steps are announced",
-                    r.status
+                    "{key} is {} in generation {}; only READY or FAILED steps of generation \
+                     {generation} are announced here",
+                    r.status, r.generation
                 )))
             }
         }
@@ -453,17 +563,36 @@ impl Ledger {
         }
     }
 
-    /// An operator's retry of a `FAILED` step: generation + 1 and its new token, status
-    /// `IN_PROGRESS` with an expired lease (the next delivery acquires it), attempt 0, request
-    /// hash and TTL removed. Any other status is [`LedgerError::NotAllowed`], saying why.
+    /// An operator's retry: a `FAILED` step, or an `IN_PROGRESS` step whose lease expired at
+    /// least [`RETRY_LEASE_MARGIN`] ago by this machine's clock (its request went to a DLQ,
+    /// say), starts generation + 1 with its new token: `IN_PROGRESS`, lease expired, attempt
+    /// 0, request hash and TTL removed, so the next delivery of any request acquires it. When
+    /// an earlier attempt may have created the resource, the new generation looks it up
+    /// before creating. `READY` and `CREATED` steps are [`LedgerError::NotAllowed`], saying
+    /// why (a `CREATED` step needs only its request delivered again: readiness is checked).
     pub async fn retry(&self, key: &StepKey) -> Result<Record, LedgerError> {
         let current = self.get_step(key).await?.ok_or_else(|| {
             LedgerError::NotAllowed(format!(
                 "{key} has no ledger entry; send the onboarding request again instead"
             ))
         })?;
+        let now = SystemTime::now();
         match current.status {
             Status::Failed => {}
+            Status::InProgress => {
+                let expired_by = current
+                    .lease_expires_at
+                    .map(from_epoch_ms)
+                    .and_then(|end| now.duration_since(end).ok());
+                if expired_by.is_none_or(|d| d < RETRY_LEASE_MARGIN) {
+                    return Err(LedgerError::NotAllowed(format!(
+                        "{key} is IN_PROGRESS (attempt {}) and its lease has not expired (or \
+                         expired less than {} s ago); a delivery is working on it",
+                        current.attempt,
+                        RETRY_LEASE_MARGIN.as_secs()
+                    )));
+                }
+            }
             Status::Ready => {
                 return Err(LedgerError::NotAllowed(format!(
                     "{key} is READY ({}); there is nothing to retry",
@@ -472,27 +601,27 @@ impl Ledger {
             }
             Status::Created => {
                 return Err(LedgerError::NotAllowed(format!(
-                    "{key} is CREATED ({}) and waiting for readiness; redeliver the request \
-                     to check it again",
+                    "{key} is CREATED ({}) and waiting for readiness; deliver the request again \
+                     to check it",
                     current.resource_arn.as_deref().unwrap_or("no ARN")
-                )))
-            }
-            Status::InProgress => {
-                return Err(LedgerError::NotAllowed(format!(
-                    "{key} is IN_PROGRESS (attempt {}); the next delivery continues it once \
-                     the lease expires",
-                    current.attempt
                 )))
             }
         }
         let next = current.generation.checked_add(1).ok_or_else(|| {
             LedgerError::NotAllowed(format!("{key} has exhausted its generations"))
         })?;
-        let e = writes::retry(
-            current.generation,
-            &client_token(key, next),
-            epoch_ms(SystemTime::now()),
-        );
+        let token = client_token(key, next);
+        let create_sent = current.status == Status::InProgress
+            && current.attempt > 0
+            && (current.create_may_have_been_sent() || current.settled_attempt < current.attempt);
+        let e = writes::retry(&writes::RetryInput {
+            status: current.status,
+            generation: current.generation,
+            attempt: current.attempt,
+            token: &token,
+            create_sent,
+            now_ms: epoch_ms(now),
+        });
         match self.update(key, &e, true).await? {
             Written::Applied(Some(item)) => Record::from_item(&item),
             Written::Applied(None) => Err(LedgerError::Corrupt {
@@ -505,7 +634,7 @@ impl Ledger {
                 if let Some(r) = &now {
                     if r.status == Status::InProgress
                         && r.generation == next
-                        && r.token == client_token(key, next)
+                        && r.token == token
                         && r.attempt == 0
                     {
                         return Ok(r.clone());
@@ -532,14 +661,7 @@ fn classify_claim(
     now_ms: u64,
 ) -> Result<Claim, LedgerError> {
     if old.status == Status::InProgress && old.lease_owner.as_deref() == Some(owner) {
-        return Ok(Claim::Acquired(Lease {
-            expires_at: from_epoch_ms(old.lease_expires_at.unwrap_or(0)),
-            token: old.token,
-            attempt: old.attempt,
-            generation: old.generation,
-            owner: owner.to_owned(),
-            key: old.key,
-        }));
+        return Ok(Claim::Acquired(Lease::from_record(old, owner.to_owned())));
     }
     match old.status {
         Status::Ready => Ok(Claim::Ready(old)),
@@ -588,6 +710,10 @@ mod tests {
             expires_at: None,
             recent_events: Vec::new(),
             account_id: None,
+            origin: None,
+            create_sent: false,
+            settled_attempt: 0,
+            retry_after: None,
         }
     }
 

@@ -61,6 +61,49 @@ impl FromStr for Status {
     }
 }
 
+/// How a step's resource came to be ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// This step's create call made it.
+    Created,
+    /// An earlier attempt's create made it; its response was lost, a lookup found it.
+    Adopted,
+    /// It was there before the step's first attempt and is what the request asks for.
+    PreExisting,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Created => "created",
+            Origin::Adopted => "adopted",
+            Origin::PreExisting => "pre-existing",
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "created" => Ok(Origin::Created),
+            "adopted" => Ok(Origin::Adopted),
+            "pre-existing" => Ok(Origin::PreExisting),
+            other => Err(format!(
+                "unknown origin {other:?} (expected created, adopted or pre-existing)"
+            )),
+        }
+    }
+}
+
 /// Why a step failed (stored on the item; never holds secrets).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorReason {
@@ -135,6 +178,21 @@ pub struct Record {
     pub recent_events: Vec<String>,
     /// The account of an `account#` scope.
     pub account_id: Option<String>,
+    pub origin: Option<Origin>,
+    /// An attempt of this generation sent (or may have sent) a create call.
+    pub create_sent: bool,
+    /// The last attempt whose holder recorded how it ended.
+    pub settled_attempt: u32,
+    /// Epoch milliseconds: the earliest time to try a retryable step again.
+    pub retry_after: Option<u64>,
+}
+
+impl Record {
+    /// Whether an attempt before `attempt` may have sent a create call: one said so, or one
+    /// ended without saying (a crash, a lost lease).
+    pub fn create_may_have_been_sent(&self) -> bool {
+        self.create_sent || self.settled_attempt + 1 < self.attempt
+    }
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -270,6 +328,17 @@ impl Record {
             expires_at: d.number(schema::EXPIRES_AT)?,
             recent_events: d.string_list(schema::RECENT_EVENTS)?,
             account_id: key.account_id().map(str::to_owned),
+            origin: d
+                .string(schema::ORIGIN)?
+                .map(str::parse::<Origin>)
+                .transpose()
+                .map_err(|e| d.corrupt(e))?,
+            create_sent: d.boolean(schema::CREATE_SENT)?.unwrap_or(false),
+            settled_attempt: d
+                .number(schema::SETTLED_ATTEMPT)?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .unwrap_or(0),
+            retry_after: d.number(schema::RETRY_AFTER)?,
             key,
         })
     }

@@ -64,6 +64,17 @@ pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
 pub const FIRST_ATTEMPT_AT: &str = "first_attempt_at";
 /// Ids of the events whose delivery acquired the step, oldest first (L of S).
 pub const RECENT_EVENTS: &str = "recent_events";
+/// How a `CREATED`/`READY` step got its resource: `created`, `adopted` (an earlier attempt's
+/// create whose response was lost) or `pre-existing` (there before us, and what was asked) (S).
+pub const ORIGIN: &str = "origin";
+/// An attempt of this generation sent (or may have sent) a create call (BOOL). Written by the
+/// write that ends an attempt; an attempt that ended without writing counts as one that may
+/// have sent it.
+pub const CREATE_SENT: &str = "create_sent";
+/// The last attempt whose holder recorded how it ended (N).
+pub const SETTLED_ATTEMPT: &str = "settled_attempt";
+/// Earliest time a retryable step should be tried again (N, epoch milliseconds).
+pub const RETRY_AFTER: &str = "retry_after";
 
 /// Creates the ledger table as the SAM template declares it: on-demand billing, keys
 /// [`PK`]/[`SK`], the sparse GSI [`ATTENTION_INDEX`] (all attributes projected) and TTL on

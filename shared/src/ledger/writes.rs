@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::record::{ErrorReason, Status};
+use super::record::{ErrorReason, Origin, Status};
 use super::schema::*;
 
 /// An update and/or condition (or key condition, or filter) expression with its placeholders.
@@ -116,31 +116,40 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
 /// items lose their TTL; `READY` items also leave the attention index. The engine announces
 /// before it records `READY` or `FAILED`, so those writes also mark the outcome announced:
 /// one write instead of two, and a crash in between re-announces (at least once).
-pub(crate) fn complete(owner: &str, to: Status, arn: &str, now_ms: u64) -> Expressions {
+pub(crate) fn complete(
+    owner: &str,
+    to: Status,
+    arn: &str,
+    origin: Origin,
+    now_ms: u64,
+) -> Expressions {
     let mut e = Expressions::default();
-    let (status, lease_owner, resource, updated, expires, attention) = (
+    let (status, lease_owner, resource, updated, expires, attention, origin_n, retry_after) = (
         e.n(STATUS),
         e.n(LEASE_OWNER),
         e.n(RESOURCE_ARN),
         e.n(UPDATED_AT),
         e.n(EXPIRES_AT),
         e.n(ATTENTION),
+        e.n(ORIGIN),
+        e.n(RETRY_AFTER),
     );
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let owner_v = e.v("owner", s(owner));
     let to_v = e.v("to", s(to.as_str()));
     let arn_v = e.v("arn", s(arn));
+    let origin_v = e.v("origin", s(origin.as_str()));
     let now = e.v("now", num(now_ms));
     e.update = Some(if to == Status::Ready {
         let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
         format!(
-            "SET {status} = {to_v}, {resource} = {arn_v}, {updated} = {now}, {announced} = {yes} \
-             REMOVE {expires}, {attention}"
+            "SET {status} = {to_v}, {resource} = {arn_v}, {origin_n} = {origin_v}, \
+             {updated} = {now}, {announced} = {yes} REMOVE {expires}, {attention}, {retry_after}"
         )
     } else {
         format!(
             "SET {status} = {to_v}, {attention} = {to_v}, {resource} = {arn_v}, \
-             {updated} = {now} REMOVE {expires}"
+             {origin_n} = {origin_v}, {updated} = {now} REMOVE {expires}, {retry_after}"
         )
     });
     e.condition = Some(format!(
@@ -149,24 +158,33 @@ pub(crate) fn complete(owner: &str, to: Status, arn: &str, now_ms: u64) -> Expre
     e
 }
 
-/// `CREATED` with `arn` -> `READY` (no lease needed: the transition is monotonic).
-pub(crate) fn promote(arn: &str, now_ms: u64) -> Expressions {
+/// The fence of every write on the `CREATED` path: still `CREATED`, in the generation and
+/// with the resource the writer read (an operator's retry in between changes both).
+fn created_fence(e: &mut Expressions, generation: u32, arn: &str) -> String {
+    let (status, resource, generation_n) = (e.n(STATUS), e.n(RESOURCE_ARN), e.n(GENERATION));
+    let created = e.v("created", s(Status::Created.as_str()));
+    let arn_v = e.v("arn", s(arn));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    format!("{status} = {created} AND {resource} = {arn_v} AND {generation_n} = {generation_v}")
+}
+
+/// `CREATED` with `arn` in `generation` -> `READY`.
+pub(crate) fn promote(generation: u32, arn: &str, now_ms: u64) -> Expressions {
     let mut e = Expressions::default();
-    let (status, resource, updated, attention) = (
+    e.condition = Some(created_fence(&mut e, generation, arn));
+    let (status, updated, attention, retry_after) = (
         e.n(STATUS),
-        e.n(RESOURCE_ARN),
         e.n(UPDATED_AT),
         e.n(ATTENTION),
+        e.n(RETRY_AFTER),
     );
-    let created = e.v("created", s(Status::Created.as_str()));
     let ready = e.v("ready", s(Status::Ready.as_str()));
-    let arn_v = e.v("arn", s(arn));
     let now = e.v("now", num(now_ms));
     let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
     e.update = Some(format!(
-        "SET {status} = {ready}, {updated} = {now}, {announced} = {yes} REMOVE {attention}"
+        "SET {status} = {ready}, {updated} = {now}, {announced} = {yes} \
+         REMOVE {attention}, {retry_after}"
     ));
-    e.condition = Some(format!("{status} = {created} AND {resource} = {arn_v}"));
     e
 }
 
@@ -188,77 +206,129 @@ pub(crate) fn fail_permanent(
     e
 }
 
-/// The one `FAILED` record, whoever writes it: status, attention, reason, TTL, and
-/// `announced` (the engine announces before it records a failure).
+/// The one `FAILED` record, whoever writes it: status, attention, reason, TTL, and not yet
+/// announced: a failure is recorded (fenced) before it is announced, so a writer that lost
+/// its fence never announces one.
 fn set_failed(e: &mut Expressions, reason: &ErrorReason, now_ms: u64, ttl_secs: u64) -> String {
-    let (status, attention, last_error, updated, expires, announced) = (
+    let (status, attention, last_error, updated, expires, announced, retry_after) = (
         e.n(STATUS),
         e.n(ATTENTION),
         e.n(LAST_ERROR),
         e.n(UPDATED_AT),
         e.n(EXPIRES_AT),
         e.n(ANNOUNCED),
+        e.n(RETRY_AFTER),
     );
     let failed = e.v("failed", s(Status::Failed.as_str()));
     let reason_v = e.v("reason", reason.to_attribute());
     let now = e.v("now", num(now_ms));
     let ttl = e.v("ttl", num(ttl_secs));
-    let yes = e.v("yes", AttributeValue::Bool(true));
+    let no = e.v("no", AttributeValue::Bool(false));
     format!(
         "SET {status} = {failed}, {attention} = {failed}, {last_error} = {reason_v}, \
-         {updated} = {now}, {expires} = {ttl}, {announced} = {yes}"
+         {updated} = {now}, {expires} = {ttl}, {announced} = {no} REMOVE {retry_after}"
     )
 }
 
-/// The lease holder gives up for now: stays `IN_PROGRESS`, the error is recorded and the
-/// lease expires at once so the next delivery takes over without waiting.
-pub(crate) fn fail_retryable(owner: &str, reason: &ErrorReason, now_ms: u64) -> Expressions {
+/// How a lease holder that gives up for now ends its attempt.
+pub(crate) struct ReleaseInput<'a> {
+    pub owner: &'a str,
+    pub attempt: u32,
+    pub reason: &'a ErrorReason,
+    pub now_ms: u64,
+    /// Earliest retry (epoch ms), if the holder asks for one.
+    pub retry_after_ms: Option<u64>,
+    /// This attempt sent a create, or an earlier one may have: sticky for the generation.
+    pub create_sent: bool,
+}
+
+/// The lease holder gives up for now: stays `IN_PROGRESS`, the error, the earliest retry and
+/// whether a create may have been sent are recorded, and the lease expires at once so the
+/// next delivery takes over without waiting.
+pub(crate) fn fail_retryable(input: &ReleaseInput<'_>) -> Expressions {
     let mut e = Expressions::default();
-    let (status, lease_owner, lease, last_error, updated) = (
+    let (status, lease_owner, lease, last_error, updated, settled, retry_after) = (
         e.n(STATUS),
         e.n(LEASE_OWNER),
         e.n(LEASE_EXPIRES_AT),
         e.n(LAST_ERROR),
         e.n(UPDATED_AT),
+        e.n(SETTLED_ATTEMPT),
+        e.n(RETRY_AFTER),
     );
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
-    let owner_v = e.v("owner", s(owner));
-    let reason_v = e.v("reason", reason.to_attribute());
-    let now = e.v("now", num(now_ms));
-    e.update = Some(format!(
-        "SET {last_error} = {reason_v}, {lease} = {now}, {updated} = {now}"
-    ));
+    let owner_v = e.v("owner", s(input.owner));
+    let reason_v = e.v("reason", input.reason.to_attribute());
+    let now = e.v("now", num(input.now_ms));
+    let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
+    let mut set = format!(
+        "SET {last_error} = {reason_v}, {lease} = {now}, {updated} = {now}, {settled} = {attempt_v}"
+    );
+    if input.create_sent {
+        let (sent, yes) = (e.n(CREATE_SENT), e.v("yes", AttributeValue::Bool(true)));
+        set.push_str(&format!(", {sent} = {yes}"));
+    }
+    e.update = Some(match input.retry_after_ms {
+        Some(ms) => {
+            let after = e.v("after", num(ms));
+            format!("{set}, {retry_after} = {after}")
+        }
+        None => format!("{set} REMOVE {retry_after}"),
+    });
     e.condition = Some(format!(
         "{status} = {in_progress} AND {lease_owner} = {owner_v}"
     ));
     e
 }
 
-/// Readiness reported a terminal failure: `CREATED` -> `FAILED` with a TTL.
-pub(crate) fn fail_created(reason: &ErrorReason, now_ms: u64, ttl_secs: u64) -> Expressions {
+/// A permanent failure on the `CREATED` path (readiness failed, the resource is gone, the
+/// account is unreachable for good): `CREATED` -> `FAILED` with a TTL, fenced on the
+/// generation and resource the writer read.
+pub(crate) fn fail_created(
+    generation: u32,
+    arn: &str,
+    reason: &ErrorReason,
+    now_ms: u64,
+    ttl_secs: u64,
+) -> Expressions {
     let mut e = Expressions::default();
     e.update = Some(set_failed(&mut e, reason, now_ms, ttl_secs));
-    let status = e.n(STATUS);
-    let created = e.v("created", s(Status::Created.as_str()));
-    e.condition = Some(format!("{status} = {created}"));
+    e.condition = Some(created_fence(&mut e, generation, arn));
     e
 }
 
-/// A `READY` or `FAILED` step's outcome has been announced.
-pub(crate) fn announce() -> Expressions {
+/// A `READY` or `FAILED` step's outcome in `generation` has been announced.
+pub(crate) fn announce(generation: u32) -> Expressions {
     let mut e = Expressions::default();
-    let (status, announced) = (e.n(STATUS), e.n(ANNOUNCED));
+    let (status, announced, generation_n) = (e.n(STATUS), e.n(ANNOUNCED), e.n(GENERATION));
     let yes = e.v("yes", AttributeValue::Bool(true));
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let failed = e.v("failed", s(Status::Failed.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
     e.update = Some(format!("SET {announced} = {yes}"));
-    e.condition = Some(format!("{status} IN ({ready}, {failed})"));
+    e.condition = Some(format!(
+        "{status} IN ({ready}, {failed}) AND {generation_n} = {generation_v}"
+    ));
     e
 }
 
-/// An operator's retry of a `FAILED` step in generation `current`: a new generation and
-/// token, `IN_PROGRESS` with an expired lease, attempt 0, no request hash, no TTL.
-pub(crate) fn retry(current: u32, token: &str, now_ms: u64) -> Expressions {
+/// What an operator's retry starts from: the step as the operator read it.
+pub(crate) struct RetryInput<'a> {
+    pub status: Status,
+    pub generation: u32,
+    pub attempt: u32,
+    pub token: &'a str,
+    /// An earlier attempt may have created the resource: the new generation looks it up first.
+    pub create_sent: bool,
+    pub now_ms: u64,
+}
+
+/// An operator's retry of a `FAILED` step, or of an `IN_PROGRESS` one nobody holds, in
+/// generation `current`: a new generation and token, `IN_PROGRESS` with a lease that expired
+/// at the epoch (no clock of the operator's machine is written into the lease), attempt 0,
+/// a new first attempt, no request hash, no TTL. Conditioned on the status, generation and
+/// attempt the operator read, so it never overtakes a delivery that moved the step on.
+pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
     let mut e = Expressions::default();
     let (status, attention, generation, client_token, attempt, lease, updated) = (
         e.n(STATUS),
@@ -277,22 +347,32 @@ pub(crate) fn retry(current: u32, token: &str, now_ms: u64) -> Expressions {
         e.n(RESOURCE_ARN),
         e.n(LAST_ERROR),
     );
-    let failed = e.v("failed", s(Status::Failed.as_str()));
+    let (sent, settled, first, origin, retry_after) = (
+        e.n(CREATE_SENT),
+        e.n(SETTLED_ATTEMPT),
+        e.n(FIRST_ATTEMPT_AT),
+        e.n(ORIGIN),
+        e.n(RETRY_AFTER),
+    );
+    let from = e.v("from", s(input.status.as_str()));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
-    let current_v = e.v("current", num(u64::from(current)));
-    let next_v = e.v("next", num(u64::from(current) + 1));
-    let token_v = e.v("token", s(token));
+    let current_v = e.v("current", num(u64::from(input.generation)));
+    let next_v = e.v("next", num(u64::from(input.generation) + 1));
+    let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
+    let token_v = e.v("token", s(input.token));
     let zero = e.v("zero", num(0));
-    let now = e.v("now", num(now_ms));
+    let now = e.v("now", num(input.now_ms));
     let no = e.v("no", AttributeValue::Bool(false));
+    let sent_v = e.v("sent", AttributeValue::Bool(input.create_sent));
     e.update = Some(format!(
         "SET {status} = {in_progress}, {attention} = {in_progress}, {generation} = {next_v}, \
-         {client_token} = {token_v}, {attempt} = {zero}, {lease} = {now}, {updated} = {now}, \
-         {announced} = {no} \
-         REMOVE {hash}, {expires}, {lease_owner}, {resource}, {last_error}"
+         {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
+         {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} \
+         REMOVE {hash}, {expires}, {lease_owner}, {resource}, {last_error}, {first}, {origin}, \
+         {retry_after}"
     ));
     e.condition = Some(format!(
-        "{status} = {failed} AND {generation} = {current_v}"
+        "{status} = {from} AND {generation} = {current_v} AND {attempt} = {attempt_v}"
     ));
     e
 }
@@ -349,6 +429,23 @@ mod tests {
         found
     }
 
+    static REASON: ErrorReason = ErrorReason {
+        retryable: false,
+        code: String::new(),
+        message: String::new(),
+    };
+
+    fn release(retry_after_ms: Option<u64>, create_sent: bool) -> ReleaseInput<'static> {
+        ReleaseInput {
+            owner: "o",
+            attempt: 1,
+            reason: &REASON,
+            now_ms: 1,
+            retry_after_ms,
+            create_sent,
+        }
+    }
+
     fn all() -> Vec<(&'static str, Expressions)> {
         let reason = ErrorReason {
             retryable: false,
@@ -366,14 +463,32 @@ mod tests {
         };
         vec![
             ("claim", claim(&input)),
-            ("complete created", complete("o", Status::Created, "arn", 1)),
-            ("complete ready", complete("o", Status::Ready, "arn", 1)),
-            ("promote", promote("arn", 1)),
+            (
+                "complete created",
+                complete("o", Status::Created, "arn", Origin::Created, 1),
+            ),
+            (
+                "complete ready",
+                complete("o", Status::Ready, "arn", Origin::Adopted, 1),
+            ),
+            ("promote", promote(0, "arn", 1)),
             ("fail permanent", fail_permanent("o", &reason, 1, 2)),
-            ("fail retryable", fail_retryable("o", &reason, 1)),
-            ("fail created", fail_created(&reason, 1, 2)),
-            ("announce", announce()),
-            ("retry", retry(0, "t", 1)),
+            ("release", fail_retryable(&release(None, false))),
+            ("release later", fail_retryable(&release(Some(5), false))),
+            ("release sent", fail_retryable(&release(Some(5), true))),
+            ("fail created", fail_created(1, "arn", &reason, 1, 2)),
+            ("announce", announce(0)),
+            (
+                "retry",
+                retry(&RetryInput {
+                    status: Status::Failed,
+                    generation: 0,
+                    attempt: 2,
+                    token: "t",
+                    create_sent: true,
+                    now_ms: 1,
+                }),
+            ),
             ("scope query", scope_query("account#1")),
             ("attention query", attention_query(Status::Failed)),
             ("status filter", status_filter(Status::Ready)),
@@ -434,11 +549,11 @@ mod tests {
 
     #[test]
     fn ready_leaves_the_attention_index_and_completed_items_lose_their_ttl() {
-        let ready = complete("o", Status::Ready, "arn", 1)
+        let ready = complete("o", Status::Ready, "arn", Origin::Created, 1)
             .update
             .unwrap_or_default();
         assert!(ready.contains("REMOVE #expiresat, #attention"), "{ready}");
-        let created = complete("o", Status::Created, "arn", 1)
+        let created = complete("o", Status::Created, "arn", Origin::Created, 1)
             .update
             .unwrap_or_default();
         assert!(created.contains("#attention = :to"), "{created}");

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::StepKey;
-use crate::step::{Plan, Readiness, Step};
+use crate::step::{Existing, Plan, Readiness, Step, CONFLICT};
 
 pub struct ApprovalIdentitySource {
     client: Client,
@@ -49,7 +49,9 @@ impl Step for ApprovalIdentitySource {
         Ok(self.client.clone())
     }
 
-    async fn lookup(&self, api: &Client, _input: &()) -> Result<Option<String>, StepError> {
+    /// The organization's identity source for the organization instance is exactly what
+    /// was asked, whoever made it.
+    async fn lookup(&self, api: &Client, _input: &()) -> Result<Option<Existing>, StepError> {
         let mut pages = api.list_identity_sources().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StepError::from_sdk("mpa ListIdentitySources", e))?;
@@ -59,8 +61,15 @@ impl Step for ApprovalIdentitySource {
                     .and_then(|c| c.instance_arn())
                     == Some(self.instance_arn.as_str())
             });
-            if let Some(arn) = ours.and_then(|s| s.identity_source_arn()) {
-                return Ok(Some(arn.to_string()));
+            if let Some(source) = ours {
+                if let Some(arn) = source.identity_source_arn() {
+                    return Ok(Some(Existing::Matches {
+                        arn: arn.to_string(),
+                        created_at: source
+                            .creation_time()
+                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                    }));
+                }
             }
         }
         Ok(None)
@@ -96,6 +105,11 @@ impl Step for ApprovalIdentitySource {
                     "mpa CreateIdentitySource returned no IdentitySourceArn",
                 )
             })
+    }
+
+    /// One identity source per organization: a second create is refused with a quota error.
+    fn says_exists(&self, e: &StepError) -> bool {
+        e.code() == CONFLICT || e.code() == "ServiceQuotaExceededException"
     }
 
     async fn readiness(&self, api: &Client, arn: &str) -> Result<Readiness, StepError> {

@@ -11,7 +11,7 @@ use crate::aws::MemberAccess;
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::StepKey;
-use crate::step::{Plan, Readiness, Step};
+use crate::step::{Existing, Plan, Readiness, Step};
 
 pub struct IdentityCenterInstance {
     access: MemberAccess,
@@ -59,20 +59,49 @@ impl Step for IdentityCenterInstance {
         ))
     }
 
-    /// An account holds at most one instance; it is ours when its name is the one we asked
-    /// for. Any other instance is left alone (the create then fails with a Conflict).
-    async fn lookup(&self, api: &Client, input: &Input) -> Result<Option<String>, StepError> {
+    /// An account holds at most one instance, so the account's instance *is* the step's
+    /// resource, whoever made it: adoptable while it is `ACTIVE` or being created. A failed
+    /// one is not adoptable (permanent, naming it); one being deleted is not there yet.
+    async fn lookup(&self, api: &Client, input: &Input) -> Result<Option<Existing>, StepError> {
         let mut pages = api.list_instances().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StepError::from_sdk("sso-admin ListInstances", e))?;
-            let ours = page.instances().iter().find(|i| {
+            let found = page.instances().iter().find(|i| {
                 i.owner_account_id()
                     .is_none_or(|owner| owner == input.account_id)
-                    && i.name() == input.name.as_deref()
             });
-            if let Some(arn) = ours.and_then(|i| i.instance_arn()) {
-                return Ok(Some(arn.to_string()));
-            }
+            let Some((instance, arn)) = found.and_then(|i| Some((i, i.instance_arn()?))) else {
+                continue;
+            };
+            let created_at = instance
+                .created_date()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+            return match instance.status() {
+                Some(InstanceStatus::Active | InstanceStatus::CreateInProgress) | None => {
+                    Ok(Some(Existing::Matches {
+                        arn: arn.to_string(),
+                        created_at,
+                    }))
+                }
+                Some(InstanceStatus::DeleteInProgress) => Err(StepError::not_yet(
+                    "InstanceBeingDeleted",
+                    format!(
+                        "account {} has instance {arn} being deleted; a new one is created \
+                         once it is gone",
+                        input.account_id
+                    ),
+                )),
+                Some(status) => Ok(Some(Existing::Conflicts(StepError::permanent(
+                    "InstanceNotAdoptable",
+                    format!(
+                        "account {} already has instance {arn} in status {} ({}); an account \
+                         holds one instance: delete it, then `onboarding retry`",
+                        input.account_id,
+                        status.as_str(),
+                        instance.status_reason().unwrap_or("no reason given")
+                    ),
+                )))),
+            };
         }
         Ok(None)
     }
@@ -96,7 +125,25 @@ impl Step for IdentityCenterInstance {
             .set_tags((!tags.is_empty()).then_some(tags))
             .send()
             .await
-            .map_err(|e| StepError::from_sdk("sso-admin CreateInstance", e))?;
+            .map_err(|e| {
+                let e = StepError::from_sdk("sso-admin CreateInstance", e);
+                if e.code() != "AccessDeniedException" {
+                    return e;
+                }
+                // The role was assumed, so this is the organization's decision.
+                StepError::permanent(
+                    "AccountInstancesNotAllowed",
+                    format!(
+                        "{}; account {} may not have an IAM Identity Center account instance: \
+                         the organization instance does not allow account instances, or an SCP \
+                         denies sso:CreateInstance (or the member role lacks it). Enable account \
+                         instances in the organization instance's settings (management account, \
+                         IAM Identity Center > Settings) or change the SCP, then `onboarding retry`",
+                        e.reason().message,
+                        input.account_id
+                    ),
+                )
+            })?;
         out.instance_arn().map(str::to_string).ok_or_else(|| {
             StepError::retryable(
                 "NoInstanceArn",

@@ -14,7 +14,7 @@ use crate::aws::MemberAccess;
 use crate::error::StepError;
 use crate::events::{OnboardingRequest, WebIdentityProviderSpec};
 use crate::ledger::StepKey;
-use crate::step::{Plan, Readiness, Step};
+use crate::step::{Existing, Plan, Readiness, Step};
 
 pub struct WebIdentityProvider {
     access: MemberAccess,
@@ -130,24 +130,72 @@ impl Step for WebIdentityProvider {
         Ok(Client::new(&config))
     }
 
-    async fn lookup(&self, api: &Client, input: &Input) -> Result<Option<String>, StepError> {
+    /// A provider of the requested name on the portal. A name proves nothing (another team
+    /// may use it): adoptable only when its type and every non-secret detail the request
+    /// gives are equal, that is, provably what was asked (our own lost create is exactly
+    /// that). Anything else is a `ForeignResourceConflict`, never adopted.
+    async fn lookup(&self, api: &Client, input: &Input) -> Result<Option<Existing>, StepError> {
         let mut pages = api
             .list_identity_providers()
             .portal_arn(&input.spec.portal_arn)
             .into_paginator()
             .send();
+        let mut found = None;
         while let Some(page) = pages.next().await {
             let page =
                 page.map_err(|e| StepError::from_sdk("workspaces-web ListIdentityProviders", e))?;
-            if let Some(found) = page
+            found = page
                 .identity_providers()
                 .iter()
                 .find(|p| p.identity_provider_name() == Some(input.spec.provider_name.as_str()))
-            {
-                return Ok(Some(found.identity_provider_arn().to_string()));
+                .map(|p| p.identity_provider_arn().to_string());
+            if found.is_some() {
+                break;
             }
         }
-        Ok(None)
+        let Some(arn) = found else { return Ok(None) };
+        let out = api
+            .get_identity_provider()
+            .identity_provider_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("workspaces-web GetIdentityProvider", e))?;
+        let provider = out.identity_provider();
+        let spec = &input.spec;
+        let type_now = provider
+            .and_then(|p| p.identity_provider_type())
+            .map(|t| t.as_str());
+        let details = provider.and_then(|p| p.identity_provider_details());
+        let differing: Vec<&str> = spec
+            .details
+            .iter()
+            .filter(|(k, v)| details.and_then(|d| d.get(k.as_str())) != Some(*v))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if type_now == Some(spec.provider_type.as_str()) && differing.is_empty() {
+            return Ok(Some(Existing::Matches {
+                arn,
+                created_at: None,
+            }));
+        }
+        let what = if type_now != Some(spec.provider_type.as_str()) {
+            format!(
+                "its type is {} (requested {})",
+                type_now.unwrap_or("unknown"),
+                spec.provider_type.as_str()
+            )
+        } else {
+            format!("its {} differ from the request", differing.join(", "))
+        };
+        Ok(Some(Existing::Conflicts(StepError::permanent(
+            "ForeignResourceConflict",
+            format!(
+                "portal {} already has an identity provider named {:?} ({arn}) that this \
+                 onboarding did not make: {what}. Rename the requested provider, or remove or \
+                 align the existing one, then `onboarding retry`",
+                spec.portal_arn, spec.provider_name
+            ),
+        ))))
     }
 
     async fn create(

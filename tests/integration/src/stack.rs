@@ -125,7 +125,11 @@ impl Stack {
     }
 
     pub fn member_access(&self) -> MemberAccess {
-        MemberAccess::new(&self.config, &self.settings.member_role_name)
+        MemberAccess::new(
+            &self.config,
+            &self.settings.member_role_name,
+            &self.settings.partition,
+        )
     }
 
     pub fn instance_handler(&self, engine: Engine) -> Handler<IdentityCenterInstance> {

@@ -341,7 +341,6 @@ async fn malformed_events_are_rejected_with_their_reason() {
 async fn permanent_failures_are_recorded_announced_and_acknowledged() {
     let refusing = "600000000001";
     let failing = "600000000002";
-    let taken = "600000000003";
     let mut config = EmulatorConfig::default();
     config
         .accounts
@@ -350,42 +349,28 @@ async fn permanent_failures_are_recorded_announced_and_acknowledged() {
         .accounts
         .push(AccountConfig::new(failing).failing_instance_creation("KMS key unavailable"));
     let stack = Stack::start_with("permanent", config).await;
-    let handler = stack.instance_handler(stack.engine());
-
-    // An instance somebody else made, under another name: a conflict we must not adopt.
-    let member = aws_sdk_ssoadmin::Client::new(&stack.config_in(taken).await);
-    member
-        .create_instance()
-        .name("hand-made")
-        .client_token("manual-1")
-        .send()
-        .await
-        .unwrap();
+    // No grace: a member role that cannot be assumed is a permanent failure at once.
+    let no_grace = EngineSettings {
+        member_role_grace: Duration::ZERO,
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(no_grace));
 
     let batch = sqs_batch(&[
         Record::of("p-1", &onboarding_requested("p-1", refusing, json!({}))),
         Record::of("p-2", &onboarding_requested("p-2", failing, json!({}))),
-        Record::of(
-            "p-3",
-            &onboarding_requested(
-                "p-3",
-                taken,
-                json!({ "identityCenterInstance": { "name": "ours" } }),
-            ),
-        ),
     ]);
     let (reply, tally) = handler.handle(batch.clone(), None).await.unwrap();
     assert!(
         failed_ids(&reply).is_empty(),
         "permanent failures are acknowledged: {reply}"
     );
-    assert_eq!(tally.failures, 3);
+    assert_eq!(tally.failures, 2);
 
     let ledger = stack.engine().ledger().clone();
     let expect = [
-        (refusing, "AccessDenied"),
+        (refusing, "MemberRoleUnavailable"),
         (failing, "CREATE_FAILED"),
-        (taken, "ConflictException"),
     ];
     for (account, code) in expect {
         let record = ledger
@@ -394,13 +379,32 @@ async fn permanent_failures_are_recorded_announced_and_acknowledged() {
             .unwrap()
             .unwrap();
         assert_eq!(record.status, Status::Failed, "{account}");
+        assert!(
+            record.announced,
+            "{account}: announced after it was recorded"
+        );
         let error = record.last_error.expect("reason recorded");
         assert!(error.code.contains(code), "{account}: {error:?}");
         assert!(!error.retryable);
     }
+    let refused = ledger
+        .get_step(&StepKey::account(refusing, "identity-center-instance"))
+        .await
+        .unwrap()
+        .unwrap()
+        .last_error
+        .unwrap()
+        .message;
+    for needle in [
+        "arn:aws:iam::600000000001:role/IdentityOnboardingMemberRole",
+        "grace window",
+        "trust policy",
+    ] {
+        assert!(refused.contains(needle), "{needle:?} in {refused}");
+    }
     let emitted = stack.emitted().await;
     let failed = ready_events(&emitted, "Onboarding Step Failed");
-    assert_eq!(failed.len(), 3, "{emitted:?}");
+    assert_eq!(failed.len(), 2, "{emitted:?}");
 
     // Redelivered: still failed, acknowledged, not announced again, nothing created.
     let (reply, _) = handler.handle(batch, None).await.unwrap();
@@ -462,8 +466,8 @@ async fn permanent_failures_are_recorded_announced_and_acknowledged() {
         1,
         "{emitted:?}"
     );
-    // The hand-made instance, p-2, p-3 and p-4: the rejected request called nothing.
-    assert_eq!(stack.emulator.counters().calls("CreateInstance"), 4);
+    // p-2 and p-4: the rejected request called nothing.
+    assert_eq!(stack.emulator.counters().calls("CreateInstance"), 2);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::moto::{dynamodb, ledger_table, moto};
 use onboarding::ledger::{
     client_token, request_hash, schema, Claim, ClaimRequest, ErrorReason, Failure, Lease, Ledger,
-    LedgerError, Record, Status, StepKey,
+    LedgerError, Origin, Record, Release, Status, StepKey,
 };
 use serde_json::json;
 
@@ -116,7 +116,10 @@ async fn duplicate_of_a_finished_step_is_ready_in_one_request_and_changes_nothin
 
     let lease = acquire(&ledger, &key, &request(&hash)).await;
     requests.reset();
-    ledger.mark_ready(&lease, ARN).await.expect("mark_ready");
+    ledger
+        .mark_ready(&lease, ARN, Origin::Created)
+        .await
+        .expect("mark_ready");
     let complete = requests.take();
     eprintln!("requests: mark_ready = {complete}");
     assert_eq!(complete, 1);
@@ -206,12 +209,17 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
     assert_ne!(fresh.owner, stale.owner);
 
     let before = raw(&table, &key).await;
-    match ledger.mark_created(&stale, "arn:stale").await {
+    match ledger
+        .mark_created(&stale, "arn:stale", Origin::Created)
+        .await
+    {
         Err(LedgerError::LostLease { key: lost }) => assert_eq!(lost, key.to_string()),
         other => panic!("expected LostLease, got {other:?}"),
     }
     assert!(matches!(
-        ledger.mark_ready(&stale, "arn:stale").await,
+        ledger
+            .mark_ready(&stale, "arn:stale", Origin::Created)
+            .await,
         Err(LedgerError::LostLease { .. })
     ));
     assert!(matches!(
@@ -228,14 +236,17 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
 
     requests.reset();
     ledger
-        .mark_created(&fresh, ARN)
+        .mark_created(&fresh, ARN, Origin::Created)
         .await
         .expect("mark_created");
     let complete = requests.take();
     eprintln!("requests: mark_created = {complete}");
     assert_eq!(complete, 1);
     // The same write again (an SDK retry after a lost response) is not an error.
-    ledger.mark_created(&fresh, ARN).await.expect("repeat");
+    ledger
+        .mark_created(&fresh, ARN, Origin::Created)
+        .await
+        .expect("repeat");
 
     let record = ledger.get_step(&key).await.expect("get").expect("stored");
     assert_eq!(record.status, Status::Created);
@@ -245,14 +256,14 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
         Claim::Created(r) => assert_eq!(r.resource_arn.as_deref(), Some(ARN)),
         other => panic!("expected Created, got {other:?}"),
     }
-    ledger.promote_ready(&key, ARN).await.expect("promote");
+    ledger.promote_ready(&key, 0, ARN).await.expect("promote");
     ledger
-        .promote_ready(&key, ARN)
+        .promote_ready(&key, 0, ARN)
         .await
         .expect("promote again");
     assert!(matches!(
-        ledger.promote_ready(&key, "arn:other").await,
-        Err(LedgerError::NotAllowed(_))
+        ledger.promote_ready(&key, 0, "arn:other").await,
+        Err(LedgerError::LostLease { .. })
     ));
     let item = raw(&table, &key).await.expect("stored");
     assert_eq!(
@@ -320,12 +331,22 @@ async fn failures_release_or_end_the_step() {
     // Readiness reporting a terminal failure of a created resource.
     let created_key = StepKey::account("100000000005", "approval-identity-source");
     let lease = acquire(&ledger, &created_key, &request(&hash)).await;
-    ledger.mark_created(&lease, ARN).await.expect("created");
+    ledger
+        .mark_created(&lease, ARN, Origin::Created)
+        .await
+        .expect("created");
     let broken = reason("CREATE_FAILED", false);
     ledger
-        .fail_created(&created_key, &broken)
+        .fail_created(&created_key, 0, ARN, &broken)
         .await
         .expect("fail_created");
+    assert!(
+        !ledger
+            .fail_created(&created_key, 0, ARN, &broken)
+            .await
+            .expect("again"),
+        "a second delivery finds it failed already and does not announce it again"
+    );
     let record = ledger
         .get_step(&created_key)
         .await
@@ -336,7 +357,23 @@ async fn failures_release_or_end_the_step() {
     assert!(record.expires_at.is_some());
 
     // Announcing is for finished steps only.
-    ledger.mark_announced(&created_key).await.expect("announce");
+    assert!(
+        !ledger
+            .get_step(&created_key)
+            .await
+            .expect("get")
+            .expect("stored")
+            .announced,
+        "a failure is recorded before it is announced"
+    );
+    assert!(matches!(
+        ledger.mark_announced(&created_key, 1).await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+    ledger
+        .mark_announced(&created_key, 0)
+        .await
+        .expect("announce");
     assert!(
         ledger
             .get_step(&created_key)
@@ -348,12 +385,12 @@ async fn failures_release_or_end_the_step() {
     let busy = StepKey::account("100000000005", "busy");
     acquire(&ledger, &busy, &request(&hash)).await;
     assert!(matches!(
-        ledger.mark_announced(&busy).await,
+        ledger.mark_announced(&busy, 0).await,
         Err(LedgerError::NotAllowed(_))
     ));
     assert!(matches!(
         ledger
-            .mark_announced(&StepKey::account("100000000005", "absent"))
+            .mark_announced(&StepKey::account("100000000005", "absent"), 0)
             .await,
         Err(LedgerError::NotAllowed(_))
     ));
@@ -444,7 +481,10 @@ async fn operator_retry_starts_a_new_generation_of_a_failed_step_only() {
     assert_eq!(next.token, client_token(&key, 1));
     assert_eq!(next.generation, 1);
     assert_eq!(next.attempt, 1);
-    ledger.mark_ready(&next, ARN).await.expect("ready");
+    ledger
+        .mark_ready(&next, ARN, Origin::Created)
+        .await
+        .expect("ready");
 
     match ledger.retry(&key).await {
         Err(LedgerError::NotAllowed(message)) => assert!(message.contains("READY"), "{message}"),
@@ -472,10 +512,13 @@ async fn one_query_answers_what_happened_to_an_account_and_failures_are_listed()
     let elsewhere = StepKey::account("100000000009", "identity-center-instance");
 
     let lease = acquire(&ledger, &instance, &request(&hash)).await;
-    ledger.mark_ready(&lease, ARN).await.expect("ready");
+    ledger
+        .mark_ready(&lease, ARN, Origin::Created)
+        .await
+        .expect("ready");
     let lease = acquire(&ledger, &provider, &request(&hash)).await;
     ledger
-        .mark_created(&lease, "arn:provider")
+        .mark_created(&lease, "arn:provider", Origin::Created)
         .await
         .expect("created");
     let lease = acquire(&ledger, &broken, &request(&hash)).await;
@@ -568,9 +611,11 @@ async fn tokens_are_stable_and_fit_every_api_and_hashes_hold_no_secrets() {
         assert!(token.bytes().all(|b| (b'!'..=b'~').contains(&b)));
     }
 
+    // Secrets are kept out by the schema (the decoder refuses them, steps hash only typed
+    // fields), not by name: every member of a canonical request counts.
     let a = json!({"providerName": "corp", "details": {"client_id": "abc", "oidc_issuer": "https://idp"}});
     let b = json!({"details": {"oidc_issuer": "https://idp", "client_id": "abc", "client_secret": "CANARY-SECRET"}, "providerName": "corp"});
-    assert_eq!(request_hash(&a), request_hash(&b));
+    assert_ne!(request_hash(&a), request_hash(&b));
 
     // The stored item holds the hash, never the secret.
     let (ledger, _requests, table) = ledger_table("ledger-secrets").await;
@@ -613,4 +658,164 @@ async fn a_missing_table_is_a_permanent_error() {
         }
         Ok(claim) => panic!("expected an error, got {claim:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_lookup_is_needed_only_after_an_attempt_that_may_have_sent_a_create() {
+    let (ledger, _requests, table) = ledger_table("ledger-sent").await;
+    let key = key("100000000011");
+    let hash = hash_of("payments");
+    let short = ClaimRequest {
+        lease: Duration::from_millis(200),
+        ..request(&hash)
+    };
+
+    let first = acquire(&ledger, &key, &short).await;
+    assert!(
+        !first.may_have_sent,
+        "nothing was sent before the first attempt"
+    );
+    // Released before any create (the member role is not there yet), with a retry time.
+    let later = SystemTime::now() + Duration::from_secs(30);
+    ledger
+        .release(
+            &first,
+            &reason("MemberRoleUnavailable", true),
+            Release {
+                retry_after: Some(later),
+                create_sent: false,
+            },
+        )
+        .await
+        .expect("release");
+    let record = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(record.settled_attempt, 1);
+    assert!(!record.create_sent);
+    let stored_after = record.retry_after.expect("retry_after recorded");
+    let wanted = later
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    assert!(
+        stored_after.abs_diff(wanted) < 5,
+        "{stored_after} vs {wanted}"
+    );
+
+    let second = acquire(&ledger, &key, &short).await;
+    assert_eq!(second.attempt, 2);
+    assert!(!second.may_have_sent, "attempt 1 said it sent nothing");
+    // Attempt 2 crashes after sending (no write): attempt 3 must look the resource up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = acquire(&ledger, &key, &short).await;
+    assert!(third.may_have_sent, "attempt 2 ended without saying");
+    // Attempt 3 releases without sending: what attempt 2 may have done stays known.
+    ledger
+        .release(
+            &third,
+            &reason("ThrottlingException", true),
+            Release::default(),
+        )
+        .await
+        .expect("release");
+    let fourth = acquire(&ledger, &key, &short).await;
+    assert!(
+        fourth.may_have_sent,
+        "may-have-sent is kept for the generation"
+    );
+    let item = raw(&table, &key).await.expect("stored");
+    assert_eq!(
+        item.get(schema::CREATE_SENT),
+        Some(&AttributeValue::Bool(true))
+    );
+    assert!(
+        !item.contains_key(schema::RETRY_AFTER),
+        "a release without a retry time clears the old one"
+    );
+}
+
+#[tokio::test]
+async fn writes_on_the_created_path_are_fenced_on_generation_and_resource() {
+    let (ledger, _requests, _table) = ledger_table("ledger-created-fence").await;
+    let key = key("100000000012");
+    let hash = hash_of("payments");
+
+    // Generation 0 creates ARN, fails, is retried by an operator; generation 1 creates NEXT.
+    let lease = acquire(&ledger, &key, &request(&hash)).await;
+    ledger
+        .mark_created(&lease, ARN, Origin::Created)
+        .await
+        .expect("created");
+    assert!(ledger
+        .fail_created(&key, 0, ARN, &reason("CREATE_FAILED", false))
+        .await
+        .expect("failed"));
+    ledger.mark_announced(&key, 0).await.expect("announced");
+    ledger.retry(&key).await.expect("retry");
+    let next = acquire(&ledger, &key, &request(&hash)).await;
+    assert_eq!(next.generation, 1);
+    assert!(!next.may_have_sent);
+    // Generation 1 found the same instance (the account's one instance) and adopted it: only
+    // the generation tells the two apart.
+    const NEXT: &str = ARN;
+    ledger
+        .mark_created(&next, NEXT, Origin::PreExisting)
+        .await
+        .expect("created again");
+    let before = ledger.get_step(&key).await.expect("get").expect("stored");
+
+    // A delivery that read generation 0 now sees its resource fail or become ready: it must
+    // not write over generation 1.
+    assert!(matches!(
+        ledger
+            .fail_created(&key, 0, ARN, &reason("ResourceNotFoundException", false))
+            .await,
+        Err(LedgerError::LostLease { .. })
+    ));
+    assert!(matches!(
+        ledger.promote_ready(&key, 0, ARN).await,
+        Err(LedgerError::LostLease { .. })
+    ));
+    assert!(matches!(
+        ledger.mark_announced(&key, 0).await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+    let after = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(format!("{before:?}"), format!("{after:?}"));
+    ledger.promote_ready(&key, 1, NEXT).await.expect("promote");
+}
+
+#[tokio::test]
+async fn an_operator_retry_takes_over_a_stalled_step_without_writing_its_clock() {
+    let (ledger, _requests, table) = ledger_table("ledger-stalled").await;
+    let key = key("100000000013");
+    let hash = hash_of("payments");
+    // A claim whose lease (capped by an invocation deadline) ended two minutes ago, and
+    // whose holder never came back: its request went to a DLQ.
+    let stalled = ClaimRequest {
+        deadline: Some(SystemTime::now() - Duration::from_secs(120)),
+        ..request(&hash)
+    };
+    let lease = acquire(&ledger, &key, &stalled).await;
+    let retried = ledger.retry(&key).await.expect("retry of a stalled step");
+    assert_eq!(retried.generation, 1);
+    assert_eq!(retried.token, client_token(&key, 1));
+    assert_ne!(retried.token, lease.token);
+    assert_eq!(
+        retried.lease_expires_at,
+        Some(0),
+        "the released lease depends on no clock"
+    );
+    assert!(
+        retried.create_sent,
+        "the stalled attempt may have sent a create: the next one looks it up"
+    );
+    let item = raw(&table, &key).await.expect("stored");
+    assert!(!item.contains_key(schema::REQUEST_HASH));
+    // Any request may now take it; a live lease would have been refused.
+    let next = acquire(&ledger, &key, &request(&hash_of("other"))).await;
+    assert!(next.may_have_sent);
+    assert!(matches!(
+        ledger.retry(&key).await,
+        Err(LedgerError::NotAllowed(message)) if message.contains("lease")
+    ));
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::watch::{Reply, Watch};
 
 /// Receives of one SQS message before it moves to the dead-letter queue (template default).
-pub const MAX_RECEIVE_COUNT: u32 = 5;
+pub const MAX_RECEIVE_COUNT: u32 = 12;
 /// Attempts of a direct (asynchronous) invocation: the first and Lambda's two retries.
 pub const DIRECT_ATTEMPTS: usize = 3;
 /// Wait before a batch's failed records come back (stands in for the visibility timeout).

@@ -28,7 +28,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use onboarding::error::StepError;
 use onboarding::events::OnboardingRequest;
 use onboarding::ledger::{Ledger, Status, StepKey};
-use onboarding::step::{Plan, Readiness, Step};
+use onboarding::step::{Existing, Plan, Readiness, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -389,7 +389,11 @@ impl<S: Step> Step for Chaos<S> {
         self.inner.connect(&input.inner).await
     }
 
-    async fn lookup(&self, api: &S::Api, input: &Self::Input) -> Result<Option<String>, StepError> {
+    async fn lookup(
+        &self,
+        api: &S::Api,
+        input: &Self::Input,
+    ) -> Result<Option<Existing>, StepError> {
         self.inner.lookup(api, &input.inner).await
     }
 

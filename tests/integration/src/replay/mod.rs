@@ -371,6 +371,7 @@ pub async fn run(opts: &Options) -> Run {
         EngineSettings {
             lease: LEASE,
             ready_wait: Duration::from_millis(600),
+            ..stack.settings.engine.clone()
         },
     );
     let accept = stack.settings.accept.clone();
@@ -378,7 +379,7 @@ pub async fn run(opts: &Options) -> Run {
     let instance = Arc::new(Handler::new(
         engine.clone(),
         Chaos::new(
-            IdentityCenterInstance::new(MemberAccess::new(&config, role.as_str())),
+            IdentityCenterInstance::new(MemberAccess::new(&config, role.as_str(), "aws")),
             ctl.clone(),
         ),
         accept.clone(),
@@ -399,7 +400,7 @@ pub async fn run(opts: &Options) -> Run {
         engine.clone(),
         Chaos::new(
             WebIdentityProvider::new(
-                MemberAccess::new(&config, role.as_str()),
+                MemberAccess::new(&config, role.as_str(), "aws"),
                 aws_sdk_secretsmanager::Client::new(&config),
             ),
             ctl.clone(),
@@ -416,6 +417,7 @@ pub async fn run(opts: &Options) -> Run {
         commit_then_drop_rate: 0.01,
         latency_ms,
         max_faults: None,
+        ..FaultRule::default()
     };
     let mut faults = FaultConfig::new(seed).with_rule("*", emulator_rule(2));
     for op in [
