@@ -14,6 +14,10 @@ pub struct Counters {
     /// Per create operation: calls that made a new resource vs. returned an existing one
     /// (same ClientToken and parameters).
     pub creates: BTreeMap<String, CreateCounts>,
+    /// Per update operation (`UpdateInstance`, `UpdateIdentityProvider`, `TagResource`,
+    /// `UntagResource`): calls that changed the resource vs. replayed an earlier one (same
+    /// ClientToken and parameters).
+    pub updates: BTreeMap<String, UpdateCounts>,
     /// Per operation: the faults injected.
     pub faults: BTreeMap<String, FaultCounts>,
 }
@@ -22,6 +26,13 @@ pub struct Counters {
 #[serde(default)]
 pub struct CreateCounts {
     pub created: u64,
+    pub returned_existing: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpdateCounts {
+    pub updated: u64,
     pub returned_existing: u64,
 }
 
@@ -47,11 +58,21 @@ impl Counters {
         self.creates.get(operation).map_or(0, |c| c.created)
     }
 
-    /// Calls of `operation` answered with an existing resource (idempotent replay).
+    /// Calls of `operation` (a create or an update) answered with the response of an earlier
+    /// call (idempotent replay).
     pub fn returned_existing(&self, operation: &str) -> u64 {
         self.creates
             .get(operation)
             .map_or(0, |c| c.returned_existing)
+            + self
+                .updates
+                .get(operation)
+                .map_or(0, |u| u.returned_existing)
+    }
+
+    /// Calls of the update `operation` that changed a resource.
+    pub fn updated(&self, operation: &str) -> u64 {
+        self.updates.get(operation).map_or(0, |u| u.updated)
     }
 
     /// Faults injected into `operation`.
@@ -69,6 +90,15 @@ impl Counters {
             c.created += 1;
         } else {
             c.returned_existing += 1;
+        }
+    }
+
+    pub(crate) fn count_update(&mut self, operation: &str, updated: bool) {
+        let u = self.updates.entry(operation.to_string()).or_default();
+        if updated {
+            u.updated += 1;
+        } else {
+            u.returned_existing += 1;
         }
     }
 

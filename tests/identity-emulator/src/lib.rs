@@ -18,6 +18,7 @@ mod smithy;
 mod sso_admin;
 mod state;
 mod sts;
+mod tagging;
 mod workspaces_web;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use tokio::task::JoinHandle;
 pub use config::{
     AccountConfig, Config, OrganizationInstance, PortalConfig, SeededInstance, SeededProvider,
 };
-pub use counters::{Counters, CreateCounts, FaultCounts};
+pub use counters::{Counters, CreateCounts, FaultCounts, UpdateCounts};
 pub use faults::{FaultConfig, FaultRule};
 
 use server::Shared;

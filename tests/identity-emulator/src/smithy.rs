@@ -616,6 +616,10 @@ pub(crate) const SSO_ADMIN_OPERATIONS: &[&str] = &[
     "DescribeInstance",
     "ListInstances",
     "DeleteInstance",
+    "UpdateInstance",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
 ];
 pub(crate) const MPA_OPERATIONS: &[&str] = &[
     "CreateIdentitySource",

@@ -1,12 +1,14 @@
 //! IAM Identity Center (SSO Admin, awsJson1_1, `X-Amz-Target: SWBExternalService.<Op>`):
 //! account instances. One per account, never in the management account, asynchronous
-//! `CREATE_IN_PROGRESS` -> `ACTIVE` / `CREATE_FAILED`.
+//! `CREATE_IN_PROGRESS` -> `ACTIVE` / `CREATE_FAILED`; renamed, re-keyed and tagged only
+//! by their owner while `ACTIVE`.
 
 use serde_json::{json, Map, Value};
 
 use crate::ids;
 use crate::protocol::{Output, ServiceError};
-use crate::state::{page, Caller, Instance, TokenCheck, World};
+use crate::state::{instance_state, page, Caller, Instance, TokenCheck, World};
+use crate::tagging;
 
 pub(crate) const TARGET_PREFIX: &str = "SWBExternalService.";
 
@@ -30,6 +32,10 @@ pub(crate) fn execute(
         "DescribeInstance" => describe_instance(world, caller, input)?,
         "ListInstances" => list_instances(world, caller, input)?,
         "DeleteInstance" => delete_instance(world, caller, input)?,
+        "UpdateInstance" => update_instance(world, caller, input)?,
+        "TagResource" => tag_resource(world, caller, input)?,
+        "UntagResource" => untag_resource(world, caller, input)?,
+        "ListTagsForResource" => list_tags(world, caller, input)?,
         _ => {
             return Err(ServiceError::new(
                 400,
@@ -94,6 +100,7 @@ fn create_instance(
             caller.account, existing.arn
         )));
     }
+    let tags = tagging::tag_list(input.get("Tags")).map_err(ServiceError::validation)?;
     let failure = world
         .config
         .account(&caller.account)
@@ -108,8 +115,11 @@ fn create_instance(
         organization: false,
         failure,
         fixed_status: None,
+        tags,
+        encryption: None,
     };
     let response = json!({ "InstanceArn": instance.arn });
+    world.record(&instance.arn, OP, instance_state(&instance));
     world.instances.push(instance);
     world.remember_token(OP, &caller.account, token, parameters, &response);
     world.counters.count_create(OP, true);
@@ -129,6 +139,9 @@ fn metadata(i: &Instance) -> Value {
     m.insert("Status".into(), json!(status));
     if let Some(reason) = reason {
         m.insert("StatusReason".into(), json!(reason));
+    }
+    if let Some(encryption) = &i.encryption {
+        m.insert("EncryptionConfigurationDetails".into(), encryption.clone());
     }
     Value::Object(m)
 }
@@ -211,5 +224,171 @@ fn delete_instance(
         ));
     }
     world.instances.remove(index);
+    world.record(arn, "DeleteInstance", json!({"deleted": true}));
     Ok(json!({}))
+}
+
+/// The instance `arn` that the caller may change: `ResourceNotFoundException` if there is
+/// none, `AccessDeniedException` if another account owns it, `ConflictException` unless it
+/// is `ACTIVE` (until then only `DescribeInstance` and `DeleteInstance` work).
+fn writable_instance(world: &World, caller: &Caller, arn: &str) -> Result<usize, ServiceError> {
+    let (index, instance) = world
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.arn == arn)
+        .ok_or_else(|| ServiceError::not_found(format!("Instance {arn} not found.")))?;
+    if instance.owner != caller.account {
+        return Err(ServiceError::access_denied(format!(
+            "User: {} is not authorized to change instance {arn}: it belongs to another account",
+            caller.arn
+        )));
+    }
+    let (status, _) = instance.status();
+    if status != "ACTIVE" {
+        return Err(ServiceError::conflict(format!(
+            "Instance {arn} is {status}; until it is ACTIVE only DescribeInstance and \
+             DeleteInstance work."
+        )));
+    }
+    Ok(index)
+}
+
+/// `EncryptionConfigurationDetails` for an `EncryptionConfiguration` (already checked
+/// against the model): `KmsKeyArn` is required with `CUSTOMER_MANAGED_KEY` and refused with
+/// `AWS_OWNED_KMS_KEY`, as the model documents. The new key is in use at once.
+fn encryption_details(config: &Value) -> Result<Value, ServiceError> {
+    let key_type = str_member(config, "KeyType").unwrap_or_default();
+    let key_arn = str_member(config, "KmsKeyArn");
+    match (key_type, key_arn) {
+        ("CUSTOMER_MANAGED_KEY", None) => Err(ServiceError::validation(
+            "KmsKeyArn is required when KeyType is CUSTOMER_MANAGED_KEY.",
+        )),
+        ("AWS_OWNED_KMS_KEY", Some(_)) => Err(ServiceError::validation(
+            "KmsKeyArn can't be specified when KeyType is AWS_OWNED_KMS_KEY.",
+        )),
+        _ => {
+            let mut details = Map::new();
+            details.insert("KeyType".into(), json!(key_type));
+            if let Some(arn) = key_arn {
+                details.insert("KmsKeyArn".into(), json!(arn));
+            }
+            details.insert("EncryptionStatus".into(), json!("ENABLED"));
+            Ok(Value::Object(details))
+        }
+    }
+}
+
+fn update_instance(
+    world: &mut World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    const OP: &str = "UpdateInstance";
+    let arn = str_member(input, "InstanceArn").unwrap_or_default();
+    // invalid input is refused before the instance is looked at
+    let encryption = input
+        .get("EncryptionConfiguration")
+        .map(encryption_details)
+        .transpose()?;
+    let index = writable_instance(world, caller, arn)?;
+    let instance = &mut world.instances[index];
+    if let Some(name) = str_member(input, "Name") {
+        instance.name = Some(name.to_string());
+    }
+    if encryption.is_some() {
+        instance.encryption = encryption;
+    }
+    let state = instance_state(instance);
+    world.record(arn, OP, state);
+    world.counters.count_update(OP, true);
+    Ok(json!({}))
+}
+
+/// The instance a tagging call is about. The only taggable resources the emulator holds
+/// are instances: any other `ResourceArn` (permission set, application, trusted token
+/// issuer) is not found. `InstanceArn`, when given, must be that same instance.
+fn tagged_instance(
+    world: &World,
+    caller: &Caller,
+    input: &Value,
+    write: bool,
+) -> Result<usize, ServiceError> {
+    let resource = str_member(input, "ResourceArn").unwrap_or_default();
+    if !ids::is_instance_arn(resource) {
+        return Err(ServiceError::not_found(format!(
+            "Resource {resource} not found."
+        )));
+    }
+    if let Some(instance) = str_member(input, "InstanceArn").filter(|i| *i != resource) {
+        return Err(ServiceError::validation(format!(
+            "InstanceArn {instance} is not the instance of resource {resource}."
+        )));
+    }
+    if write {
+        return writable_instance(world, caller, resource);
+    }
+    let (index, instance) = world
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.arn == resource)
+        .ok_or_else(|| ServiceError::not_found(format!("Resource {resource} not found.")))?;
+    if !visible_to(world, caller, instance) {
+        return Err(ServiceError::access_denied(format!(
+            "User: {} is not authorized to access instance {resource}",
+            caller.arn
+        )));
+    }
+    Ok(index)
+}
+
+fn tag_resource(world: &mut World, caller: &Caller, input: &Value) -> Result<Value, ServiceError> {
+    const OP: &str = "TagResource";
+    let added = tagging::tag_list(input.get("Tags")).map_err(ServiceError::validation)?;
+    let index = tagged_instance(world, caller, input, true)?;
+    let instance = &mut world.instances[index];
+    instance.tags = tagging::merged(&instance.tags, added).map_err(ServiceError::quota)?;
+    let (arn, state) = (instance.arn.clone(), instance_state(instance));
+    world.record(&arn, OP, state);
+    world.counters.count_update(OP, true);
+    Ok(json!({}))
+}
+
+fn untag_resource(
+    world: &mut World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    const OP: &str = "UntagResource";
+    let keys = tagging::tag_keys(input.get("TagKeys")).map_err(ServiceError::validation)?;
+    let index = tagged_instance(world, caller, input, true)?;
+    let instance = &mut world.instances[index];
+    for key in &keys {
+        instance.tags.remove(key);
+    }
+    let (arn, state) = (instance.arn.clone(), instance_state(instance));
+    world.record(&arn, OP, state);
+    world.counters.count_update(OP, true);
+    Ok(json!({}))
+}
+
+fn list_tags(world: &World, caller: &Caller, input: &Value) -> Result<Value, ServiceError> {
+    let index = tagged_instance(world, caller, input, false)?;
+    let tags: Vec<Value> = tagging::to_list(&world.instances[index].tags)
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let (items, next) = page(
+        &tags,
+        str_member(input, "NextToken"),
+        tagging::MAX_TAGS_PER_RESOURCE,
+    )
+    .map_err(ServiceError::validation)?;
+    let mut out = Map::new();
+    out.insert("Tags".into(), Value::Array(items.to_vec()));
+    if let Some(next) = next {
+        out.insert("NextToken".into(), json!(next));
+    }
+    Ok(Value::Object(out))
 }

@@ -1,10 +1,12 @@
-//! The emulated world: resources per account, ClientToken records, STS sessions, counters
-//! and faults. One `World` lives under a mutex; operations run on it synchronously.
+//! The emulated world: resources per account, the history of their states, ClientToken
+//! records, STS sessions, counters and faults. One `World` lives under a mutex; operations
+//! run on it synchronously.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::counters::Counters;
@@ -43,7 +45,13 @@ pub(crate) struct Instance {
     pub failure: Option<String>,
     /// A seeded instance's fixed `(Status, StatusReason)`; it never changes.
     pub fixed_status: Option<(String, Option<String>)>,
+    pub tags: Tags,
+    /// `EncryptionConfigurationDetails` once `UpdateInstance` set an encryption configuration.
+    pub encryption: Option<Value>,
 }
+
+/// Tags of a resource, by key.
+pub(crate) type Tags = BTreeMap<String, String>;
 
 impl Instance {
     /// Status now, and the reason of a failure.
@@ -94,6 +102,7 @@ pub(crate) struct Portal {
     pub endpoint: String,
     pub authentication_type: String,
     pub created: SystemTime,
+    pub tags: Tags,
 }
 
 /// `details` hold secrets: this type has no `Debug` and details never leave except to
@@ -107,6 +116,8 @@ pub(crate) struct IdentityProvider {
     pub details: serde_json::Map<String, Value>,
     /// From the config (existed before the test started).
     pub seeded: bool,
+    /// `@sensitive` in the WorkSpaces Web model: shown by key only outside `ListTagsForResource`.
+    pub tags: Tags,
 }
 
 /// What a ClientToken was first used for.
@@ -142,6 +153,10 @@ pub(crate) struct World {
     pub sessions: HashMap<String, Session>,
     pub counters: Counters,
     pub faults: FaultState,
+    /// resource ARN -> its states, oldest first (kept after the resource is deleted)
+    pub history: BTreeMap<String, Vec<Value>>,
+    /// Salt of the fingerprints of secret-bearing states (never shown).
+    fingerprint_salt: [u8; 16],
 }
 
 /// The outcome of checking a ClientToken before a create.
@@ -172,6 +187,8 @@ impl World {
             sessions: HashMap::new(),
             counters: Counters::default(),
             faults: FaultState::default(),
+            history: BTreeMap::new(),
+            fingerprint_salt: *uuid::Uuid::new_v4().as_bytes(),
             config,
         };
         world.seed();
@@ -195,6 +212,8 @@ impl World {
             organization: true,
             failure: None,
             fixed_status: None,
+            tags: Tags::new(),
+            encryption: None,
         });
         for account in &self.config.accounts {
             if let Some(seeded) = &account.instance {
@@ -214,6 +233,8 @@ impl World {
                     organization: false,
                     failure: None,
                     fixed_status: Some((seeded.status.clone(), seeded.status_reason.clone())),
+                    tags: Tags::new(),
+                    encryption: None,
                 });
             }
             for p in &account.portals {
@@ -239,6 +260,7 @@ impl World {
                             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                             .collect(),
                         seeded: true,
+                        tags: Tags::new(),
                     });
                 }
                 self.portals.push(Portal {
@@ -249,9 +271,79 @@ impl World {
                     display_name: p.display_name.clone(),
                     authentication_type: "Standard".to_string(),
                     created: seeded_at,
+                    tags: Tags::new(),
                 });
             }
         }
+        let seeded: Vec<(String, Value)> = self
+            .instances
+            .iter()
+            .map(|i| (i.arn.clone(), instance_state(i)))
+            .chain(
+                self.portals
+                    .iter()
+                    .map(|p| (p.arn.clone(), self.portal_state(p))),
+            )
+            .chain(
+                self.identity_providers
+                    .iter()
+                    .map(|i| (i.arn.clone(), self.provider_state(i))),
+            )
+            .collect();
+        for (arn, state) in seeded {
+            self.record(&arn, "seeded", state);
+        }
+    }
+
+    /// Append the state a resource is in after `operation` to its history.
+    pub(crate) fn record(&mut self, arn: &str, operation: &str, state: Value) {
+        let entries = self.history.entry(arn.to_string()).or_default();
+        let mut entry = json!({
+            "version": entries.len() + 1,
+            "operation": operation,
+            "at": ids::iso8601(SystemTime::now()),
+        });
+        if let (Some(e), Value::Object(fields)) = (entry.as_object_mut(), state) {
+            e.extend(fields);
+        }
+        entries.push(entry);
+    }
+
+    /// A salted digest of values that must not be shown (details, WorkSpaces Web tags):
+    /// equal states have equal fingerprints within one emulator run.
+    fn fingerprint(&self, parts: &[&Value]) -> String {
+        let mut hash = Sha256::new();
+        hash.update(self.fingerprint_salt);
+        for part in parts {
+            hash.update(canonical(part).to_string().as_bytes());
+            hash.update([0]);
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
+
+    /// What the history keeps of a portal: tag keys and a fingerprint (tags are sensitive).
+    pub(crate) fn portal_state(&self, p: &Portal) -> Value {
+        let tags = json!(p.tags);
+        json!({
+            "tag_keys": p.tags.keys().collect::<Vec<_>>(),
+            "fingerprint": self.fingerprint(&[&tags]),
+        })
+    }
+
+    /// What the history keeps of an identity provider: name, type, detail and tag keys, and
+    /// a fingerprint of everything (details and tags hold secrets).
+    pub(crate) fn provider_state(&self, i: &IdentityProvider) -> Value {
+        let details = Value::Object(i.details.clone());
+        let tags = json!(i.tags);
+        let name = json!(i.name);
+        let kind = json!(i.provider_type);
+        json!({
+            "identity_provider_name": i.name,
+            "identity_provider_type": i.provider_type,
+            "detail_keys": i.details.keys().collect::<Vec<_>>(),
+            "tag_keys": i.tags.keys().collect::<Vec<_>>(),
+            "fingerprint": self.fingerprint(&[&name, &kind, &details, &tags]),
+        })
     }
 
     /// Back to the configured organization: resources, tokens, counters, faults and the
@@ -347,7 +439,12 @@ impl World {
         }
     }
 
-    /// Resources per account (identity provider details reduced to their keys).
+    fn history_of(&self, arn: &str) -> Value {
+        json!(self.history.get(arn).cloned().unwrap_or_default())
+    }
+
+    /// Resources per account (identity provider details reduced to their keys), each with the
+    /// history of its states; `history` also maps every ARN ever seen to its states.
     pub(crate) fn dump(&self) -> Value {
         let mut accounts: BTreeMap<String, Value> = BTreeMap::new();
         let mut push = |owner: &str, kind: &str, item: Value| {
@@ -369,6 +466,8 @@ impl World {
                     "organization": i.organization,
                     "seeded": i.fixed_status.is_some(),
                     "created": ids::iso8601(i.created),
+                    "tags": i.tags,
+                    "history": self.history_of(&i.arn),
                 }),
             );
         }
@@ -390,7 +489,9 @@ impl World {
                 &p.owner,
                 "portals",
                 json!({"portal_arn": p.arn, "portal_endpoint": p.endpoint,
-                       "created": ids::iso8601(p.created)}),
+                       "created": ids::iso8601(p.created),
+                       "tag_keys": p.tags.keys().collect::<Vec<_>>(),
+                       "history": self.history_of(&p.arn)}),
             );
         }
         for idp in &self.identity_providers {
@@ -404,6 +505,8 @@ impl World {
                     "identity_provider_type": idp.provider_type,
                     "detail_keys": keys,
                     "seeded": idp.seeded,
+                    "tag_keys": idp.tags.keys().collect::<Vec<_>>(),
+                    "history": self.history_of(&idp.arn),
                 }),
             );
         }
@@ -412,8 +515,31 @@ impl World {
             "management_account_id": self.config.management_account_id,
             "organization_instance_arn": self.config.organization_instance.instance_arn,
             "accounts": accounts,
+            "history": self.history,
             "sessions": self.sessions.len(),
         })
+    }
+}
+
+/// What the history keeps of an account instance: name, tags and encryption.
+pub(crate) fn instance_state(i: &Instance) -> Value {
+    json!({
+        "name": i.name,
+        "tags": i.tags,
+        "encryption": i.encryption,
+    })
+}
+
+/// `value` with object keys sorted at every level (a stable input for fingerprints).
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            json!(sorted)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
     }
 }
 

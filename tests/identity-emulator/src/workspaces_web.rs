@@ -1,12 +1,14 @@
 //! WorkSpaces Web (restJson1, camelCase): portals and their identity providers.
 //! Identity providers live only on an existing portal of the calling account; their
-//! details are checked per provider type and never echoed in errors or the state dump.
+//! details are checked per provider type and never echoed in errors or the state dump;
+//! tags (`@sensitive` in the model) are shown by key only.
 
 use serde_json::{json, Map, Value};
 
 use crate::ids;
 use crate::protocol::{Output, ServiceError};
-use crate::state::{page, Caller, IdentityProvider, Portal, TokenCheck, World};
+use crate::state::{page, Caller, IdentityProvider, Portal, Tags, TokenCheck, World};
+use crate::tagging;
 
 pub(crate) fn execute(
     world: &mut World,
@@ -41,11 +43,25 @@ fn parameters(input: &Value) -> Value {
     Value::Object(p)
 }
 
+const MISMATCH: &str =
+    "The clientToken was already used with different parameters (IdempotentParameterMismatch).";
+
 fn mismatch() -> ServiceError {
     // Both creates model ConflictException; a reused token with other parameters is one.
-    ServiceError::conflict(
-        "The clientToken was already used with different parameters (IdempotentParameterMismatch).",
-    )
+    ServiceError::conflict(MISMATCH)
+}
+
+/// A field error in WorkSpaces Web's format; `message` never holds a value.
+fn field_error(field: &str, message: impl Into<String>) -> ServiceError {
+    let message = message.into();
+    ServiceError::validation(format!("1 validation error detected: {message}"))
+        .with("reason", json!("fieldValidationFailed"))
+        .with("fieldList", json!([{"name": field, "message": message}]))
+}
+
+/// The `tags` member of a create, refusing reserved and duplicate keys.
+fn tags_of(input: &Value) -> Result<Tags, ServiceError> {
+    tagging::tag_list(input.get("tags")).map_err(|m| field_error("tags", m))
 }
 
 fn not_found(kind: &str, arn: &str) -> ServiceError {
@@ -69,6 +85,7 @@ fn create_portal(world: &mut World, caller: &Caller, input: &Value) -> Result<Va
         TokenCheck::Mismatch => return Err(mismatch()),
         TokenCheck::Fresh => {}
     }
+    let tags = tags_of(input)?;
     let id = ids::uuid();
     let portal = Portal {
         arn: ids::portal_arn(&caller.region, &caller.account, &id),
@@ -80,8 +97,10 @@ fn create_portal(world: &mut World, caller: &Caller, input: &Value) -> Result<Va
             .unwrap_or("Standard")
             .to_string(),
         created: std::time::SystemTime::now(),
+        tags,
     };
     let response = json!({"portalArn": portal.arn, "portalEndpoint": portal.endpoint});
+    world.record(&portal.arn, OP, world.portal_state(&portal));
     world.portals.push(portal);
     world.remember_token(OP, &caller.account, token, params, &response);
     world.counters.count_create(OP, true);
@@ -260,26 +279,8 @@ fn create_identity_provider(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let problems = check_details(provider_type, &details);
-    if !problems.is_empty() {
-        let n = problems.len();
-        let message = format!(
-            "{n} validation error{} detected: {}",
-            if n == 1 { "" } else { "s" },
-            problems
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        let fields: Vec<Value> = problems
-            .iter()
-            .map(|(f, m)| json!({"name": f, "message": m}))
-            .collect();
-        return Err(ServiceError::validation(message)
-            .with("reason", json!("fieldValidationFailed"))
-            .with("fieldList", Value::Array(fields)));
-    }
+    details_valid(provider_type, &details)?;
+    let tags = tags_of(input)?;
     let portal =
         own_portal(world, caller, portal_arn).ok_or_else(|| not_found("Portal", portal_arn))?;
     if let Some(existing) = world
@@ -303,12 +304,40 @@ fn create_identity_provider(
         provider_type: provider_type.to_string(),
         details,
         seeded: false,
+        tags,
     };
     let response = json!({ "identityProviderArn": provider.arn });
+    world.record(&provider.arn, OP, world.provider_state(&provider));
     world.identity_providers.push(provider);
     world.remember_token(OP, &caller.account, token, params, &response);
     world.counters.count_create(OP, true);
     Ok(response)
+}
+
+/// `details` fit `provider_type` (see [`check_details`]), else a `ValidationException`
+/// listing every problem.
+fn details_valid(provider_type: &str, details: &Map<String, Value>) -> Result<(), ServiceError> {
+    let problems = check_details(provider_type, details);
+    if !problems.is_empty() {
+        let n = problems.len();
+        let message = format!(
+            "{n} validation error{} detected: {}",
+            if n == 1 { "" } else { "s" },
+            problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let fields: Vec<Value> = problems
+            .iter()
+            .map(|(f, m)| json!({"name": f, "message": m}))
+            .collect();
+        return Err(ServiceError::validation(message)
+            .with("reason", json!("fieldValidationFailed"))
+            .with("fieldList", Value::Array(fields)));
+    }
+    Ok(())
 }
 
 fn own_provider<'a>(
@@ -331,14 +360,7 @@ fn get_identity_provider(
     let arn = str_member(input, "identityProviderArn").unwrap_or_default();
     let (_, idp) =
         own_provider(world, caller, arn).ok_or_else(|| not_found("Identity provider", arn))?;
-    Ok(json!({
-        "identityProvider": {
-            "identityProviderArn": idp.arn,
-            "identityProviderName": idp.name,
-            "identityProviderType": idp.provider_type,
-            "identityProviderDetails": idp.details,
-        }
-    }))
+    Ok(provider_output(idp))
 }
 
 fn list_identity_providers(
@@ -387,8 +409,22 @@ fn delete_identity_provider(
     // DeleteIdentityProvider is @idempotent and models no ResourceNotFoundException.
     if let Some((index, _)) = own_provider(world, caller, arn) {
         world.identity_providers.remove(index);
+        world.record(arn, "DeleteIdentityProvider", json!({"deleted": true}));
     }
     Ok(json!({}))
+}
+
+/// The provider as `GetIdentityProvider` returns it (details included: only ever to the
+/// owner).
+fn provider_output(idp: &IdentityProvider) -> Value {
+    json!({
+        "identityProvider": {
+            "identityProviderArn": idp.arn,
+            "identityProviderName": idp.name,
+            "identityProviderType": idp.provider_type,
+            "identityProviderDetails": idp.details,
+        }
+    })
 }
 
 #[cfg(test)]
