@@ -179,7 +179,10 @@ fn which_service(
     }
     if path.starts_with("/identity-sources") {
         Some(Service::Mpa)
-    } else if path.starts_with("/portals") || path.starts_with("/identityProviders") {
+    } else if path.starts_with("/portals")
+        || path.starts_with("/identityProviders")
+        || path.starts_with("/tags/")
+    {
         Some(Service::WorkspacesWeb)
     } else if method == Method::POST
         && (body.starts_with(b"Action=") || body.windows(8).any(|w| w == b"&Action="))
@@ -316,6 +319,28 @@ fn route(
                 return match *method {
                     Method::GET => routed("GetIdentityProvider", json(extra)?),
                     Method::DELETE => routed("DeleteIdentityProvider", json(extra)?),
+                    Method::PATCH => routed("UpdateIdentityProvider", json(extra)?),
+                    _ => Err(unknown()),
+                };
+            }
+            if let Some(rest) = path.strip_prefix("/tags/").filter(|r| !r.is_empty()) {
+                let mut extra = Map::new();
+                extra.insert("resourceArn".into(), Value::from(decode_label(rest)));
+                return match *method {
+                    Method::POST => routed("TagResource", json(extra)?),
+                    Method::GET => routed("ListTagsForResource", json(extra)?),
+                    Method::DELETE => {
+                        // a list bound to a query key repeats the key
+                        let keys: Vec<Value> = sts::parse_form_pairs(query.as_bytes())
+                            .into_iter()
+                            .filter(|(k, _)| k == "tagKeys")
+                            .map(|(_, v)| Value::from(v))
+                            .collect();
+                        if !keys.is_empty() {
+                            extra.insert("tagKeys".into(), Value::Array(keys));
+                        }
+                        routed("UntagResource", json(extra)?)
+                    }
                     _ => Err(unknown()),
                 };
             }

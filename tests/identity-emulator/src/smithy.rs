@@ -634,6 +634,10 @@ pub(crate) const WORKSPACES_WEB_OPERATIONS: &[&str] = &[
     "GetIdentityProvider",
     "ListIdentityProviders",
     "DeleteIdentityProvider",
+    "UpdateIdentityProvider",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
 ];
 
 impl Models {

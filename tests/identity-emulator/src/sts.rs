@@ -14,9 +14,14 @@ const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 pub(crate) const OPERATIONS: &[&str] = &["AssumeRole", "GetCallerIdentity"];
 
-/// Parse an `application/x-www-form-urlencoded` body.
+/// Parse an `application/x-www-form-urlencoded` body (a repeated key keeps its last value).
 pub(crate) fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+    parse_form_pairs(body).into_iter().collect()
+}
+
+/// Every `key=value` pair of a form or query string, in order, repeated keys included.
+pub(crate) fn parse_form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for pair in body.split(|b| *b == b'&') {
         if pair.is_empty() {
             continue;
@@ -24,7 +29,7 @@ pub(crate) fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
         let mut kv = pair.splitn(2, |b| *b == b'=');
         let key = decode(kv.next().unwrap_or_default());
         let value = decode(kv.next().unwrap_or_default());
-        out.insert(key, value);
+        out.push((key, value));
     }
     out
 }

@@ -1,7 +1,7 @@
-//! WorkSpaces Web (restJson1, camelCase): portals and their identity providers.
-//! Identity providers live only on an existing portal of the calling account; their
-//! details are checked per provider type and never echoed in errors or the state dump;
-//! tags (`@sensitive` in the model) are shown by key only.
+//! WorkSpaces Web (restJson1, camelCase): portals and their identity providers, their
+//! updates and tags. Identity providers live only on an existing portal of the calling
+//! account; their details are checked per provider type and never echoed in errors or the
+//! state dump; tags (`@sensitive` in the model) are shown by key only.
 
 use serde_json::{json, Map, Value};
 
@@ -23,6 +23,10 @@ pub(crate) fn execute(
         "GetIdentityProvider" => get_identity_provider(world, caller, input)?,
         "ListIdentityProviders" => list_identity_providers(world, caller, input)?,
         "DeleteIdentityProvider" => delete_identity_provider(world, caller, input)?,
+        "UpdateIdentityProvider" => update_identity_provider(world, caller, input)?,
+        "TagResource" => tag_resource(world, caller, input)?,
+        "UntagResource" => untag_resource(world, caller, input)?,
+        "ListTagsForResource" => list_tags(world, caller, input)?,
         _ => {
             return Err(ServiceError::unknown_operation(format!(
                 "Unknown operation {operation}"
@@ -51,6 +55,12 @@ fn mismatch() -> ServiceError {
     ServiceError::conflict(MISMATCH)
 }
 
+/// `UpdateIdentityProvider` and `TagResource` model no ConflictException: a reused token
+/// with other parameters is invalid input there.
+fn update_mismatch() -> ServiceError {
+    ServiceError::validation(MISMATCH)
+}
+
 /// A field error in WorkSpaces Web's format; `message` never holds a value.
 fn field_error(field: &str, message: impl Into<String>) -> ServiceError {
     let message = message.into();
@@ -59,7 +69,7 @@ fn field_error(field: &str, message: impl Into<String>) -> ServiceError {
         .with("fieldList", json!([{"name": field, "message": message}]))
 }
 
-/// The `tags` member of a create, refusing reserved and duplicate keys.
+/// The `tags` member of a create or `TagResource`, refusing reserved and duplicate keys.
 fn tags_of(input: &Value) -> Result<Tags, ServiceError> {
     tagging::tag_list(input.get("tags")).map_err(|m| field_error("tags", m))
 }
@@ -414,8 +424,8 @@ fn delete_identity_provider(
     Ok(json!({}))
 }
 
-/// The provider as `GetIdentityProvider` returns it (details included: only ever to the
-/// owner).
+/// The provider as `GetIdentityProvider` and `UpdateIdentityProvider` return it (details
+/// included: only ever to the owner).
 fn provider_output(idp: &IdentityProvider) -> Value {
     json!({
         "identityProvider": {
@@ -425,6 +435,163 @@ fn provider_output(idp: &IdentityProvider) -> Value {
             "identityProviderDetails": idp.details,
         }
     })
+}
+
+/// Name, type and details each replace the stored value when given. Details are replaced
+/// as a whole (never merged) and must fit the resulting type, so a type change needs new
+/// details. A name another provider of the portal has is refused.
+fn update_identity_provider(
+    world: &mut World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    const OP: &str = "UpdateIdentityProvider";
+    let token = str_member(input, "clientToken");
+    let params = parameters(input);
+    match world.check_token(OP, &caller.account, token, &params) {
+        TokenCheck::Replay(response) => {
+            world.counters.count_update(OP, false);
+            return Ok(response);
+        }
+        TokenCheck::Mismatch => return Err(update_mismatch()),
+        TokenCheck::Fresh => {}
+    }
+    let arn = str_member(input, "identityProviderArn").unwrap_or_default();
+    let (index, idp) =
+        own_provider(world, caller, arn).ok_or_else(|| not_found("Identity provider", arn))?;
+    let name = str_member(input, "identityProviderName").unwrap_or(&idp.name);
+    let provider_type = str_member(input, "identityProviderType").unwrap_or(&idp.provider_type);
+    let details = match input
+        .get("identityProviderDetails")
+        .and_then(Value::as_object)
+    {
+        Some(d) => d.clone(),
+        None => idp.details.clone(),
+    };
+    details_valid(provider_type, &details)?;
+    let taken = world
+        .identity_providers
+        .iter()
+        .any(|i| i.portal_arn == idp.portal_arn && i.arn != idp.arn && i.name == name);
+    if taken {
+        return Err(field_error(
+            "identityProviderName",
+            "Another identity provider of the portal already has this name.",
+        ));
+    }
+    let (name, provider_type) = (name.to_string(), provider_type.to_string());
+    let idp = &mut world.identity_providers[index];
+    idp.name = name;
+    idp.provider_type = provider_type;
+    idp.details = details;
+    let response = provider_output(idp);
+    let state = world.provider_state(&world.identity_providers[index]);
+    world.record(arn, OP, state);
+    world.remember_token(OP, &caller.account, token, params, &response);
+    world.counters.count_update(OP, true);
+    Ok(response)
+}
+
+/// A taggable resource of the caller: one of its portals or identity providers.
+enum Taggable {
+    Portal(usize),
+    Provider(usize),
+}
+
+fn taggable(world: &World, caller: &Caller, input: &Value) -> Result<Taggable, ServiceError> {
+    let arn = str_member(input, "resourceArn").unwrap_or_default();
+    if let Some(i) = world
+        .portals
+        .iter()
+        .position(|p| p.arn == arn && p.owner == caller.account)
+    {
+        return Ok(Taggable::Portal(i));
+    }
+    if let Some((i, _)) = own_provider(world, caller, arn) {
+        return Ok(Taggable::Provider(i));
+    }
+    Err(
+        ServiceError::not_found(format!("Resource {arn} not found."))
+            .with("resourceId", json!(arn)),
+    )
+}
+
+/// Apply `change` to the tags of the resource and record its new state.
+fn retag(
+    world: &mut World,
+    resource: Taggable,
+    operation: &str,
+    change: impl FnOnce(&Tags) -> Result<Tags, ServiceError>,
+) -> Result<(), ServiceError> {
+    let (arn, state) = match resource {
+        Taggable::Portal(i) => {
+            let tags = change(&world.portals[i].tags)?;
+            world.portals[i].tags = tags;
+            let p = &world.portals[i];
+            (p.arn.clone(), world.portal_state(p))
+        }
+        Taggable::Provider(i) => {
+            let tags = change(&world.identity_providers[i].tags)?;
+            world.identity_providers[i].tags = tags;
+            let idp = &world.identity_providers[i];
+            (idp.arn.clone(), world.provider_state(idp))
+        }
+    };
+    world.record(&arn, operation, state);
+    world.counters.count_update(operation, true);
+    Ok(())
+}
+
+fn tag_resource(world: &mut World, caller: &Caller, input: &Value) -> Result<Value, ServiceError> {
+    const OP: &str = "TagResource";
+    let token = str_member(input, "clientToken");
+    let params = parameters(input);
+    match world.check_token(OP, &caller.account, token, &params) {
+        TokenCheck::Replay(response) => {
+            world.counters.count_update(OP, false);
+            return Ok(response);
+        }
+        TokenCheck::Mismatch => return Err(update_mismatch()),
+        TokenCheck::Fresh => {}
+    }
+    let resource = taggable(world, caller, input)?;
+    let added = tags_of(input)?;
+    let arn = str_member(input, "resourceArn")
+        .unwrap_or_default()
+        .to_string();
+    retag(world, resource, OP, |tags| {
+        tagging::merged(tags, added).map_err(|m| {
+            ServiceError::new(400, "TooManyTagsException", m).with("resourceName", json!(arn))
+        })
+    })?;
+    let response = json!({});
+    world.remember_token(OP, &caller.account, token, params, &response);
+    Ok(response)
+}
+
+fn untag_resource(
+    world: &mut World,
+    caller: &Caller,
+    input: &Value,
+) -> Result<Value, ServiceError> {
+    let resource = taggable(world, caller, input)?;
+    let keys = tagging::tag_keys(input.get("tagKeys")).map_err(|m| field_error("tagKeys", m))?;
+    retag(world, resource, "UntagResource", |tags| {
+        let mut tags = tags.clone();
+        for key in &keys {
+            tags.remove(key);
+        }
+        Ok(tags)
+    })?;
+    Ok(json!({}))
+}
+
+fn list_tags(world: &World, caller: &Caller, input: &Value) -> Result<Value, ServiceError> {
+    let tags = match taggable(world, caller, input)? {
+        Taggable::Portal(i) => &world.portals[i].tags,
+        Taggable::Provider(i) => &world.identity_providers[i].tags,
+    };
+    Ok(json!({ "tags": tagging::to_list(tags) }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Updates and tags through the real SDK clients: SSO Admin `UpdateInstance`,
-//! `TagResource`, `UntagResource`, `ListTagsForResource` on account instances. Model
-//! validation, fault injection, counters and the per-resource history of states.
+//! `TagResource`, `UntagResource`, `ListTagsForResource` on account instances; WorkSpaces
+//! Web `UpdateIdentityProvider` and the same three tag operations on portals and providers.
+//! Model validation, ClientToken rules, fault injection, counters and the per-resource
+//! history of states.
 
 mod common;
 
@@ -13,14 +15,24 @@ use aws_sdk_ssoadmin::operation::update_instance::UpdateInstanceError;
 use aws_sdk_ssoadmin::types::{
     EncryptionConfiguration, InstanceStatus, KmsKeyStatus, KmsKeyType, Tag as SsoTag,
 };
+use aws_sdk_workspacesweb::operation::tag_resource::TagResourceError as WebTagError;
+use aws_sdk_workspacesweb::operation::untag_resource::UntagResourceError as WebUntagError;
+use aws_sdk_workspacesweb::operation::update_identity_provider::UpdateIdentityProviderError;
+use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag as WebTag};
 use common::*;
 use identity_emulator::{Config, Emulator, FaultConfig, FaultRule};
 use serde_json::Value;
 
 const KMS_KEY: &str = "arn:aws:kms:us-east-1:222222222222:key/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+const SECRET_1: &str = "CANARY-secret-one";
+const SECRET_2: &str = "CANARY-secret-two";
 
 fn sso_tag(key: &str, value: &str) -> SsoTag {
     SsoTag::builder().key(key).value(value).build().unwrap()
+}
+
+fn web_tag(key: &str, value: &str) -> WebTag {
+    WebTag::builder().key(key).value(value).build().unwrap()
 }
 
 /// The states recorded for `arn`, from the top-level `history` of the state dump.
@@ -503,5 +515,466 @@ async fn instance_updates_take_faults_like_creates() {
     assert_eq!(
         history_of(&emu, &arn, "name"),
         ["payments", "renamed", "renamed", "renamed"]
+    );
+}
+
+fn oidc(secret: &str) -> HashMap<String, String> {
+    [
+        ("client_id", "abc"),
+        ("client_secret", secret),
+        ("oidc_issuer", "https://idp.example.com"),
+        ("authorize_scopes", "openid"),
+        ("attributes_request_method", "GET"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A portal of `MEMBER` with one OIDC provider: (client, portal ARN, provider ARN).
+async fn portal_with_provider(emu: &Emulator) -> (aws_sdk_workspacesweb::Client, String, String) {
+    let client = web(&assumed(emu, MEMBER).await);
+    let portal = client
+        .create_portal()
+        .tags(web_tag("team", "payments"))
+        .send()
+        .await
+        .unwrap()
+        .portal_arn;
+    let provider = client
+        .create_identity_provider()
+        .portal_arn(&portal)
+        .identity_provider_name("corp")
+        .identity_provider_type(IdentityProviderType::Oidc)
+        .set_identity_provider_details(Some(oidc(SECRET_1)))
+        .send()
+        .await
+        .unwrap()
+        .identity_provider_arn;
+    (client, portal, provider)
+}
+
+#[tokio::test]
+async fn update_identity_provider_replaces_what_it_is_given() {
+    let emu = start(fast_config()).await;
+    let (client, portal, arn) = portal_with_provider(&emu).await;
+
+    // rename: type and details stay
+    let out = client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .identity_provider_name("corp-sso")
+        .send()
+        .await
+        .expect("rename");
+    let idp = out.identity_provider().unwrap();
+    assert_eq!(idp.identity_provider_name(), Some("corp-sso"));
+    assert_eq!(
+        idp.identity_provider_type(),
+        Some(&IdentityProviderType::Oidc)
+    );
+    assert_eq!(
+        idp.identity_provider_details()
+            .and_then(|d| d.get("client_secret"))
+            .map(String::as_str),
+        Some(SECRET_1)
+    );
+
+    // rotate the secret: the details are replaced as a whole
+    client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .set_identity_provider_details(Some(oidc(SECRET_2)))
+        .send()
+        .await
+        .expect("rotate");
+    let got = client
+        .get_identity_provider()
+        .identity_provider_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let details = got
+        .identity_provider()
+        .unwrap()
+        .identity_provider_details()
+        .unwrap();
+    assert_eq!(
+        details.get("client_secret").map(String::as_str),
+        Some(SECRET_2)
+    );
+
+    // a partial map is not merged: it misses required keys
+    let partial = HashMap::from([("client_secret".to_string(), "CANARY-partial".to_string())]);
+    let err = client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .set_identity_provider_details(Some(partial))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        UpdateIdentityProviderError::ValidationException(e) => {
+            let msg = e.message().unwrap_or_default();
+            assert!(msg.contains("client_id is required"), "{msg}");
+            assert!(!msg.contains("CANARY"), "{msg}");
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    // a new type needs details of that type
+    let err = client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .identity_provider_type(IdentityProviderType::Saml)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(err, UpdateIdentityProviderError::ValidationException(_)),
+        "{err:?}"
+    );
+    client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .identity_provider_type(IdentityProviderType::Saml)
+        .identity_provider_details("MetadataURL", "https://idp.example.com/metadata")
+        .send()
+        .await
+        .expect("to SAML");
+
+    // a name another provider of the portal has
+    client
+        .create_identity_provider()
+        .portal_arn(&portal)
+        .identity_provider_name("other")
+        .identity_provider_type(IdentityProviderType::Saml)
+        .identity_provider_details("MetadataURL", "https://idp.example.com/m")
+        .send()
+        .await
+        .unwrap();
+    let err = client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .identity_provider_name("other")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        UpdateIdentityProviderError::ValidationException(e) => {
+            assert_eq!(e.field_list()[0].name(), "identityProviderName")
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    let err = client
+        .update_identity_provider()
+        .identity_provider_arn(
+            format!("{portal}/00000000-0000-4000-8000-000000000000")
+                .replace(":portal/", ":identityProvider/"),
+        )
+        .identity_provider_name("unknown")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(
+            err,
+            UpdateIdentityProviderError::ResourceNotFoundException(_)
+        ),
+        "{err:?}"
+    );
+
+    // three updates applied, each recorded; secrets never in the state
+    assert_eq!(emu.counters().updated("UpdateIdentityProvider"), 3);
+    let entries = history(&emu, &arn);
+    versions_increase(&entries);
+    let names: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["identity_provider_name"].as_str())
+        .collect();
+    assert_eq!(names, ["corp", "corp-sso", "corp-sso", "corp-sso"]);
+    let types: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["identity_provider_type"].as_str())
+        .collect();
+    assert_eq!(types, ["OIDC", "OIDC", "OIDC", "SAML"]);
+    let prints: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["fingerprint"].as_str())
+        .collect();
+    assert_eq!(prints.len(), 4);
+    assert_ne!(
+        prints[1], prints[2],
+        "a rotated secret changes the fingerprint"
+    );
+    assert_eq!(
+        entries[3]["detail_keys"],
+        serde_json::json!(["MetadataURL"])
+    );
+    assert!(!emu.state().to_string().contains("CANARY"));
+}
+
+#[tokio::test]
+async fn update_identity_provider_client_tokens() {
+    let emu = start(fast_config()).await;
+    let (client, _, arn) = portal_with_provider(&emu).await;
+    let rename = |name: &'static str, token: &'static str| {
+        client
+            .update_identity_provider()
+            .identity_provider_arn(&arn)
+            .identity_provider_name(name)
+            .client_token(token)
+            .send()
+    };
+    let a = rename("step-1", "tok-1").await.unwrap();
+    // another update in between; the replay still answers what the first call answered
+    rename("step-2", "tok-2").await.unwrap();
+    let b = rename("step-1", "tok-1").await.unwrap();
+    assert_eq!(
+        a.identity_provider().unwrap().identity_provider_name(),
+        b.identity_provider().unwrap().identity_provider_name()
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.updated("UpdateIdentityProvider"), 2);
+    assert_eq!(counters.returned_existing("UpdateIdentityProvider"), 1);
+    // the replay changed nothing: the provider did not move back to step-1
+    assert_eq!(
+        history_of(&emu, &arn, "identity_provider_name"),
+        ["corp", "step-1", "step-2"]
+    );
+
+    let err = rename("step-3", "tok-1")
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        UpdateIdentityProviderError::ValidationException(e) => assert!(
+            e.message()
+                .unwrap_or_default()
+                .contains("IdempotentParameterMismatch"),
+            "{e:?}"
+        ),
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    // once the token is forgotten the old call is new and applies again
+    emu.forget_tokens();
+    rename("step-1", "tok-1").await.unwrap();
+    assert_eq!(
+        history_of(&emu, &arn, "identity_provider_name"),
+        ["corp", "step-1", "step-2", "step-1"]
+    );
+    // the model's token length
+    let err = client
+        .update_identity_provider()
+        .identity_provider_arn(&arn)
+        .identity_provider_name("x")
+        .client_token("t".repeat(513))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(err, UpdateIdentityProviderError::ValidationException(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn lost_update_responses_are_recovered_without_moving_back() {
+    let emu = start(fast_config()).await;
+    let (_, _, arn) = portal_with_provider(&emu).await;
+    let client = web(&assumed_with_attempts(&emu, MEMBER, 5).await);
+    // updates lose their response after committing (a 500 or a dropped connection); the
+    // SDK retries with its own clientToken and gets the replay
+    emu.set_faults(FaultConfig::new(21).with_rule(
+        "UpdateIdentityProvider",
+        FaultRule {
+            commit_then_fail_rate: 0.2,
+            commit_then_drop_rate: 0.2,
+            ..FaultRule::default()
+        },
+    ));
+    let names: Vec<String> = (1..=8).map(|i| format!("name-{i}")).collect();
+    for name in &names {
+        let out = client
+            .update_identity_provider()
+            .identity_provider_arn(&arn)
+            .identity_provider_name(name)
+            .send()
+            .await
+            .expect("retried");
+        assert_eq!(
+            out.identity_provider().unwrap().identity_provider_name(),
+            Some(name.as_str())
+        );
+    }
+    let counters = emu.counters();
+    let faults = counters.faults("UpdateIdentityProvider");
+    assert!(
+        faults.commit_then_fail + faults.commit_then_drop > 0,
+        "{faults:?}"
+    );
+    assert_eq!(counters.updated("UpdateIdentityProvider"), 8);
+    assert_eq!(
+        counters.returned_existing("UpdateIdentityProvider"),
+        faults.commit_then_fail + faults.commit_then_drop
+    );
+    let mut expected = vec!["corp".to_string()];
+    expected.extend(names);
+    assert_eq!(history_of(&emu, &arn, "identity_provider_name"), expected);
+    versions_increase(&history(&emu, &arn));
+}
+
+#[tokio::test]
+async fn portals_and_providers_are_tagged_with_tokens_and_limits() {
+    let emu = start(fast_config()).await;
+    let (client, portal, provider) = portal_with_provider(&emu).await;
+    let tags_of = |arn: String| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            out.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect::<HashMap<_, _>>()
+        }
+    };
+    assert_eq!(
+        tags_of(portal.clone()).await,
+        HashMap::from([("team".to_string(), "payments".to_string())]),
+        "from CreatePortal"
+    );
+
+    for (key, value) in [("env", "prod"), ("owner", "CANARY-owner"), ("tier", "1")] {
+        client
+            .tag_resource()
+            .resource_arn(&provider)
+            .tags(web_tag(key, value))
+            .client_token(format!("tag-{key}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // same token, same tags: a replay; same token, other tags: refused
+    client
+        .tag_resource()
+        .resource_arn(&provider)
+        .tags(web_tag("env", "prod"))
+        .client_token("tag-env")
+        .send()
+        .await
+        .unwrap();
+    let err = client
+        .tag_resource()
+        .resource_arn(&provider)
+        .tags(web_tag("env", "dev"))
+        .client_token("tag-env")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    match err {
+        WebTagError::ValidationException(e) => {
+            assert!(e
+                .message()
+                .unwrap_or_default()
+                .contains("IdempotentParameterMismatch"))
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    // several keys in one untag travel as a repeated query parameter
+    client
+        .untag_resource()
+        .resource_arn(&provider)
+        .tag_keys("owner")
+        .tag_keys("tier")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(provider.clone()).await,
+        HashMap::from([("env".to_string(), "prod".to_string())])
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.updated("TagResource"), 3);
+    assert_eq!(counters.returned_existing("TagResource"), 1);
+    assert_eq!(counters.updated("UntagResource"), 1);
+    let keys = history_of(&emu, &provider, "tag_keys");
+    assert_eq!(
+        keys,
+        [
+            serde_json::json!([]),
+            serde_json::json!(["env"]),
+            serde_json::json!(["env", "owner"]),
+            serde_json::json!(["env", "owner", "tier"]),
+            serde_json::json!(["env"]),
+        ]
+    );
+    // tags are @sensitive: the state shows keys, never values
+    let state = emu.state().to_string();
+    assert!(
+        state.contains("\"owner\"") && !state.contains("CANARY"),
+        "{state}"
+    );
+
+    // limits and refusals
+    let mut many = client.tag_resource().resource_arn(&portal);
+    for i in 0..50 {
+        many = many.tags(web_tag(&format!("k{i:02}"), "v"));
+    }
+    let err = many.send().await.unwrap_err().into_service_error();
+    match err {
+        WebTagError::TooManyTagsException(e) => {
+            assert_eq!(e.resource_name(), Some(portal.as_str()))
+        }
+        other => panic!("expected TooManyTagsException, got {other:?}"),
+    }
+    let err = client
+        .tag_resource()
+        .resource_arn(&portal)
+        .tags(web_tag("aws:team", "x"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(err, WebTagError::ValidationException(_)),
+        "{err:?}"
+    );
+    let other = web(&assumed(&emu, "333333333333").await);
+    let err = other
+        .untag_resource()
+        .resource_arn(&portal)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(err, WebUntagError::ResourceNotFoundException(_)),
+        "another account's portal: {err:?}"
+    );
+    let err = client
+        .list_tags_for_resource()
+        .resource_arn("arn:aws:workspaces-web:us-east-1:222222222222:portal/00000000-0000-4000-8000-000000000000")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_workspacesweb::error::ProvideErrorMetadata::code(&err.into_service_error()),
+        Some("ResourceNotFoundException")
+    );
+    assert_eq!(
+        tags_of(portal.clone()).await.len(),
+        1,
+        "nothing refused was applied"
     );
 }
