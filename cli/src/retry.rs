@@ -400,6 +400,13 @@ mod tests {
             create_sent: false,
             settled_attempt: 0,
             retry_after: None,
+            state: None,
+            applied_revision: None,
+            wanted: None,
+            wanted_revision: None,
+            update_owner: None,
+            update_lease_expires_at: None,
+            update_attempt: 0,
         }
     }
 

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::error::StepError;
 use crate::ledger::{ErrorReason, Origin};
+use crate::revision::Revision;
 
 pub const STEP_FAILED_DETAIL_TYPE: &str = "Onboarding Step Failed";
 const SCHEMA_VERSION: &str = "1";
@@ -53,6 +54,30 @@ impl Announcer {
         if let Some(origin) = origin {
             detail["origin"] = json!(origin.as_str());
         }
+        if let Some(account) = subject.account_id {
+            detail["accountId"] = json!(account);
+        }
+        self.put(detail_type, &detail).await
+    }
+
+    /// "<Step> Updated": a newer request changed the resource. Names the changed fields,
+    /// never their values (a secret's name may be among them, never a secret).
+    pub async fn updated(
+        &self,
+        detail_type: &str,
+        subject: &Subject<'_>,
+        resource_arn: &str,
+        revision: &Revision,
+        changed: &[String],
+    ) -> Result<(), StepError> {
+        let mut detail = json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "step": subject.step,
+            "resourceArn": resource_arn,
+            "revision": { "time": revision.time(), "eventId": revision.event_id() },
+            "changed": changed,
+            "requestEventId": subject.request_event_id,
+        });
         if let Some(account) = subject.account_id {
             detail["accountId"] = json!(account);
         }

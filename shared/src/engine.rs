@@ -18,8 +18,10 @@ use crate::announce::{Announcer, Subject};
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::{
-    request_hash, Claim, ClaimRequest, ErrorReason, Lease, Ledger, Origin, Record, Release, StepKey,
+    request_hash, update_token, Applied, Claim, ClaimRequest, ErrorReason, Fields, Lease, Ledger,
+    Origin, Record, Release, Status, StepKey, UpdateClaim, UpdateEnd, UpdateLease,
 };
+use crate::revision::Revision;
 use crate::step::{Existing, Plan, Readiness, Step, CONFLICT};
 use crate::telemetry::Tally;
 
@@ -40,11 +42,15 @@ pub enum Outcome {
     Skipped(String),
     /// The step became ready in this delivery.
     Ready { arn: String, how: How },
-    /// The step was already ready: a duplicate, acknowledged.
+    /// The step was already ready: a duplicate (or an older request, or one that asks for
+    /// nothing new), acknowledged.
     Duplicate { arn: String },
+    /// A newer request changed the ready resource: `changed` names the fields.
+    Updated { arn: String, changed: Vec<String> },
     /// The step failed permanently (now or earlier): recorded and announced.
     Failed(ErrorReason),
-    /// Same key, different request: refused, announced, the ledger item left as it was.
+    /// A newer request the service refused to apply: announced; the resource keeps its
+    /// applied state and the step stays READY.
     Rejected(ErrorReason),
 }
 
@@ -86,6 +92,7 @@ impl Outcome {
                 how: How::Settled, ..
             } => {}
             Outcome::Duplicate { .. } => t.duplicates = 1,
+            Outcome::Updated { .. } => t.updated = 1,
             Outcome::Failed(_) => t.failures = 1,
             Outcome::Rejected(_) => t.rejected = 1,
         }
@@ -109,6 +116,7 @@ impl Outcome {
                 how: How::Settled, ..
             } => "ready",
             Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Updated { .. } => "updated",
             Outcome::Failed(_) => "failed",
             Outcome::Rejected(_) => "rejected",
         }
@@ -238,6 +246,7 @@ impl Engine {
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         let hash = request_hash(&plan.canonical);
+        let revision = Revision::of(request);
         let claim = self
             .ledger
             .claim(
@@ -257,17 +266,8 @@ impl Engine {
         };
         match claim {
             Claim::Ready(record) => {
-                let arn = record_arn(&record)?;
-                if record
-                    .request_hash
-                    .as_deref()
-                    .is_some_and(|stored| stored != hash)
-                {
-                    // A finished step stays as it was made: another pipeline's view of the
-                    // same account (or a changed request) does not fail a healthy account.
-                    warn!(arn = %arn, "step already done with different parameters; this request's differences were not applied");
-                }
                 if !record.announced {
+                    let arn = record_arn(&record)?;
                     let announce = self.announcer.ready(
                         S::READY_DETAIL_TYPE,
                         &subject,
@@ -277,7 +277,8 @@ impl Engine {
                     );
                     self.announce_late(&record, announce).await?;
                 }
-                Ok(Outcome::Duplicate { arn })
+                self.converge(step, plan, &subject, record, &revision, deadline)
+                    .await
             }
             Claim::Failed(record) => {
                 let reason = record.last_error.clone().unwrap_or_else(|| ErrorReason {
@@ -290,22 +291,6 @@ impl Engine {
                     self.announce_late(&record, announce).await?;
                 }
                 Ok(Outcome::Failed(reason))
-            }
-            Claim::Mismatch(record) => {
-                let reason = ErrorReason {
-                    retryable: false,
-                    code: "RequestMismatch".into(),
-                    message: format!(
-                        "{} is in progress for a request with different parameters (attempt {}); \
-                         send the original parameters, or wait until it is READY; if it is \
-                         stuck (its lease expired and its request is gone), `onboarding retry` \
-                         starts it afresh for the next request",
-                        plan.key, record.attempt
-                    ),
-                };
-                // The item belongs to the original request: announce, never overwrite it.
-                self.announcer.failed(&subject, &reason).await?;
-                Ok(Outcome::Rejected(reason))
             }
             Claim::InProgress { lease_expires_at } => {
                 let left = lease_expires_at
@@ -322,8 +307,14 @@ impl Engine {
                 // Come back when the holder has finished or its lease has run out.
                 .after(left + Duration::from_secs(1)))
             }
-            Claim::Created(record) => self.settle(step, plan, &subject, record, deadline).await,
-            Claim::Acquired(lease) => self.acquired(step, plan, &subject, lease, deadline).await,
+            Claim::Created(record) => {
+                self.settle(step, plan, &subject, record, &revision, deadline)
+                    .await
+            }
+            Claim::Acquired(lease) => {
+                self.acquired(step, plan, &subject, lease, &revision, deadline)
+                    .await
+            }
         }
     }
 
@@ -335,6 +326,7 @@ impl Engine {
         plan: &Plan<S::Input>,
         subject: &Subject<'_>,
         lease: Lease,
+        revision: &Revision,
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         record_token(&lease.token, lease.attempt);
@@ -342,6 +334,27 @@ impl Engine {
         let (api, arn, origin) = match self.obtain(step, plan, &lease, &mut sent).await {
             Ok(obtained) => obtained,
             Err(e) => return self.give_up(&lease, subject, e, sent).await,
+        };
+        // A resource that was there already is brought to what the request asks.
+        if origin != Origin::Created && !plan.desired.is_empty() {
+            let aligned = self
+                .align(
+                    step,
+                    plan,
+                    &api,
+                    &arn,
+                    &lease.key,
+                    lease.generation,
+                    revision,
+                )
+                .await;
+            if let Err(e) = aligned {
+                return self.give_up(&lease, subject, e, true).await;
+            }
+        }
+        let applied = Applied {
+            state: &plan.desired,
+            revision,
         };
         let settled = if step.ready_on_create() {
             Ok(Settled::Ready)
@@ -366,7 +379,9 @@ impl Engine {
                     self.release(&lease, &e, true).await;
                     return Err(e);
                 }
-                self.ledger.mark_ready(&lease, &arn, origin).await?;
+                self.ledger
+                    .mark_ready(&lease, &arn, origin, &applied)
+                    .await?;
                 Ok(Outcome::Ready {
                     arn,
                     how: origin.into(),
@@ -376,11 +391,15 @@ impl Engine {
             // Not ready in time (or the check failed for now): record what exists so later
             // deliveries only check readiness.
             Ok(Settled::Pending(status)) => {
-                self.ledger.mark_created(&lease, &arn, origin).await?;
+                self.ledger
+                    .mark_created(&lease, &arn, origin, &applied)
+                    .await?;
                 Err(not_ready(&arn, &status))
             }
             Err(e) if e.is_retryable() => {
-                self.ledger.mark_created(&lease, &arn, origin).await?;
+                self.ledger
+                    .mark_created(&lease, &arn, origin, &applied)
+                    .await?;
                 Err(e)
             }
             Err(e) => self.give_up(&lease, subject, e, true).await,
@@ -434,6 +453,7 @@ impl Engine {
         plan: &Plan<S::Input>,
         subject: &Subject<'_>,
         record: Record,
+        revision: &Revision,
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         let arn = record_arn(&record)?;
@@ -456,10 +476,21 @@ impl Engine {
                 self.ledger
                     .promote_ready(&plan.key, record.generation, &arn)
                     .await?;
-                return Ok(Outcome::Ready {
-                    arn,
-                    how: How::Settled,
-                });
+                // What this request asks beyond the creator's is applied now.
+                let ready = Record {
+                    status: Status::Ready,
+                    ..record
+                };
+                return match self
+                    .converge(step, plan, subject, ready, revision, deadline)
+                    .await?
+                {
+                    Outcome::Duplicate { arn } => Ok(Outcome::Ready {
+                        arn,
+                        how: How::Settled,
+                    }),
+                    other => Ok(other),
+                };
             }
             Ok(Settled::Pending(status)) => return Err(not_ready(&arn, &status)),
             Ok(Settled::Failed(e)) | Err(e) => e,
@@ -479,6 +510,200 @@ impl Engine {
                 .await?;
         }
         Ok(Outcome::Failed(e.reason().clone()))
+    }
+
+    /// A request for a READY step. Older than (or equal to) the applied revision: a duplicate,
+    /// never a rollback. Newer: its fields (only those it specifies) over the applied state
+    /// are the wanted state; if that differs, the update is claimed (one conditional write),
+    /// made, announced "<Step> Updated" and recorded, fenced by the update's lease. A pending
+    /// update newer than this request is carried on instead.
+    async fn converge<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        subject: &Subject<'_>,
+        record: Record,
+        revision: &Revision,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, StepError> {
+        let arn = record_arn(&record)?;
+        let state = record.state.clone().unwrap_or_default();
+        let pending = record
+            .wanted
+            .clone()
+            .zip(record.wanted_revision.clone())
+            .filter(|(_, pending)| pending > revision);
+        let (wanted, target) = match pending {
+            Some(newer) => newer,
+            None => {
+                if record
+                    .applied_revision
+                    .as_ref()
+                    .is_some_and(|a| a >= revision)
+                {
+                    if overlay(&state, &plan.desired) != state {
+                        info!(applied = %record.applied_revision.as_ref().map(Revision::as_str).unwrap_or(""),
+                            request = %revision, "an older request than the applied one: not applied");
+                    }
+                    return Ok(Outcome::Duplicate { arn });
+                }
+                (overlay(&state, &plan.desired), revision.clone())
+            }
+        };
+        if wanted == state && record.wanted.is_none() {
+            // Newer, but it asks for nothing the resource does not have.
+            return Ok(Outcome::Duplicate { arn });
+        }
+        let update = self
+            .ledger
+            .claim_update(&record, &wanted, &target, self.settings.lease, deadline)
+            .await?;
+        let lease = match update {
+            UpdateClaim::Acquired(lease) => lease,
+            UpdateClaim::Busy { lease_expires_at } => {
+                let left = lease_expires_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                return Err(StepError::retryable(
+                    "UpdateInProgressElsewhere",
+                    format!("{} is being updated by another delivery", plan.key),
+                )
+                .after(left + Duration::from_secs(1)));
+            }
+            UpdateClaim::Moved(now) => {
+                return Err(StepError::retryable(
+                    "ChangedMeanwhile",
+                    format!(
+                        "{} changed while this request was compared with it (now {} at {}); \
+                         it is compared again on the next delivery",
+                        plan.key,
+                        now.status,
+                        now.applied_revision
+                            .as_ref()
+                            .map(Revision::as_str)
+                            .unwrap_or("-")
+                    ),
+                )
+                .after(Duration::from_secs(1)))
+            }
+        };
+        self.apply_update(step, plan, subject, &arn, &state, lease)
+            .await
+    }
+
+    /// Holding the update: bring the resource from `state` to the lease's wanted state. A
+    /// holder after the first reads the resource and calls only if it still differs (an
+    /// earlier holder's call may have landed with its response lost).
+    async fn apply_update<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        subject: &Subject<'_>,
+        arn: &str,
+        state: &Fields,
+        lease: UpdateLease,
+    ) -> Result<Outcome, StepError> {
+        let token = update_token(&lease.key, lease.generation, &lease.revision);
+        let made = async {
+            let api = step.connect(&plan.input).await?;
+            let needed = lease.attempt <= 1
+                || step
+                    .current(&api, &plan.input, arn, state, &lease.wanted)
+                    .await?
+                    != lease.wanted;
+            if needed {
+                step.update(&api, &plan.input, arn, state, &lease.wanted, &token)
+                    .await?;
+            }
+            Ok::<(), StepError>(())
+        }
+        .await;
+        if let Err(e) = made {
+            let e = if e.is_not_yet() {
+                let delay = self.settings.backoff(lease.attempt);
+                e.after(delay)
+            } else {
+                e
+            };
+            if e.is_retryable() {
+                let end = UpdateEnd::Released {
+                    reason: e.reason(),
+                    retry_after: e.retry_after().map(|d| SystemTime::now() + d),
+                };
+                if let Err(ledger_err) = self.ledger.end_update(&lease, end).await {
+                    warn!(error = %ledger_err, "could not release the update; its lease will expire");
+                }
+                return Err(e);
+            }
+            // Refused for good: recorded first (fenced), then announced; the step stays READY.
+            let reason = ErrorReason {
+                retryable: false,
+                code: e.code().to_string(),
+                message: format!(
+                    "the update of {} to revision {} was refused: {}; the resource keeps its \
+                     applied state",
+                    plan.key,
+                    lease.revision,
+                    e.reason().message
+                ),
+            };
+            self.ledger
+                .end_update(&lease, UpdateEnd::Refused(&reason))
+                .await?;
+            self.announcer.failed(subject, &reason).await?;
+            return Ok(Outcome::Rejected(reason));
+        }
+        let changed = changed_fields(state, &lease.wanted);
+        let announced = self
+            .announcer
+            .updated(
+                S::UPDATED_DETAIL_TYPE,
+                subject,
+                arn,
+                &lease.revision,
+                &changed,
+            )
+            .await;
+        if let Err(e) = announced {
+            let end = UpdateEnd::Released {
+                reason: e.reason(),
+                retry_after: None,
+            };
+            if let Err(ledger_err) = self.ledger.end_update(&lease, end).await {
+                warn!(error = %ledger_err, "could not release the update; its lease will expire");
+            }
+            return Err(e);
+        }
+        self.ledger.end_update(&lease, UpdateEnd::Applied).await?;
+        info!(arn = %arn, revision = %lease.revision, changed = ?changed, "resource updated");
+        Ok(Outcome::Updated {
+            arn: arn.to_string(),
+            changed,
+        })
+    }
+
+    /// Brings a resource that was there already (adopted, pre-existing) to the request's
+    /// fields, if it differs.
+    #[allow(clippy::too_many_arguments)]
+    async fn align<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        api: &S::Api,
+        arn: &str,
+        key: &StepKey,
+        generation: u32,
+        revision: &Revision,
+    ) -> Result<(), StepError> {
+        let now = step
+            .current(api, &plan.input, arn, &Fields::new(), &plan.desired)
+            .await?;
+        if now != plan.desired {
+            let token = update_token(key, generation, revision);
+            step.update(api, &plan.input, arn, &now, &plan.desired, &token)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Not reachable yet: retryable with a growing delay inside the grace window from
@@ -617,6 +842,28 @@ fn adopt(
         }
         Existing::Conflicts(e) => Err(e),
     }
+}
+
+/// `state` with every field `request` specifies taken from it.
+fn overlay(state: &Fields, request: &Fields) -> Fields {
+    let mut merged = state.clone();
+    for (field, value) in request {
+        merged.insert(field.clone(), value.clone());
+    }
+    merged
+}
+
+/// The fields whose values differ between two states.
+fn changed_fields(before: &Fields, after: &Fields) -> Vec<String> {
+    let mut names: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn from_epoch_ms(ms: u64) -> SystemTime {

@@ -281,6 +281,9 @@ fn outcome_json(outcome: &Outcome) -> Value {
             json!({ "status": "ready", "resourceArn": arn, "how": how })
         }
         Outcome::Duplicate { arn } => json!({ "status": "duplicate", "resourceArn": arn }),
+        Outcome::Updated { arn, changed } => {
+            json!({ "status": "updated", "resourceArn": arn, "changed": changed })
+        }
         Outcome::Failed(reason) => json!({ "status": "failed", "reason": reason }),
         Outcome::Rejected(reason) => json!({ "status": "rejected", "reason": reason }),
     }

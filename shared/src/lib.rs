@@ -9,6 +9,7 @@ pub mod handler;
 pub mod lambda;
 pub mod ledger;
 pub mod redelivery;
+pub mod revision;
 pub mod settings;
 pub mod step;
 pub mod steps;

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
+pub use crate::ledger::Fields;
 use crate::ledger::StepKey;
 
 /// One unit of work a request asks for, at its scope.
@@ -17,6 +18,11 @@ pub struct Plan<I> {
     /// The canonical request, hashed to detect "same key, different request". No secret
     /// values: only references to them.
     pub canonical: serde_json::Value,
+    /// What the request asks of the resource, field by field, with only the fields it
+    /// specifies: a field left out means "no preference" and never conflicts with another
+    /// request's. No secret values (a secret's name at most). Merged over the applied state
+    /// in revision order, it is what the resource is brought to.
+    pub desired: Fields,
     /// What the step needs to act.
     pub input: I,
 }
@@ -53,6 +59,8 @@ pub trait Step: Send + Sync {
     const NAME: &'static str;
     /// detail-type announced when the step is ready.
     const READY_DETAIL_TYPE: &'static str;
+    /// detail-type announced when a later request changed the resource.
+    const UPDATED_DETAIL_TYPE: &'static str;
 
     type Input: Send + Sync;
     type Api: Send + Sync;
@@ -90,6 +98,38 @@ pub trait Step: Send + Sync {
         api: &Self::Api,
         arn: &str,
     ) -> impl Future<Output = Result<Readiness, StepError>> + Send;
+
+    /// The resource's current values of the fields in `wanted`, as far as the service tells
+    /// (to decide whether an update whose outcome is unknown still needs its call; a field the
+    /// service cannot show, such as a secret's name, is left out, so it is sent again).
+    /// `applied` names what the project set before (tag keys to be gone). Steps with nothing
+    /// to update answer `wanted` itself.
+    fn current(
+        &self,
+        _api: &Self::Api,
+        _input: &Self::Input,
+        _arn: &str,
+        _applied: &Fields,
+        wanted: &Fields,
+    ) -> impl Future<Output = Result<Fields, StepError>> + Send {
+        let wanted = wanted.clone();
+        async move { Ok(wanted) }
+    }
+
+    /// Brings the resource from `applied` to `wanted` (complete states: every field either
+    /// state specifies). `token` is deterministic per step and revision, for the calls that
+    /// take one. Steps with nothing to update do nothing.
+    fn update(
+        &self,
+        _api: &Self::Api,
+        _input: &Self::Input,
+        _arn: &str,
+        _applied: &Fields,
+        _wanted: &Fields,
+        _token: &str,
+    ) -> impl Future<Output = Result<(), StepError>> + Send {
+        async { Ok(()) }
+    }
 
     /// True when `create` returns a resource that is ready at once (no CREATED state).
     fn ready_on_create(&self) -> bool {

@@ -39,6 +39,7 @@ pub struct Tally {
     pub created: u32,
     pub adopted: u32,
     pub duplicates: u32,
+    pub updated: u32,
     pub retries: u32,
     pub failures: u32,
     pub rejected: u32,
@@ -50,6 +51,7 @@ impl Tally {
         self.created += other.created;
         self.adopted += other.adopted;
         self.duplicates += other.duplicates;
+        self.updated += other.updated;
         self.retries += other.retries;
         self.failures += other.failures;
         self.rejected += other.rejected;
@@ -70,7 +72,7 @@ impl Tally {
                     "Namespace": METRIC_NAMESPACE,
                     "Dimensions": [["Function"]],
                     "Metrics": [
-                        metric("StepsCreated"), metric("StepsAdopted"), metric("DuplicatesSuppressed"),
+                        metric("StepsCreated"), metric("StepsAdopted"), metric("DuplicatesSuppressed"), metric("StepsUpdated"),
                         metric("Retries"), metric("StepsFailed"), metric("EventsRejected"),
                     ],
                 }],
@@ -78,6 +80,7 @@ impl Tally {
             "Function": function,
             "StepsCreated": self.created,
             "StepsAdopted": self.adopted,
+            "StepsUpdated": self.updated,
             "DuplicatesSuppressed": self.duplicates,
             "Retries": self.retries,
             "StepsFailed": self.failures,

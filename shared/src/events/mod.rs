@@ -149,6 +149,9 @@ pub struct OnboardingRequest {
     pub origin: Origin,
     /// `replay-name` when the event comes from an archive replay.
     pub replay_name: Option<String>,
+    /// The envelope's `time` (`YYYY-MM-DDTHH:MM:SS[.f]Z`; an archive replay keeps it): orders
+    /// requests for the same step (see [`crate::revision`]).
+    pub time: Option<String>,
     /// 12 digits.
     pub account_id: String,
     /// 1-50 characters, no control characters.
@@ -191,6 +194,7 @@ pub(crate) struct Envelope<'a> {
     pub detail_type: &'a str,
     pub detail: Fields<'a>,
     pub replay_name: Option<&'a str>,
+    pub time: Option<&'a str>,
 }
 
 /// Decodes one EventBridge event (see the module documentation for what is accepted).
@@ -208,11 +212,21 @@ pub fn decode(event: &Value, accept: &Accept) -> Result<Decoded, DecodeError> {
     if let Some(name) = replay_name {
         check_len("replay-name", name, 1, MAX_ENVELOPE_STRING_CHARS)?;
     }
+    let time = fields.opt_str("time")?;
+    if let Some(time) = time {
+        if crate::revision::normalize_time(time).is_none() {
+            return Err(DecodeError::new(format!(
+                "time: expected a UTC time like 2026-11-30T12:00:00Z, got {}",
+                json::echo(time)
+            )));
+        }
+    }
     let envelope = Envelope {
         id,
         detail_type,
         detail,
         replay_name,
+        time,
     };
     if source == accept.source {
         if detail_type == accept.detail_type {
@@ -267,6 +281,7 @@ impl OnboardingRequest {
             event_id: envelope.id.to_owned(),
             origin,
             replay_name: envelope.replay_name.map(str::to_owned),
+            time: envelope.time.map(str::to_owned),
             account_id,
             account_name,
             instance: InstanceSpec::default(),

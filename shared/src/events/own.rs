@@ -47,6 +47,7 @@ pub(crate) fn decode(envelope: &Envelope<'_>) -> Result<Decoded, DecodeError> {
         event_id: envelope.id.to_owned(),
         origin: Origin::OnboardingRequested,
         replay_name: envelope.replay_name.map(str::to_owned),
+        time: envelope.time.map(str::to_owned),
         account_id,
         account_name,
         instance,

@@ -318,6 +318,7 @@ fn arb_request() -> impl Strategy<Value = OnboardingRequest> {
                     event_id,
                     origin: Origin::OnboardingRequested,
                     replay_name,
+                    time: Some("2026-11-20T10:15:30Z".into()),
                     account_id,
                     account_name,
                     instance: InstanceSpec { name, tags },

@@ -147,6 +147,7 @@ fn own_minimal_request_gets_defaults() {
             event_id: "4e9a5c1d-8f0b-4a4c-8d7e-9f0a1b2c3d4e".into(),
             origin: Origin::OnboardingRequested,
             replay_name: None,
+            time: Some("2026-11-20T10:15:30Z".into()),
             account_id: "444455556666".into(),
             account_name: None,
             instance: InstanceSpec::default(),

@@ -29,9 +29,13 @@ pub use error::LedgerError;
 pub use hash::{canonical_json, request_hash};
 pub use key::StepKey;
 pub use record::{ErrorReason, Failure, Origin, Record, Status, UnknownStatus};
-pub use token::client_token;
+pub use token::{client_token, update_token};
 
+use crate::revision::Revision;
 use writes::Expressions;
+
+/// A step's fields as requests specify them (see [`crate::step::Plan::desired`]).
+pub type Fields = serde_json::Map<String, serde_json::Value>;
 
 /// TTL of a claim that is never completed (from its last claim).
 pub const ABANDONED_CLAIM_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -63,10 +67,8 @@ pub enum Claim {
     Ready(Record),
     /// Created but not ready: check readiness, never create again.
     Created(Record),
-    /// Someone else holds a live lease: try again later.
+    /// Someone else holds a live lease (for this request or another): try again later.
     InProgress { lease_expires_at: SystemTime },
-    /// The step is in progress for a different request (item unchanged).
-    Mismatch(Record),
     /// Failed permanently (reason in `last_error`) until an operator retries it.
     Failed(Record),
 }
@@ -103,6 +105,57 @@ impl Lease {
             key: record.key,
         }
     }
+}
+
+/// The state a resource was created or updated to: the fields requests specified (never a
+/// secret value) and the revision of the request that asked for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied<'a> {
+    pub state: &'a Fields,
+    pub revision: &'a Revision,
+}
+
+/// A held update of a `READY` step: bring the resource to `wanted`. Every write that ends it
+/// is fenced on `owner`.
+#[derive(Clone, Debug)]
+pub struct UpdateLease {
+    pub key: StepKey,
+    pub generation: u32,
+    pub owner: String,
+    /// 1 for the first holder of this wanted revision; more means an earlier holder may
+    /// have called the service: read the resource before calling.
+    pub attempt: u32,
+    pub wanted: Fields,
+    pub revision: Revision,
+    pub expires_at: SystemTime,
+}
+
+/// The outcome of [`Ledger::claim_update`].
+#[derive(Clone, Debug)]
+pub enum UpdateClaim {
+    Acquired(UpdateLease),
+    /// Another delivery holds the update: try again later.
+    Busy {
+        lease_expires_at: SystemTime,
+    },
+    /// The step changed since it was read (another update applied, a newer one pending):
+    /// read it again.
+    Moved(Box<Record>),
+}
+
+/// How an update's holder ends it ([`Ledger::end_update`]).
+#[derive(Clone, Copy, Debug)]
+pub enum UpdateEnd<'a> {
+    /// The resource is in the wanted state: it becomes the applied state.
+    Applied,
+    /// The service refused the change for good: the revision counts as applied (it is
+    /// never retried), the applied state stays, the reason is recorded.
+    Refused(&'a ErrorReason),
+    /// Not now: the lease is released at once; the wanted state waits for the next holder.
+    Released {
+        reason: &'a ErrorReason,
+        retry_after: Option<SystemTime>,
+    },
 }
 
 /// How a lease holder that gives up for now ends its attempt ([`Ledger::release`]).
@@ -231,7 +284,7 @@ impl Ledger {
                 reason: "claim returned no attributes".into(),
             }),
             Written::ConditionFailed(Some(old)) => {
-                classify_claim(Record::from_item(&old)?, req.request_hash, &owner, now_ms)
+                classify_claim(Record::from_item(&old)?, &owner, now_ms)
             }
             Written::ConditionFailed(None) => Err(LedgerError::Corrupt {
                 key: key.to_string(),
@@ -246,8 +299,20 @@ impl Ledger {
         to: Status,
         arn: &str,
         origin: Origin,
+        applied: &Applied<'_>,
     ) -> Result<(), LedgerError> {
-        let e = writes::complete(&lease.owner, to, arn, origin, epoch_ms(SystemTime::now()));
+        let state = serde_json::Value::Object(applied.state.clone()).to_string();
+        let e = writes::complete(
+            &lease.owner,
+            to,
+            arn,
+            origin,
+            &writes::AppliedInput {
+                state: &state,
+                revision: applied.revision.as_str(),
+            },
+            epoch_ms(SystemTime::now()),
+        );
         match self.update(&lease.key, &e, false).await? {
             Written::Applied(_) => Ok(()),
             Written::ConditionFailed(old) => {
@@ -279,8 +344,10 @@ impl Ledger {
         lease: &Lease,
         arn: &str,
         origin: Origin,
+        applied: &Applied<'_>,
     ) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Created, arn, origin).await
+        self.complete(lease, Status::Created, arn, origin, applied)
+            .await
     }
 
     /// `IN_PROGRESS` held by `lease` -> `READY`, announced (the engine announces first).
@@ -289,8 +356,10 @@ impl Ledger {
         lease: &Lease,
         arn: &str,
         origin: Origin,
+        applied: &Applied<'_>,
     ) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Ready, arn, origin).await
+        self.complete(lease, Status::Ready, arn, origin, applied)
+            .await
     }
 
     /// `CREATED` with `arn` in `generation` -> `READY`. No lease needed (the change is
@@ -468,6 +537,101 @@ impl Ledger {
                     r.status, r.generation
                 )))
             }
+        }
+    }
+
+    /// Takes the update of a `READY` step (`current`, as read) to `wanted` at `revision`, with
+    /// one conditional write. See [`UpdateClaim`].
+    pub async fn claim_update(
+        &self,
+        current: &Record,
+        wanted: &Fields,
+        revision: &Revision,
+        lease: Duration,
+        deadline: Option<SystemTime>,
+    ) -> Result<UpdateClaim, LedgerError> {
+        let now = SystemTime::now();
+        let mut lease_end = now.checked_add(lease).unwrap_or(now);
+        if let Some(deadline) = deadline {
+            lease_end = lease_end.min(deadline);
+        }
+        let owner = Uuid::new_v4().to_string();
+        // Holders of the same wanted revision count up: a later one reads before calling.
+        let attempt = if current.wanted_revision.as_ref() == Some(revision) {
+            current.update_attempt.saturating_add(1)
+        } else {
+            1
+        };
+        let wanted_json = serde_json::Value::Object(wanted.clone()).to_string();
+        let e = writes::claim_update(&writes::UpdateClaimInput {
+            generation: current.generation,
+            seen: current.applied_revision.as_ref().map(Revision::as_str),
+            wanted: &wanted_json,
+            revision: revision.as_str(),
+            attempt,
+            owner: &owner,
+            now_ms: epoch_ms(now),
+            lease_expires_ms: epoch_ms(lease_end),
+        });
+        match self.update(&current.key, &e, false).await? {
+            Written::Applied(_) => Ok(UpdateClaim::Acquired(UpdateLease {
+                key: current.key.clone(),
+                generation: current.generation,
+                owner,
+                attempt,
+                wanted: wanted.clone(),
+                revision: revision.clone(),
+                expires_at: lease_end,
+            })),
+            Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
+                "{} has no ledger entry; nothing to update",
+                current.key
+            ))),
+            Written::ConditionFailed(Some(old)) => {
+                let old = Record::from_item(&old)?;
+                match old.update_lease_expires_at {
+                    Some(ms) if ms > epoch_ms(now) && old.status == Status::Ready => {
+                        Ok(UpdateClaim::Busy {
+                            lease_expires_at: from_epoch_ms(ms),
+                        })
+                    }
+                    _ => Ok(UpdateClaim::Moved(Box::new(old))),
+                }
+            }
+        }
+    }
+
+    /// Ends the update held by `lease` (fenced on its owner): [`LedgerError::LostLease`] if
+    /// another holder took it over, nothing written.
+    pub async fn end_update(
+        &self,
+        lease: &UpdateLease,
+        end: UpdateEnd<'_>,
+    ) -> Result<(), LedgerError> {
+        let wanted_json = serde_json::Value::Object(lease.wanted.clone()).to_string();
+        let end = match end {
+            UpdateEnd::Applied => writes::UpdateEnd::Applied {
+                state: &wanted_json,
+                revision: lease.revision.as_str(),
+            },
+            UpdateEnd::Refused(reason) => writes::UpdateEnd::Refused {
+                revision: lease.revision.as_str(),
+                reason,
+            },
+            UpdateEnd::Released {
+                reason,
+                retry_after,
+            } => writes::UpdateEnd::Released {
+                reason,
+                retry_after_ms: retry_after.map(epoch_ms),
+            },
+        };
+        let e = writes::end_update(&lease.owner, &end, epoch_ms(SystemTime::now()));
+        match self.update(&lease.key, &e, false).await? {
+            Written::Applied(_) => Ok(()),
+            Written::ConditionFailed(_) => Err(LedgerError::LostLease {
+                key: format!("{} (update to {})", lease.key, lease.revision),
+            }),
         }
     }
 
@@ -654,12 +818,7 @@ impl Ledger {
 ///
 /// `owner` is the owner id this claim wrote: finding it stored means an earlier attempt of
 /// this very request (an SDK retry after a lost response) acquired the step.
-fn classify_claim(
-    old: Record,
-    request_hash: &str,
-    owner: &str,
-    now_ms: u64,
-) -> Result<Claim, LedgerError> {
+fn classify_claim(old: Record, owner: &str, now_ms: u64) -> Result<Claim, LedgerError> {
     if old.status == Status::InProgress && old.lease_owner.as_deref() == Some(owner) {
         return Ok(Claim::Acquired(Lease::from_record(old, owner.to_owned())));
     }
@@ -667,24 +826,15 @@ fn classify_claim(
         Status::Ready => Ok(Claim::Ready(old)),
         Status::Created => Ok(Claim::Created(old)),
         Status::Failed => Ok(Claim::Failed(old)),
-        Status::InProgress => {
-            if old
-                .request_hash
-                .as_deref()
-                .is_some_and(|stored| stored != request_hash)
-            {
-                return Ok(Claim::Mismatch(old));
-            }
-            match old.lease_expires_at {
-                Some(ms) if ms > now_ms => Ok(Claim::InProgress {
-                    lease_expires_at: from_epoch_ms(ms),
-                }),
-                _ => Err(LedgerError::Corrupt {
-                    key: old.key.to_string(),
-                    reason: "IN_PROGRESS without a live lease, yet the claim was refused".into(),
-                }),
-            }
-        }
+        Status::InProgress => match old.lease_expires_at {
+            Some(ms) if ms > now_ms => Ok(Claim::InProgress {
+                lease_expires_at: from_epoch_ms(ms),
+            }),
+            _ => Err(LedgerError::Corrupt {
+                key: old.key.to_string(),
+                reason: "IN_PROGRESS without a live lease, yet the claim was refused".into(),
+            }),
+        },
     }
 }
 
@@ -714,12 +864,19 @@ mod tests {
             create_sent: false,
             settled_attempt: 0,
             retry_after: None,
+            state: None,
+            applied_revision: None,
+            wanted: None,
+            wanted_revision: None,
+            update_owner: None,
+            update_lease_expires_at: None,
+            update_attempt: 0,
         }
     }
 
     #[test]
     fn refused_claims_are_classified_from_the_stored_item() {
-        let c = |r| classify_claim(r, "h", "me", 1_000);
+        let c = |r| classify_claim(r, "me", 1_000);
         assert!(matches!(
             c(record(Status::Ready, Some("h"), None)),
             Ok(Claim::Ready(_))
@@ -736,9 +893,10 @@ mod tests {
             c(record(Status::Failed, Some("h"), None)),
             Ok(Claim::Failed(_))
         ));
+        // A different request meets a live lease: retry later, never refused.
         assert!(matches!(
             c(record(Status::InProgress, Some("x"), Some(2_000))),
-            Ok(Claim::Mismatch(_))
+            Ok(Claim::InProgress { .. })
         ));
         assert!(matches!(
             c(record(Status::InProgress, Some("h"), Some(2_000))),

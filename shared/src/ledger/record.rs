@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::error::LedgerError;
 use super::key::StepKey;
 use super::schema;
+use crate::revision::Revision;
 
 /// Where a step stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -185,6 +186,16 @@ pub struct Record {
     pub settled_attempt: u32,
     /// Epoch milliseconds: the earliest time to try a retryable step again.
     pub retry_after: Option<u64>,
+    /// The applied state: the fields requests specified, as last applied (no secrets).
+    pub state: Option<serde_json::Map<String, serde_json::Value>>,
+    pub applied_revision: Option<Revision>,
+    /// A pending update: the state it brings the resource to, and its revision.
+    pub wanted: Option<serde_json::Map<String, serde_json::Value>>,
+    pub wanted_revision: Option<Revision>,
+    pub update_owner: Option<String>,
+    /// Epoch milliseconds.
+    pub update_lease_expires_at: Option<u64>,
+    pub update_attempt: u32,
 }
 
 impl Record {
@@ -273,6 +284,20 @@ impl<'a> Decoder<'a> {
         }))
     }
 
+    /// A JSON object stored as a string.
+    fn json_map(
+        &self,
+        name: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, LedgerError> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(map)) => Ok(Some(map)),
+                _ => Err(self.corrupt(format!("attribute {name} is not a JSON object"))),
+            },
+        }
+    }
+
     fn string_list(&self, name: &str) -> Result<Vec<String>, LedgerError> {
         match self.item.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
@@ -339,6 +364,16 @@ impl Record {
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
                 .unwrap_or(0),
             retry_after: d.number(schema::RETRY_AFTER)?,
+            state: d.json_map(schema::STATE)?,
+            applied_revision: d.string(schema::APPLIED_REVISION)?.map(Revision::parse),
+            wanted: d.json_map(schema::WANTED)?,
+            wanted_revision: d.string(schema::WANTED_REVISION)?.map(Revision::parse),
+            update_owner: d.string(schema::UPDATE_OWNER)?.map(str::to_owned),
+            update_lease_expires_at: d.number(schema::UPDATE_LEASE_EXPIRES_AT)?,
+            update_attempt: d
+                .number(schema::UPDATE_ATTEMPT)?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .unwrap_or(0),
             key,
         })
     }

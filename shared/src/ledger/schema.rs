@@ -75,6 +75,20 @@ pub const CREATE_SENT: &str = "create_sent";
 pub const SETTLED_ATTEMPT: &str = "settled_attempt";
 /// Earliest time a retryable step should be tried again (N, epoch milliseconds).
 pub const RETRY_AFTER: &str = "retry_after";
+/// What the resource was last brought to (S, canonical JSON of the fields requests specified;
+/// never a secret value): the applied state, with [`APPLIED_REVISION`].
+pub const STATE: &str = "state";
+/// The revision ([`crate::revision::Revision`]) of the latest request applied (S).
+pub const APPLIED_REVISION: &str = "applied_revision";
+/// While an update is pending: the state it brings the resource to (S, canonical JSON) and
+/// its revision (S).
+pub const WANTED: &str = "wanted";
+pub const WANTED_REVISION: &str = "wanted_revision";
+/// The holder of a pending update's lease (S), its expiry (N, epoch ms) and how many
+/// holders took the same wanted revision (N).
+pub const UPDATE_OWNER: &str = "update_owner";
+pub const UPDATE_LEASE_EXPIRES_AT: &str = "update_lease_expires_at";
+pub const UPDATE_ATTEMPT: &str = "update_attempt";
 
 /// Creates the ledger table as the SAM template declares it: on-demand billing, keys
 /// [`PK`]/[`SK`], the sparse GSI [`ATTENTION_INDEX`] (all attributes projected) and TTL on

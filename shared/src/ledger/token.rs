@@ -24,6 +24,19 @@ pub fn client_token(key: &StepKey, generation: u32) -> String {
         .to_string()
 }
 
+/// The ClientToken of an update of `key` in `generation` to `revision`: the UUIDv5 of
+/// `[scope, step, generation, revision]`. Every holder of the same update sends the same one.
+pub fn update_token(
+    key: &StepKey,
+    generation: u32,
+    revision: &crate::revision::Revision,
+) -> String {
+    let name = serde_json::json!([key.scope, key.step, generation, revision.as_str()]).to_string();
+    Uuid::new_v5(&TOKEN_NAMESPACE, name.as_bytes())
+        .hyphenated()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

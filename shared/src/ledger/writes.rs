@@ -105,22 +105,32 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
          {events} = list_append(if_not_exists({events}, {empty}), {event}), \
          {hash} = {hash_v}, {announced} = if_not_exists({announced}, {no})"
     ));
+    // Any request may take over a claim nobody holds: a newer request is not refused while
+    // a step is created; what it asks beyond the creator's request is applied as an update.
     e.condition = Some(format!(
-        "attribute_not_exists({pk}) OR ({status} = {in_progress} AND {lease} <= {now} \
-         AND (attribute_not_exists({hash}) OR {hash} = {hash_v}))"
+        "attribute_not_exists({pk}) OR ({status} = {in_progress} AND {lease} <= {now})"
     ));
     e
 }
 
-/// `IN_PROGRESS` held by `owner` -> `CREATED` or `READY`, with the resource ARN. Completed
-/// items lose their TTL; `READY` items also leave the attention index. The engine announces
-/// before it records `READY` or `FAILED`, so those writes also mark the outcome announced:
-/// one write instead of two, and a crash in between re-announces (at least once).
+/// What a completion records the resource was made as: the state of the fields the request
+/// specified (canonical JSON, no secrets) and the request's revision.
+pub(crate) struct AppliedInput<'a> {
+    pub state: &'a str,
+    pub revision: &'a str,
+}
+
+/// `IN_PROGRESS` held by `owner` -> `CREATED` or `READY`, with the resource ARN, its origin
+/// and the applied state. Completed items lose their TTL; `READY` items also leave the
+/// attention index. The engine announces before it records `READY`, so that write also
+/// marks the outcome announced: one write instead of two, and a crash in between
+/// re-announces (at least once).
 pub(crate) fn complete(
     owner: &str,
     to: Status,
     arn: &str,
     origin: Origin,
+    applied: &AppliedInput<'_>,
     now_ms: u64,
 ) -> Expressions {
     let mut e = Expressions::default();
@@ -134,22 +144,28 @@ pub(crate) fn complete(
         e.n(ORIGIN),
         e.n(RETRY_AFTER),
     );
+    let (state, revision) = (e.n(STATE), e.n(APPLIED_REVISION));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let owner_v = e.v("owner", s(owner));
     let to_v = e.v("to", s(to.as_str()));
     let arn_v = e.v("arn", s(arn));
     let origin_v = e.v("origin", s(origin.as_str()));
+    let state_v = e.v("state", s(applied.state));
+    let revision_v = e.v("revision", s(applied.revision));
     let now = e.v("now", num(now_ms));
+    let common = format!(
+        "{resource} = {arn_v}, {origin_n} = {origin_v}, {state} = {state_v}, \
+         {revision} = {revision_v}, {updated} = {now}"
+    );
     e.update = Some(if to == Status::Ready {
         let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
         format!(
-            "SET {status} = {to_v}, {resource} = {arn_v}, {origin_n} = {origin_v}, \
-             {updated} = {now}, {announced} = {yes} REMOVE {expires}, {attention}, {retry_after}"
+            "SET {status} = {to_v}, {common}, {announced} = {yes} \
+             REMOVE {expires}, {attention}, {retry_after}"
         )
     } else {
         format!(
-            "SET {status} = {to_v}, {attention} = {to_v}, {resource} = {arn_v}, \
-             {origin_n} = {origin_v}, {updated} = {now} REMOVE {expires}, {retry_after}"
+            "SET {status} = {to_v}, {attention} = {to_v}, {common} REMOVE {expires}, {retry_after}"
         )
     });
     e.condition = Some(format!(
@@ -377,6 +393,152 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
     e
 }
 
+/// Status of the attention index while an update is pending on a `READY` step.
+pub(crate) const UPDATING: &str = "UPDATING";
+
+/// Inputs of an update claim.
+pub(crate) struct UpdateClaimInput<'a> {
+    pub generation: u32,
+    /// The applied revision the claimer read (`None`: the item has none yet).
+    pub seen: Option<&'a str>,
+    pub wanted: &'a str,
+    pub revision: &'a str,
+    pub attempt: u32,
+    pub owner: &'a str,
+    pub now_ms: u64,
+    pub lease_expires_ms: u64,
+}
+
+/// A newer request for a `READY` step: take the update lease, record the wanted state and
+/// revision. Conditioned on the applied revision read (another update in between moves it),
+/// on no live update lease, and on no newer pending revision.
+pub(crate) fn claim_update(input: &UpdateClaimInput<'_>) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, generation, applied, lease) = (
+        e.n(STATUS),
+        e.n(GENERATION),
+        e.n(APPLIED_REVISION),
+        e.n(UPDATE_LEASE_EXPIRES_AT),
+    );
+    let (wanted, wanted_rev, owner, attempt, attention, updated) = (
+        e.n(WANTED),
+        e.n(WANTED_REVISION),
+        e.n(UPDATE_OWNER),
+        e.n(UPDATE_ATTEMPT),
+        e.n(ATTENTION),
+        e.n(UPDATED_AT),
+    );
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let generation_v = e.v("generation", num(u64::from(input.generation)));
+    let now = e.v("now", num(input.now_ms));
+    let revision_v = e.v("revision", s(input.revision));
+    let seen = match input.seen {
+        Some(seen) => {
+            let seen_v = e.v("seen", s(seen));
+            format!("{applied} = {seen_v}")
+        }
+        None => format!("attribute_not_exists({applied})"),
+    };
+    e.condition = Some(format!(
+        "{status} = {ready} AND {generation} = {generation_v} AND {seen} \
+         AND (attribute_not_exists({lease}) OR {lease} <= {now}) \
+         AND (attribute_not_exists({wanted_rev}) OR {wanted_rev} <= {revision_v})"
+    ));
+    let wanted_v = e.v("wanted", s(input.wanted));
+    let owner_v = e.v("owner", s(input.owner));
+    let lease_v = e.v("lease", num(input.lease_expires_ms));
+    let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
+    let updating = e.v("updating", s(UPDATING));
+    e.update = Some(format!(
+        "SET {wanted} = {wanted_v}, {wanted_rev} = {revision_v}, {owner} = {owner_v}, \
+         {lease} = {lease_v}, {attempt} = {attempt_v}, {attention} = {updating}, {updated} = {now}"
+    ));
+    e
+}
+
+/// The fence of every write by an update's holder.
+fn update_fence(e: &mut Expressions, owner: &str) -> String {
+    let (status, owner_n) = (e.n(STATUS), e.n(UPDATE_OWNER));
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let owner_v = e.v("owner", s(owner));
+    format!("{status} = {ready} AND {owner_n} = {owner_v}")
+}
+
+/// How an update's holder ends it.
+pub(crate) enum UpdateEnd<'a> {
+    /// Applied: the wanted state is the new applied state.
+    Applied { state: &'a str, revision: &'a str },
+    /// Refused for good: the revision counts as applied (never retried), the state stays,
+    /// the reason is recorded.
+    Refused {
+        revision: &'a str,
+        reason: &'a ErrorReason,
+    },
+    /// Not now: the lease is released at once, the wanted state stays for the next holder.
+    Released {
+        reason: &'a ErrorReason,
+        retry_after_ms: Option<u64>,
+    },
+}
+
+/// Ends the update held by `owner` as `end` says.
+pub(crate) fn end_update(owner: &str, end: &UpdateEnd<'_>, now_ms: u64) -> Expressions {
+    let mut e = Expressions::default();
+    e.condition = Some(update_fence(&mut e, owner));
+    let (updated, last_error, retry_after) = (e.n(UPDATED_AT), e.n(LAST_ERROR), e.n(RETRY_AFTER));
+    let now = e.v("now", num(now_ms));
+    let finished = |e: &mut Expressions| {
+        let names = [
+            WANTED,
+            WANTED_REVISION,
+            UPDATE_OWNER,
+            UPDATE_LEASE_EXPIRES_AT,
+            UPDATE_ATTEMPT,
+            ATTENTION,
+        ]
+        .map(|n| e.n(n));
+        names.join(", ")
+    };
+    e.update = Some(match end {
+        UpdateEnd::Applied { state, revision } => {
+            let (state_n, applied) = (e.n(STATE), e.n(APPLIED_REVISION));
+            let state_v = e.v("state", s(*state));
+            let revision_v = e.v("revision", s(*revision));
+            let removed = finished(&mut e);
+            format!(
+                "SET {state_n} = {state_v}, {applied} = {revision_v}, {updated} = {now} \
+                 REMOVE {removed}, {last_error}, {retry_after}"
+            )
+        }
+        UpdateEnd::Refused { revision, reason } => {
+            let applied = e.n(APPLIED_REVISION);
+            let revision_v = e.v("revision", s(*revision));
+            let reason_v = e.v("reason", reason.to_attribute());
+            let removed = finished(&mut e);
+            format!(
+                "SET {applied} = {revision_v}, {last_error} = {reason_v}, {updated} = {now} \
+                 REMOVE {removed}, {retry_after}"
+            )
+        }
+        UpdateEnd::Released {
+            reason,
+            retry_after_ms,
+        } => {
+            let lease = e.n(UPDATE_LEASE_EXPIRES_AT);
+            let reason_v = e.v("reason", reason.to_attribute());
+            let set = format!("SET {lease} = {now}, {last_error} = {reason_v}, {updated} = {now}");
+            match retry_after_ms {
+                Some(ms) => {
+                    let after = e.v("after", num(*ms));
+                    format!("{set}, {retry_after} = {after}")
+                }
+                None => format!("{set} REMOVE {retry_after}"),
+            }
+        }
+    });
+    e
+}
+
 /// Key condition of one scope's steps.
 pub(crate) fn scope_query(scope: &str) -> Expressions {
     let mut e = Expressions::default();
@@ -435,6 +597,24 @@ mod tests {
         message: String::new(),
     };
 
+    const APPLIED: AppliedInput<'static> = AppliedInput {
+        state: "{}",
+        revision: "r",
+    };
+
+    fn update_claim(seen: Option<&'static str>) -> UpdateClaimInput<'static> {
+        UpdateClaimInput {
+            generation: 0,
+            seen,
+            wanted: "{}",
+            revision: "r1",
+            attempt: 1,
+            owner: "o",
+            now_ms: 1,
+            lease_expires_ms: 2,
+        }
+    }
+
     fn release(retry_after_ms: Option<u64>, create_sent: bool) -> ReleaseInput<'static> {
         ReleaseInput {
             owner: "o",
@@ -465,11 +645,57 @@ mod tests {
             ("claim", claim(&input)),
             (
                 "complete created",
-                complete("o", Status::Created, "arn", Origin::Created, 1),
+                complete("o", Status::Created, "arn", Origin::Created, &APPLIED, 1),
             ),
             (
                 "complete ready",
-                complete("o", Status::Ready, "arn", Origin::Adopted, 1),
+                complete("o", Status::Ready, "arn", Origin::Adopted, &APPLIED, 1),
+            ),
+            ("claim update", claim_update(&update_claim(Some("r0")))),
+            ("claim first update", claim_update(&update_claim(None))),
+            (
+                "update applied",
+                end_update(
+                    "o",
+                    &UpdateEnd::Applied {
+                        state: "{}",
+                        revision: "r",
+                    },
+                    1,
+                ),
+            ),
+            (
+                "update refused",
+                end_update(
+                    "o",
+                    &UpdateEnd::Refused {
+                        revision: "r",
+                        reason: &REASON,
+                    },
+                    1,
+                ),
+            ),
+            (
+                "update released",
+                end_update(
+                    "o",
+                    &UpdateEnd::Released {
+                        reason: &REASON,
+                        retry_after_ms: Some(2),
+                    },
+                    1,
+                ),
+            ),
+            (
+                "update released now",
+                end_update(
+                    "o",
+                    &UpdateEnd::Released {
+                        reason: &REASON,
+                        retry_after_ms: None,
+                    },
+                    1,
+                ),
             ),
             ("promote", promote(0, "arn", 1)),
             ("fail permanent", fail_permanent("o", &reason, 1, 2)),
@@ -549,11 +775,11 @@ mod tests {
 
     #[test]
     fn ready_leaves_the_attention_index_and_completed_items_lose_their_ttl() {
-        let ready = complete("o", Status::Ready, "arn", Origin::Created, 1)
+        let ready = complete("o", Status::Ready, "arn", Origin::Created, &APPLIED, 1)
             .update
             .unwrap_or_default();
         assert!(ready.contains("REMOVE #expiresat, #attention"), "{ready}");
-        let created = complete("o", Status::Created, "arn", Origin::Created, 1)
+        let created = complete("o", Status::Created, "arn", Origin::Created, &APPLIED, 1)
             .update
             .unwrap_or_default();
         assert!(created.contains("#attention = :to"), "{created}");

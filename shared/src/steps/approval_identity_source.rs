@@ -31,6 +31,7 @@ impl ApprovalIdentitySource {
 impl Step for ApprovalIdentitySource {
     const NAME: &'static str = "approval-identity-source";
     const READY_DETAIL_TYPE: &'static str = "Approval Identity Source Ready";
+    const UPDATED_DETAIL_TYPE: &'static str = "Approval Identity Source Updated";
     type Input = ();
     type Api = Client;
 
@@ -41,6 +42,9 @@ impl Step for ApprovalIdentitySource {
             key: StepKey::org(&self.instance_arn, Self::NAME),
             account_id: None,
             canonical: json!({ "instanceArn": self.instance_arn, "region": self.instance_region }),
+            // Nothing to update: the organization's identity source has no settings a
+            // request could change.
+            desired: Default::default(),
             input: (),
         })
     }

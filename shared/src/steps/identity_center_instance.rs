@@ -1,7 +1,7 @@
 //! An IAM Identity Center account instance in the member account (sso-admin CreateInstance,
 //! asynchronous: CREATE_IN_PROGRESS -> ACTIVE or CREATE_FAILED).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ssoadmin::types::{InstanceStatus, Tag};
 use aws_sdk_ssoadmin::Client;
@@ -11,7 +11,38 @@ use crate::aws::MemberAccess;
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::StepKey;
-use crate::step::{Existing, Plan, Readiness, Step};
+use crate::step::{Existing, Fields, Plan, Readiness, Step};
+
+const NAME: &str = "name";
+const TAGS: &str = "tags";
+
+/// The fields a request specifies: a name if it gives one, tags if it gives any (a request
+/// without tags, like every Control Tower event, has no preference about them).
+fn desired(name: Option<&str>, tags: &BTreeMap<String, String>) -> Fields {
+    let mut fields = Fields::new();
+    if let Some(name) = name {
+        fields.insert(NAME.into(), json!(name));
+    }
+    if !tags.is_empty() {
+        fields.insert(TAGS.into(), json!(tags));
+    }
+    fields
+}
+
+/// The project's tags in a state.
+fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
+    fields
+        .get(TAGS)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn sso_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, StepError> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StepError::permanent("InvalidTag", e.to_string()))
+}
 
 pub struct IdentityCenterInstance {
     access: MemberAccess,
@@ -32,6 +63,7 @@ impl IdentityCenterInstance {
 impl Step for IdentityCenterInstance {
     const NAME: &'static str = "identity-center-instance";
     const READY_DETAIL_TYPE: &'static str = "Identity Center Instance Ready";
+    const UPDATED_DETAIL_TYPE: &'static str = "Identity Center Instance Updated";
     type Input = Input;
     type Api = Client;
 
@@ -45,6 +77,7 @@ impl Step for IdentityCenterInstance {
                 "name": instance.name,
                 "tags": instance.tags,
             }),
+            desired: desired(instance.name.as_deref(), &instance.tags),
             input: Input {
                 account_id: request.account_id.clone(),
                 name: instance.name.clone(),
@@ -112,12 +145,7 @@ impl Step for IdentityCenterInstance {
         input: &Input,
         client_token: &str,
     ) -> Result<String, StepError> {
-        let tags = input
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StepError::permanent("InvalidTag", e.to_string()))?;
+        let tags = sso_tags(&input.tags)?;
         let out = api
             .create_instance()
             .client_token(client_token)
@@ -150,6 +178,114 @@ impl Step for IdentityCenterInstance {
                 "sso-admin CreateInstance returned no InstanceArn",
             )
         })
+    }
+
+    /// The name (DescribeInstance) and the values of the tag keys the project set or wants
+    /// (ListTagsForResource); other tags are someone else's and never compared.
+    async fn current(
+        &self,
+        api: &Client,
+        _input: &Input,
+        arn: &str,
+        applied: &Fields,
+        wanted: &Fields,
+    ) -> Result<Fields, StepError> {
+        let mut now = Fields::new();
+        if wanted.contains_key(NAME) {
+            let out = api
+                .describe_instance()
+                .instance_arn(arn)
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("sso-admin DescribeInstance", e))?;
+            if let Some(name) = out.name() {
+                now.insert(NAME.into(), json!(name));
+            }
+        }
+        let ours: BTreeSet<String> = tags_of(applied)
+            .into_keys()
+            .chain(tags_of(wanted).into_keys())
+            .collect();
+        if !ours.is_empty() {
+            let mut tags = BTreeMap::new();
+            let mut next: Option<String> = None;
+            loop {
+                let out = api
+                    .list_tags_for_resource()
+                    .instance_arn(arn)
+                    .resource_arn(arn)
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_sdk("sso-admin ListTagsForResource", e))?;
+                for tag in out.tags() {
+                    if ours.contains(tag.key()) {
+                        tags.insert(tag.key().to_string(), tag.value().to_string());
+                    }
+                }
+                match out.next_token() {
+                    Some(token) if !token.is_empty() => next = Some(token.to_string()),
+                    _ => break,
+                }
+            }
+            if !tags.is_empty() {
+                now.insert(TAGS.into(), json!(tags));
+            }
+        }
+        Ok(now)
+    }
+
+    /// A new name through UpdateInstance; the project's tags through TagResource (new or
+    /// changed values) and UntagResource (keys the project set that are no longer wanted).
+    /// Each call sets an absolute value, so a repeat after a lost response changes nothing.
+    async fn update(
+        &self,
+        api: &Client,
+        _input: &Input,
+        arn: &str,
+        applied: &Fields,
+        wanted: &Fields,
+        _token: &str,
+    ) -> Result<(), StepError> {
+        if let Some(name) = wanted.get(NAME).and_then(|v| v.as_str()) {
+            if applied.get(NAME) != wanted.get(NAME) {
+                api.update_instance()
+                    .instance_arn(arn)
+                    .name(name)
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_sdk("sso-admin UpdateInstance", e))?;
+            }
+        }
+        let (before, after) = (tags_of(applied), tags_of(wanted));
+        let gone: Vec<String> = before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            api.untag_resource()
+                .instance_arn(arn)
+                .resource_arn(arn)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("sso-admin UntagResource", e))?;
+        }
+        let set: BTreeMap<String, String> = after
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .collect();
+        if !set.is_empty() {
+            api.tag_resource()
+                .instance_arn(arn)
+                .resource_arn(arn)
+                .set_tags(Some(sso_tags(&set)?))
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("sso-admin TagResource", e))?;
+        }
+        Ok(())
     }
 
     async fn readiness(&self, api: &Client, arn: &str) -> Result<Readiness, StepError> {

@@ -12,9 +12,37 @@ use serde_json::json;
 
 use crate::aws::MemberAccess;
 use crate::error::StepError;
+use crate::events::ProviderType;
 use crate::events::{OnboardingRequest, WebIdentityProviderSpec};
 use crate::ledger::StepKey;
-use crate::step::{Existing, Plan, Readiness, Step};
+use crate::step::{Existing, Fields, Plan, Readiness, Step};
+
+const TYPE: &str = "type";
+const DETAILS: &str = "details";
+const SECRET_ID: &str = "secretId";
+const TAGS: &str = "tags";
+
+/// The fields a provider request specifies: its type and non-secret details always, the
+/// secret's name when the type has one, tags when it gives any.
+fn desired(spec: &WebIdentityProviderSpec) -> Fields {
+    let mut fields = Fields::new();
+    fields.insert(TYPE.into(), json!(spec.provider_type.as_str()));
+    fields.insert(DETAILS.into(), json!(spec.details));
+    if let Some(secret) = &spec.secret_id {
+        fields.insert(SECRET_ID.into(), json!(secret));
+    }
+    if !spec.tags.is_empty() {
+        fields.insert(TAGS.into(), json!(spec.tags));
+    }
+    fields
+}
+
+fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
+    fields
+        .get(TAGS)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
 
 pub struct WebIdentityProvider {
     access: MemberAccess,
@@ -37,16 +65,25 @@ impl WebIdentityProvider {
         &self,
         spec: &WebIdentityProviderSpec,
     ) -> Result<HashMap<String, String>, StepError> {
-        let needed = spec.provider_type.secret_keys();
+        self.secrets_of(spec.provider_type, spec.secret_id.as_deref())
+            .await
+    }
+
+    async fn secrets_of(
+        &self,
+        provider_type: ProviderType,
+        secret_id: Option<&str>,
+    ) -> Result<HashMap<String, String>, StepError> {
+        let needed = provider_type.secret_keys();
         if needed.is_empty() {
             return Ok(HashMap::new());
         }
-        let secret_id = spec.secret_id.as_deref().ok_or_else(|| {
+        let secret_id = secret_id.ok_or_else(|| {
             StepError::permanent(
                 "MissingSecret",
                 format!(
                     "a {} provider needs secretId naming its {:?}",
-                    spec.provider_type.as_str(),
+                    provider_type.as_str(),
                     needed
                 ),
             )
@@ -83,6 +120,7 @@ impl WebIdentityProvider {
 impl Step for WebIdentityProvider {
     const NAME: &'static str = "web-identity-provider";
     const READY_DETAIL_TYPE: &'static str = "Web Identity Provider Ready";
+    const UPDATED_DETAIL_TYPE: &'static str = "Web Identity Provider Updated";
     type Input = Input;
     type Api = Client;
 
@@ -115,6 +153,7 @@ impl Step for WebIdentityProvider {
                 "secretId": spec.secret_id,
                 "tags": spec.tags,
             }),
+            desired: desired(spec),
             input: Input {
                 spec: spec.clone(),
                 region,
@@ -219,6 +258,139 @@ impl Step for WebIdentityProvider {
             .await
             .map_err(|e| StepError::from_sdk("workspaces-web CreateIdentityProvider", e))?;
         Ok(out.identity_provider_arn().to_string())
+    }
+
+    /// Type and non-secret details (GetIdentityProvider) and the values of the tag keys the
+    /// project set or wants (ListTagsForResource). The secret's name cannot be read back: it
+    /// is left out, so a changed secret is always sent.
+    async fn current(
+        &self,
+        api: &Client,
+        _input: &Input,
+        arn: &str,
+        applied: &Fields,
+        wanted: &Fields,
+    ) -> Result<Fields, StepError> {
+        let out = api
+            .get_identity_provider()
+            .identity_provider_arn(arn)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("workspaces-web GetIdentityProvider", e))?;
+        let mut now = Fields::new();
+        if let Some(provider) = out.identity_provider() {
+            let provider_type = provider
+                .identity_provider_type()
+                .map(|t| t.as_str().to_string());
+            if let Some(t) = &provider_type {
+                now.insert(TYPE.into(), json!(t));
+            }
+            let secret = provider_type
+                .as_deref()
+                .and_then(|t| t.parse::<ProviderType>().ok())
+                .map(|t| t.secret_keys())
+                .unwrap_or_default();
+            let details: BTreeMap<&String, &String> = provider
+                .identity_provider_details()
+                .map(|d| {
+                    d.iter()
+                        .filter(|(k, _)| !secret.contains(&k.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            now.insert(DETAILS.into(), json!(details));
+        }
+        let ours: Vec<String> = tags_of(applied)
+            .into_keys()
+            .chain(tags_of(wanted).into_keys())
+            .collect();
+        if !ours.is_empty() {
+            let out = api
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("workspaces-web ListTagsForResource", e))?;
+            let tags: BTreeMap<&str, &str> = out
+                .tags()
+                .iter()
+                .filter(|t| ours.iter().any(|k| k == t.key()))
+                .map(|t| (t.key(), t.value()))
+                .collect();
+            if !tags.is_empty() {
+                now.insert(TAGS.into(), json!(tags));
+            }
+        }
+        Ok(now)
+    }
+
+    /// Type, details and secret through UpdateIdentityProvider (the whole details map, the
+    /// secret read again from Secrets Manager, with the revision's token); the project's
+    /// tags through TagResource / UntagResource. The provider's name is part of the step's
+    /// key: another name is another provider.
+    async fn update(
+        &self,
+        api: &Client,
+        _input: &Input,
+        arn: &str,
+        applied: &Fields,
+        wanted: &Fields,
+        token: &str,
+    ) -> Result<(), StepError> {
+        let provider_changed = [TYPE, DETAILS, SECRET_ID]
+            .iter()
+            .any(|f| applied.get(*f) != wanted.get(*f));
+        if provider_changed {
+            let provider_type: ProviderType = wanted
+                .get(TYPE)
+                .and_then(|v| v.as_str())
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| {
+                    StepError::permanent("InvalidState", "the wanted state names no provider type")
+                })?;
+            let mut details: HashMap<String, String> = wanted
+                .get(DETAILS)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            let secret_id = wanted.get(SECRET_ID).and_then(|v| v.as_str());
+            details.extend(self.secrets_of(provider_type, secret_id).await?);
+            api.update_identity_provider()
+                .identity_provider_arn(arn)
+                .identity_provider_type(IdentityProviderType::from(provider_type.as_str()))
+                .set_identity_provider_details(Some(details))
+                .client_token(token)
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("workspaces-web UpdateIdentityProvider", e))?;
+        }
+        let (before, after) = (tags_of(applied), tags_of(wanted));
+        let gone: Vec<String> = before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            api.untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("workspaces-web UntagResource", e))?;
+        }
+        let set: BTreeMap<String, String> = after
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .collect();
+        if !set.is_empty() {
+            api.tag_resource()
+                .resource_arn(arn)
+                .set_tags(tags(&set)?)
+                .client_token(token)
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("workspaces-web TagResource", e))?;
+        }
+        Ok(())
     }
 
     async fn readiness(&self, _api: &Client, _arn: &str) -> Result<Readiness, StepError> {

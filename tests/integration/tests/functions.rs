@@ -411,30 +411,8 @@ async fn permanent_failures_are_recorded_announced_and_acknowledged() {
     assert!(failed_ids(&reply).is_empty());
     assert!(stack.emitted().await.is_empty());
 
-    // A finished step stays finished: a later request that describes the account
-    // differently is a duplicate (logged), not a failure of a healthy account.
-    let fine = "600000000004";
-    let first = onboarding_requested(
-        "p-4",
-        fine,
-        json!({ "identityCenterInstance": { "name": "ours" } }),
-    );
-    handler.handle(first, None).await.unwrap();
-    let key = StepKey::account(fine, "identity-center-instance");
-    let before = ledger.get_step(&key).await.unwrap().unwrap();
-    let other = onboarding_requested(
-        "p-5",
-        fine,
-        json!({ "identityCenterInstance": { "name": "renamed" } }),
-    );
-    let (reply, _) = handler.handle(other, None).await.unwrap();
-    assert_eq!(reply["status"], "duplicate", "{reply}");
-    let after = ledger.get_step(&key).await.unwrap().unwrap();
-    assert_eq!(format!("{before:?}"), format!("{after:?}"));
-    stack.emitted().await;
-
-    // While a step is in flight, a different request for the same key is refused and
-    // announced, and the holder's record is left alone.
+    // While a step is in flight, a different request for the same key is not refused: it
+    // comes back when the holder's lease ends, and the holder's record is left alone.
     let busy = "600000000005";
     let key = StepKey::account(busy, "identity-center-instance");
     let claim = ledger
@@ -451,23 +429,19 @@ async fn permanent_failures_are_recorded_announced_and_acknowledged() {
         .unwrap();
     assert!(matches!(claim, Claim::Acquired(_)));
     let before = ledger.get_step(&key).await.unwrap().unwrap();
-    let (reply, tally) = handler
+    let err = handler
         .handle(onboarding_requested("p-6", busy, json!({})), None)
         .await
-        .unwrap();
-    assert_eq!(reply["status"], "rejected", "{reply}");
-    assert_eq!(reply["reason"]["code"], "RequestMismatch");
-    assert_eq!(tally.rejected, 1);
+        .expect_err("retried later");
+    assert_eq!(err.code(), "InProgressElsewhere");
+    assert!(err
+        .retry_after()
+        .is_some_and(|d| d <= Duration::from_secs(31)));
     let after = ledger.get_step(&key).await.unwrap().unwrap();
     assert_eq!(format!("{before:?}"), format!("{after:?}"));
-    let emitted = stack.emitted().await;
-    assert_eq!(
-        ready_events(&emitted, "Onboarding Step Failed").len(),
-        1,
-        "{emitted:?}"
-    );
-    // p-2 and p-4: the rejected request called nothing.
-    assert_eq!(stack.emulator.counters().calls("CreateInstance"), 2);
+    assert!(stack.emitted().await.is_empty(), "nothing announced");
+    // p-2 only: the waiting request called nothing.
+    assert_eq!(stack.emulator.counters().calls("CreateInstance"), 1);
 }
 
 #[tokio::test]

@@ -7,14 +7,27 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::moto::{dynamodb, ledger_table, moto};
 use onboarding::ledger::{
-    client_token, request_hash, schema, Claim, ClaimRequest, ErrorReason, Failure, Lease, Ledger,
-    LedgerError, Origin, Record, Release, Status, StepKey,
+    client_token, request_hash, schema, Applied, Claim, ClaimRequest, ErrorReason, Failure, Fields,
+    Lease, Ledger, LedgerError, Origin, Record, Release, Status, StepKey,
 };
+use onboarding::revision::Revision;
 use serde_json::json;
 
 type Item = HashMap<String, AttributeValue>;
 
 const LONG: Duration = Duration::from_secs(120);
+
+static STATE: std::sync::LazyLock<Fields> = std::sync::LazyLock::new(Fields::new);
+static REVISION: std::sync::LazyLock<Revision> =
+    std::sync::LazyLock::new(|| Revision::parse("2026-11-30T00:00:00.000Z#event-1"));
+
+/// What a completion records (the fields a request specified and its revision).
+fn applied() -> Applied<'static> {
+    Applied {
+        state: &STATE,
+        revision: &REVISION,
+    }
+}
 
 fn request(hash: &str) -> ClaimRequest<'_> {
     ClaimRequest {
@@ -117,7 +130,7 @@ async fn duplicate_of_a_finished_step_is_ready_in_one_request_and_changes_nothin
     let lease = acquire(&ledger, &key, &request(&hash)).await;
     requests.reset();
     ledger
-        .mark_ready(&lease, ARN, Origin::Created)
+        .mark_ready(&lease, ARN, Origin::Created, &applied())
         .await
         .expect("mark_ready");
     let complete = requests.take();
@@ -153,7 +166,7 @@ async fn duplicate_of_a_finished_step_is_ready_in_one_request_and_changes_nothin
 }
 
 #[tokio::test]
-async fn different_request_for_the_same_key_is_a_mismatch_and_changes_nothing() {
+async fn a_different_request_waits_for_a_live_lease_and_takes_over_an_expired_one() {
     let (ledger, requests, table) = ledger_table("ledger-mismatch").await;
     let key = key("100000000003");
     let first = hash_of("payments");
@@ -162,16 +175,16 @@ async fn different_request_for_the_same_key_is_a_mismatch_and_changes_nothing() 
     acquire(&ledger, &key, &request(&first)).await;
     let before = raw(&table, &key).await;
     requests.reset();
+    // A different request meets the live lease: it comes back later, it is never refused.
     match ledger.claim(&key, &request(&other)).await.expect("claim") {
-        Claim::Mismatch(record) => {
-            assert_eq!(record.request_hash.as_deref(), Some(first.as_str()))
-        }
-        other => panic!("expected Mismatch, got {other:?}"),
+        Claim::InProgress { .. } => {}
+        other => panic!("expected InProgress, got {other:?}"),
     }
     assert_eq!(requests.take(), 1);
     assert_eq!(raw(&table, &key).await, before);
 
-    // Even once the lease has expired, a different request may not take the step over.
+    // Once the lease has expired, any request takes the step over (same token: what it
+    // asks beyond the first request's fields is applied as an update once the step is READY).
     let short_key = StepKey::account("100000000003", "approval-identity-source");
     let short = ClaimRequest {
         lease: Duration::from_millis(200),
@@ -179,12 +192,13 @@ async fn different_request_for_the_same_key_is_a_mismatch_and_changes_nothing() 
     };
     acquire(&ledger, &short_key, &short).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = raw(&table, &short_key).await;
-    assert!(matches!(
-        ledger.claim(&short_key, &request(&other)).await,
-        Ok(Claim::Mismatch(_))
-    ));
-    assert_eq!(raw(&table, &short_key).await, before);
+    match ledger.claim(&short_key, &request(&other)).await {
+        Ok(Claim::Acquired(lease)) => {
+            assert_eq!(lease.attempt, 2);
+            assert_eq!(lease.token, client_token(&short_key, 0));
+        }
+        other => panic!("expected Acquired, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -210,7 +224,7 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
 
     let before = raw(&table, &key).await;
     match ledger
-        .mark_created(&stale, "arn:stale", Origin::Created)
+        .mark_created(&stale, "arn:stale", Origin::Created, &applied())
         .await
     {
         Err(LedgerError::LostLease { key: lost }) => assert_eq!(lost, key.to_string()),
@@ -218,7 +232,7 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
     }
     assert!(matches!(
         ledger
-            .mark_ready(&stale, "arn:stale", Origin::Created)
+            .mark_ready(&stale, "arn:stale", Origin::Created, &applied())
             .await,
         Err(LedgerError::LostLease { .. })
     ));
@@ -236,7 +250,7 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
 
     requests.reset();
     ledger
-        .mark_created(&fresh, ARN, Origin::Created)
+        .mark_created(&fresh, ARN, Origin::Created, &applied())
         .await
         .expect("mark_created");
     let complete = requests.take();
@@ -244,7 +258,7 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
     assert_eq!(complete, 1);
     // The same write again (an SDK retry after a lost response) is not an error.
     ledger
-        .mark_created(&fresh, ARN, Origin::Created)
+        .mark_created(&fresh, ARN, Origin::Created, &applied())
         .await
         .expect("repeat");
 
@@ -332,7 +346,7 @@ async fn failures_release_or_end_the_step() {
     let created_key = StepKey::account("100000000005", "approval-identity-source");
     let lease = acquire(&ledger, &created_key, &request(&hash)).await;
     ledger
-        .mark_created(&lease, ARN, Origin::Created)
+        .mark_created(&lease, ARN, Origin::Created, &applied())
         .await
         .expect("created");
     let broken = reason("CREATE_FAILED", false);
@@ -482,7 +496,7 @@ async fn operator_retry_starts_a_new_generation_of_a_failed_step_only() {
     assert_eq!(next.generation, 1);
     assert_eq!(next.attempt, 1);
     ledger
-        .mark_ready(&next, ARN, Origin::Created)
+        .mark_ready(&next, ARN, Origin::Created, &applied())
         .await
         .expect("ready");
 
@@ -513,12 +527,12 @@ async fn one_query_answers_what_happened_to_an_account_and_failures_are_listed()
 
     let lease = acquire(&ledger, &instance, &request(&hash)).await;
     ledger
-        .mark_ready(&lease, ARN, Origin::Created)
+        .mark_ready(&lease, ARN, Origin::Created, &applied())
         .await
         .expect("ready");
     let lease = acquire(&ledger, &provider, &request(&hash)).await;
     ledger
-        .mark_created(&lease, "arn:provider", Origin::Created)
+        .mark_created(&lease, "arn:provider", Origin::Created, &applied())
         .await
         .expect("created");
     let lease = acquire(&ledger, &broken, &request(&hash)).await;
@@ -742,7 +756,7 @@ async fn writes_on_the_created_path_are_fenced_on_generation_and_resource() {
     // Generation 0 creates ARN, fails, is retried by an operator; generation 1 creates NEXT.
     let lease = acquire(&ledger, &key, &request(&hash)).await;
     ledger
-        .mark_created(&lease, ARN, Origin::Created)
+        .mark_created(&lease, ARN, Origin::Created, &applied())
         .await
         .expect("created");
     assert!(ledger
@@ -758,7 +772,7 @@ async fn writes_on_the_created_path_are_fenced_on_generation_and_resource() {
     // the generation tells the two apart.
     const NEXT: &str = ARN;
     ledger
-        .mark_created(&next, NEXT, Origin::PreExisting)
+        .mark_created(&next, NEXT, Origin::PreExisting, &applied())
         .await
         .expect("created again");
     let before = ledger.get_step(&key).await.expect("get").expect("stored");

@@ -23,9 +23,10 @@ use aws_sdk_dynamodb::Client;
 use futures::StreamExt;
 use integration_tests::moto::{dynamodb, ledger_table, moto};
 use onboarding::ledger::{
-    client_token, schema, Claim, ClaimRequest, ErrorReason, Failure, Lease, Ledger, LedgerError,
-    Origin, Record, Release, Status, StepKey, RETRY_LEASE_MARGIN,
+    client_token, schema, Applied, Claim, ClaimRequest, ErrorReason, Failure, Fields, Lease,
+    Ledger, LedgerError, Origin, Record, Release, Status, StepKey, RETRY_LEASE_MARGIN,
 };
+use onboarding::revision::Revision;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -424,16 +425,8 @@ fn acquired(
     ensure(m.status == Status::InProgress, CLAIM, || {
         format!("acquired a {} step ({})", m.status, m.summary())
     })?;
-    ensure(
-        m.request_hash.as_deref().is_none_or(|h| h == hash),
-        CLAIM,
-        || {
-            format!(
-                "request {hash} acquired a step of another request ({})",
-                m.summary()
-            )
-        },
-    )?;
+    // Any request may take over a step nobody holds (a newer request is never refused).
+    let _ = hash;
     let previous = m.lease_expires_at.unwrap_or(0);
     ensure(previous <= start, ONE_LEASE, || {
         format!(
@@ -478,7 +471,7 @@ fn refused(before: Option<&Model>, claim: &Claim, hash: &str, t0: u64) -> Result
             detail: format!("a claim of a step with no item was refused: {claim:?}"),
         });
     };
-    let same_request = m.request_hash.as_deref().is_none_or(|h| h == hash);
+    let _ = hash;
     let record_agrees = |r: &Record, status: Status| {
         m.status == status && r.generation == m.generation && r.resource_arn == m.resource_arn
     };
@@ -486,12 +479,8 @@ fn refused(before: Option<&Model>, claim: &Claim, hash: &str, t0: u64) -> Result
         Claim::Acquired(_) => false,
         Claim::InProgress { lease_expires_at } => {
             let until = epoch_ms(*lease_expires_at);
-            m.status == Status::InProgress
-                && same_request
-                && m.lease_expires_at == Some(until)
-                && until > t0
+            m.status == Status::InProgress && m.lease_expires_at == Some(until) && until > t0
         }
-        Claim::Mismatch(_) => m.status == Status::InProgress && !same_request,
         Claim::Ready(r) => record_agrees(r, Status::Ready),
         Claim::Created(r) => record_agrees(r, Status::Created),
         Claim::Failed(r) => record_agrees(r, Status::Failed),
@@ -517,7 +506,6 @@ fn describe_claim(claim: &Claim) -> String {
         Claim::InProgress { lease_expires_at } => {
             format!("InProgress(until {})", epoch_ms(*lease_expires_at))
         }
-        Claim::Mismatch(_) => "Mismatch".to_owned(),
         Claim::Ready(r) => format!("Ready(gen {})", r.generation),
         Claim::Created(r) => format!("Created(gen {})", r.generation),
         Claim::Failed(r) => format!("Failed(gen {})", r.generation),
@@ -1103,10 +1091,20 @@ impl Run {
         let before = self.keys[k].model.clone();
         let expect = predict_complete(before.as_ref(), &lease, to, arn);
         let context = self.lease_context(holder, k, &lease);
+        let (state, revision) = (
+            Fields::new(),
+            Revision::parse("2026-11-30T00:00:00.000Z#model"),
+        );
+        let applied = Applied {
+            state: &state,
+            revision: &revision,
+        };
         let result = if ready {
-            self.ledger.mark_ready(&lease, arn, origin).await
+            self.ledger.mark_ready(&lease, arn, origin, &applied).await
         } else {
-            self.ledger.mark_created(&lease, arn, origin).await
+            self.ledger
+                .mark_created(&lease, arn, origin, &applied)
+                .await
         };
         let call = if ready { "mark_ready" } else { "mark_created" };
         let got = got(call, result, |()| Got::Ok)?;

@@ -28,7 +28,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use onboarding::error::StepError;
 use onboarding::events::OnboardingRequest;
 use onboarding::ledger::{Ledger, Status, StepKey};
-use onboarding::step::{Existing, Plan, Readiness, Step};
+use onboarding::step::{Existing, Fields as StateFields, Plan, Readiness, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -368,6 +368,7 @@ pub struct Tagged<I> {
 impl<S: Step> Step for Chaos<S> {
     const NAME: &'static str = S::NAME;
     const READY_DETAIL_TYPE: &'static str = S::READY_DETAIL_TYPE;
+    const UPDATED_DETAIL_TYPE: &'static str = S::UPDATED_DETAIL_TYPE;
     type Input = Tagged<S::Input>;
     type Api = S::Api;
 
@@ -377,6 +378,7 @@ impl<S: Step> Step for Chaos<S> {
             key: plan.key.clone(),
             account_id: plan.account_id,
             canonical: plan.canonical,
+            desired: plan.desired,
             input: Tagged {
                 inner: plan.input,
                 key: plan.key,
@@ -395,6 +397,33 @@ impl<S: Step> Step for Chaos<S> {
         input: &Self::Input,
     ) -> Result<Option<Existing>, StepError> {
         self.inner.lookup(api, &input.inner).await
+    }
+
+    async fn current(
+        &self,
+        api: &S::Api,
+        input: &Self::Input,
+        arn: &str,
+        applied: &StateFields,
+        wanted: &StateFields,
+    ) -> Result<StateFields, StepError> {
+        self.inner
+            .current(api, &input.inner, arn, applied, wanted)
+            .await
+    }
+
+    async fn update(
+        &self,
+        api: &S::Api,
+        input: &Self::Input,
+        arn: &str,
+        applied: &StateFields,
+        wanted: &StateFields,
+        token: &str,
+    ) -> Result<(), StepError> {
+        self.inner
+            .update(api, &input.inner, arn, applied, wanted, token)
+            .await
     }
 
     async fn create(
