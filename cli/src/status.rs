@@ -131,6 +131,7 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
             "ATTEMPTS",
             "FIRST ATTEMPT",
             "UPDATED",
+            "ORIGIN",
             "RESOURCE",
         ]);
         let all = steps.iter().chain(&org_steps);
@@ -147,6 +148,7 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
                 r.attempt.to_string(),
                 time_or_dash(r.first_attempt_at),
                 time_or_dash(r.updated_at),
+                r.origin.map_or_else(|| "-".into(), |o| o.to_string()),
                 r.resource_arn.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
@@ -155,6 +157,34 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
             out.push_str("(no steps)\n");
         } else {
             out.push_str(&table.render());
+        }
+        // The applied revision (time#event id of the latest request applied) and a newer
+        // one waiting to be applied, if any.
+        let revisions: Vec<String> = all
+            .clone()
+            .filter(|r| r.applied_revision.is_some() || r.wanted_revision.is_some())
+            .map(|r| {
+                let applied = r
+                    .applied_revision
+                    .as_ref()
+                    .map_or("-".to_owned(), |v| v.to_string());
+                match &r.wanted_revision {
+                    Some(wanted) => format!(
+                        "  {}: applied {applied}; waiting {wanted} ({})",
+                        r.key.step,
+                        r.wanted
+                            .as_ref()
+                            .map(|w| w.keys().cloned().collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    ),
+                    None => format!("  {}: applied {applied}", r.key.step),
+                }
+            })
+            .collect();
+        if !revisions.is_empty() {
+            out.push_str("\nRevisions (event time#event id):\n");
+            out.push_str(&revisions.join("\n"));
+            out.push('\n');
         }
         let errors: Vec<String> = all
             .clone()

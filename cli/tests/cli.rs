@@ -677,3 +677,31 @@ async fn usage_and_runtime_errors_have_their_exit_codes() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn status_shows_the_applied_revision_and_the_origin() {
+    let stack = Stack::start_with("cli-revisions", EmulatorConfig::default()).await;
+    let instance = stack.instance_handler(stack.engine());
+    let mut first = onboarding_requested("rev-1", GOOD, json!({}));
+    first["time"] = json!("2026-11-30T10:00:00Z");
+    instance.handle(first, None).await.expect("created");
+    let mut named = onboarding_requested(
+        "rev-2",
+        GOOD,
+        json!({ "identityCenterInstance": { "name": "payments" } }),
+    );
+    named["time"] = json!("2026-11-30T10:05:00Z");
+    let (reply, _) = instance.handle(named, None).await.expect("updated");
+    assert_eq!(reply["status"], "updated", "{reply}");
+
+    let out = run(&stack, &["status", GOOD]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    for text in [
+        "ORIGIN",
+        "created",
+        "Revisions",
+        "applied 2026-11-30T10:05:00.000Z#rev-2",
+    ] {
+        assert!(out.stdout.contains(text), "{text:?} in {out:?}");
+    }
+}
