@@ -10,6 +10,7 @@ mod publish;
 mod replay;
 mod retry;
 mod status;
+mod sweep;
 mod table;
 
 use std::path::PathBuf;
@@ -39,7 +40,8 @@ Examples:
   onboarding list                                   what needs attention
   onboarding status 222222222222                    every step of an account
   onboarding retry 222222222222 identity-center-instance
-  onboarding replay events/onboarding-requested.json --dry-run";
+  onboarding replay events/onboarding-requested.json --dry-run
+  onboarding sweep --dry-run                        what the reconciler would do now";
 
 /// Operate the identity onboarding: look at the ledger, retry failed steps, replay events.
 #[derive(Parser, Debug)]
@@ -194,6 +196,27 @@ Examples:
         #[arg(long)]
         skip_invalid: bool,
     },
+    /// Run the reconciler now: re-drive every step that is due, audit READY steps for drift
+    #[command(after_help = "\
+Does what the scheduled reconciler does, from here: reads the ledger's attention index and
+re-drives every step that is not final and is due (IN_PROGRESS whose lease expired, CREATED,
+a pending update), through the same engine as the functions, so it is as exactly-once as any
+delivery; then audits every READY step for drift (deleted, or changed behind the project's
+back), announcing what it finds. FAILED steps are listed, not touched (`onboarding retry`).
+It assumes the member role like the functions (MEMBER_ROLE_NAME) and reads provider secrets
+by name; the organization's step needs --org-instance-arn.
+
+Examples:
+  onboarding sweep --dry-run
+  onboarding sweep --repair --json")]
+    Sweep {
+        /// Read and report what would be done; write and call nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Repair drift: re-create a deleted resource (a new generation), update a changed one
+        #[arg(long, env = "REPAIR_DRIFT")]
+        repair: bool,
+    },
 }
 
 /// A step status on the command line.
@@ -297,6 +320,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             dry_run,
             skip_invalid,
         } => replay::replay(&ctx, &paths, dry_run, skip_invalid).await,
+        Command::Sweep { dry_run, repair } => sweep::sweep(&ctx, dry_run, repair).await,
     }
 }
 

@@ -407,6 +407,10 @@ mod tests {
             update_owner: None,
             update_lease_expires_at: None,
             update_attempt: 0,
+            requested: None,
+            requested_revision: None,
+            drift: None,
+            audited_at: None,
         }
     }
 

@@ -65,6 +65,13 @@ pub fn next_step(r: &Record) -> Option<String> {
                 "a delivery is working on it (lease until {})",
                 time_or_dash(Some(until))
             )),
+            _ if r.retry_after.is_some_and(|t| t > now_ms()) => Some(format!(
+                "waiting ({}): next try after {} by its delivery or the reconciler",
+                r.last_error
+                    .as_ref()
+                    .map_or("backing off", |e| e.code.as_str()),
+                time_or_dash(r.retry_after)
+            )),
             _ => Some(format!(
                 "stalled since {} (attempt {}): the next delivery of the request continues \
                  it; redeliver it with `onboarding replay FILE`, or start it afresh with \
@@ -184,6 +191,32 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
         if !revisions.is_empty() {
             out.push_str("\nRevisions (event time#event id):\n");
             out.push_str(&revisions.join("\n"));
+            out.push('\n');
+        }
+        let drift: Vec<String> = all
+            .clone()
+            .filter_map(|r| {
+                let d = r.drift.as_ref()?;
+                let at = d.get("at").and_then(|v| v.as_u64());
+                Some(format!(
+                    "  {}: {} (found {}){}",
+                    r.key.step,
+                    if d.get("gone") == Some(&serde_json::Value::Bool(true)) {
+                        "the resource is gone".to_owned()
+                    } else {
+                        format!(
+                            "changed behind the project's back: {}",
+                            d.get("changed").map(|c| c.to_string()).unwrap_or_default()
+                        )
+                    },
+                    time_or_dash(at),
+                    " - repair with `onboarding sweep --repair`, or REPAIR_DRIFT=true"
+                ))
+            })
+            .collect();
+        if !drift.is_empty() {
+            out.push_str("\nDrift:\n");
+            out.push_str(&drift.join("\n"));
             out.push('\n');
         }
         let errors: Vec<String> = all

@@ -705,3 +705,61 @@ async fn status_shows_the_applied_revision_and_the_origin() {
         assert!(out.stdout.contains(text), "{text:?} in {out:?}");
     }
 }
+
+#[tokio::test]
+async fn sweep_finishes_what_no_message_will_and_reports_drift() {
+    let stack = Stack::start_with("cli-sweep", EmulatorConfig::default()).await;
+    let impatient = onboarding::engine::EngineSettings {
+        ready_wait: std::time::Duration::ZERO,
+        ..stack.settings.engine.clone()
+    };
+    let instance = stack.instance_handler(stack.engine_with(impatient));
+    let err = instance
+        .handle(onboarding_requested("sw-1", GOOD, json!({})), None)
+        .await
+        .expect_err("created, not active yet");
+    assert_eq!(err.code(), "NotReady");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let url = stack.emulator.url();
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", stack.moto_url.as_str()),
+        ("AWS_ENDPOINT_URL_EVENTBRIDGE", stack.moto_url.as_str()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", stack.moto_url.as_str()),
+        ("AWS_ENDPOINT_URL_STS", url.as_str()),
+        ("AWS_ENDPOINT_URL_SSO_ADMIN", url.as_str()),
+        ("AWS_ENDPOINT_URL_MPA", url.as_str()),
+        ("AWS_ENDPOINT_URL_WORKSPACES_WEB", url.as_str()),
+        ("LEDGER_TABLE", stack.table.as_str()),
+        ("EVENT_BUS_NAME", stack.bus.as_str()),
+        ("ORG_INSTANCE_ARN", stack.organization_instance_arn.as_str()),
+    ];
+    let dry = run_with(&env, &["sweep", "--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("would re-drive"), "{dry:?}");
+    assert!(dry.stdout.contains("Dry run"), "{dry:?}");
+    let ledger = stack.engine().ledger().clone();
+    assert_eq!(
+        step(&ledger, GOOD, "identity-center-instance").await.status,
+        Status::Created,
+        "a dry run changes nothing"
+    );
+
+    let out = run_with(&env, &["sweep"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("1 re-driven (1 finished"), "{out:?}");
+    let ready = step(&ledger, GOOD, "identity-center-instance").await;
+    assert_eq!(ready.status, Status::Ready);
+
+    // Deleted behind the project's back: the next sweep reports it, status shows it.
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(GOOD).await);
+    sso.delete_instance()
+        .instance_arn(ready.resource_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let out = run_with(&env, &["sweep", "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["report"]["drift"], 1, "{out:?}");
+    let status = run_with(&env, &["status", GOOD]).await;
+    assert!(status.stdout.contains("the resource is gone"), "{status:?}");
+}

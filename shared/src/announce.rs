@@ -9,6 +9,7 @@ use crate::ledger::{ErrorReason, Origin};
 use crate::revision::Revision;
 
 pub const STEP_FAILED_DETAIL_TYPE: &str = "Onboarding Step Failed";
+pub const DRIFT_DETECTED_DETAIL_TYPE: &str = "Onboarding Drift Detected";
 const SCHEMA_VERSION: &str = "1";
 
 /// What an announcement is about.
@@ -82,6 +83,30 @@ impl Announcer {
             detail["accountId"] = json!(account);
         }
         self.put(detail_type, &detail).await
+    }
+
+    /// "Onboarding Drift Detected": a READY step's resource was deleted or changed behind
+    /// the project's back. Names the changed fields, never values.
+    pub async fn drift(
+        &self,
+        subject: &Subject<'_>,
+        resource_arn: &str,
+        gone: bool,
+        changed: &[String],
+        repairing: bool,
+    ) -> Result<(), StepError> {
+        let mut detail = json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "step": subject.step,
+            "resourceArn": resource_arn,
+            "gone": gone,
+            "changed": changed,
+            "repair": if repairing { "started" } else { "off" },
+        });
+        if let Some(account) = subject.account_id {
+            detail["accountId"] = json!(account);
+        }
+        self.put(DRIFT_DETECTED_DETAIL_TYPE, &detail).await
     }
 
     pub async fn failed(

@@ -54,6 +54,30 @@ pub enum Outcome {
     Rejected(ErrorReason),
 }
 
+/// What the drift audit found on a READY step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audit {
+    /// Still there, still in the applied state.
+    Clean,
+    /// Deleted (`gone`) or changed (`changed` names the fields) behind the project's back;
+    /// `repaired` is the outcome of the repair when repair is on.
+    Drift {
+        gone: bool,
+        changed: Vec<String>,
+        repaired: Option<Outcome>,
+    },
+}
+
+/// The error code of a resource the service no longer knows.
+const NOT_FOUND: &str = "ResourceNotFoundException";
+
+fn epoch_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum How {
     /// This delivery's create call made the resource.
@@ -249,7 +273,7 @@ impl Engine {
         let revision = Revision::of(request);
         let claim = self
             .ledger
-            .claim(
+            .claim_with(
                 &plan.key,
                 &ClaimRequest {
                     request_hash: &hash,
@@ -257,6 +281,10 @@ impl Engine {
                     lease: self.settings.lease,
                     deadline,
                 },
+                Some(Applied {
+                    state: &plan.desired,
+                    revision: &revision,
+                }),
             )
             .await?;
         let subject = Subject {
@@ -589,6 +617,106 @@ impl Engine {
         };
         self.apply_update(step, plan, subject, &arn, &state, lease)
             .await
+    }
+
+    /// The drift audit of one READY step (`record`, re-planned from `request`): is the
+    /// resource still there, and does it still hold the applied state? Drift is recorded
+    /// (a write only when the finding changes) and announced once ("Onboarding Drift
+    /// Detected"); with `repair`, a resource that is gone is created again as a new
+    /// generation, and one that changed is brought back by an update, both through the
+    /// same claims and fences as any delivery.
+    pub async fn audit<S: Step>(
+        &self,
+        step: &S,
+        request: &OnboardingRequest,
+        record: Record,
+        repair: bool,
+        deadline: Option<SystemTime>,
+    ) -> Result<Audit, StepError> {
+        let plan = step
+            .plan(request)
+            .map_err(|why| StepError::permanent("NotRebuildable", why))?;
+        let arn = record_arn(&record)?;
+        let state = record.state.clone().unwrap_or_default();
+        let subject = Subject {
+            step: S::NAME,
+            account_id: plan.account_id.as_deref(),
+            request_event_id: &request.event_id,
+        };
+        let api = step.connect(&plan.input).await?;
+        let gone = match step.readiness(&api, &arn).await {
+            Ok(Readiness::Ready | Readiness::Pending(_)) => false,
+            Ok(Readiness::Failed(_)) => true,
+            Err(e) if e.code() == NOT_FOUND => true,
+            Err(e) => return Err(e),
+        };
+        let (now, changed) = if gone {
+            (Fields::new(), Vec::new())
+        } else {
+            let now = step
+                .current(&api, &plan.input, &arn, &state, &state)
+                .await?;
+            let changed: Vec<String> = changed_fields(&now, &state)
+                .into_iter()
+                .filter(|f| state.contains_key(f) && !S::UNOBSERVABLE.contains(&f.as_str()))
+                .collect();
+            (now, changed)
+        };
+        if !gone && changed.is_empty() {
+            if record.drift.is_some() {
+                self.ledger
+                    .record_audit(&record.key, record.generation, None)
+                    .await?;
+            }
+            return Ok(Audit::Clean);
+        }
+        let finding = serde_json::json!({ "gone": gone, "changed": changed });
+        let known = record.drift.as_ref().is_some_and(|d| {
+            d.get("gone") == finding.get("gone") && d.get("changed") == finding.get("changed")
+        });
+        if !known {
+            let mut stored = finding.clone();
+            stored["at"] = serde_json::json!(epoch_ms_now());
+            if !self
+                .ledger
+                .record_audit(&record.key, record.generation, Some(&stored.to_string()))
+                .await?
+            {
+                // The step moved on (a delivery or an operator): nothing to report.
+                return Ok(Audit::Clean);
+            }
+            self.announcer
+                .drift(&subject, &arn, gone, &changed, repair)
+                .await?;
+            warn!(arn = %arn, gone, changed = ?changed, "drift detected");
+        }
+        let repaired = if !repair {
+            None
+        } else if gone {
+            self.ledger.repair(&record.key).await?;
+            Some(self.run(step, request, deadline).await?)
+        } else {
+            let revision = record
+                .applied_revision
+                .clone()
+                .unwrap_or_else(|| Revision::of(request));
+            match self
+                .ledger
+                .claim_update(&record, &state, &revision, self.settings.lease, deadline)
+                .await?
+            {
+                UpdateClaim::Acquired(lease) => Some(
+                    self.apply_update(step, &plan, &subject, &arn, &now, lease)
+                        .await?,
+                ),
+                UpdateClaim::Busy { .. } | UpdateClaim::Moved(_) => None,
+            }
+        };
+        Ok(Audit::Drift {
+            gone,
+            changed,
+            repaired,
+        })
     }
 
     /// Holding the update: bring the resource from `state` to the lease's wanted state. A

@@ -11,9 +11,11 @@ use crate::aws::{self, MemberAccess};
 use crate::engine::Engine;
 use crate::handler::Handler;
 use crate::ledger::Ledger;
+use crate::reconcile::{ReconcileSettings, Reconciler};
 use crate::redelivery::SqsVisibility;
 use crate::settings::Settings;
 use crate::step::Step;
+use crate::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 
 /// Everything a function builds once at init, before its step.
 pub struct Init {
@@ -27,6 +29,41 @@ impl Init {
     pub fn handler<S: Step>(self, step: S) -> Handler<S> {
         let redelivery = SqsVisibility::new(aws_sdk_sqs::Client::new(&self.config));
         Handler::new(self.engine, step, self.settings.accept).with_redelivery(Arc::new(redelivery))
+    }
+
+    /// The reconciler, with every step (the organization's only when ORG_INSTANCE_ARN is set).
+    pub fn reconciler(self) -> Result<Reconciler, String> {
+        let access = || self.member_access();
+        let approval = match self.settings.org_instance_arn.clone() {
+            None => None,
+            Some(arn) => {
+                let region = self
+                    .settings
+                    .org_instance_region
+                    .clone()
+                    .or_else(|| self.config.region().map(|r| r.to_string()))
+                    .ok_or("ORG_INSTANCE_REGION is unset and the function has no Region")?;
+                Some(ApprovalIdentitySource::new(
+                    aws::mpa_client(&self.config, &self.settings.approval_region),
+                    arn,
+                    region,
+                ))
+            }
+        };
+        let web =
+            WebIdentityProvider::new(access(), aws_sdk_secretsmanager::Client::new(&self.config));
+        let settings = ReconcileSettings {
+            interval: self.settings.reconcile_interval,
+            repair_drift: self.settings.repair_drift,
+            stuck_after: self.settings.engine.member_role_grace,
+        };
+        Ok(Reconciler::new(
+            self.engine.clone(),
+            IdentityCenterInstance::new(access()),
+            web,
+            approval,
+            settings,
+        ))
     }
 
     /// Acting in member accounts through the configured role, in the function's partition.
@@ -93,6 +130,28 @@ pub async fn serve<S: Step + 'static>(
                 Err(lambda_runtime::Error::from(e.to_string()))
             }
         }
+    }))
+    .await
+}
+
+/// Serves the reconciler's scheduled invocations: one run each (the event itself carries
+/// nothing), one EMF line with its metrics, a summary as the reply. An error (the ledger
+/// unreadable) fails the invocation, which the reconciler's Errors alarm reports.
+pub async fn serve_reconciler(reconciler: Reconciler) -> Result<(), lambda_runtime::Error> {
+    let reconciler = &reconciler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let deadline = (deadline > SystemTime::now()).then_some(deadline);
+        let report = reconciler.run(deadline, false).await?;
+        println!(
+            "{}",
+            crate::telemetry::emf_line("reconciler", &report.metrics())
+        );
+        let mut summary = serde_json::to_value(&report).unwrap_or(Value::Null);
+        if let Some(map) = summary.as_object_mut() {
+            map.remove("steps");
+        }
+        Ok::<Value, lambda_runtime::Error>(summary)
     }))
     .await
 }

@@ -22,6 +22,10 @@ pub struct Settings {
     /// Where Multi-party approval is called: it exists only in us-east-1 (in the `aws`
     /// partition), whatever Region the stack runs in.
     pub approval_region: String,
+    /// The reconciler's schedule (`RECONCILE_INTERVAL_MINUTES`, default 15).
+    pub reconcile_interval: Duration,
+    /// Whether the drift audit repairs what it finds (`REPAIR_DRIFT`, default false).
+    pub repair_drift: bool,
 }
 
 impl Settings {
@@ -67,6 +71,25 @@ impl Settings {
             org_instance_arn: get("ORG_INSTANCE_ARN"),
             org_instance_region: get("ORG_INSTANCE_REGION"),
             approval_region: get("APPROVAL_REGION").unwrap_or_else(|| "us-east-1".into()),
+            reconcile_interval: match get("RECONCILE_INTERVAL_MINUTES") {
+                None => Duration::from_secs(15 * 60),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|m| (1..=1440).contains(m))
+                    .map(|m| Duration::from_secs(m * 60))
+                    .ok_or_else(|| {
+                        format!("RECONCILE_INTERVAL_MINUTES must be 1-1440 minutes, got {v:?}")
+                    })?,
+            },
+            repair_drift: match get("REPAIR_DRIFT").as_deref().map(str::trim) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(format!("REPAIR_DRIFT must be true or false, got {other:?}"))
+                }
+            },
         })
     }
 
@@ -142,6 +165,10 @@ mod tests {
         assert_eq!(s.approval_region, "us-east-1");
         let s = settings(&[("LEDGER_TABLE", "t"), ("PARTITION", "aws-us-gov")]).unwrap();
         assert_eq!(s.partition, "aws-us-gov");
+        assert!(!s.repair_drift);
+        assert_eq!(s.reconcile_interval, Duration::from_secs(900));
+        let err = settings(&[("LEDGER_TABLE", "t"), ("REPAIR_DRIFT", "yes")]).unwrap_err();
+        assert!(err.contains("REPAIR_DRIFT"), "{err}");
         assert_eq!(s.engine.member_role_grace, Duration::from_secs(7200));
     }
 }

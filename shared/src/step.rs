@@ -61,6 +61,9 @@ pub trait Step: Send + Sync {
     const READY_DETAIL_TYPE: &'static str;
     /// detail-type announced when a later request changed the resource.
     const UPDATED_DETAIL_TYPE: &'static str;
+    /// Fields of the state the service cannot show (a secret's name): the drift audit does
+    /// not compare them.
+    const UNOBSERVABLE: &'static [&'static str] = &[];
 
     type Input: Send + Sync;
     type Api: Send + Sync;
@@ -91,8 +94,8 @@ pub trait Step: Send + Sync {
         client_token: &str,
     ) -> impl Future<Output = Result<String, StepError>> + Send;
 
-    /// Whether the resource is usable yet. Steps whose resource is ready on creation answer
-    /// `Ready` without a call.
+    /// Whether the resource is usable (yet). A resource the service no longer knows is a
+    /// `ResourceNotFoundException` error (the drift audit calls this too).
     fn readiness(
         &self,
         api: &Self::Api,

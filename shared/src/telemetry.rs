@@ -60,34 +60,57 @@ impl Tally {
 
     /// The EMF line CloudWatch turns into metrics, dimensioned by function.
     pub fn emf(&self, function: &str) -> String {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let metric = |name: &str| json!({ "Name": name, "Unit": "Count" });
-        json!({
-            "_aws": {
-                "Timestamp": timestamp,
-                "CloudWatchMetrics": [{
-                    "Namespace": METRIC_NAMESPACE,
-                    "Dimensions": [["Function"]],
-                    "Metrics": [
-                        metric("StepsCreated"), metric("StepsAdopted"), metric("DuplicatesSuppressed"), metric("StepsUpdated"),
-                        metric("Retries"), metric("StepsFailed"), metric("EventsRejected"),
-                    ],
-                }],
-            },
-            "Function": function,
-            "StepsCreated": self.created,
-            "StepsAdopted": self.adopted,
-            "StepsUpdated": self.updated,
-            "DuplicatesSuppressed": self.duplicates,
-            "Retries": self.retries,
-            "StepsFailed": self.failures,
-            "EventsRejected": self.rejected,
-        })
-        .to_string()
+        emf_line(function, &self.metrics())
     }
+
+    /// Each counter under its metric name.
+    pub fn metrics(&self) -> Vec<(&'static str, u32)> {
+        vec![
+            ("StepsCreated", self.created),
+            ("StepsAdopted", self.adopted),
+            ("DuplicatesSuppressed", self.duplicates),
+            ("StepsUpdated", self.updated),
+            ("Retries", self.retries),
+            ("StepsFailed", self.failures),
+            ("EventsRejected", self.rejected),
+        ]
+    }
+}
+
+/// The reconciler's own metrics (besides the step outcomes it counts in a [`Tally`]).
+pub const RECONCILER_METRICS: &[&str] = &[
+    "StepsRedriven",
+    "StepsStuck",
+    "DriftDetected",
+    "StepsAudited",
+];
+
+/// One CloudWatch embedded-metric-format line: `metrics` (name, count) in namespace
+/// [`METRIC_NAMESPACE`], dimension `Function`.
+pub fn emf_line(function: &str, metrics: &[(&str, u32)]) -> String {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let definitions: Vec<serde_json::Value> = metrics
+        .iter()
+        .map(|(name, _)| json!({ "Name": name, "Unit": "Count" }))
+        .collect();
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": definitions,
+            }],
+        },
+        "Function": function,
+    });
+    for (name, value) in metrics {
+        line[*name] = json!(value);
+    }
+    line.to_string()
 }
 
 #[cfg(test)]

@@ -181,6 +181,16 @@ enum Written {
     ConditionFailed(Option<Item>),
 }
 
+/// The step's place in the daily drift audit: a minute of the day derived from its key (so
+/// audits spread evenly over the day), as (hour, minute of the day).
+pub fn audit_slot(key: &StepKey) -> (u32, u32) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}/{}", key.scope, key.step).as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let minute = n % 1440;
+    (minute / 60, minute)
+}
+
 fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -257,6 +267,18 @@ impl Ledger {
 
     /// Claims `key` with exactly one UpdateItem. See [`Claim`] for the outcomes.
     pub async fn claim(&self, key: &StepKey, req: &ClaimRequest<'_>) -> Result<Claim, LedgerError> {
+        self.claim_with(key, req, None).await
+    }
+
+    /// [`Ledger::claim`], recording in the same write what the request asks (`requested`:
+    /// its fields and revision) when it acquires the step, so the step can be re-driven
+    /// without its message.
+    pub async fn claim_with(
+        &self,
+        key: &StepKey,
+        req: &ClaimRequest<'_>,
+        requested: Option<Applied<'_>>,
+    ) -> Result<Claim, LedgerError> {
         let now = SystemTime::now();
         let now_ms = epoch_ms(now);
         let mut lease_end = now.checked_add(req.lease).unwrap_or(now);
@@ -265,7 +287,12 @@ impl Ledger {
         }
         let owner = Uuid::new_v4().to_string();
         let first_token = client_token(key, 0);
+        let requested_json =
+            requested.map(|r| serde_json::Value::Object(r.state.clone()).to_string());
         let e = writes::claim(&writes::ClaimInput {
+            requested: requested_json
+                .as_deref()
+                .zip(requested.map(|r| r.revision.as_str())),
             first_token: &first_token,
             request_hash: req.request_hash,
             event_id: req.event_id,
@@ -310,6 +337,7 @@ impl Ledger {
             &writes::AppliedInput {
                 state: &state,
                 revision: applied.revision.as_str(),
+                audit_slot: audit_slot(&lease.key),
             },
             epoch_ms(SystemTime::now()),
         );
@@ -372,7 +400,12 @@ impl Ledger {
         generation: u32,
         arn: &str,
     ) -> Result<(), LedgerError> {
-        let e = writes::promote(generation, arn, epoch_ms(SystemTime::now()));
+        let e = writes::promote(
+            generation,
+            arn,
+            audit_slot(key),
+            epoch_ms(SystemTime::now()),
+        );
         match self.update(key, &e, false).await? {
             Written::Applied(_) => Ok(()),
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
@@ -698,7 +731,7 @@ impl Ledger {
                     .map_err(|err| error::classify("Scan", err))?;
                 (out.items, out.last_evaluated_key)
             } else {
-                let e = writes::attention_query(status);
+                let e = writes::attention_query(status.as_str());
                 let out = self
                     .client
                     .query()
@@ -727,6 +760,70 @@ impl Ledger {
         }
     }
 
+    /// Every step in one partition of the attention index (`IN_PROGRESS`, `CREATED`,
+    /// `FAILED`, or `UPDATING` for READY steps with a pending update), oldest change first.
+    /// Costs reads in proportion to what needs attention, never to the table.
+    pub async fn attention(&self, partition: &str) -> Result<Vec<Record>, LedgerError> {
+        let e = writes::attention_query(partition);
+        self.query_index(schema::ATTENTION_INDEX, &e).await
+    }
+
+    /// The `READY` steps whose audit minute of the day is in `from..=to` (within one hour).
+    pub async fn audit_slots(
+        &self,
+        hour: u32,
+        from_minute: u32,
+        to_minute: u32,
+    ) -> Result<Vec<Record>, LedgerError> {
+        let e = writes::audit_query(hour, from_minute, to_minute);
+        let records = self.query_index(schema::AUDIT_INDEX, &e).await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.status == Status::Ready)
+            .collect())
+    }
+
+    async fn query_index(&self, index: &str, e: &Expressions) -> Result<Vec<Record>, LedgerError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table.as_ref())
+                .index_name(index)
+                .set_key_condition_expression(e.condition.clone())
+                .set_expression_attribute_names(e.names_opt())
+                .set_expression_attribute_values(e.values_opt())
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|err| error::classify("Query", err))?;
+            for item in out.items() {
+                records.push(Record::from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    /// Records what the audit found on a `READY` step of `generation`: `drift` (JSON), or
+    /// none (clears an earlier finding). `false` if the step moved on meanwhile.
+    pub async fn record_audit(
+        &self,
+        key: &StepKey,
+        generation: u32,
+        drift: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        let e = writes::record_audit(generation, drift, epoch_ms(SystemTime::now()));
+        match self.update(key, &e, false).await? {
+            Written::Applied(_) => Ok(true),
+            Written::ConditionFailed(_) => Ok(false),
+        }
+    }
+
     /// An operator's retry: a `FAILED` step, or an `IN_PROGRESS` step whose lease expired at
     /// least [`RETRY_LEASE_MARGIN`] ago by this machine's clock (its request went to a DLQ,
     /// say), starts generation + 1 with its new token: `IN_PROGRESS`, lease expired, attempt
@@ -735,6 +832,16 @@ impl Ledger {
     /// before creating. `READY` and `CREATED` steps are [`LedgerError::NotAllowed`], saying
     /// why (a `CREATED` step needs only its request delivered again: readiness is checked).
     pub async fn retry(&self, key: &StepKey) -> Result<Record, LedgerError> {
+        self.restart(key, false).await
+    }
+
+    /// The drift audit's repair of a `READY` step whose resource is gone: a new generation
+    /// (new token), as [`Ledger::retry`] does for a failed step.
+    pub async fn repair(&self, key: &StepKey) -> Result<Record, LedgerError> {
+        self.restart(key, true).await
+    }
+
+    async fn restart(&self, key: &StepKey, repair: bool) -> Result<Record, LedgerError> {
         let current = self.get_step(key).await?.ok_or_else(|| {
             LedgerError::NotAllowed(format!(
                 "{key} has no ledger entry; send the onboarding request again instead"
@@ -743,6 +850,7 @@ impl Ledger {
         let now = SystemTime::now();
         match current.status {
             Status::Failed => {}
+            Status::Ready if repair => {}
             Status::InProgress => {
                 let expired_by = current
                     .lease_expires_at
@@ -871,6 +979,10 @@ mod tests {
             update_owner: None,
             update_lease_expires_at: None,
             update_attempt: 0,
+            requested: None,
+            requested_revision: None,
+            drift: None,
+            audited_at: None,
         }
     }
 

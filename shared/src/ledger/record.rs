@@ -196,6 +196,13 @@ pub struct Record {
     /// Epoch milliseconds.
     pub update_lease_expires_at: Option<u64>,
     pub update_attempt: u32,
+    /// What the last request to claim the step asked, and its revision (for re-driving).
+    pub requested: Option<serde_json::Map<String, serde_json::Value>>,
+    pub requested_revision: Option<Revision>,
+    /// Drift the audit found: `{"at": epoch ms, "gone": bool, "changed": [fields]}`.
+    pub drift: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Epoch milliseconds: when the audit last checked the step.
+    pub audited_at: Option<u64>,
 }
 
 impl Record {
@@ -374,6 +381,10 @@ impl Record {
                 .number(schema::UPDATE_ATTEMPT)?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
                 .unwrap_or(0),
+            requested: d.json_map(schema::REQUESTED)?,
+            requested_revision: d.string(schema::REQUESTED_REVISION)?.map(Revision::parse),
+            drift: d.json_map(schema::DRIFT)?,
+            audited_at: d.number(schema::AUDITED_AT)?,
             key,
         })
     }

@@ -34,6 +34,23 @@ pub const ATTENTION: &str = "attention";
 /// Sort key of [`ATTENTION_INDEX`] (N, epoch milliseconds): last status change.
 pub const UPDATED_AT: &str = "updated_at";
 
+/// Name of the sparse global secondary index that spreads the drift audit of `READY` steps
+/// over the day: partition key [`AUDIT_HOUR`] (N, 0-23), sort key [`AUDIT_MINUTE`] (N,
+/// 0-1439), both derived from the step's key, set while the step is `READY`.
+pub const AUDIT_INDEX: &str = "audit";
+/// Partition key of [`AUDIT_INDEX`] (N): the hour of the day the step is audited in.
+pub const AUDIT_HOUR: &str = "audit_hour";
+/// Sort key of [`AUDIT_INDEX`] (N): the minute of the day the step is audited at.
+pub const AUDIT_MINUTE: &str = "audit_minute";
+/// What the last request to claim the step asked (S, canonical JSON of its fields, no
+/// secret values) and its revision (S): enough to re-drive the step without its message.
+pub const REQUESTED: &str = "requested";
+pub const REQUESTED_REVISION: &str = "requested_revision";
+/// Drift found by the audit (S, JSON `{"at": epoch ms, "gone": bool, "changed": [fields]}`).
+pub const DRIFT: &str = "drift";
+/// When the audit last checked the step (N, epoch ms).
+pub const AUDITED_AT: &str = "audited_at";
+
 /// `IN_PROGRESS`, `CREATED`, `READY` or `FAILED` (S).
 pub const STATUS: &str = "status";
 /// The deterministic ClientToken of the current generation (S).
@@ -91,7 +108,8 @@ pub const UPDATE_LEASE_EXPIRES_AT: &str = "update_lease_expires_at";
 pub const UPDATE_ATTEMPT: &str = "update_attempt";
 
 /// Creates the ledger table as the SAM template declares it: on-demand billing, keys
-/// [`PK`]/[`SK`], the sparse GSI [`ATTENTION_INDEX`] (all attributes projected) and TTL on
+/// [`PK`]/[`SK`], the sparse GSIs [`ATTENTION_INDEX`] and [`AUDIT_INDEX`] (all attributes
+/// projected) and TTL on
 /// [`EXPIRES_AT`]. Waits (up to 60 s) for the table to become `ACTIVE` before enabling TTL.
 /// Meant for tests and the local demo; production tables come from `template.yaml`.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), LedgerError> {
@@ -120,6 +138,17 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), LedgerError
         )
         .build()
         .map_err(|e| LedgerError::Rejected(format!("index: {e}")))?;
+    let audit = GlobalSecondaryIndex::builder()
+        .index_name(AUDIT_INDEX)
+        .key_schema(key(AUDIT_HOUR, KeyType::Hash)?)
+        .key_schema(key(AUDIT_MINUTE, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| LedgerError::Rejected(format!("audit index: {e}")))?;
     client
         .create_table()
         .table_name(name)
@@ -130,7 +159,10 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), LedgerError
         .attribute_definitions(def(SK, ScalarAttributeType::S)?)
         .attribute_definitions(def(ATTENTION, ScalarAttributeType::S)?)
         .attribute_definitions(def(UPDATED_AT, ScalarAttributeType::N)?)
+        .attribute_definitions(def(AUDIT_HOUR, ScalarAttributeType::N)?)
+        .attribute_definitions(def(AUDIT_MINUTE, ScalarAttributeType::N)?)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(audit)
         .send()
         .await
         .map_err(|e| classify("CreateTable", e))?;

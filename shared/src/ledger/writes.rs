@@ -54,6 +54,8 @@ fn num(v: u64) -> AttributeValue {
 
 /// Inputs of a claim.
 pub(crate) struct ClaimInput<'a> {
+    /// What the request asks (its fields as JSON) and its revision, kept for re-driving.
+    pub requested: Option<(&'a str, &'a str)>,
     /// Token of generation 0, used only when the item does not exist yet.
     pub first_token: &'a str,
     pub request_hash: &'a str,
@@ -95,6 +97,15 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
     let event = e.v("event", AttributeValue::L(vec![s(input.event_id)]));
     let hash_v = e.v("hash", s(input.request_hash));
     let no = e.v("no", AttributeValue::Bool(false));
+    let requested = match input.requested {
+        Some((fields, revision)) => {
+            let (requested_n, revision_n) = (e.n(REQUESTED), e.n(REQUESTED_REVISION));
+            let fields_v = e.v("requested", s(fields));
+            let revision_v = e.v("requestedrevision", s(revision));
+            format!(", {requested_n} = {fields_v}, {revision_n} = {revision_v}")
+        }
+        None => String::new(),
+    };
     e.update = Some(format!(
         "SET {status} = {in_progress}, {attention} = {in_progress}, \
          {token} = if_not_exists({token}, {first_token}), \
@@ -103,7 +114,7 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
          {owner} = {owner_v}, {lease} = {lease_v}, {expires} = {ttl}, \
          {first} = if_not_exists({first}, {now}), {updated} = {now}, \
          {events} = list_append(if_not_exists({events}, {empty}), {event}), \
-         {hash} = {hash_v}, {announced} = if_not_exists({announced}, {no})"
+         {hash} = {hash_v}, {announced} = if_not_exists({announced}, {no}){requested}"
     ));
     // Any request may take over a claim nobody holds: a newer request is not refused while
     // a step is created; what it asks beyond the creator's request is applied as an update.
@@ -118,6 +129,8 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
 pub(crate) struct AppliedInput<'a> {
     pub state: &'a str,
     pub revision: &'a str,
+    /// The step's slot in the daily drift audit: (hour, minute of the day).
+    pub audit_slot: (u32, u32),
 }
 
 /// `IN_PROGRESS` held by `owner` -> `CREATED` or `READY`, with the resource ARN, its origin
@@ -159,8 +172,9 @@ pub(crate) fn complete(
     );
     e.update = Some(if to == Status::Ready {
         let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
+        let audit = audit_slot(&mut e, applied.audit_slot);
         format!(
-            "SET {status} = {to_v}, {common}, {announced} = {yes} \
+            "SET {status} = {to_v}, {common}, {announced} = {yes}, {audit} \
              REMOVE {expires}, {attention}, {retry_after}"
         )
     } else {
@@ -174,6 +188,14 @@ pub(crate) fn complete(
     e
 }
 
+/// `audit_hour = h, audit_minute = m`: a `READY` step joins the sparse audit index.
+fn audit_slot(e: &mut Expressions, (hour, minute): (u32, u32)) -> String {
+    let (hour_n, minute_n) = (e.n(AUDIT_HOUR), e.n(AUDIT_MINUTE));
+    let hour_v = e.v("audithour", num(u64::from(hour)));
+    let minute_v = e.v("auditminute", num(u64::from(minute)));
+    format!("{hour_n} = {hour_v}, {minute_n} = {minute_v}")
+}
+
 /// The fence of every write on the `CREATED` path: still `CREATED`, in the generation and
 /// with the resource the writer read (an operator's retry in between changes both).
 fn created_fence(e: &mut Expressions, generation: u32, arn: &str) -> String {
@@ -185,7 +207,7 @@ fn created_fence(e: &mut Expressions, generation: u32, arn: &str) -> String {
 }
 
 /// `CREATED` with `arn` in `generation` -> `READY`.
-pub(crate) fn promote(generation: u32, arn: &str, now_ms: u64) -> Expressions {
+pub(crate) fn promote(generation: u32, arn: &str, audit: (u32, u32), now_ms: u64) -> Expressions {
     let mut e = Expressions::default();
     e.condition = Some(created_fence(&mut e, generation, arn));
     let (status, updated, attention, retry_after) = (
@@ -197,8 +219,9 @@ pub(crate) fn promote(generation: u32, arn: &str, now_ms: u64) -> Expressions {
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let now = e.v("now", num(now_ms));
     let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
+    let audit = audit_slot(&mut e, audit);
     e.update = Some(format!(
-        "SET {status} = {ready}, {updated} = {now}, {announced} = {yes} \
+        "SET {status} = {ready}, {updated} = {now}, {announced} = {yes}, {audit} \
          REMOVE {attention}, {retry_after}"
     ));
     e
@@ -370,6 +393,7 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
         e.n(ORIGIN),
         e.n(RETRY_AFTER),
     );
+    let (audit_hour, audit_minute, drift) = (e.n(AUDIT_HOUR), e.n(AUDIT_MINUTE), e.n(DRIFT));
     let from = e.v("from", s(input.status.as_str()));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let current_v = e.v("current", num(u64::from(input.generation)));
@@ -385,7 +409,7 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
          {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
          {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} \
          REMOVE {hash}, {expires}, {lease_owner}, {resource}, {last_error}, {first}, {origin}, \
-         {retry_after}"
+         {retry_after}, {audit_hour}, {audit_minute}, {drift}"
     ));
     e.condition = Some(format!(
         "{status} = {from} AND {generation} = {current_v} AND {attempt} = {attempt_v}"
@@ -549,11 +573,45 @@ pub(crate) fn scope_query(scope: &str) -> Expressions {
 }
 
 /// Key condition on the attention index.
-pub(crate) fn attention_query(status: Status) -> Expressions {
+pub(crate) fn attention_query(partition: &str) -> Expressions {
     let mut e = Expressions::default();
     let attention = e.n(ATTENTION);
-    let status_v = e.v("status", s(status.as_str()));
+    let status_v = e.v("status", s(partition));
     e.condition = Some(format!("{attention} = {status_v}"));
+    e
+}
+
+/// Key condition on the audit index: one hour's partition, a range of minutes of the day.
+pub(crate) fn audit_query(hour: u32, from_minute: u32, to_minute: u32) -> Expressions {
+    let mut e = Expressions::default();
+    let (hour_n, minute_n) = (e.n(AUDIT_HOUR), e.n(AUDIT_MINUTE));
+    let hour_v = e.v("hour", num(u64::from(hour)));
+    let from_v = e.v("from", num(u64::from(from_minute)));
+    let to_v = e.v("to", num(u64::from(to_minute)));
+    e.condition = Some(format!(
+        "{hour_n} = {hour_v} AND {minute_n} BETWEEN {from_v} AND {to_v}"
+    ));
+    e
+}
+
+/// The audit's finding on a `READY` step of `generation`: the drift (JSON) or none.
+pub(crate) fn record_audit(generation: u32, drift: Option<&str>, now_ms: u64) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, generation_n, drift_n, audited) =
+        (e.n(STATUS), e.n(GENERATION), e.n(DRIFT), e.n(AUDITED_AT));
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    let now = e.v("now", num(now_ms));
+    e.condition = Some(format!(
+        "{status} = {ready} AND {generation_n} = {generation_v}"
+    ));
+    e.update = Some(match drift {
+        Some(drift) => {
+            let drift_v = e.v("drift", s(drift));
+            format!("SET {drift_n} = {drift_v}, {audited} = {now}")
+        }
+        None => format!("SET {audited} = {now} REMOVE {drift_n}"),
+    });
     e
 }
 
@@ -600,6 +658,7 @@ mod tests {
     const APPLIED: AppliedInput<'static> = AppliedInput {
         state: "{}",
         revision: "r",
+        audit_slot: (1, 61),
     };
 
     fn update_claim(seen: Option<&'static str>) -> UpdateClaimInput<'static> {
@@ -633,6 +692,7 @@ mod tests {
             message: "bad".into(),
         };
         let input = ClaimInput {
+            requested: Some(("{}", "r")),
             first_token: "t",
             request_hash: "h",
             event_id: "e",
@@ -643,6 +703,13 @@ mod tests {
         };
         vec![
             ("claim", claim(&input)),
+            (
+                "claim without what was requested",
+                claim(&ClaimInput {
+                    requested: None,
+                    ..input
+                }),
+            ),
             (
                 "complete created",
                 complete("o", Status::Created, "arn", Origin::Created, &APPLIED, 1),
@@ -697,7 +764,7 @@ mod tests {
                     1,
                 ),
             ),
-            ("promote", promote(0, "arn", 1)),
+            ("promote", promote(0, "arn", (0, 5), 1)),
             ("fail permanent", fail_permanent("o", &reason, 1, 2)),
             ("release", fail_retryable(&release(None, false))),
             ("release later", fail_retryable(&release(Some(5), false))),
@@ -716,7 +783,10 @@ mod tests {
                 }),
             ),
             ("scope query", scope_query("account#1")),
-            ("attention query", attention_query(Status::Failed)),
+            ("attention query", attention_query("FAILED")),
+            ("audit query", audit_query(3, 180, 194)),
+            ("drift found", record_audit(0, Some("{}"), 1)),
+            ("no drift", record_audit(0, None, 1)),
             ("status filter", status_filter(Status::Ready)),
         ]
     }

@@ -289,12 +289,33 @@ impl Step for IdentityCenterInstance {
     }
 
     async fn readiness(&self, api: &Client, arn: &str) -> Result<Readiness, StepError> {
-        let out = api
-            .describe_instance()
-            .instance_arn(arn)
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("sso-admin DescribeInstance", e))?;
+        let out = match api.describe_instance().instance_arn(arn).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = StepError::from_sdk("sso-admin DescribeInstance", e);
+                // A deleted instance may be answered as not found or as access denied:
+                // the account's own list tells which.
+                if !["ResourceNotFoundException", "AccessDeniedException"].contains(&e.code()) {
+                    return Err(e);
+                }
+                let listed = api
+                    .list_instances()
+                    .send()
+                    .await
+                    .map_err(|e| StepError::from_sdk("sso-admin ListInstances", e))?;
+                if listed
+                    .instances()
+                    .iter()
+                    .any(|i| i.instance_arn() == Some(arn))
+                {
+                    return Err(e);
+                }
+                return Err(StepError::permanent(
+                    "ResourceNotFoundException",
+                    format!("instance {arn} no longer exists in its account"),
+                ));
+            }
+        };
         Ok(match out.status() {
             Some(InstanceStatus::Active) => Readiness::Ready,
             Some(InstanceStatus::CreateInProgress) | None => {

@@ -121,6 +121,7 @@ impl Step for WebIdentityProvider {
     const NAME: &'static str = "web-identity-provider";
     const READY_DETAIL_TYPE: &'static str = "Web Identity Provider Ready";
     const UPDATED_DETAIL_TYPE: &'static str = "Web Identity Provider Updated";
+    const UNOBSERVABLE: &'static [&'static str] = &[SECRET_ID];
     type Input = Input;
     type Api = Client;
 
@@ -393,7 +394,14 @@ impl Step for WebIdentityProvider {
         Ok(())
     }
 
-    async fn readiness(&self, _api: &Client, _arn: &str) -> Result<Readiness, StepError> {
+    /// Ready on creation; called only by the drift audit, to find a provider deleted
+    /// behind the project's back.
+    async fn readiness(&self, api: &Client, arn: &str) -> Result<Readiness, StepError> {
+        api.get_identity_provider()
+            .identity_provider_arn(arn)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("workspaces-web GetIdentityProvider", e))?;
         Ok(Readiness::Ready)
     }
 

@@ -17,6 +17,7 @@ use onboarding::aws::MemberAccess;
 use onboarding::engine::{Engine, EngineSettings};
 use onboarding::handler::Handler;
 use onboarding::ledger::{schema, RequestCounter};
+use onboarding::reconcile::{ReconcileSettings, Reconciler};
 use onboarding::settings::Settings;
 use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use serde_json::Value;
@@ -155,6 +156,31 @@ impl Stack {
             aws_sdk_secretsmanager::Client::new(&self.config),
         );
         Handler::new(engine, step, self.settings.accept.clone())
+    }
+
+    /// The reconciler over all three steps, auditing the whole day's slots in each run (so
+    /// a test's READY steps are audited whatever the time of day).
+    pub fn reconciler(&self, engine: Engine, repair_drift: bool) -> Reconciler {
+        let approval = ApprovalIdentitySource::new(
+            aws_sdk_mpa::Client::new(&self.config),
+            self.organization_instance_arn.clone(),
+            REGION.into(),
+        );
+        let web = WebIdentityProvider::new(
+            self.member_access(),
+            aws_sdk_secretsmanager::Client::new(&self.config),
+        );
+        Reconciler::new(
+            engine,
+            IdentityCenterInstance::new(self.member_access()),
+            web,
+            Some(approval),
+            ReconcileSettings {
+                interval: Duration::from_secs(24 * 3600),
+                repair_drift,
+                stuck_after: self.settings.engine.member_role_grace,
+            },
+        )
     }
 
     /// A config acting in `account` (via the emulator's STS), e.g. to create a portal there.

@@ -1,0 +1,466 @@
+//! The reconciler: what no event will finish is finished on a schedule.
+//!
+//! Events are the fast path and they can run out (a message past its receives, an instance
+//! slower than the queue's patience, an update whose holder crashed). Each run reads the
+//! ledger's sparse `attention` index (never the table) and re-drives every step that is not
+//! final and is due: `IN_PROGRESS` whose lease expired, `CREATED`, and `READY` steps with a
+//! pending update (`UPDATING`), each once its `retry_after` has passed. The request is rebuilt
+//! from the ledger (the fields the last request asked, its revision; secrets are read by name
+//! again) and run through the same [`Engine`], so a re-drive is as exactly-once as any
+//! delivery, concurrently with deliveries. `FAILED` steps are final until an operator retries.
+//!
+//! Then it audits the `READY` steps whose minute of the day (from the step's key, in the
+//! sparse `audit` index) fell since the previous run: each step once a day, the reads spread
+//! over the day. Drift is recorded and announced; repair (opt-in) goes through the engine.
+//!
+//! A run stops before the deadline and leaves the rest to the next: the oldest attention
+//! entries come first, and every step it touched moves to the back.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tracing::info;
+
+use crate::engine::{Audit, Engine, Outcome};
+use crate::error::StepError;
+use crate::events::{
+    InstanceSpec, OnboardingRequest, Origin as RequestOrigin, WebIdentityProviderSpec,
+};
+use crate::ledger::{key::ORG_SCOPE_PREFIX, Fields, Record, Status};
+use crate::revision::{normalize_time, Revision};
+use crate::step::Step;
+use crate::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
+use crate::telemetry::Tally;
+
+/// Work a run does not start this close to its deadline (a step's calls are bounded by it).
+const STOP_BEFORE_DEADLINE: Duration = Duration::from_secs(30);
+/// The account named in rebuilt requests of the organization's step (it uses none).
+const NO_ACCOUNT: &str = "000000000000";
+
+#[derive(Clone, Debug)]
+pub struct ReconcileSettings {
+    /// How often a run starts: the audit covers the minutes of the day since the last run.
+    pub interval: Duration,
+    /// Bring drifted resources back (a new generation for a deleted one, an update for a
+    /// changed one), or only report them.
+    pub repair_drift: bool,
+    /// A step not final for longer than this is reported stuck (the grace window).
+    pub stuck_after: Duration,
+}
+
+/// What one run did, step by step.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Steps in the attention index when the run read it.
+    pub attention: usize,
+    pub redriven: u32,
+    /// Re-driven steps that ended (READY, updated, FAILED with a reason).
+    pub finished: u32,
+    /// Re-driven steps that still wait (retryable): the next run or delivery continues.
+    pub waiting: u32,
+    /// Not due yet (a live lease, a backoff that has not passed).
+    pub not_due: u32,
+    /// Not final for longer than the grace window.
+    pub stuck: u32,
+    pub failed: u32,
+    pub audited: u32,
+    pub drift: u32,
+    pub repaired: u32,
+    /// Steps the run could not rebuild a request for (their reason is in `steps`).
+    pub skipped: u32,
+    /// The run stopped before the deadline with work left for the next one.
+    pub incomplete: bool,
+    pub tally: Tally,
+    pub steps: Vec<StepLine>,
+}
+
+/// One step the run looked at.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLine {
+    pub key: String,
+    pub status: String,
+    pub action: &'static str,
+    pub result: String,
+}
+
+impl Report {
+    /// The run's metrics: its own and the outcomes of what it re-drove.
+    pub fn metrics(&self) -> Vec<(&'static str, u32)> {
+        let mut metrics = self.tally.metrics();
+        metrics.extend([
+            ("StepsRedriven", self.redriven),
+            ("StepsStuck", self.stuck),
+            ("DriftDetected", self.drift),
+            ("StepsAudited", self.audited),
+        ]);
+        metrics
+    }
+
+    fn line(&mut self, record: &Record, action: &'static str, result: impl Into<String>) {
+        self.steps.push(StepLine {
+            key: record.key.to_string(),
+            status: record.status.to_string(),
+            action,
+            result: result.into(),
+        });
+    }
+}
+
+pub struct Reconciler {
+    engine: Engine,
+    instance: IdentityCenterInstance,
+    web: WebIdentityProvider,
+    /// Absent when the organization instance is not configured (the CLI without it).
+    approval: Option<ApprovalIdentitySource>,
+    settings: ReconcileSettings,
+}
+
+/// Which step a ledger item is.
+enum Kind {
+    Instance,
+    Web,
+    Approval,
+}
+
+fn kind_of(record: &Record) -> Option<Kind> {
+    let step = record.key.step.as_str();
+    if step == IdentityCenterInstance::NAME {
+        Some(Kind::Instance)
+    } else if step.starts_with(WebIdentityProvider::NAME) {
+        Some(Kind::Web)
+    } else if step == ApprovalIdentitySource::NAME {
+        Some(Kind::Approval)
+    } else {
+        None
+    }
+}
+
+impl Reconciler {
+    pub fn new(
+        engine: Engine,
+        instance: IdentityCenterInstance,
+        web: WebIdentityProvider,
+        approval: Option<ApprovalIdentitySource>,
+        settings: ReconcileSettings,
+    ) -> Self {
+        Self {
+            engine,
+            instance,
+            web,
+            approval,
+            settings,
+        }
+    }
+
+    /// One run: re-drive what is due, then audit this interval's slice of READY steps.
+    /// `dry_run` reads and reports what it would do, and writes and calls nothing.
+    pub async fn run(
+        &self,
+        deadline: Option<SystemTime>,
+        dry_run: bool,
+    ) -> Result<Report, StepError> {
+        let mut report = Report::default();
+        let now = SystemTime::now();
+        let now_ms = epoch_ms(now);
+        let ledger = self.engine.ledger();
+        let mut due = Vec::new();
+        for partition in ["IN_PROGRESS", "CREATED", "UPDATING", "FAILED"] {
+            for record in ledger.attention(partition).await? {
+                report.attention += 1;
+                if self.is_stuck(&record, now) {
+                    report.stuck += 1;
+                }
+                match record.status {
+                    Status::Failed => report.failed += 1,
+                    _ if is_due(&record, now_ms) => due.push(record),
+                    _ => {
+                        report.not_due += 1;
+                        report.line(&record, "wait", "not due (a live lease or a backoff)");
+                    }
+                }
+            }
+        }
+        for record in due {
+            if out_of_time(deadline) {
+                report.incomplete = true;
+                break;
+            }
+            if dry_run {
+                report.line(&record, "re-drive", "would re-drive");
+                continue;
+            }
+            report.redriven += 1;
+            match self.redrive(&record, deadline).await {
+                Ok(outcome) => {
+                    report.finished += 1;
+                    report.tally.add(outcome.tally());
+                    report.line(&record, "re-drive", format!("{outcome:?}"));
+                }
+                Err(e) if e.code() == "NotRebuildable" => {
+                    report.redriven -= 1;
+                    report.skipped += 1;
+                    report.line(&record, "skip", e.to_string());
+                }
+                Err(e) => {
+                    report.waiting += 1;
+                    report.tally.retries += 1;
+                    report.line(&record, "re-drive", format!("still waiting: {e}"));
+                }
+            }
+        }
+        for (hour, from, to) in audit_ranges(now, self.settings.interval) {
+            if out_of_time(deadline) {
+                report.incomplete = true;
+                break;
+            }
+            for record in ledger.audit_slots(hour, from, to).await? {
+                if out_of_time(deadline) {
+                    report.incomplete = true;
+                    break;
+                }
+                if dry_run {
+                    report.line(&record, "audit", "would audit");
+                    continue;
+                }
+                report.audited += 1;
+                match self.audit(&record, deadline).await {
+                    Ok(Audit::Clean) => report.line(&record, "audit", "clean"),
+                    Ok(Audit::Drift {
+                        gone,
+                        changed,
+                        repaired,
+                    }) => {
+                        report.drift += 1;
+                        if repaired.is_some() {
+                            report.repaired += 1;
+                        }
+                        report.line(
+                            &record,
+                            "audit",
+                            format!("drift: gone {gone}, changed {changed:?}, repair {repaired:?}"),
+                        );
+                    }
+                    Err(e) => report.line(&record, "audit", format!("not audited: {e}")),
+                }
+            }
+        }
+        info!(
+            attention = report.attention,
+            redriven = report.redriven,
+            finished = report.finished,
+            waiting = report.waiting,
+            stuck = report.stuck,
+            audited = report.audited,
+            drift = report.drift,
+            incomplete = report.incomplete,
+            "reconciler run"
+        );
+        Ok(report)
+    }
+
+    fn is_stuck(&self, record: &Record, now: SystemTime) -> bool {
+        let since = match record.status {
+            Status::InProgress => record.first_attempt_at,
+            Status::Created | Status::Ready => record.updated_at,
+            Status::Failed => return false,
+        };
+        since.is_some_and(|ms| {
+            now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+                .is_ok_and(|age| age > self.settings.stuck_after)
+        })
+    }
+
+    async fn redrive(
+        &self,
+        record: &Record,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, StepError> {
+        let request =
+            request_of(record).map_err(|why| StepError::permanent("NotRebuildable", why))?;
+        match kind_of(record) {
+            Some(Kind::Instance) => self.engine.run(&self.instance, &request, deadline).await,
+            Some(Kind::Web) => self.engine.run(&self.web, &request, deadline).await,
+            Some(Kind::Approval) => match &self.approval {
+                Some(step) => self.engine.run(step, &request, deadline).await,
+                None => Err(StepError::permanent(
+                    "NotRebuildable",
+                    "the organization instance is not configured (ORG_INSTANCE_ARN)",
+                )),
+            },
+            None => Err(StepError::permanent(
+                "NotRebuildable",
+                format!("{} is not a step this version knows", record.key),
+            )),
+        }
+    }
+
+    async fn audit(
+        &self,
+        record: &Record,
+        deadline: Option<SystemTime>,
+    ) -> Result<Audit, StepError> {
+        let request =
+            request_of(record).map_err(|why| StepError::permanent("NotRebuildable", why))?;
+        let repair = self.settings.repair_drift;
+        let record = record.clone();
+        match kind_of(&record) {
+            Some(Kind::Instance) => {
+                self.engine
+                    .audit(&self.instance, &request, record, repair, deadline)
+                    .await
+            }
+            Some(Kind::Web) => {
+                self.engine
+                    .audit(&self.web, &request, record, repair, deadline)
+                    .await
+            }
+            Some(Kind::Approval) => match &self.approval {
+                Some(step) => {
+                    self.engine
+                        .audit(step, &request, record, repair, deadline)
+                        .await
+                }
+                None => Ok(Audit::Clean),
+            },
+            None => Ok(Audit::Clean),
+        }
+    }
+}
+
+/// Whether a step that is not final should be re-driven now.
+fn is_due(record: &Record, now_ms: u64) -> bool {
+    let backoff_over = record.retry_after.is_none_or(|t| t <= now_ms);
+    let lease_over = match record.status {
+        Status::InProgress => record.lease_expires_at.is_none_or(|t| t <= now_ms),
+        Status::Ready => record.update_lease_expires_at.is_none_or(|t| t <= now_ms),
+        _ => true,
+    };
+    backoff_over && lease_over
+}
+
+fn out_of_time(deadline: Option<SystemTime>) -> bool {
+    deadline.is_some_and(|d| SystemTime::now() + STOP_BEFORE_DEADLINE > d)
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The minutes of the day since the previous run, `(now - interval, now]`, as (hour, first
+/// minute, last minute) ranges within single hours (the audit index is partitioned by hour).
+pub fn audit_ranges(now: SystemTime, interval: Duration) -> Vec<(u32, u32, u32)> {
+    let minutes_now = (epoch_ms(now) / 60_000) as i64;
+    let span = (interval.as_secs() / 60).clamp(1, 1440) as i64;
+    let mut ranges: Vec<(u32, u32, u32)> = Vec::new();
+    for m in (minutes_now - span + 1)..=minutes_now {
+        let minute = m.rem_euclid(1440) as u32;
+        let hour = minute / 60;
+        match ranges.last_mut() {
+            Some((h, _, to)) if *h == hour && *to + 1 == minute => *to = minute,
+            _ => ranges.push((hour, minute, minute)),
+        }
+    }
+    ranges
+}
+
+/// The request a step's ledger item was last claimed for, rebuilt: the key says which
+/// account, portal and provider; `requested` (else the applied state) says the fields; the
+/// stored revision keeps its place in time. Secrets are named, read again at create time.
+pub fn request_of(record: &Record) -> Result<OnboardingRequest, String> {
+    let fields: Fields = record
+        .requested
+        .clone()
+        .or_else(|| record.state.clone())
+        .unwrap_or_default();
+    let revision = record
+        .requested_revision
+        .clone()
+        .or_else(|| record.applied_revision.clone())
+        .unwrap_or_else(|| Revision::parse(&format!("0000-00-00T00:00:00.000Z#{}", record.key)));
+    let time = normalize_time(revision.time()).map(|_| revision.time().to_string());
+    let mut request = OnboardingRequest {
+        event_id: revision.event_id().to_string(),
+        origin: RequestOrigin::OnboardingRequested,
+        replay_name: None,
+        time,
+        account_id: record.key.account_id().unwrap_or(NO_ACCOUNT).to_string(),
+        account_name: None,
+        instance: InstanceSpec::default(),
+        web_identity_provider: None,
+    };
+    if request.event_id.is_empty() {
+        request.event_id = format!("reconciler:{}", record.key);
+    }
+    let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let map = |name: &str| -> BTreeMap<String, String> {
+        fields
+            .get(name)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    };
+    match kind_of(record) {
+        Some(Kind::Instance) => {
+            request.instance = InstanceSpec {
+                name: text("name"),
+                tags: map("tags"),
+            };
+        }
+        Some(Kind::Web) => {
+            let rest = record
+                .key
+                .step
+                .strip_prefix(WebIdentityProvider::NAME)
+                .and_then(|r| r.strip_prefix('#'))
+                .ok_or("the step key names no portal")?;
+            let (portal, name) = rest
+                .rsplit_once('#')
+                .ok_or("the step key names no provider")?;
+            let provider_type = text("type")
+                .and_then(|t| t.parse().ok())
+                .ok_or("the ledger holds no provider type for it (claimed by an older version)")?;
+            request.web_identity_provider = Some(WebIdentityProviderSpec {
+                portal_arn: portal.to_string(),
+                portal_account_id: request.account_id.clone(),
+                provider_name: name.to_string(),
+                provider_type,
+                details: map("details"),
+                secret_id: text("secretId"),
+                tags: map("tags"),
+            });
+        }
+        Some(Kind::Approval) => {
+            if !record.key.scope.starts_with(ORG_SCOPE_PREFIX) {
+                return Err(format!("{} is not an organization step", record.key));
+            }
+        }
+        None => return Err(format!("{} is not a step this version knows", record.key)),
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_ranges_cover_the_interval_within_hours() {
+        // 2026-11-30T10:07:30Z: the 15 minutes up to 10:07 span two hours.
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_033_250);
+        let ranges = audit_ranges(now, Duration::from_secs(900));
+        let minutes: u32 = ranges.iter().map(|(_, from, to)| to - from + 1).sum();
+        assert_eq!(minutes, 15);
+        for (hour, from, to) in &ranges {
+            assert_eq!(from / 60, *hour);
+            assert_eq!(to / 60, *hour);
+        }
+        // Across midnight.
+        let midnight = UNIX_EPOCH + Duration::from_secs(1_796_083_260); // 00:01
+        let ranges = audit_ranges(midnight, Duration::from_secs(300));
+        assert_eq!(ranges.iter().map(|(_, f, t)| t - f + 1).sum::<u32>(), 5);
+        assert!(ranges.iter().any(|(h, _, _)| *h == 23));
+        assert!(ranges.iter().any(|(h, _, _)| *h == 0));
+    }
+}

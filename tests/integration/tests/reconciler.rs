@@ -1,0 +1,435 @@
+//! Nothing stays stranded: the reconciler re-drives from the ledger what no message will
+//! finish (a message that ran out of receives, a holder that crashed, an instance slower
+//! than the queue, an update whose holder died), and the drift audit finds resources deleted
+//! or changed behind the project's back, reporting them and, when asked, repairing them.
+//! Against moto and the identity emulator, through the same engine as the deliveries.
+
+use std::time::{Duration, SystemTime};
+
+use identity_emulator::{AccountConfig, Config as EmulatorConfig};
+use integration_tests::deliveries::{oidc_provider, onboarding_requested};
+use integration_tests::stack::Stack;
+use onboarding::engine::EngineSettings;
+use onboarding::ledger::{Applied, Claim, ClaimRequest, Fields, Origin, Status, StepKey};
+use onboarding::revision::Revision;
+use serde_json::{json, Value};
+
+const INSTANCE: &str = "identity-center-instance";
+
+fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
+    emitted
+        .iter()
+        .filter(|e| e["detail-type"] == detail_type)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_created_instance_whose_message_ran_out_is_finished_by_the_reconciler() {
+    let account = "930000000001";
+    let stack = Stack::start("reconcile-created").await;
+    let impatient = EngineSettings {
+        ready_wait: Duration::ZERO,
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(impatient));
+    let err = handler
+        .handle(
+            onboarding_requested(
+                "r-1",
+                account,
+                json!({ "identityCenterInstance": { "name": "late" } }),
+            ),
+            None,
+        )
+        .await
+        .expect_err("not active yet");
+    assert_eq!(err.code(), "NotReady");
+    // The message is gone for good (its receives ran out): only the reconciler is left.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let reconciler = stack.reconciler(stack.engine(), false);
+    let report = reconciler.run(None, false).await.expect("run");
+    assert_eq!(report.redriven, 1, "{report:?}");
+    assert_eq!(report.finished, 1, "{report:?}");
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&StepKey::account(account, INSTANCE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, Status::Ready);
+    let ready = of_type(&stack.emitted().await, "Identity Center Instance Ready");
+    assert_eq!(ready.len(), 1);
+    assert_eq!(stack.emulator.counters().created("CreateInstance"), 1);
+    // Nothing left: the next run re-drives nothing.
+    let report = reconciler.run(None, false).await.expect("run");
+    assert_eq!((report.redriven, report.attention), (0, 0), "{report:?}");
+}
+
+/// A claim whose holder crashed before creating anything, as a delivery leaves it.
+async fn crashed_claim(stack: &Stack, key: &StepKey, fields: Fields, revision: &str) {
+    let revision = Revision::parse(revision);
+    let claim = stack
+        .engine()
+        .ledger()
+        .claim_with(
+            key,
+            &ClaimRequest {
+                request_hash: "h",
+                event_id: revision.event_id(),
+                lease: Duration::from_millis(100),
+                deadline: None,
+            },
+            Some(Applied {
+                state: &fields,
+                revision: &revision,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired(_)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn crashed_claims_are_re_driven_from_what_the_ledger_kept() {
+    let account = "930000000002";
+    let portal = format!(
+        "arn:aws:workspaces-web:us-east-1:{account}:portal/7d4e1f3c-9a6b-4c5d-8e7f-4b3c2d1e0f9a"
+    );
+    let stack = Stack::start_with(
+        "reconcile-crashed",
+        EmulatorConfig::default()
+            .with_account(AccountConfig::new(account).with_portal(portal.clone())),
+    )
+    .await;
+    stack
+        .put_secret(
+            "onboarding/recon",
+            &json!({ "client_secret": "RECON-CANARY" }),
+        )
+        .await;
+    // What the deliveries' plans would have recorded, then crashed.
+    let instance_key = StepKey::account(account, INSTANCE);
+    let mut fields = Fields::new();
+    fields.insert("name".into(), json!("from-the-ledger"));
+    crashed_claim(
+        &stack,
+        &instance_key,
+        fields,
+        "2026-11-30T10:00:00.000Z#lost-1",
+    )
+    .await;
+    let request = onboarding_requested(
+        "lost-2",
+        account,
+        oidc_provider(&portal, "corp-oidc", "onboarding/recon"),
+    );
+    let web = stack.web_handler(stack.engine());
+    let provider_key = {
+        use onboarding::step::Step;
+        let decoded = match onboarding::events::decode(&request, &stack.settings.accept).unwrap() {
+            onboarding::events::Decoded::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let step = onboarding::steps::WebIdentityProvider::new(
+            stack.member_access(),
+            aws_sdk_secretsmanager::Client::new(&stack.config),
+        );
+        let plan = step.plan(&decoded).unwrap();
+        crashed_claim(
+            &stack,
+            &plan.key,
+            plan.desired,
+            "2026-11-30T10:00:00.000Z#lost-2",
+        )
+        .await;
+        plan.key
+    };
+    drop(web);
+
+    let reconciler = stack.reconciler(stack.engine(), false);
+    let dry = reconciler.run(None, true).await.expect("dry run");
+    assert_eq!(dry.redriven, 0);
+    assert!(
+        dry.steps
+            .iter()
+            .filter(|l| l.result == "would re-drive")
+            .count()
+            == 2,
+        "{dry:?}"
+    );
+    assert_eq!(
+        stack.emulator.counters().calls("CreateInstance"),
+        0,
+        "a dry run calls nothing"
+    );
+
+    let report = reconciler.run(None, false).await.expect("run");
+    assert_eq!(report.finished, 2, "{report:?}");
+    let ledger = stack.engine().ledger().clone();
+    let instance = ledger.get_step(&instance_key).await.unwrap().unwrap();
+    assert_eq!(instance.status, Status::Ready);
+    assert_eq!(instance.origin, Some(Origin::Created));
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    let described = sso
+        .describe_instance()
+        .instance_arn(instance.resource_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.name(), Some("from-the-ledger"));
+    let provider = ledger.get_step(&provider_key).await.unwrap().unwrap();
+    assert_eq!(provider.status, Status::Ready);
+    let emitted = stack.emitted().await;
+    assert_eq!(of_type(&emitted, "Web Identity Provider Ready").len(), 1);
+    let everything = format!("{emitted:?} {:?}", stack.ledger_items().await);
+    assert!(!everything.contains("RECON-CANARY"));
+}
+
+#[tokio::test]
+async fn a_waiting_step_is_re_driven_only_once_its_backoff_has_passed() {
+    let account = "930000000003";
+    let stack = Stack::start_with(
+        "reconcile-backoff",
+        EmulatorConfig::default()
+            .with_account(AccountConfig::new(account).role_appearing_after(1_500)),
+    )
+    .await;
+    let settings = EngineSettings {
+        retry_base: Duration::from_secs(2),
+        retry_max: Duration::from_secs(2),
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(settings.clone()));
+    let err = handler
+        .handle(onboarding_requested("w-1", account, json!({})), None)
+        .await
+        .expect_err("role not there yet");
+    assert_eq!(err.code(), "MemberRoleUnavailable");
+    // The message is lost; the reconciler honours the recorded retry_after.
+    let reconciler = stack.reconciler(stack.engine_with(settings), false);
+    let report = reconciler.run(None, false).await.expect("run");
+    assert_eq!((report.redriven, report.not_due), (0, 1), "{report:?}");
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let report = reconciler.run(None, false).await.expect("run");
+    assert_eq!((report.redriven, report.finished), (1, 1), "{report:?}");
+    assert!(of_type(&stack.emitted().await, "Onboarding Step Failed").is_empty());
+}
+
+#[tokio::test]
+async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
+    let account = "930000000004";
+    let stack = Stack::start("reconcile-update").await;
+    let handler = stack.instance_handler(stack.engine());
+    let mut first = onboarding_requested(
+        "u-1",
+        account,
+        json!({ "identityCenterInstance": { "name": "one" } }),
+    );
+    first["time"] = json!("2026-11-30T10:00:00Z");
+    handler.handle(first, None).await.unwrap();
+    let ledger = stack.engine().ledger().clone();
+    let key = StepKey::account(account, INSTANCE);
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    let mut wanted = record.state.clone().unwrap_or_default();
+    wanted.insert("name".into(), json!("two"));
+    let revision = Revision::parse("2026-11-30T10:05:00.000Z#u-2");
+    // The update's holder takes it and dies before calling.
+    let claim = ledger
+        .claim_update(
+            &record,
+            &wanted,
+            &revision,
+            Duration::from_millis(100),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        claim,
+        onboarding::ledger::UpdateClaim::Acquired(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let report = stack
+        .reconciler(stack.engine(), false)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!(report.finished, 1, "{report:?}");
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(record.applied_revision.as_ref(), Some(&revision));
+    assert!(record.wanted.is_none());
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    let name = sso
+        .describe_instance()
+        .instance_arn(record.resource_arn.unwrap())
+        .send()
+        .await
+        .unwrap()
+        .name()
+        .map(str::to_owned);
+    assert_eq!(name.as_deref(), Some("two"));
+}
+
+#[tokio::test]
+async fn a_deleted_resource_is_reported_once_and_repaired_only_when_asked() {
+    let account = "930000000005";
+    let stack = Stack::start("drift-gone").await;
+    let handler = stack.instance_handler(stack.engine());
+    let (reply, _) = handler
+        .handle(onboarding_requested("d-1", account, json!({})), None)
+        .await
+        .unwrap();
+    let arn = reply["resourceArn"].as_str().unwrap().to_string();
+    stack.emitted().await;
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    sso.delete_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Repair off: reported, once.
+    let report_only = stack.reconciler(stack.engine(), false);
+    let report = report_only.run(None, false).await.expect("run");
+    assert_eq!(
+        (report.audited, report.drift, report.repaired),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    let key = StepKey::account(account, INSTANCE);
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, Status::Ready, "only reported");
+    assert_eq!(
+        record.drift.as_ref().and_then(|d| d.get("gone")),
+        Some(&json!(true))
+    );
+    let drift = of_type(&stack.emitted().await, "Onboarding Drift Detected");
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0]["detail"]["gone"], true);
+    assert_eq!(drift[0]["detail"]["repair"], "off");
+    report_only.run(None, false).await.expect("again");
+    assert!(
+        of_type(&stack.emitted().await, "Onboarding Drift Detected").is_empty(),
+        "announced once"
+    );
+
+    // Repair on: a new generation, a new token, one new resource, announced Ready.
+    let report = stack
+        .reconciler(stack.engine(), true)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!(report.repaired, 1, "{report:?}");
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, Status::Ready);
+    assert_eq!(record.generation, 1);
+    assert_ne!(record.resource_arn.as_deref(), Some(arn.as_str()));
+    assert!(record.drift.is_none());
+    assert_eq!(stack.emulator.counters().created("CreateInstance"), 2);
+    let emitted = stack.emitted().await;
+    assert_eq!(of_type(&emitted, "Identity Center Instance Ready").len(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_changed_behind_our_back_is_reported_and_brought_back() {
+    let account = "930000000006";
+    let portal = format!(
+        "arn:aws:workspaces-web:us-east-1:{account}:portal/8e5f2a4d-0b7c-4d6e-9f8a-5c4d3e2f1a0b"
+    );
+    let stack = Stack::start_with(
+        "drift-changed",
+        EmulatorConfig::default()
+            .with_account(AccountConfig::new(account).with_portal(portal.clone())),
+    )
+    .await;
+    stack
+        .put_secret(
+            "onboarding/drift",
+            &json!({ "client_secret": "DRIFT-CANARY" }),
+        )
+        .await;
+    let handler = stack.web_handler(stack.engine());
+    let (reply, _) = handler
+        .handle(
+            onboarding_requested(
+                "c-1",
+                account,
+                oidc_provider(&portal, "corp-oidc", "onboarding/drift"),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let arn = reply["resourceArn"].as_str().unwrap().to_string();
+    let web = aws_sdk_workspacesweb::Client::new(&stack.config_in(account).await);
+    let mut changed: std::collections::HashMap<String, String> = [
+        ("client_id", "someone-else"),
+        ("client_secret", "x"),
+        ("oidc_issuer", "https://idp.example.com"),
+        ("authorize_scopes", "openid email"),
+        ("attributes_request_method", "GET"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    web.update_identity_provider()
+        .identity_provider_arn(&arn)
+        .set_identity_provider_details(Some(changed.clone()))
+        .send()
+        .await
+        .unwrap();
+    stack.emitted().await;
+
+    let report = stack
+        .reconciler(stack.engine(), false)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!(report.drift, 1, "{report:?}");
+    let drift = of_type(&stack.emitted().await, "Onboarding Drift Detected");
+    assert_eq!(drift[0]["detail"]["changed"], json!(["details"]));
+
+    let report = stack
+        .reconciler(stack.engine(), true)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!(report.repaired, 1, "{report:?}");
+    let now = web
+        .get_identity_provider()
+        .identity_provider_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    changed = now
+        .identity_provider()
+        .and_then(|p| p.identity_provider_details())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        changed.get("client_id").map(String::as_str),
+        Some("onboarding-client")
+    );
+    let updated = of_type(&stack.emitted().await, "Web Identity Provider Updated");
+    assert_eq!(updated.len(), 1);
+    let everything = format!("{:?}", stack.ledger_items().await);
+    assert!(!everything.contains("DRIFT-CANARY"));
+    let _ = SystemTime::now();
+}
