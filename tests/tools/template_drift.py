@@ -5,8 +5,15 @@ Run with the SAM tools venv (it reads the template with cfn-lint's own YAML deco
     .venv-sam/bin/python tests/tools/template_drift.py [REPO_ROOT]
 
 Checks:
-- the ledger table's keys, index and TTL attribute are the names in shared/src/ledger/schema.rs;
-- each function's environment variables are exactly the contract's set, and the code reads them;
+- the ledger table's keys, its two indexes (`attention`, `audit`) and TTL attribute are the names
+  in shared/src/ledger/schema.rs, and every ledger index a policy names exists;
+- each function's environment variables are exactly the contract's set, the code reads them, and
+  a variable that several functions get has the same value in each;
+- every metric an alarm or the dashboard uses in the project's namespace is one the code emits
+  (shared/src/telemetry.rs), dimensioned by Function with a function's name; the dashboard body
+  is JSON; every alarm treats missing data as not breaching, notifies AlarmTopicArn and is
+  described in README's "### Alarms";
+- the queue-age alarms' default threshold is above what a healthy message can reach;
 - no literal `arn:aws:` anywhere in the template (ARNs are built with ${AWS::Partition});
 - the receive budget: with the parameters' default timings, MaxReceiveCount's default outlasts
   the member-role grace window at the shortest jittered backoff with spare receives, the Rule
@@ -40,13 +47,15 @@ COMMON_ENV = {
     "RUST_LOG",
 }
 MEMBER_ENV = {"MEMBER_ROLE_NAME", "PARTITION"}
+ORG_ENV = {"ORG_INSTANCE_ARN", "ORG_INSTANCE_REGION", "APPROVAL_REGION"}
+# Read by the settings every function shares (shared/src/settings.rs).
+SETTINGS_ENV = COMMON_ENV | MEMBER_ENV | ORG_ENV
+RECONCILER_ENV = {"RECONCILE_INTERVAL_MINUTES", "REPAIR_DRIFT"}
 FUNCTIONS = {
     "IdentityCenterInstanceFunction": ("identity-center-instance", COMMON_ENV | MEMBER_ENV),
-    "ApprovalIdentitySourceFunction": (
-        "approval-identity-source",
-        COMMON_ENV | {"ORG_INSTANCE_ARN", "ORG_INSTANCE_REGION", "APPROVAL_REGION"},
-    ),
+    "ApprovalIdentitySourceFunction": ("approval-identity-source", COMMON_ENV | ORG_ENV),
     "WebIdentityProviderFunction": ("web-identity-provider", COMMON_ENV | MEMBER_ENV),
+    "ReconcilerFunction": ("reconciler", COMMON_ENV | MEMBER_ENV | ORG_ENV | RECONCILER_ENV),
 }
 # The backoff of "not reachable yet" (README, Deploy): receive n+1 comes delay(n) =
 # min(base * 2^(n-1), max) after receive n, jittered down to JITTER_FLOOR x at worst; the first
@@ -65,7 +74,21 @@ CONTRACT_LEDGER = {
     "ATTENTION_INDEX": "attention",
     "ATTENTION": "attention",
     "UPDATED_AT": "updated_at",
+    "AUDIT_INDEX": "audit",
+    "AUDIT_HOUR": "audit_hour",
+    "AUDIT_MINUTE": "audit_minute",
 }
+# The table's sparse indexes (schema.rs): index name -> (partition key, its type), (sort key, its type).
+LEDGER_INDEXES = {
+    "ATTENTION_INDEX": (("ATTENTION", "S"), ("UPDATED_AT", "N")),
+    "AUDIT_INDEX": (("AUDIT_HOUR", "N"), ("AUDIT_MINUTE", "N")),
+}
+LEDGER_TABLE = "LedgerTable"
+# The EMF lines' only dimension (shared/src/telemetry.rs); its values are the functions' names.
+METRIC_DIMENSION = "Function"
+# Alarm topic wiring every alarm shares (AlarmActions and OKActions).
+ALARM_TOPIC_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+QUEUE_AGE_PARAMETER = "QueueAgeAlarmSeconds"
 SECRET_KEYS = {"client_secret", "private_key"}
 CONST_RE = re.compile(r'^\s*pub const ([A-Z][A-Z0-9_]*): &str = "([^"\\]*)";', re.MULTILINE)
 
@@ -106,14 +129,20 @@ def check_table(resources, names: dict[str, str], problems: Problems) -> None:
     problems.expect(key_schema(props.get("KeySchema")) == want_keys, f"{where}: KeySchema {key_schema(props.get('KeySchema'))} != {want_keys}")
 
     indexes = {str(i.get("IndexName")): i for i in props.get("GlobalSecondaryIndexes") or []}
-    problems.expect(set(indexes) == {names["ATTENTION_INDEX"]}, f"{where}: indexes {sorted(indexes)} != [{names['ATTENTION_INDEX']}]")
-    index = indexes.get(names["ATTENTION_INDEX"], {})
-    want_index = {"HASH": names["ATTENTION"], "RANGE": names["UPDATED_AT"]}
-    problems.expect(key_schema(index.get("KeySchema")) == want_index, f"{where}: index KeySchema {key_schema(index.get('KeySchema'))} != {want_index}")
-    problems.expect(index.get("Projection", {}).get("ProjectionType") == "ALL", f"{where}: index projection must be ALL")
+    want_names = sorted(names[index] for index in LEDGER_INDEXES)
+    problems.expect(sorted(indexes) == want_names, f"{where}: indexes {sorted(indexes)} != {want_names}")
+    want_defs = {names["PK"]: "S", names["SK"]: "S"}
+    for index_const, ((hash_const, hash_type), (range_const, range_type)) in LEDGER_INDEXES.items():
+        name = names[index_const]
+        index = indexes.get(name, {})
+        want_index = {"HASH": names[hash_const], "RANGE": names[range_const]}
+        got_index = key_schema(index.get("KeySchema"))
+        problems.expect(got_index == want_index, f"{where}: index {name} KeySchema {got_index} != {want_index}")
+        problems.expect(index.get("Projection", {}).get("ProjectionType") == "ALL", f"{where}: index {name} projection must be ALL")
+        want_defs[names[hash_const]] = hash_type
+        want_defs[names[range_const]] = range_type
 
     defs = {str(d.get("AttributeName")): str(d.get("AttributeType")) for d in props.get("AttributeDefinitions") or []}
-    want_defs = {names["PK"]: "S", names["SK"]: "S", names["ATTENTION"]: "S", names["UPDATED_AT"]: "N"}
     problems.expect(defs == want_defs, f"{where}: AttributeDefinitions {defs} != {want_defs}")
 
     ttl = props.get("TimeToLiveSpecification", {})
@@ -131,25 +160,46 @@ def check_table(resources, names: dict[str, str], problems: Problems) -> None:
         problems.expect(table.get(policy) == "Retain", f"{where}: {policy} must be Retain")
 
 
+def rust_sources(directory: pathlib.Path) -> str:
+    """The non-test Rust code under `directory` (each file up to its `#[cfg(test)]`)."""
+    if not directory.is_dir():
+        return ""
+    return "\n".join(path.read_text(encoding="utf-8").split("#[cfg(test)]")[0] for path in sorted(directory.rglob("*.rs")))
+
+
 def check_functions(root: pathlib.Path, resources, globals_, problems: Problems) -> None:
     functions = {k for k, v in resources.items() if v.get("Type") == "AWS::Serverless::Function"}
     problems.expect(functions == set(FUNCTIONS), f"template.yaml: functions {sorted(functions)} != {sorted(FUNCTIONS)}")
     settings = root / "shared" / "src" / "settings.rs"
     settings_text = settings.read_text(encoding="utf-8") if settings.is_file() else None
     problems.expect(settings_text is not None, "shared/src/settings.rs: missing; cannot check that the code reads the variables")
+    shared_text = rust_sources(root / "shared" / "src")
     global_fn = (globals_ or {}).get("Function", {})
+    values: dict[str, dict[str, str]] = {}
     for logical, (crate, want_env) in FUNCTIONS.items():
         fn = resources.get(logical)
         if fn is None:
             continue
         where = f"template.yaml {logical}"
         props = fn.get("Properties", {})
-        env = set((props.get("Environment", {}) or {}).get("Variables", {}) or {})
-        env |= set(((global_fn.get("Environment") or {}).get("Variables")) or {})
+        variables = dict(((global_fn.get("Environment") or {}).get("Variables")) or {})
+        variables.update((props.get("Environment", {}) or {}).get("Variables", {}) or {})
+        for name, value in variables.items():
+            values.setdefault(name, {})[logical] = json.dumps(value, sort_keys=True)
+        env = set(variables)
         problems.expect(env == want_env, f"{where}: environment {sorted(env)} != contract {sorted(want_env)}")
+        # Every function reads the shared settings (shared/src/settings.rs); a function's own
+        # variables may be read anywhere in shared/src or in its crate.
+        crate_text = rust_sources(root / "functions" / crate / "src")
         if settings_text is not None:
             for name in sorted(want_env - ENV_READ_ELSEWHERE):
-                problems.expect(f'"{name}"' in settings_text, f'{where}: {name} is not read by shared/src/settings.rs')
+                if name in SETTINGS_ENV:
+                    problems.expect(f'"{name}"' in settings_text, f"{where}: {name} is not read by shared/src/settings.rs")
+                else:
+                    problems.expect(
+                        f'"{name}"' in shared_text + crate_text,
+                        f"{where}: {name} is not read by the code (shared/src, functions/{crate}/src)",
+                    )
         meta = fn.get("Metadata", {})
         problems.expect(meta.get("BuildMethod") == "rust-cargolambda", f"{where}: BuildMethod must be rust-cargolambda")
         binary = (meta.get("BuildProperties") or {}).get("Binary")
@@ -162,6 +212,13 @@ def check_functions(root: pathlib.Path, resources, globals_, problems: Problems)
         for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Architectures", ["arm64"])):
             got = props.get(key, global_fn.get(key))
             problems.expect(got == want, f"{where}: {key} {got!r} != {want!r}")
+    # A variable that several functions get means the same thing everywhere: the same value.
+    for name, by_function in sorted(values.items()):
+        distinct = set(by_function.values())
+        problems.expect(
+            len(distinct) == 1,
+            f"template.yaml: {name} differs between functions: " + "; ".join(f"{k}: {v}" for k, v in sorted(by_function.items())),
+        )
 
 
 def receives_to_outlast(grace: float, base: float, cap: float, factor: float) -> int:
@@ -218,6 +275,198 @@ def check_receive_budget(template, problems: Problems) -> None:
         )
 
 
+def check_index_grants(resources, names: dict[str, str], problems: Problems) -> None:
+    """Every ledger index a policy names exists; the reconciler may Query each of them."""
+    table = resources.get(LEDGER_TABLE, {})
+    indexes = {str(i.get("IndexName")) for i in table.get("Properties", {}).get("GlobalSecondaryIndexes") or []}
+    prefix = "${" + LEDGER_TABLE + ".Arn}/index/"
+    for logical, res in resources.items():
+        if res.get("Type") != "AWS::IAM::Role":
+            continue
+        queried: set[str] = set()
+        for policy in res.get("Properties", {}).get("Policies") or []:
+            for statement in (policy.get("PolicyDocument") or {}).get("Statement") or []:
+                if not isinstance(statement, dict) or "Action" not in statement:
+                    continue  # a conditional statement (Fn::If) never names the ledger
+                actions = statement.get("Action")
+                actions = [actions] if isinstance(actions, str) else list(actions or [])
+                resources_ = statement.get("Resource")
+                resources_ = resources_ if isinstance(resources_, list) else [resources_]
+                for resource in resources_:
+                    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+                    if isinstance(sub, str) and sub.startswith(prefix):
+                        index = sub[len(prefix):]
+                        problems.expect(index in indexes, f"template.yaml {logical}: grants on ledger index {index!r}, which the table does not have {sorted(indexes)}")
+                        if "dynamodb:Query" in actions:
+                            queried.add(index)
+        if logical == "ReconcilerRole":
+            want = {names[index] for index in LEDGER_INDEXES}
+            problems.expect(queried == want, f"template.yaml {logical}: dynamodb:Query on indexes {sorted(queried)} != {sorted(want)}")
+
+
+# Metric names in telemetry.rs: `metric("Name")`, `("Name", self.counter)`, `"Name": self.counter`,
+# `const X: &str = "Name"` and the strings of `const X: &[&str] = &[...]` / `[&str; N] = [...]`.
+METRIC_PATTERNS = (
+    re.compile(r'\bmetric\(\s*"([A-Za-z][A-Za-z0-9]*)"\s*\)'),
+    re.compile(r'\(\s*"([A-Za-z][A-Za-z0-9]*)"\s*,\s*self\.'),
+    re.compile(r'"([A-Za-z][A-Za-z0-9]*)"\s*:\s*self\.'),
+)
+STR_CONST_RE = re.compile(r'\bconst ([A-Z][A-Z0-9_]*): &(?:\'static )?str = "([^"\\]*)";')
+STR_LIST_CONST_RE = re.compile(r'\bconst [A-Z][A-Z0-9_]*: &?(?:\'static )?\[&(?:\'static )?str(?:; *\d+)?\] = &?\[(.*?)\];', re.DOTALL)
+
+
+def emitted_metrics(root: pathlib.Path, problems: Problems) -> tuple[str | None, set[str]]:
+    """The metrics namespace and the metric names the code emits (shared/src/telemetry.rs)."""
+    path = root / "shared" / "src" / "telemetry.rs"
+    if not path.is_file():
+        problems.expect(False, "shared/src/telemetry.rs: missing; cannot check the alarms' and dashboard's metrics")
+        return None, set()
+    text = path.read_text(encoding="utf-8").split("#[cfg(test)]")[0]
+    consts = dict(STR_CONST_RE.findall(text))
+    namespace = consts.pop("METRIC_NAMESPACE", None)
+    problems.expect(namespace is not None, "shared/src/telemetry.rs: no `const METRIC_NAMESPACE: &str`")
+    names = set(consts.values())
+    for pattern in METRIC_PATTERNS:
+        names.update(pattern.findall(text))
+    for body in STR_LIST_CONST_RE.findall(text):
+        names.update(re.findall(r'"([^"\\]*)"', body))
+    problems.expect(bool(names), "shared/src/telemetry.rs: no metric names found")
+    return namespace, names
+
+
+def dashboard_metrics(logical: str, body, problems: Problems):
+    """(where, namespace, name, dimensions) of every metric row of a dashboard body."""
+    text = body.get("Fn::Sub") if isinstance(body, dict) else body
+    if isinstance(text, list):
+        text = text[0]
+    if not isinstance(text, str):
+        problems.expect(False, f"template.yaml {logical}: DashboardBody is neither a string nor a Fn::Sub string")
+        return
+    # Substitutions are names, ARNs or numbers: 0 keeps both quoted and bare ones valid JSON.
+    try:
+        dashboard = json.loads(re.sub(r"\$\{[^}!][^}]*\}", "0", text))
+    except ValueError as e:
+        problems.expect(False, f"template.yaml {logical}: DashboardBody is not JSON: {e}")
+        return
+    for i, widget in enumerate(dashboard.get("widgets") or []):
+        previous: list = []
+        for j, row in enumerate((widget.get("properties") or {}).get("metrics") or []):
+            parts = [x for x in row if not isinstance(x, dict)]
+            if not parts:
+                continue  # an expression row
+            # "." repeats the value at the same position in the row above.
+            parts = [previous[k] if x == "." and k < len(previous) else x for k, x in enumerate(parts)]
+            previous = parts
+            dims = dict(zip(parts[2::2], parts[3::2]))
+            yield f"template.yaml {logical} widgets[{i}].metrics[{j}]", parts[0], parts[1], dims
+
+
+def template_metrics(resources, problems: Problems):
+    """(where, namespace, name, dimensions) of every metric an alarm or a dashboard uses."""
+    for logical, res in resources.items():
+        props = res.get("Properties", {})
+        if res.get("Type") == "AWS::CloudWatch::Alarm":
+            metrics = [(f"template.yaml {logical}", props)] if "MetricName" in props else []
+            metrics += [
+                (f"template.yaml {logical} Metrics[{m.get('Id')}]", m["MetricStat"]["Metric"])
+                for m in props.get("Metrics") or []
+                if "MetricStat" in m
+            ]
+            for where, metric in metrics:
+                dims = {d.get("Name"): d.get("Value") for d in metric.get("Dimensions") or []}
+                yield where, metric.get("Namespace"), metric.get("MetricName"), dims
+        elif res.get("Type") == "AWS::CloudWatch::Dashboard":
+            yield from dashboard_metrics(logical, props.get("DashboardBody"), problems)
+
+
+def check_metrics(root: pathlib.Path, resources, problems: Problems) -> None:
+    namespace, emitted = emitted_metrics(root, problems)
+    functions = {crate for crate, _ in FUNCTIONS.values()}
+    used: set[str] = set()
+    for where, ns, name, dims in template_metrics(resources, problems):
+        if isinstance(ns, str) and ns.startswith("AWS/"):
+            continue
+        problems.expect(ns == namespace, f"{where}: namespace {ns!r} is neither AWS's nor the code's {namespace!r}")
+        problems.expect(name in emitted, f"{where}: metric {name!r} is not emitted by the code (shared/src/telemetry.rs)")
+        problems.expect(
+            set(dims) == {METRIC_DIMENSION} and dims.get(METRIC_DIMENSION) in functions,
+            f"{where}: {name} dimensions {dims} != {{{METRIC_DIMENSION!r}: one of {sorted(functions)}}}",
+        )
+        used.add(str(dims.get(METRIC_DIMENSION)))
+    # The Function dimension is the name each function passes to its metrics line.
+    shared_text = rust_sources(root / "shared" / "src")
+    for crate in sorted(used & functions):
+        problems.expect(
+            f'"{crate}"' in rust_sources(root / "functions" / crate / "src") + shared_text,
+            f"functions/{crate}/src: never names its metrics' Function {crate!r} (template alarms and dashboard use it)",
+        )
+
+
+def readme_alarms(root: pathlib.Path) -> str | None:
+    """README's "### Alarms" subsection (what each alarm means and what to do)."""
+    readme = root / "README.md"
+    if not readme.is_file():
+        return None
+    match = re.search(r"^### Alarms\n(.*?)(?=^##? )", readme.read_text(encoding="utf-8") + "\n## end", re.DOTALL | re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def check_alarms(root: pathlib.Path, resources, problems: Problems) -> None:
+    guide = readme_alarms(root)
+    problems.expect(guide is not None, 'README.md: no "### Alarms" subsection')
+    for logical, res in resources.items():
+        if res.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        props = res.get("Properties", {})
+        where = f"template.yaml {logical}"
+        problems.expect(props.get("TreatMissingData") == "notBreaching", f"{where}: TreatMissingData must be notBreaching")
+        for key in ("AlarmActions", "OKActions"):
+            problems.expect(props.get(key) == ALARM_TOPIC_ACTIONS, f"{where}: {key} must be AlarmTopicArn when given ({ALARM_TOPIC_ACTIONS})")
+        # Whoever gets the notification finds what to do in the README.
+        problems.expect("(README, Alarms)" in str(props.get("AlarmDescription", "")), f"{where}: AlarmDescription must point to (README, Alarms)")
+        if guide is not None:
+            problems.expect(f"**{logical}**" in guide, f'README.md "### Alarms": {logical} is not described')
+
+
+def check_queue_age(template, problems: Problems) -> None:
+    """A healthy message must never reach the queue-age alarms' default threshold.
+
+    SQS leaves a message of a standard queue out of ApproximateAgeOfOldestMessage once it has
+    been received three times, so a message counts until its third receive: two runs and two
+    redelivery delays, each delay at most the longest backoff (RetryMaxSeconds), the queue's
+    visibility timeout (ordinary retries) or a lease held elsewhere (LeaseSeconds).
+    """
+    params = template.get("Parameters", {})
+    resources = template.get("Resources", {})
+    missing = [p for p in (QUEUE_AGE_PARAMETER, "RetryMaxSeconds", "LeaseSeconds") if p not in params]
+    problems.expect(not missing, f"template.yaml: parameters {missing} missing")
+    if missing:
+        return
+    threshold = float(params[QUEUE_AGE_PARAMETER]["Default"])
+    timeout = float(((template.get("Globals") or {}).get("Function") or {}).get("Timeout", 900))
+    source_queues = {k: v for k, v in resources.items() if v.get("Type") == "AWS::SQS::Queue" and "RedrivePolicy" in v.get("Properties", {})}
+    visibility = max((float(q["Properties"].get("VisibilityTimeout", 30)) for q in source_queues.values()), default=30.0)
+    delay = max(float(params["RetryMaxSeconds"]["Default"]), visibility, float(params["LeaseSeconds"]["Default"]))
+    healthy = 2 * delay + 2 * timeout
+    problems.expect(
+        threshold > healthy,
+        f"template.yaml: {QUEUE_AGE_PARAMETER} default {threshold:g} <= {healthy:g}, the age a healthy message can reach "
+        f"before its third receive (2 x {delay:g} s delay + 2 x {timeout:g} s run)",
+    )
+    # One age alarm per source queue, on that threshold.
+    watched = {}
+    for logical, res in resources.items():
+        props = res.get("Properties", {})
+        if res.get("Type") == "AWS::CloudWatch::Alarm" and props.get("MetricName") == "ApproximateAgeOfOldestMessage":
+            problems.expect(props.get("Threshold") == {"Ref": QUEUE_AGE_PARAMETER}, f"template.yaml {logical}: Threshold must be !Ref {QUEUE_AGE_PARAMETER}")
+            for d in props.get("Dimensions") or []:
+                value = d.get("Value")
+                if isinstance(value, dict) and "Fn::GetAtt" in value:
+                    watched[value["Fn::GetAtt"][0]] = logical
+    for queue in sorted(source_queues):
+        problems.expect(queue in watched, f"template.yaml {queue}: no ApproximateAgeOfOldestMessage alarm")
+
+
 def check_partition(root: pathlib.Path, problems: Problems) -> None:
     for number, line in enumerate((root / "template.yaml").read_text(encoding="utf-8").splitlines(), 1):
         problems.expect("arn:aws:" not in line, f"template.yaml:{number}: literal arn:aws: (use arn:${{AWS::Partition}}:)")
@@ -271,9 +520,14 @@ def main() -> int:
         return 1
     problems = Problems()
     resources = template.get("Resources", {})
-    check_table(resources, ledger_names(root, problems), problems)
+    names = ledger_names(root, problems)
+    check_table(resources, names, problems)
+    check_index_grants(resources, names, problems)
     check_functions(root, resources, template.get("Globals"), problems)
+    check_metrics(root, resources, problems)
+    check_alarms(root, resources, problems)
     check_receive_budget(template, problems)
+    check_queue_age(template, problems)
     check_partition(root, problems)
     check_events(root, problems)
     for p in problems.items:
