@@ -33,7 +33,9 @@ pub fn timeouts() -> TimeoutConfig {
 pub async fn load_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        // Adaptive: after throttling, the SDK paces the next calls of the same service
+        // (its rate limiter is shared by every client of the execution environment).
+        .retry_config(RetryConfig::adaptive().with_max_attempts(3))
         .load()
         .await
 }

@@ -867,7 +867,10 @@ impl Engine {
         e: StepError,
         sent: bool,
     ) -> Result<Outcome, StepError> {
-        let e = self.grace(lease.first_attempt_at, lease.attempt, e);
+        let e = spread_throttling(
+            self.grace(lease.first_attempt_at, lease.attempt, e),
+            lease.attempt,
+        );
         if e.is_retryable() {
             self.release(lease, &e, sent).await;
             return Err(e);
@@ -970,6 +973,20 @@ fn adopt(
         }
         Existing::Conflicts(e) => Err(e),
     }
+}
+
+/// A throttled attempt comes back after a growing, jittered delay (2 s doubling to 2 min,
+/// each between half and all of it) rather than the queue's fixed visibility timeout, so a
+/// burst of records spreads out instead of returning together.
+fn spread_throttling(e: StepError, attempt: u32) -> StepError {
+    if !e.is_retryable() || e.retry_after().is_some() || !crate::error::is_throttling(e.code()) {
+        return e;
+    }
+    let full = Duration::from_secs(2)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
+        .min(Duration::from_secs(120));
+    let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    e.after(full.mul_f64(0.5 + 0.5 * unit))
 }
 
 /// `state` with every field `request` specifies taken from it.

@@ -28,6 +28,18 @@ const RETRYABLE_CODES: &[&str] = &[
     "IDPCommunicationError",
 ];
 
+/// Whether an error code means the caller is being throttled.
+pub fn is_throttling(code: &str) -> bool {
+    [
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    ]
+    .contains(&code)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{} ({}): {}", .reason.code, if .reason.retryable { "retryable" } else { "permanent" }, .reason.message)]
 pub struct StepError {

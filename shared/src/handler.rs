@@ -99,6 +99,7 @@ impl<S: Step> Handler<S> {
         payload: Value,
         deadline: Option<SystemTime>,
     ) -> Result<(Value, Tally), StepError> {
+        self.step.begin_invocation();
         let is_batch = payload.get("Records").is_some();
         match events::invocation(payload) {
             Ok(Invocation::Sqs(records)) => Ok(self.batch(records, deadline).await),

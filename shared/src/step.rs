@@ -134,6 +134,10 @@ pub trait Step: Send + Sync {
         async { Ok(()) }
     }
 
+    /// Called once at the start of each invocation: anything a step keeps for one
+    /// invocation only (a secret read once for a whole batch) is dropped here.
+    fn begin_invocation(&self) {}
+
     /// True when `create` returns a resource that is ready at once (no CREATED state).
     fn ready_on_create(&self) -> bool {
         false

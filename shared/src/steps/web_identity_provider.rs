@@ -47,6 +47,10 @@ fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
 pub struct WebIdentityProvider {
     access: MemberAccess,
     secrets: aws_sdk_secretsmanager::Client,
+    /// Secrets read in this invocation, by name: one GetSecretValue per secret per batch.
+    /// Dropped at the start of every invocation, never logged.
+    /// Held while a secret is read, so concurrent records of a batch wait for one read.
+    read: tokio::sync::Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
 pub struct Input {
@@ -57,7 +61,39 @@ pub struct Input {
 impl WebIdentityProvider {
     /// `secrets` reads the provider secrets in the automation's own account.
     pub fn new(access: MemberAccess, secrets: aws_sdk_secretsmanager::Client) -> Self {
-        Self { access, secrets }
+        Self {
+            access,
+            secrets,
+            read: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The secret's JSON object of strings, read once per invocation.
+    async fn secret_values(&self, secret_id: &str) -> Result<HashMap<String, String>, StepError> {
+        let mut read = self.read.lock().await;
+        if let Some(values) = read.get(secret_id) {
+            return Ok(values.clone());
+        }
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                StepError::from_sdk(&format!("secretsmanager GetSecretValue {secret_id}"), e)
+            })?;
+        let invalid = || {
+            StepError::permanent(
+                "InvalidSecret",
+                format!("secret {secret_id} must be a JSON object of strings"),
+            )
+        };
+        let values: HashMap<String, String> =
+            serde_json::from_str(out.secret_string().ok_or_else(invalid)?)
+                .map_err(|_| invalid())?;
+        read.insert(secret_id.to_string(), values.clone());
+        Ok(values)
     }
 
     /// The secret values the provider type needs, checked for presence; never logged.
@@ -88,24 +124,18 @@ impl WebIdentityProvider {
                 ),
             )
         })?;
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| {
-                StepError::from_sdk(&format!("secretsmanager GetSecretValue {secret_id}"), e)
-            })?;
-        let invalid = || {
-            StepError::permanent(
-                "InvalidSecret",
-                format!("secret {secret_id} must be a JSON object of strings holding {needed:?}"),
-            )
-        };
-        let values: HashMap<String, String> =
-            serde_json::from_str(out.secret_string().ok_or_else(invalid)?)
-                .map_err(|_| invalid())?;
+        let values = self.secret_values(secret_id).await.map_err(|e| {
+            if e.code() == "InvalidSecret" {
+                StepError::permanent(
+                    "InvalidSecret",
+                    format!(
+                        "secret {secret_id} must be a JSON object of strings holding {needed:?}"
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         let mut details = HashMap::new();
         for key in needed {
             let value = values.get(*key).filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -396,6 +426,13 @@ impl Step for WebIdentityProvider {
 
     /// Ready on creation; called only by the drift audit, to find a provider deleted
     /// behind the project's back.
+    fn begin_invocation(&self) {
+        // An invocation starts with nothing in flight: the lock is free.
+        if let Ok(mut read) = self.read.try_lock() {
+            read.clear();
+        }
+    }
+
     async fn readiness(&self, api: &Client, arn: &str) -> Result<Readiness, StepError> {
         api.get_identity_provider()
             .identity_provider_arn(arn)

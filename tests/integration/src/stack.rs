@@ -50,6 +50,10 @@ pub struct Stack {
     pub bus: String,
     /// DynamoDB requests made by the engine's ledger client.
     pub ledger_requests: RequestCounter,
+    /// PutEvents requests made by the engine's announcer.
+    pub announce_requests: RequestCounter,
+    /// GetSecretValue requests made by the web step's Secrets Manager client.
+    pub secret_requests: RequestCounter,
     capture_queue: String,
     pub settings: Settings,
 }
@@ -100,6 +104,8 @@ impl Stack {
             table,
             bus,
             ledger_requests: RequestCounter::default(),
+            announce_requests: RequestCounter::default(),
+            secret_requests: RequestCounter::default(),
             capture_queue,
             settings,
         }
@@ -117,11 +123,13 @@ impl Stack {
                 .build(),
         );
         let ledger = onboarding::ledger::Ledger::new(dynamodb, self.table.clone());
-        let announcer = onboarding::announce::Announcer::new(
-            aws_sdk_eventbridge::Client::new(&self.config),
-            self.bus.clone(),
-            SOURCE.into(),
+        let eventbridge = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&self.config)
+                .interceptor(self.announce_requests.clone())
+                .build(),
         );
+        let announcer =
+            onboarding::announce::Announcer::new(eventbridge, self.bus.clone(), SOURCE.into());
         Engine::new(ledger, announcer, settings)
     }
 
@@ -151,10 +159,12 @@ impl Stack {
     }
 
     pub fn web_handler(&self, engine: Engine) -> Handler<WebIdentityProvider> {
-        let step = WebIdentityProvider::new(
-            self.member_access(),
-            aws_sdk_secretsmanager::Client::new(&self.config),
+        let secrets = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&self.config)
+                .interceptor(self.secret_requests.clone())
+                .build(),
         );
+        let step = WebIdentityProvider::new(self.member_access(), secrets);
         Handler::new(engine, step, self.settings.accept.clone())
     }
 

@@ -583,3 +583,97 @@ async fn web_identity_providers_are_created_on_the_portal_with_secrets_from_secr
     assert_eq!(reply["status"], "failed", "{reply}");
     assert_eq!(reply["reason"]["code"], "ResourceNotFoundException");
 }
+
+#[tokio::test]
+async fn announcements_made_together_share_one_put_events_call() {
+    let stack = Stack::start("announce-batch").await;
+    let engine = stack.engine();
+    let reasons: Vec<_> = (0..10)
+        .map(|i| onboarding::ledger::ErrorReason {
+            retryable: false,
+            code: "Test".into(),
+            message: format!("announcement {i}"),
+        })
+        .collect();
+    stack.announce_requests.reset();
+    let sent = join_all(reasons.iter().map(|reason| {
+        let engine = &engine;
+        async move {
+            let subject = onboarding::announce::Subject {
+                step: "identity-center-instance",
+                account_id: Some(ACCOUNT),
+                request_event_id: "batch",
+            };
+            engine.announcer().failed(&subject, reason).await
+        }
+    }))
+    .await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    assert_eq!(
+        stack.announce_requests.get(),
+        1,
+        "ten announcements at once are one PutEvents call"
+    );
+    assert_eq!(stack.emitted().await.len(), 10, "each entry delivered");
+}
+
+#[tokio::test]
+async fn a_batch_of_providers_reads_their_shared_secret_once() {
+    let accounts: Vec<String> = (0..6).map(|i| format!("81000000000{i}")).collect();
+    let mut config = EmulatorConfig::default();
+    for account in &accounts {
+        config
+            .accounts
+            .push(AccountConfig::new(account).with_portal(portal(account)));
+    }
+    let stack = Stack::start_with("secret-once", config).await;
+    stack
+        .put_secret(
+            "onboarding/shared",
+            &json!({ "client_secret": "shared-canary" }),
+        )
+        .await;
+    let handler = stack.web_handler(stack.engine());
+    let records: Vec<Record> = accounts
+        .iter()
+        .map(|account| {
+            let id = format!("s-{account}");
+            Record::of(
+                &id,
+                &onboarding_requested(
+                    &id,
+                    account,
+                    oidc_provider(&portal(account), "corp-oidc", "onboarding/shared"),
+                ),
+            )
+        })
+        .collect();
+    stack.secret_requests.reset();
+    stack.announce_requests.reset();
+    let (reply, tally) = handler.handle(sqs_batch(&records), None).await.unwrap();
+    assert!(failed_ids(&reply).is_empty(), "{reply}");
+    assert_eq!(tally.created, 6);
+    assert_eq!(
+        stack.secret_requests.get(),
+        1,
+        "one GetSecretValue per secret per invocation"
+    );
+    eprintln!(
+        "PutEvents calls for a batch of 6 new providers: {}",
+        stack.announce_requests.get()
+    );
+    // The next invocation reads it again: nothing is kept across invocations.
+    let (reply, _) = handler
+        .handle(sqs_batch(&records[..1]), None)
+        .await
+        .unwrap();
+    assert!(failed_ids(&reply).is_empty());
+    let more = onboarding_requested(
+        "s-new",
+        &accounts[0],
+        oidc_provider(&portal(&accounts[0]), "other-oidc", "onboarding/shared"),
+    );
+    stack.secret_requests.reset();
+    handler.handle(more, None).await.unwrap();
+    assert_eq!(stack.secret_requests.get(), 1);
+}
