@@ -112,7 +112,8 @@ pub async fn serve<S: Step + 'static>(
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
         let deadline = (deadline > SystemTime::now()).then_some(deadline);
-        let result = handler.handle(event.payload, deadline).await;
+        // Boxed: the handler's future is deep, and a boxed one keeps the runtime's small.
+        let result = Box::pin(handler.handle(event.payload, deadline)).await;
         match result {
             Ok((reply, tally)) => {
                 println!("{}", tally.emf(function));
@@ -142,7 +143,7 @@ pub async fn serve_reconciler(reconciler: Reconciler) -> Result<(), lambda_runti
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
         let deadline = (deadline > SystemTime::now()).then_some(deadline);
-        let report = reconciler.run(deadline, false).await?;
+        let report = Box::pin(reconciler.run(deadline, false)).await?;
         println!(
             "{}",
             crate::telemetry::emf_line("reconciler", &report.metrics())
