@@ -1,11 +1,12 @@
 //! The admin API under `/_emulator/` (a prefix no AWS API uses): counters, state,
-//! reset, faults, forgetting ClientTokens, health. JSON in and out.
+//! reset, faults, quotas, forgetting ClientTokens, health. JSON in and out.
 
 use http::Method;
 use serde_json::{json, Value};
 
 use crate::faults::{FaultConfig, FaultState};
 use crate::protocol::{admin_json, HttpResponse};
+use crate::quotas::{QuotaConfig, QuotaState};
 use crate::server::Shared;
 
 pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> HttpResponse {
@@ -44,16 +45,43 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                 Err(e) => admin_json(400, &json!({"error": format!("invalid fault config: {e}")})),
             }
         }
-        ("health" | "counters" | "state" | "reset" | "faults" | "forget-tokens", _) => admin_json(
-            405,
-            &json!({"error": format!("{method} not allowed on {path}")}),
-        ),
+        ("quotas", &Method::GET) => {
+            let config = shared.world().quotas.config().cloned();
+            admin_json(200, &serde_json::to_value(config).unwrap_or(Value::Null))
+        }
+        ("quotas", &Method::POST) => {
+            // `null` or an empty body: no quotas; `"documented"`: the defaults
+            let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(None)
+            } else {
+                serde_json::from_slice::<Option<QuotaConfig>>(body).map_err(|e| e.to_string())
+            };
+            let checked = parsed.and_then(|c| match &c {
+                Some(q) => q.validate().map(|_| c),
+                None => Ok(c),
+            });
+            match checked {
+                Ok(config) => {
+                    let echo = serde_json::to_value(&config).unwrap_or(Value::Null);
+                    shared.world().quotas = QuotaState::new(config);
+                    admin_json(200, &echo)
+                }
+                Err(e) => admin_json(400, &json!({"error": format!("invalid quota config: {e}")})),
+            }
+        }
+        ("health" | "counters" | "state" | "reset" | "faults" | "quotas" | "forget-tokens", _) => {
+            admin_json(
+                405,
+                &json!({"error": format!("{method} not allowed on {path}")}),
+            )
+        }
         _ => admin_json(
             404,
             &json!({"error": format!("unknown admin path {path}"),
                     "paths": ["GET /_emulator/health", "GET /_emulator/counters",
                               "GET /_emulator/state", "POST /_emulator/reset",
                               "GET /_emulator/faults", "POST /_emulator/faults",
+                              "GET /_emulator/quotas", "POST /_emulator/quotas",
                               "POST /_emulator/forget-tokens"]}),
         ),
     }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::quotas::QuotaConfig;
+
 /// The whole emulated organization. Every field has a default, so `{}` is a valid file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +29,9 @@ pub struct Config {
     /// The organization instance's "account instances" setting. When false, `CreateInstance`
     /// in any member account is refused (`AccessDeniedException`).
     pub account_instances_allowed: bool,
+    /// Request-rate quotas (token buckets per operation). `None`, the default, throttles
+    /// nothing; `"documented"` in JSON is [`QuotaConfig::documented`].
+    pub quotas: Option<QuotaConfig>,
 }
 
 /// The seeded organization instance (always `ACTIVE`).
@@ -144,6 +149,7 @@ impl Default for Config {
             identity_source_activation_ms: 300,
             accounts: Vec::new(),
             account_instances_allowed: true,
+            quotas: None,
         }
     }
 }
@@ -253,6 +259,13 @@ impl Config {
         self
     }
 
+    /// Builder: meter calls against these request-rate quotas (e.g.
+    /// [`QuotaConfig::documented`]).
+    pub fn with_quotas(mut self, quotas: QuotaConfig) -> Self {
+        self.quotas = Some(quotas);
+        self
+    }
+
     pub(crate) fn account(&self, account_id: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.account_id == account_id)
     }
@@ -320,6 +333,9 @@ impl Config {
             if let Some(instance) = &account.instance {
                 self.validate_instance(&account.account_id, instance)?;
             }
+        }
+        if let Some(quotas) = &self.quotas {
+            quotas.validate().map_err(|e| format!("quotas: {e}"))?;
         }
         Ok(())
     }

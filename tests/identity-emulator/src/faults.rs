@@ -114,6 +114,16 @@ impl FaultState {
         &self.config
     }
 
+    /// The latency the rule covering `operation` adds, without drawing a fault (for calls
+    /// a quota throttles before any fault is decided).
+    pub(crate) fn latency(&self, operation: &str) -> u64 {
+        self.config
+            .rules
+            .get(operation)
+            .or_else(|| self.config.rules.get("*"))
+            .map_or(0, |r| r.latency_ms)
+    }
+
     /// Decide the fault of one call of `operation` and the latency to add. `can_conflict`:
     /// the operation is a write that a `ConflictException` can answer.
     pub(crate) fn decide(&mut self, operation: &str, can_conflict: bool) -> (Fault, u64) {

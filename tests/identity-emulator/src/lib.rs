@@ -4,7 +4,9 @@
 //! that make accounts real (`AssumeRole`, `GetCallerIdentity`).
 //!
 //! Start it in-process with [`start`], or as the `identity-emulator` binary. Point the real
-//! AWS SDK clients at [`Emulator::url`]. See the README for the config file and admin API.
+//! AWS SDK clients at [`Emulator::url`]. Faults ([`FaultConfig`]) and request-rate quotas
+//! ([`QuotaConfig`]) can be set at start or at run time. See the README for the config
+//! file and admin API.
 
 mod admin;
 mod config;
@@ -13,6 +15,7 @@ mod faults;
 mod ids;
 mod mpa;
 mod protocol;
+mod quotas;
 mod server;
 mod smithy;
 mod sso_admin;
@@ -31,8 +34,9 @@ use tokio::task::JoinHandle;
 pub use config::{
     AccountConfig, Config, OrganizationInstance, PortalConfig, SeededInstance, SeededProvider,
 };
-pub use counters::{Counters, CreateCounts, FaultCounts, UpdateCounts};
+pub use counters::{CallWindow, Counters, CreateCounts, FaultCounts, UpdateCounts};
 pub use faults::{FaultConfig, FaultRule};
+pub use quotas::{QuotaConfig, QuotaRule, QuotaScope};
 
 use server::Shared;
 use smithy::Models;
@@ -93,7 +97,8 @@ impl Emulator {
         &self.config
     }
 
-    /// Calls per operation, creates (new vs existing) and injected faults.
+    /// Calls per operation (and when the first and last arrived), creates (new vs
+    /// existing), updates, injected faults and calls throttled by quotas.
     pub fn counters(&self) -> Counters {
         self.shared.world().counters.clone()
     }
@@ -108,9 +113,21 @@ impl Emulator {
         self.shared.world().faults = faults::FaultState::new(faults);
     }
 
-    /// Back to the configured organization: resources, tokens, counters, faults and the
-    /// clocks of late roles. Credentials issued by `AssumeRole` stay valid, and seeded
-    /// resources keep their ARNs.
+    /// Replace the request-rate quotas (`None`: none), with full buckets. Not validated
+    /// here: [`QuotaConfig::validate`] says what `POST /_emulator/quotas` would refuse.
+    /// `reset` goes back to the configured quotas ([`Config::quotas`]).
+    pub fn set_quotas(&self, quotas: Option<QuotaConfig>) {
+        self.shared.world().quotas = quotas::QuotaState::new(quotas);
+    }
+
+    /// The request-rate quotas in force (as `GET /_emulator/quotas`).
+    pub fn quotas(&self) -> Option<QuotaConfig> {
+        self.shared.world().quotas.config().cloned()
+    }
+
+    /// Back to the configured organization: resources, tokens, counters, faults, quotas
+    /// (the configured ones, buckets full) and the clocks of late roles. Credentials
+    /// issued by `AssumeRole` stay valid, and seeded resources keep their ARNs.
     pub fn reset(&self) {
         self.shared.world().reset();
     }

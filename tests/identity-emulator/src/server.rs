@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::faults::Fault;
 use crate::protocol::{self, HttpResponse, Output, Service, ServiceError};
+use crate::quotas::Metered;
 use crate::smithy::Models;
 use crate::state::World;
 use crate::{admin, mpa, sso_admin, sts, workspaces_web};
@@ -385,27 +386,24 @@ async fn handle(
     };
     let operation = routed.operation;
 
-    let (fault, latency_ms) = {
+    let (admitted, fault, latency_ms) = {
         let mut world = shared.world();
         world.counters.count_call(operation);
-        let (fault, latency) = world
-            .faults
-            .decide(operation, can_conflict(service, operation));
-        if fault != Fault::None {
-            let counts = world.counters.fault_counts(operation);
-            match fault {
-                Fault::Throttle => counts.throttled += 1,
-                Fault::ServerError => counts.server_errors += 1,
-                Fault::Conflict => counts.conflicts += 1,
-                Fault::CommitThenFail => counts.commit_then_fail += 1,
-                Fault::CommitThenDrop => counts.commit_then_drop += 1,
-                Fault::None => {}
-            }
+        // the quota first: a throttled call draws no fault but takes the rule's latency
+        if admit(&mut world, service, operation, scope.as_ref()) {
+            let (fault, latency) = decide_fault(&mut world, service, operation);
+            (true, fault, latency)
+        } else {
+            world.counters.count_throttled(operation);
+            (false, Fault::None, world.faults.latency(operation))
         }
-        (fault, latency)
     };
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    }
+    if !admitted {
+        // throttled by a quota: the same answer as an injected throttle, nothing done
+        return Ok(protocol::error(service, &throttling(service), &request_id));
     }
     match fault {
         Fault::Throttle => return Ok(protocol::error(service, &throttling(service), &request_id)),
@@ -425,6 +423,61 @@ async fn handle(
     }
 }
 
+/// Take a token from the bucket the call is metered against (always `true` without
+/// quotas): the calling account, the organization (its management account) or everyone,
+/// per the rule's scope, in the Region of the credential scope.
+fn admit(
+    world: &mut World,
+    service: Service,
+    operation: &str,
+    scope: Option<&(String, String, String)>,
+) -> bool {
+    if !world.quotas.active() {
+        return true;
+    }
+    let caller = world.caller(scope.map(|s| s.0.as_str()), scope.map(|s| s.1.as_str()));
+    let call = Metered {
+        service: service_name(service),
+        operation,
+        account: &caller.account,
+        organization: &world.config.management_account_id,
+        region: &caller.region,
+    };
+    world.quotas.admit(&call, Instant::now())
+}
+
+/// The SigV4 name of `service` (each service has its own buckets).
+fn service_name(service: Service) -> &'static str {
+    match service {
+        Service::SsoAdmin => "sso",
+        Service::Mpa => "mpa",
+        Service::WorkspacesWeb => "workspaces-web",
+        Service::Sts => "sts",
+    }
+}
+
+/// Draw the fault of an admitted call, count it, and return it with the latency to add.
+fn decide_fault(world: &mut World, service: Service, operation: &str) -> (Fault, u64) {
+    let (fault, latency) = world
+        .faults
+        .decide(operation, can_conflict(service, operation));
+    if fault != Fault::None {
+        let counts = world.counters.fault_counts(operation);
+        match fault {
+            Fault::Throttle => counts.throttled += 1,
+            Fault::ServerError => counts.server_errors += 1,
+            Fault::Conflict => counts.conflicts += 1,
+            Fault::CommitThenFail => counts.commit_then_fail += 1,
+            Fault::CommitThenDrop => counts.commit_then_drop += 1,
+            Fault::None => {}
+        }
+    }
+    (fault, latency)
+}
+
+/// The throttling error of `service`, whether a quota or an injected fault throttles:
+/// SSO Admin, MPA and WorkSpaces Web 429 `ThrottlingException` (WorkSpaces Web with
+/// `Retry-After`), STS 400 `Throttling`.
 fn throttling(service: Service) -> ServiceError {
     match service {
         Service::Sts => ServiceError::new(400, "Throttling", "Rate exceeded"),

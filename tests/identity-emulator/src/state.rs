@@ -1,6 +1,6 @@
 //! The emulated world: resources per account, the history of their states, ClientToken
-//! records, STS sessions, counters and faults. One `World` lives under a mutex; operations
-//! run on it synchronously.
+//! records, STS sessions, counters, faults and quotas. One `World` lives under a mutex;
+//! operations run on it synchronously.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::faults::FaultState;
 use crate::ids;
+use crate::quotas::QuotaState;
 
 /// Who is calling, resolved from the SigV4 access key id.
 #[derive(Debug, Clone)]
@@ -153,6 +154,9 @@ pub(crate) struct World {
     pub sessions: HashMap<String, Session>,
     pub counters: Counters,
     pub faults: FaultState,
+    /// Request-rate quotas in force and their buckets (from the config; `reset` goes back
+    /// to it with full buckets).
+    pub quotas: QuotaState,
     /// resource ARN -> its states, oldest first (kept after the resource is deleted)
     pub history: BTreeMap<String, Vec<Value>>,
     /// Salt of the fingerprints of secret-bearing states (never shown).
@@ -187,6 +191,7 @@ impl World {
             sessions: HashMap::new(),
             counters: Counters::default(),
             faults: FaultState::default(),
+            quotas: QuotaState::new(config.quotas.clone()),
             history: BTreeMap::new(),
             fingerprint_salt: *uuid::Uuid::new_v4().as_bytes(),
             config,

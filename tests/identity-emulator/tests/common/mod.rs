@@ -134,6 +134,18 @@ pub async fn raw(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = raw_with_headers(emulator, method, path, headers, body).await;
+    (status, body)
+}
+
+/// As [`raw`], with the response headers: (status, headers with lower-case names, body).
+pub async fn raw_with_headers(
+    emulator: &Emulator,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(emulator.addr())
         .await
@@ -157,11 +169,23 @@ pub async fn raw(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// Management credentials whose clients make one attempt (no SDK retries).
+pub fn management_once(emulator: &Emulator) -> SdkConfig {
+    sdk_config_with(
+        emulator,
+        Credentials::new("AKIATESTMANAGEMENT01", "test-secret", None, None, "static"),
+        1,
+    )
 }
 
 /// Poll until `f` returns Some, for at most `timeout`.
