@@ -15,6 +15,7 @@
 //! Needs the moto venv (`make venv`).
 
 mod cold;
+mod convergence;
 mod inproc;
 mod process;
 mod proxy;
@@ -37,6 +38,8 @@ struct Args {
     runs: usize,
     python: PathBuf,
     strict: bool,
+    /// Only the convergence figures (no release binaries needed).
+    convergence_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         runs: 20,
         python: integration_tests::moto::moto_server_path().with_file_name("python"),
         strict: false,
+        convergence_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,9 +69,10 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--runs needs a positive whole number")?
             }
             "--strict" => args.strict = true,
+            "--convergence" => args.convergence_only = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict]"
+                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence]"
                         .into(),
                 )
             }
@@ -91,6 +96,18 @@ async fn main() -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&scratch) {
         eprintln!("cannot create {}: {e}", scratch.display());
         return ExitCode::FAILURE;
+    }
+    if args.convergence_only {
+        return match convergence::measure().await {
+            Ok(section) => {
+                println!("{section}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("bench: {message}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let outcome = measure(&args, &scratch).await;
     match outcome {
@@ -162,6 +179,8 @@ async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<
     ] {
         batches.push(inproc::batch(function, Duration::from_millis(200), 3).await?);
     }
+    eprintln!("bench: revisions and a reconciler run at 1,000 and 10,000 READY steps ...");
+    let convergence = convergence::measure().await?;
     let results = Results {
         runs: args.runs,
         cold,
@@ -170,5 +189,6 @@ async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<
         requests,
         batches,
     };
-    Ok(report::render(&results, &machine))
+    let (table, misses) = report::render(&results, &machine);
+    Ok((format!("{table}{convergence}"), misses))
 }

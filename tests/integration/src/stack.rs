@@ -171,6 +171,18 @@ impl Stack {
     /// The reconciler over all three steps, auditing the whole day's slots in each run (so
     /// a test's READY steps are audited whatever the time of day).
     pub fn reconciler(&self, engine: Engine, repair_drift: bool) -> Reconciler {
+        self.reconciler_with(
+            engine,
+            ReconcileSettings {
+                interval: Duration::from_secs(24 * 3600),
+                repair_drift,
+                stuck_after: self.settings.engine.member_role_grace,
+            },
+        )
+    }
+
+    /// The reconciler over all three steps with `settings`.
+    pub fn reconciler_with(&self, engine: Engine, settings: ReconcileSettings) -> Reconciler {
         let approval = ApprovalIdentitySource::new(
             aws_sdk_mpa::Client::new(&self.config),
             self.organization_instance_arn.clone(),
@@ -185,11 +197,7 @@ impl Stack {
             IdentityCenterInstance::new(self.member_access()),
             web,
             Some(approval),
-            ReconcileSettings {
-                interval: Duration::from_secs(24 * 3600),
-                repair_drift,
-                stuck_after: self.settings.engine.member_role_grace,
-            },
+            settings,
         )
     }
 
