@@ -4,6 +4,7 @@
 //! AWS configuration chain: credentials, Region and the `AWS_ENDPOINT_URL_<SERVICE>` endpoints
 //! (which point it at a local stack).
 
+mod backfill;
 mod context;
 mod failure;
 mod publish;
@@ -41,7 +42,8 @@ Examples:
   onboarding status 222222222222                    every step of an account
   onboarding retry 222222222222 identity-center-instance
   onboarding replay events/onboarding-requested.json --dry-run
-  onboarding sweep --dry-run                        what the reconciler would do now";
+  onboarding sweep --dry-run                        what the reconciler would do now
+  onboarding backfill --dry-run                     what onboarding the whole organization would publish";
 
 /// Operate the identity onboarding: look at the ledger, retry failed steps, replay events.
 #[derive(Parser, Debug)]
@@ -217,7 +219,68 @@ Examples:
         #[arg(long, env = "REPAIR_DRIFT")]
         repair: bool,
     },
+    /// Onboard an existing organization: a request for every account the ledger has not seen
+    #[command(after_help = BACKFILL_HELP)]
+    Backfill {
+        /// Only the accounts directly under this OU (or root)
+        #[arg(long, value_name = "OU_ID", value_parser = backfill::parse_parent)]
+        ou: Option<String>,
+        /// With --ou: the accounts of every OU under it too
+        #[arg(long, requires = "ou")]
+        include_nested: bool,
+        /// Leave this account out (repeatable)
+        #[arg(long, value_name = "ACCOUNT", value_parser = backfill::parse_account)]
+        exclude: Vec<String>,
+        /// Accounts' web identity providers: JSON lines or a JSON array (see below)
+        #[arg(long, value_name = "FILE")]
+        portals: Option<PathBuf>,
+        /// Most requests published per second
+        #[arg(long, value_name = "N", default_value = "10", value_parser = backfill::parse_rate)]
+        rate: u32,
+        /// Where the accounts published are recorded
+        #[arg(long, value_name = "FILE", default_value = backfill::DEFAULT_STATE_FILE)]
+        state: PathBuf,
+        /// Publish again the accounts the state file records (not those the ledger has)
+        #[arg(long)]
+        force: bool,
+        /// List and read, print the plan; publish nothing, write no state
+        #[arg(long)]
+        dry_run: bool,
+        /// AWS profile whose credentials read AWS Organizations (the management account or a
+        /// delegated administrator), when they are not the stack's
+        #[arg(long, env = "ORGANIZATIONS_PROFILE", value_name = "PROFILE")]
+        organizations_profile: Option<String>,
+    },
 }
+
+const BACKFILL_HELP: &str = "\
+Lists the organization's accounts (AWS Organizations: ListAccounts, or with --ou
+ListAccountsForParent, and ListOrganizationalUnitsForParent with --include-nested), keeps the
+ACTIVE ones but never the management account nor the --exclude ones, reads their steps from
+the ledger (BatchGetItem, 100 keys a call) and publishes an `Account Onboarding Requested`
+event for each account that has none yet, ten per PutEvents call, at most --rate per second.
+Accounts whose steps are READY are left alone, FAILED ones are skipped (use `onboarding
+retry`), IN_PROGRESS and CREATED ones are skipped as in progress.
+
+Published requests are recorded in the state file (--state, default .onboarding-backfill.json
+in the current directory) after every batch: a second run, or a run after Ctrl-C, skips them
+until the ledger has them (--force publishes them again). Nothing is written to the ledger.
+
+--portals FILE gives accounts a web identity provider: JSON lines (or a JSON array) of
+  {\"accountId\": \"222222222222\", \"portalArn\": \"arn:aws:workspaces-web:...:portal/...\",
+   \"providerName\": \"corp-oidc\", \"providerType\": \"OIDC\", \"details\": {...},
+   \"secretId\": \"onboarding/corp-oidc\", \"tags\": {...}}
+each checked as the functions decode a request's webIdentityProvider before anything is read
+or sent: an invalid entry is named by its line and field, and nothing is published (exit 3).
+
+Organizations answers the management account or a delegated administrator: when the stack's
+table and bus are in another account, --organizations-profile PROFILE reads Organizations
+with that profile's credentials.
+
+Examples:
+  onboarding backfill --dry-run
+  onboarding backfill --ou ou-ab12-cdef5678 --include-nested --exclude 333333333333
+  onboarding backfill --portals portals.jsonl --rate 2 --json";
 
 /// A step status on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -321,6 +384,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             skip_invalid,
         } => replay::replay(&ctx, &paths, dry_run, skip_invalid).await,
         Command::Sweep { dry_run, repair } => sweep::sweep(&ctx, dry_run, repair).await,
+        Command::Backfill {
+            ou,
+            include_nested,
+            exclude,
+            portals,
+            rate,
+            state,
+            force,
+            dry_run,
+            organizations_profile,
+        } => {
+            let options = backfill::Options {
+                ou,
+                include_nested,
+                exclude,
+                portals,
+                rate,
+                state,
+                force,
+                dry_run,
+                organizations_profile: organizations_profile.filter(|p| !p.trim().is_empty()),
+            };
+            backfill::backfill(&ctx, options).await
+        }
     }
 }
 
@@ -343,6 +430,10 @@ mod tests {
             vec!["onboarding", "list", "--status", "DONE"],
             vec!["onboarding", "retry", "222222222222"],
             vec!["onboarding", "replay"],
+            vec!["onboarding", "backfill", "--include-nested"],
+            vec!["onboarding", "backfill", "--ou", "222222222222"],
+            vec!["onboarding", "backfill", "--exclude", "12ab"],
+            vec!["onboarding", "backfill", "--rate", "0"],
         ] {
             let err = Cli::try_parse_from(&args).expect_err("usage error");
             assert!(err.use_stderr(), "{args:?}");
