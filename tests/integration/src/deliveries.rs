@@ -140,6 +140,16 @@ pub fn sqs_batch(records: &[Record]) -> Value {
     } else {
         "onboarding"
     };
+    sqs_batch_from(&queue_arn(queue), records)
+}
+
+/// The ARN of the test queue `name` (what records carry as `eventSourceARN`).
+pub fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:111111111111:{name}")
+}
+
+/// The SQS event Lambda delivers for `records` received from the queue `queue_arn`.
+pub fn sqs_batch_from(queue_arn: &str, records: &[Record]) -> Value {
     let records: Vec<Value> = records
         .iter()
         .enumerate()
@@ -163,7 +173,7 @@ pub fn sqs_batch(records: &[Record]) -> Value {
                 "messageAttributes": {},
                 "md5OfBody": "0",
                 "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:{REGION}:111111111111:{queue}"),
+                "eventSourceARN": queue_arn,
                 "awsRegion": REGION,
             })
         })

@@ -2,7 +2,8 @@
 //! every event in `events/`, duplicated, shuffled, concurrent, through faults and crashes,
 //! then replayed from the "archive". The seed is printed first; `REPLAY_SEED` reproduces the
 //! same requests, copies, order and fault rates (the exact placement of faults also depends
-//! on timing). `make replay` runs the full 1,000.
+//! on timing). `make test` runs it with the grace window compressed to seconds; `make replay`
+//! runs the full 1,000 with production's ratios (`REPLAY_TIMING`, see the replay module).
 
 use integration_tests::replay::{run, Options};
 
@@ -13,10 +14,9 @@ async fn every_request_ends_exactly_once_through_duplicates_faults_and_crashes()
     println!("{}", outcome.report);
     assert!(
         outcome.failures.is_empty(),
-        "the replay verdict failed ({} violations; reproduce with REPLAY_SEED={} REPLAY_N={}):\n  {}\n{}",
+        "the replay verdict failed ({} violations; reproduce with {}):\n  {}\n{}",
         outcome.failures.len(),
-        options.seed,
-        options.requests,
+        options.reproduce(),
         outcome
             .failures
             .iter()

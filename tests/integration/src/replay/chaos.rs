@@ -6,18 +6,24 @@
 //! reaches a crash point fires the invocation's [`CrashSignal`] (a task-local set by the
 //! worker) and the worker drops the invocation's future at once; its messages come back after
 //! the visibility timeout, and the ledger claim it held stays until its lease expires.
+//!
+//! The ledger interceptor also keeps a log of every UpdateItem the engine sent that reached
+//! DynamoDB ([`LedgerWrite`]): what kind of write it was, for which key and lease owner, when
+//! it was sent and answered, and whether DynamoDB applied it (its real answer, before any
+//! injected fault replaced it). The verdict finds stale writes in it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemInput};
 use aws_sdk_eventbridge::operation::put_events::PutEventsInput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextMut, BeforeSerializationInterceptorContextRef,
-    BeforeTransmitInterceptorContextMut, FinalizerInterceptorContextRef,
+    AfterDeserializationInterceptorContextRef, BeforeDeserializationInterceptorContextMut,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -27,7 +33,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use onboarding::error::StepError;
 use onboarding::events::OnboardingRequest;
-use onboarding::ledger::{Ledger, Status, StepKey};
+use onboarding::ledger::{Ledger, Record, Status, StepKey};
 use onboarding::step::{Existing, Fields as StateFields, Plan, Readiness, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -196,6 +202,195 @@ pub struct Control {
     sequence: AtomicU64,
     /// Create calls per step, for the faults every run forces (see [`forced`]).
     creates: Mutex<HashMap<&'static str, u64>>,
+    /// Every ledger write that reached DynamoDB, in the order of their answers.
+    writes: Mutex<Vec<LedgerWrite>>,
+    /// Account -> epoch ms of the first connect into it (its first AssumeRole).
+    first_assume: Mutex<HashMap<String, u64>>,
+}
+
+/// What a ledger UpdateItem does, told from its expressions (`onboarding::ledger::writes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Creates the item or takes over an expired lease.
+    Claim,
+    /// The lease holder records the resource: CREATED, or READY (announced).
+    Created,
+    Ready,
+    /// The lease holder records a permanent failure.
+    FailPermanent,
+    /// The lease holder gives up for now (IN_PROGRESS, lease released).
+    Release,
+    /// CREATED -> READY, fenced on generation and resource.
+    Promote,
+    /// CREATED -> FAILED, fenced on generation and resource.
+    FailCreated,
+    /// The outcome was announced.
+    Announced,
+    /// A newer request takes a READY step's update lease.
+    UpdateClaim,
+    /// The update's holder records the new applied state, refuses the revision for good, or
+    /// releases the update lease for a later delivery.
+    UpdateApplied,
+    UpdateRefused,
+    UpdateReleased,
+    /// An operator's retry (a new generation).
+    OperatorRetry,
+    /// None of the above: the harness does not know this write.
+    Unknown,
+}
+
+impl WriteKind {
+    /// Makes the step READY or FAILED.
+    pub fn terminal(self) -> bool {
+        matches!(
+            self,
+            WriteKind::Ready
+                | WriteKind::FailPermanent
+                | WriteKind::Promote
+                | WriteKind::FailCreated
+        )
+    }
+
+    /// Conditioned on the (create) lease owner.
+    pub fn leased(self) -> bool {
+        matches!(
+            self,
+            WriteKind::Created | WriteKind::Ready | WriteKind::FailPermanent | WriteKind::Release
+        )
+    }
+
+    /// Conditioned on the update lease owner.
+    pub fn update_leased(self) -> bool {
+        matches!(
+            self,
+            WriteKind::UpdateApplied | WriteKind::UpdateRefused | WriteKind::UpdateReleased
+        )
+    }
+
+    /// Allowed on a READY step: the announced flag and the update writes.
+    pub fn after_ready(self) -> bool {
+        self == WriteKind::Announced || self == WriteKind::UpdateClaim || self.update_leased()
+    }
+}
+
+/// One UpdateItem attempt that reached DynamoDB.
+#[derive(Clone, Debug)]
+pub struct LedgerWrite {
+    /// `scope/step`, as `StepKey` displays it.
+    pub key: String,
+    pub kind: WriteKind,
+    /// The lease owner it was written by (claims) or conditioned on (lease holders' writes).
+    pub owner: Option<String>,
+    pub sent: Instant,
+    pub answered: Instant,
+    /// DynamoDB applied it (HTTP 200), whether or not the engine got that answer.
+    pub applied: bool,
+    /// The engine got this answer (no injected fault replaced it).
+    pub seen: bool,
+    /// A claim whose condition failed: the stored item's status and announced flag, as the
+    /// engine read them.
+    pub found: Option<(Status, bool)>,
+    /// The error code a release or a failure records.
+    pub code: Option<String>,
+}
+
+/// The key, kind and owner of a ledger UpdateItem.
+#[derive(Clone, Debug)]
+struct WriteInfo {
+    key: String,
+    kind: WriteKind,
+    owner: Option<String>,
+    code: Option<String>,
+}
+
+impl Storable for WriteInfo {
+    type Storer = StoreReplace<Self>;
+}
+
+/// When the current attempt was sent.
+#[derive(Clone, Copy, Debug)]
+struct AttemptSent(Instant);
+
+impl Storable for AttemptSent {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The current attempt's entry in the write log.
+#[derive(Clone, Copy, Debug)]
+struct Logged(usize);
+
+impl Storable for Logged {
+    type Storer = StoreReplace<Self>;
+}
+
+fn write_info(input: &UpdateItemInput) -> WriteInfo {
+    let values = input.expression_attribute_values();
+    let has = |k: &str| values.is_some_and(|v| v.contains_key(k));
+    let string = |k: &str| {
+        values
+            .and_then(|v| v.get(k))
+            .and_then(|a| a.as_s().ok())
+            .cloned()
+    };
+    let update = input.update_expression().unwrap_or("");
+    let condition = input.condition_expression().unwrap_or("");
+    let kind = if has(":updating") {
+        WriteKind::UpdateClaim
+    } else if has(":event") && condition.contains("attribute_not_exists") {
+        WriteKind::Claim
+    } else if has(":next") {
+        WriteKind::OperatorRetry
+    } else if has(":owner") && has(":ready") {
+        // Fenced on the update owner of a READY step.
+        if has(":state") {
+            WriteKind::UpdateApplied
+        } else if has(":revision") {
+            WriteKind::UpdateRefused
+        } else {
+            WriteKind::UpdateReleased
+        }
+    } else if has(":owner") {
+        match string(":to") {
+            Some(to) if to == Status::Ready.as_str() => WriteKind::Ready,
+            Some(to) if to == Status::Created.as_str() => WriteKind::Created,
+            Some(_) => WriteKind::Unknown,
+            None if has(":failed") => WriteKind::FailPermanent,
+            None if has(":attempt") => WriteKind::Release,
+            None => WriteKind::Unknown,
+        }
+    } else if has(":created") {
+        if has(":failed") {
+            WriteKind::FailCreated
+        } else if has(":ready") {
+            WriteKind::Promote
+        } else {
+            WriteKind::Unknown
+        }
+    } else if update.starts_with("SET #announced ") {
+        WriteKind::Announced
+    } else {
+        WriteKind::Unknown
+    };
+    let part = |name: &str| {
+        input
+            .key()
+            .and_then(|k| k.get(name))
+            .and_then(|a| a.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let code = values
+        .and_then(|v| v.get(":reason"))
+        .and_then(|r| r.as_m().ok())
+        .and_then(|m| m.get("code"))
+        .and_then(|c| c.as_s().ok())
+        .cloned();
+    WriteInfo {
+        key: format!("{}/{}", part("pk"), part("sk")),
+        kind,
+        owner: string(":owner"),
+        code,
+    }
 }
 
 /// A fault chosen for one create call.
@@ -237,7 +432,40 @@ impl Control {
             stale: Mutex::new(HashSet::new()),
             sequence: AtomicU64::new(0),
             creates: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Vec::new()),
+            first_assume: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Account -> epoch ms of the first connect of any step into it.
+    pub fn first_assume(&self) -> HashMap<String, u64> {
+        self.first_assume
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The ledger writes that reached DynamoDB so far.
+    pub fn writes(&self) -> Vec<LedgerWrite> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    fn log_write(&self, write: LedgerWrite) -> usize {
+        let mut w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        w.push(write);
+        w.len() - 1
+    }
+
+    fn set_found(&self, index: usize, found: (Status, bool)) {
+        if let Some(w) = self
+            .writes
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|w| w.get_mut(index))
+        {
+            w.found = Some(found);
+        }
     }
 
     pub fn set_enabled(&self, on: bool) {
@@ -388,6 +616,14 @@ impl<S: Step> Step for Chaos<S> {
     }
 
     async fn connect(&self, input: &Self::Input) -> Result<S::Api, StepError> {
+        if let (Some(account), Ok(mut first)) =
+            (input.key.account_id(), self.ctl.first_assume.lock())
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            first.entry(account.to_string()).or_insert(now);
+        }
         self.inner.connect(&input.inner).await
     }
 
@@ -561,6 +797,9 @@ impl Intercept for LedgerFaults {
             ctl.injected.ddb_lost_all.fetch_add(1, Ordering::Relaxed);
         }
         cfg.interceptor_state().store_put(fate);
+        if let Some(input) = context.input().downcast_ref::<UpdateItemInput>() {
+            cfg.interceptor_state().store_put(write_info(input));
+        }
         Ok(())
     }
 
@@ -601,6 +840,8 @@ impl Intercept for LedgerFaults {
             *request.body_mut() = SdkBody::from("{}");
         }
         cfg.interceptor_state().store_put(fate);
+        cfg.interceptor_state()
+            .store_put(AttemptSent(Instant::now()));
         Ok(())
     }
 
@@ -610,7 +851,29 @@ impl Intercept for LedgerFaults {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let (status, code) = match cfg.load::<AttemptFate>().copied() {
+        let fate = cfg.load::<AttemptFate>().copied();
+        // A write that reached DynamoDB: log it with DynamoDB's real answer.
+        if matches!(
+            fate,
+            Some(AttemptFate::Pass) | Some(AttemptFate::LoseResponse)
+        ) {
+            if let Some(info) = cfg.load::<WriteInfo>().cloned() {
+                let now = Instant::now();
+                let index = self.0.log_write(LedgerWrite {
+                    key: info.key,
+                    kind: info.kind,
+                    owner: info.owner,
+                    sent: cfg.load::<AttemptSent>().map_or(now, |s| s.0),
+                    answered: now,
+                    applied: context.response().status().as_u16() == 200,
+                    seen: fate == Some(AttemptFate::Pass),
+                    found: None,
+                    code: info.code,
+                });
+                cfg.interceptor_state().store_put(Logged(index));
+            }
+        }
+        let (status, code) = match fate {
             Some(AttemptFate::Throttle) => (400, "ThrottlingException"),
             Some(AttemptFate::ServerError) | Some(AttemptFate::LoseResponse) => {
                 (500, "InternalServerError")
@@ -628,6 +891,35 @@ impl Intercept for LedgerFaults {
             .headers_mut()
             .insert("content-type", "application/x-amz-json-1.0");
         *context.response_mut() = response;
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // What a refused claim read, as the engine got it.
+        if cfg.load::<AttemptFate>().copied() != Some(AttemptFate::Pass) {
+            return Ok(());
+        }
+        let Some(Logged(index)) = cfg.load::<Logged>().copied() else {
+            return Ok(());
+        };
+        let found = context
+            .output_or_error()
+            .err()
+            .and_then(|e| e.as_operation_error())
+            .and_then(|e| e.downcast_ref::<UpdateItemError>())
+            .and_then(|e| match e {
+                UpdateItemError::ConditionalCheckFailedException(f) => f.item(),
+                _ => None,
+            })
+            .and_then(|item| Record::from_item(item).ok());
+        if let Some(r) = found {
+            self.0.set_found(index, (r.status, r.announced));
+        }
         Ok(())
     }
 }

@@ -8,6 +8,23 @@
 //! are delivered directly by the rule instead (a failed invocation is retried the same way).
 //! Afterwards an archive replay delivers every event again with a new id and a `replay-name`.
 //!
+//! The organization holds the populations of [`plan`]: new accounts, accounts whose member
+//! role appears during the run (inside the grace window), accounts with an instance from
+//! before the run, portals that already carry a provider of the requested name (another
+//! team's, or exactly the requested one), and accounts and portals that must fail. A failed
+//! SQS record that asks to come back later (the grace window's backoff, a lease held
+//! elsewhere) gets its delay through the queue's [`onboarding::redelivery::Redelivery`]; direct
+//! deliveries are retried by the queue's own backoff.
+//!
+//! Time runs in one of two modes ([`plan::Timing`], `REPLAY_TIMING`):
+//! - compressed (`make test`): grace window 20 s, backoff 200 ms doubling to 2 s, late roles
+//!   after 0.5-3 s, maxReceiveCount 24 (16 receives outlast the window, + 8 spare);
+//! - realistic (`make replay`): production's 7200 s / 60 s / 1800 s with a minute as a second
+//!   (120 s, 1 s doubling to 30 s), late roles after 1-20 s ("minutes"), the 2 s lease being
+//!   production's 120 s at that scale, maxReceiveCount 18 (10 + 8, as template.yaml's 10 + 2).
+//!
+//! The default is compressed, realistic when `REPLAY_N` is set (as `make replay` does).
+//!
 //! Meanwhile the emulator throttles, fails, loses responses after committing and adds
 //! latency; the ledger's DynamoDB client is throttled, fails and loses responses after
 //! writing; workers crash right after a create call returned (before any ledger write),
@@ -37,6 +54,7 @@ use onboarding::engine::{Engine, EngineSettings};
 use onboarding::error::StepError;
 use onboarding::handler::Handler;
 use onboarding::ledger::{Ledger, Record};
+use onboarding::redelivery::Redelivery;
 use onboarding::step::Step;
 use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use onboarding::telemetry::Tally;
@@ -44,9 +62,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
-use crate::deliveries::{failed_ids, sqs_batch, Record as SqsRecord};
+use crate::deliveries::{failed_ids, sqs_batch_from, Record as SqsRecord};
 use crate::stack::{Stack, REGION, SOURCE};
 use chaos::{AnnounceCrashes, Chaos, Control, LedgerFaults, Rates, CRASH};
+use plan::Timing;
 use queue::{Message, QueueSettings, SimQueue};
 
 /// Lease on a claimed step (scaled down from the default 120 s).
@@ -62,11 +81,12 @@ pub struct Options {
     /// Concurrent workers per queue (each with a batch of up to 10 in flight).
     pub workers: usize,
     pub rates: Rates,
+    pub timing: Timing,
 }
 
 impl Options {
     /// `REPLAY_N` (else `default_requests`), `REPLAY_SEED` (else random), `REPLAY_WORKERS`
-    /// (else 8).
+    /// (else 8), `REPLAY_TIMING` (see [`Timing::from_env`]; panics on an unknown mode).
     pub fn from_env(default_requests: usize) -> Options {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Options {
@@ -81,7 +101,18 @@ impl Options {
                 .filter(|w| *w > 0)
                 .unwrap_or(8),
             rates: Rates::default(),
+            timing: Timing::from_env().unwrap_or_else(|e| panic!("{e}")),
         }
+    }
+
+    /// The environment that reproduces this run's requests, copies, order and rates.
+    pub fn reproduce(&self) -> String {
+        format!(
+            "REPLAY_SEED={} REPLAY_N={} REPLAY_TIMING={}",
+            self.seed,
+            self.requests,
+            self.timing.name()
+        )
     }
 }
 
@@ -198,7 +229,7 @@ async fn worker<S: Step>(
                     receive_count: m.receives,
                 })
                 .collect();
-            match invoke(&handler, sqs_batch(&records), &shared).await {
+            match invoke(&handler, sqs_batch_from(&queue.arn, &records), &shared).await {
                 Ended::Reply(Ok((reply, tally))) => {
                     shared.stats().tally.add(tally);
                     let failed = failed_ids(&reply);
@@ -300,14 +331,17 @@ async fn scan_ledger(stack: &Stack) -> Result<Vec<Record>, String> {
 pub async fn run(opts: &Options) -> Run {
     let started = Instant::now();
     let seed = opts.seed;
+    let timing = &opts.timing;
     println!(
-        "replay: seed {seed} (reproduce with REPLAY_SEED={seed} REPLAY_N={}), {} workers per queue",
-        opts.requests, opts.workers
+        "replay: seed {seed} (reproduce with {}), {} workers per queue\n  timing: {}",
+        opts.reproduce(),
+        opts.workers,
+        timing.describe()
     );
     let reasons = chaos::reasons();
     let mut rng = StdRng::seed_from_u64(seed);
     let events_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events");
-    let plan = match plan::generate(opts.requests, &mut rng, &events_dir) {
+    let plan = match plan::generate(opts.requests, &mut rng, &events_dir, timing) {
         Ok(plan) => plan,
         Err(e) => {
             return Run {
@@ -339,9 +373,10 @@ pub async fn run(opts: &Options) -> Run {
         .build();
     let queue_settings = QueueSettings {
         visibility_timeout: Duration::from_millis(1000),
-        first_backoff: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(3),
-        max_receive_count: 8,
+        first_backoff: timing.first_backoff,
+        max_backoff: timing.max_backoff,
+        max_receive_count: timing.max_receive_count(),
+        direct_max_receive_count: timing.direct_max_receive_count(),
     };
     let queues: HashMap<&'static str, Arc<SimQueue>> =
         [verdict::INSTANCE, verdict::APPROVAL, verdict::WEB]
@@ -371,45 +406,60 @@ pub async fn run(opts: &Options) -> Run {
         EngineSettings {
             lease: LEASE,
             ready_wait: Duration::from_millis(600),
-            ..stack.settings.engine.clone()
+            member_role_grace: timing.grace,
+            retry_base: timing.retry_base,
+            retry_max: timing.retry_max,
         },
     );
     let accept = stack.settings.accept.clone();
     let role = stack.settings.member_role_name.clone();
-    let instance = Arc::new(Handler::new(
-        engine.clone(),
-        Chaos::new(
-            IdentityCenterInstance::new(MemberAccess::new(&config, role.as_str(), "aws")),
-            ctl.clone(),
-        ),
-        accept.clone(),
-    ));
-    let approval = Arc::new(Handler::new(
-        engine.clone(),
-        Chaos::new(
-            ApprovalIdentitySource::new(
-                aws_sdk_mpa::Client::new(&config),
-                stack.organization_instance_arn.clone(),
-                REGION.into(),
+    // Each handler delays its failed records on its own queue.
+    let redelivery = |name: &str| -> Arc<dyn Redelivery> { queues[name].clone() };
+    let instance = Arc::new(
+        Handler::new(
+            engine.clone(),
+            Chaos::new(
+                IdentityCenterInstance::new(MemberAccess::new(&config, role.as_str(), "aws")),
+                ctl.clone(),
             ),
-            ctl.clone(),
-        ),
-        accept.clone(),
-    ));
-    let web = Arc::new(Handler::new(
-        engine.clone(),
-        Chaos::new(
-            WebIdentityProvider::new(
-                MemberAccess::new(&config, role.as_str(), "aws"),
-                aws_sdk_secretsmanager::Client::new(&config),
+            accept.clone(),
+        )
+        .with_redelivery(redelivery(verdict::INSTANCE)),
+    );
+    let approval = Arc::new(
+        Handler::new(
+            engine.clone(),
+            Chaos::new(
+                ApprovalIdentitySource::new(
+                    aws_sdk_mpa::Client::new(&config),
+                    stack.organization_instance_arn.clone(),
+                    REGION.into(),
+                ),
+                ctl.clone(),
             ),
-            ctl.clone(),
-        ),
-        accept,
-    ));
+            accept.clone(),
+        )
+        .with_redelivery(redelivery(verdict::APPROVAL)),
+    );
+    let web = Arc::new(
+        Handler::new(
+            engine.clone(),
+            Chaos::new(
+                WebIdentityProvider::new(
+                    MemberAccess::new(&config, role.as_str(), "aws"),
+                    aws_sdk_secretsmanager::Client::new(&config),
+                ),
+                ctl.clone(),
+            ),
+            accept,
+        )
+        .with_redelivery(redelivery(verdict::WEB)),
+    );
 
     // The emulator's faults: 10% throttling, 5% server errors, 2% lost responses after the
-    // operation committed, added latency; creates a little slower.
+    // operation committed, added latency; creates a little slower; 4% of CreateInstance calls
+    // answer ConflictException for a write that has not propagated (nothing done: the step
+    // finds no instance, retries inside the grace window, and must end READY).
     let emulator_rule = |latency_ms| FaultRule {
         throttle_rate: 0.10,
         server_error_rate: 0.05,
@@ -425,7 +475,11 @@ pub async fn run(opts: &Options) -> Run {
         "CreateIdentitySource",
         "CreateIdentityProvider",
     ] {
-        faults = faults.with_rule(op, emulator_rule(15));
+        let mut rule = emulator_rule(15);
+        if op == "CreateInstance" {
+            rule.conflict_rate = 0.04;
+        }
+        faults = faults.with_rule(op, rule);
     }
     stack.emulator.set_faults(faults);
 
@@ -462,9 +516,12 @@ pub async fn run(opts: &Options) -> Run {
         }
         queue.send(id, body.to_string(), direct, origin);
     };
+    // Event id -> original, for the events the functions emit (they name the request).
+    let mut origin_of: HashMap<String, usize> = HashMap::new();
     for (i, o) in plan.originals.iter().enumerate() {
         if let Some(id) = o.event.as_ref().and_then(|e| e["id"].as_str()) {
             ctl.register(id, i, &o.body);
+            origin_of.insert(id.to_string(), i);
         }
     }
     for (name, queue) in &queues {
@@ -514,7 +571,8 @@ pub async fn run(opts: &Options) -> Run {
 
     // Leases expire; is every step finished before the archive replay?
     tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
-    let (keys, _) = verdict::expectations(&plan.originals, &emulator_config);
+    let expect = plan::expectations(&plan.originals, &emulator_config);
+    let keys = &expect.keys;
     let before = match scan_ledger(&stack).await {
         Ok(r) => r,
         Err(e) => {
@@ -550,6 +608,7 @@ pub async fn run(opts: &Options) -> Run {
         let body = again.to_string();
         if let Some(id) = again["id"].as_str() {
             ctl.register(id, i, &body);
+            origin_of.insert(id.to_string(), i);
         }
         for (name, queue) in &queues {
             send(queue, format!("{name}-{i}-replay"), &body, o.direct, i);
@@ -592,14 +651,26 @@ pub async fn run(opts: &Options) -> Run {
     let dead_letters: Vec<queue::DeadLetter> =
         queues.values().flat_map(|q| q.dead_letters()).collect();
     let unsettled: usize = queues.values().map(|q| q.counts().3).sum();
+    let foreign_now = read_foreign_providers(&stack, &expect, &state).await;
+    let counters = stack.emulator.counters();
+    let writes = ctl.writes();
+    let first_assume = ctl.first_assume();
 
     let (violations, summary) = verdict::check(&verdict::Evidence {
         seed,
+        started,
+        timing,
         originals: &plan.originals,
+        expect: &expect,
         emulator_config: &emulator_config,
         emulator_state: &state,
+        counters: &counters,
         ledger: &ledger,
         emitted: &emitted,
+        origin_of: &origin_of,
+        writes: &writes,
+        foreign_now: &foreign_now,
+        first_assume: &first_assume,
         dead_letters: &dead_letters,
         sqs_sent: &sqs_sent,
         unsettled,
@@ -613,7 +684,6 @@ pub async fn run(opts: &Options) -> Run {
 
     // The report.
     let stats = shared.stats();
-    let counters = stack.emulator.counters();
     let creates = [
         "CreateInstance",
         "CreateIdentitySource",
@@ -646,22 +716,75 @@ pub async fn run(opts: &Options) -> Run {
         .map(|(n, q)| format!("{n} {}", q.dead_letters().len()))
         .collect::<Vec<_>>()
         .join(", ");
+    let delays =
+        queues
+            .values()
+            .map(|q| q.delays())
+            .fold(queue::Delays::default(), |mut all, d| {
+                all.applied += d.applied;
+                all.refused += d.refused;
+                all.on_acked += d.on_acked;
+                all.refusals.extend(d.refusals);
+                all.shortest = all.shortest.min(d.shortest).or(all.shortest.or(d.shortest));
+                all.longest = all.longest.max(d.longest);
+                all
+            });
+    let redelivered = format!(
+        "{} failed records came back after the delay their handler set ({}-{}), {} delays refused{}, {} set on records then acknowledged",
+        delays.applied,
+        delays.shortest.map_or("-".into(), |d| format!("{:.2}s", d.as_secs_f64())),
+        delays.longest.map_or("-".into(), |d| format!("{:.2}s", d.as_secs_f64())),
+        delays.refused,
+        delays
+            .refusals
+            .iter()
+            .map(|r| format!(" [{r}]"))
+            .collect::<String>(),
+        delays.on_acked,
+    );
+    let conflicts = counters.faults("CreateInstance").conflicts;
+    let applied_writes = writes.iter().filter(|w| w.applied).count();
+    // How long steps took from their first attempt to READY or FAILED (against the window).
+    let lifetimes = |status: onboarding::ledger::Status| {
+        let mut ms: Vec<u64> = before
+            .iter()
+            .filter(|r| r.status == status)
+            .filter_map(|r| Some(r.updated_at?.saturating_sub(r.first_attempt_at?)))
+            .collect();
+        ms.sort_unstable();
+        let at = |p: usize| {
+            ms.get((ms.len() * p / 100).min(ms.len().saturating_sub(1)))
+                .map_or("-".to_string(), |ms| format!("{:.1}s", *ms as f64 / 1000.0))
+        };
+        format!("median {}, p95 {}, max {}", at(50), at(95), at(100))
+    };
+    let lifetime = format!(
+        "first attempt to READY: {}; to FAILED: {} (grace window {})",
+        lifetimes(onboarding::ledger::Status::Ready),
+        lifetimes(onboarding::ledger::Status::Failed),
+        plan::secs(timing.grace)
+    );
     let report = format!(
-        "replay report (seed {seed})\n\
+        "replay report (seed {seed}, {} timing)\n\
+         \x20 timing: {}\n\
          \x20 input: {} generated requests + events/ = {generated} events; {enqueued} messages on 3 queues ({} direct deliveries), {injected} injected takeover copies\n\
          \x20 deliveries: {} records in {} invocations ({} in the archive replay)\n\
          \x20 outcomes: {} created, {} adopted, {} duplicates suppressed, {} retries, {} permanent failures, {} rejected, {} skipped\n\
          \x20 create calls: {create_calls} -> {created} resources ({returned_existing} answered from the ClientToken)\n\
          \x20 dead-letter entries: {} ({dlq_by_queue})\n\
          \x20 DynamoDB requests: {ddb} ({:.2} per delivered record)\n\
-         \x20 emulator faults: {} throttled, {} server errors, {} lost responses after commit\n\
+         \x20 emulator faults: {} throttled, {} server errors, {} lost responses after commit, {conflicts} CreateInstance conflicts (not propagated)\n\
+         \x20 redelivery: {redelivered}\n\
+         \x20 {lifetime}\n\
          \x20 {}\n\
-         \x20 refused stale writes (lost lease): {}\n\
+         \x20 refused stale writes (lost lease): {}; ledger writes logged: {} ({applied_writes} applied)\n\
          \x20 crashes:{crashes}\n\
          \x20 archive replay: {} control-plane calls, {replay_created} new resources\n\
          \x20 {summary}\n\
          \x20 wall time: {:.1}s ({:.1}s before the archive replay)\n\
          \x20 verdict: {}",
+        timing.name(),
+        timing.describe(),
         opts.requests,
         stats.direct,
         stats.records,
@@ -681,6 +804,7 @@ pub async fn run(opts: &Options) -> Run {
         emulator_faults.2,
         ctl.injected.summary(),
         reasons.lost_leases.load(Ordering::Relaxed),
+        writes.len(),
         replay_calls.values().sum::<u64>(),
         started.elapsed().as_secs_f64(),
         main_wall.as_secs_f64(),
@@ -691,4 +815,75 @@ pub async fn run(opts: &Options) -> Run {
         },
     );
     Run { report, failures }
+}
+
+/// Each foreign provider as its owner reads it now (GetIdentityProvider and
+/// ListTagsForResource in its account), by key.
+async fn read_foreign_providers(
+    stack: &Stack,
+    expect: &plan::Expectations,
+    state: &Value,
+) -> HashMap<String, Result<verdict::ProviderNow, String>> {
+    let mut out = HashMap::new();
+    for (name, x) in &expect.keys {
+        if x.population != plan::Population::ForeignProvider {
+            continue;
+        }
+        let account = x.key.account_id().unwrap_or_default();
+        let (portal, provider) = x
+            .key
+            .step
+            .strip_prefix("web-identity-provider#")
+            .and_then(|rest| rest.rsplit_once('#'))
+            .unwrap_or(("", ""));
+        let arn = state["accounts"][account]["identity_providers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["portal_arn"] == portal && p["identity_provider_name"] == provider)
+            .and_then(|p| p["identity_provider_arn"].as_str());
+        let Some(arn) = arn else { continue };
+        let client = aws_sdk_workspacesweb::Client::new(&stack.config_in(account).await);
+        let read = client
+            .get_identity_provider()
+            .identity_provider_arn(arn)
+            .send()
+            .await;
+        let now = match read {
+            Ok(out) => match out.identity_provider() {
+                Some(p) => {
+                    let tags = client
+                        .list_tags_for_resource()
+                        .resource_arn(arn)
+                        .send()
+                        .await
+                        .ok()
+                        .map(|t| {
+                            t.tags()
+                                .iter()
+                                .map(|t| (t.key().to_string(), t.value().to_string()))
+                                .collect()
+                        });
+                    Ok(verdict::ProviderNow {
+                        provider_type: p
+                            .identity_provider_type()
+                            .map(|t| t.as_str().to_string())
+                            .unwrap_or_default(),
+                        details: p
+                            .identity_provider_details()
+                            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                            .unwrap_or_default(),
+                        tags,
+                    })
+                }
+                None => Err("no identity provider in the answer".to_string()),
+            },
+            Err(e) => Err(format!(
+                "{}",
+                aws_sdk_workspacesweb::error::DisplayErrorContext(&e)
+            )),
+        };
+        out.insert(name.clone(), now);
+    }
+    out
 }

@@ -1,10 +1,29 @@
-//! What the replay delivers: N generated onboarding requests of every kind (distinct accounts,
-//! a share with portal identity providers, some that must fail permanently, some to ignore,
-//! some invalid) plus every event in `events/`, and the emulator organization they need.
+//! What the replay delivers and what each step must come to.
+//!
+//! N generated onboarding requests (distinct accounts) plus every event in `events/`, the
+//! emulator organization they need, and, computed from those two alone, the expected end of
+//! every step key ([`expectations`]). The generated requests fall into populations:
+//!
+//! | population | share | the organization | every step of it must end |
+//! |---|---|---|---|
+//! | new account | ~57% (own requests, Control Tower, Organizations) | nothing special | READY, made by us (origin created, or adopted after a lost response) |
+//! | late role | 8% | the member role appears [`Timing::role_after`] after the first AssumeRole into the account, inside the grace window | READY, made by us; never FAILED |
+//! | pre-existing instance | 5% | an ACTIVE account instance from before the run | READY, origin pre-existing, the seeded ARN, no instance made by us |
+//! | matching provider | 3% | the portal already has a provider of the requested name, type and non-secret details | READY, origin pre-existing, the seeded ARN |
+//! | foreign provider | 5% | the portal has a provider of the requested name whose type or details differ | FAILED `ForeignResourceConflict` naming it, announced once, never Ready, the provider untouched |
+//! | role refused | 3% | AssumeRole into the account is always denied | FAILED `MemberRoleUnavailable`, only after the grace window |
+//! | instance fails | 2% | CreateInstance ends CREATE_FAILED | FAILED |
+//! | unknown portal | 3% | the requested portal does not exist | FAILED (the instance is made) |
+//!
+//! plus Control Tower / Organizations events that ask for nothing (3%) and invalid events (2%).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Duration;
 
-use identity_emulator::{AccountConfig, Config as EmulatorConfig};
+use identity_emulator::{AccountConfig, Config as EmulatorConfig, SeededInstance, SeededProvider};
+use onboarding::events::{decode_body, Accept, Decoded, WebIdentityProviderSpec};
+use onboarding::ledger::{Origin, Status, StepKey};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -14,6 +33,170 @@ use crate::deliveries::{control_tower, onboarding_requested, organizations};
 
 /// The secret every OIDC provider of the run names (the `events/` samples use it too).
 pub const SECRET_ID: &str = "onboarding/corp-oidc";
+
+pub const INSTANCE: &str = "identity-center-instance";
+pub const APPROVAL: &str = "approval-identity-source";
+pub const WEB: &str = "web-identity-provider";
+
+/// The production defaults (template.yaml) the realistic timing keeps the ratios of.
+const PRODUCTION_GRACE: Duration = Duration::from_secs(7200);
+const PRODUCTION_RETRY_BASE: Duration = Duration::from_secs(60);
+const PRODUCTION_RETRY_MAX: Duration = Duration::from_secs(1800);
+
+/// How the run's clock relates to production's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `make test`: the grace window and its backoff squeezed into seconds.
+    Compressed,
+    /// `make replay`: production's ratios, one production minute to one second.
+    Realistic,
+}
+
+/// The grace window, its backoff, when late roles appear and the queues' budgets.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub mode: Mode,
+    /// `EngineSettings.member_role_grace`.
+    pub grace: Duration,
+    /// `EngineSettings.retry_base` / `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// A late role appears between these after the first AssumeRole into its account.
+    pub role_after: (Duration, Duration),
+    /// When a failed record set no delay of its own (and for direct deliveries): the first
+    /// redelivery after this, doubled per receive up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Receives on top of those the grace window takes, for ordinary retries (the run's
+    /// faults make many more than production sees).
+    pub spare_receives: u32,
+}
+
+impl Timing {
+    /// Grace 20 s, backoff 200 ms doubling to 2 s, late roles after 0.5-3 s. The window is
+    /// wide against the roles because the run's own delays are seconds, not the minutes-to-
+    /// hours ratio of production: moto answering in over a second on a loaded machine, a
+    /// batch waiting for a stalled holder, 2 s leases. With 8 s, late-role steps whose role
+    /// had long appeared were failed after the window because no delivery reached them in it.
+    pub fn compressed() -> Timing {
+        Timing {
+            mode: Mode::Compressed,
+            grace: Duration::from_secs(20),
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(2),
+            role_after: (Duration::from_millis(500), Duration::from_secs(3)),
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(600),
+            spare_receives: 8,
+        }
+    }
+
+    /// Production's window and backoff (7200 s, 60 s, 1800 s) with a minute as a second:
+    /// 120 s, 1 s doubling to 30 s; late roles after 1-20 s ("minutes" in production); the
+    /// lease (2 s) is production's 120 s at the same scale.
+    pub fn realistic() -> Timing {
+        let scale = 60;
+        Timing {
+            mode: Mode::Realistic,
+            grace: PRODUCTION_GRACE / scale,
+            retry_base: PRODUCTION_RETRY_BASE / scale,
+            retry_max: PRODUCTION_RETRY_MAX / scale,
+            role_after: (Duration::from_secs(1), Duration::from_secs(20)),
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(3),
+            spare_receives: 8,
+        }
+    }
+
+    /// `REPLAY_TIMING` (`compressed` or `realistic`); unset: realistic when `REPLAY_N` is set
+    /// (`make replay` always sets it), compressed otherwise (`make test`).
+    pub fn from_env() -> Result<Timing, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        match var("REPLAY_TIMING").as_deref().map(str::trim) {
+            Some("compressed") => Ok(Timing::compressed()),
+            Some("realistic") => Ok(Timing::realistic()),
+            Some(other) => Err(format!(
+                "REPLAY_TIMING must be compressed or realistic, got {other:?}"
+            )),
+            None if var("REPLAY_N").is_some() => Ok(Timing::realistic()),
+            None => Ok(Timing::compressed()),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.mode {
+            Mode::Compressed => "compressed",
+            Mode::Realistic => "realistic",
+        }
+    }
+
+    /// Receives a never-reachable step takes until the first one past the grace window (the
+    /// one that records FAILED), at the shortest jitter (0.8x) of the engine's backoff:
+    /// the arithmetic of template.yaml's MaxReceiveCount rule.
+    pub fn receives_in_window(&self) -> u32 {
+        receives_until(self.grace, |n| {
+            backoff(self.retry_base, self.retry_max, n).mul_f64(0.8)
+        })
+    }
+
+    /// The SQS queues' `maxReceiveCount`.
+    pub fn max_receive_count(&self) -> u32 {
+        self.receives_in_window() + self.spare_receives
+    }
+
+    /// Direct deliveries' retry budget: the grace window at the default backoff, plus spare.
+    pub fn direct_max_receive_count(&self) -> u32 {
+        receives_until(self.grace, |n| {
+            backoff(self.first_backoff, self.max_backoff, n)
+        }) + self.spare_receives
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (grace window {}, backoff {} doubling to {} jittered 0.8-1.0x, late roles \
+             after {}-{}; maxReceiveCount {} = {} receives to outlast the window + {} spare; \
+             direct deliveries {} receives at {}-{})",
+            self.name(),
+            secs(self.grace),
+            secs(self.retry_base),
+            secs(self.retry_max),
+            secs(self.role_after.0),
+            secs(self.role_after.1),
+            self.max_receive_count(),
+            self.receives_in_window(),
+            self.spare_receives,
+            self.direct_max_receive_count(),
+            secs(self.first_backoff),
+            secs(self.max_backoff),
+        )
+    }
+}
+
+/// `min(base * 2^(n-1), max)`.
+fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(30))
+        .min(max)
+}
+
+/// The receive (counting the first) that comes at or after `window`, receive n+1 coming
+/// `delay(n)` after receive n.
+fn receives_until(window: Duration, delay: impl Fn(u32) -> Duration) -> u32 {
+    let mut at = Duration::ZERO;
+    let mut n = 1;
+    while at < window && n < 10_000 {
+        at += delay(n);
+        n += 1;
+    }
+    n
+}
+
+pub fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
 
 /// One event as the pipeline emitted it (before EventBridge and SQS copy it).
 #[derive(Clone, Debug)]
@@ -71,105 +254,248 @@ fn provider(rng: &mut StdRng, portal: &str, n: usize) -> Value {
     }
 }
 
+/// The provider another team made on the portal under the name `requested` asks for: the
+/// same type and non-secret details (`matching`), or a different type or details.
+fn seeded_provider(rng: &mut StdRng, requested: &Value, matching: bool) -> SeededProvider {
+    let name = requested["providerName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kind = requested["providerType"].as_str().unwrap_or_default();
+    let mut details: BTreeMap<String, String> = requested["details"]
+        .as_object()
+        .map(|d| {
+            d.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let oidc = |client: &str| {
+        BTreeMap::from([
+            ("client_id".to_string(), client.to_string()),
+            ("client_secret".to_string(), "their-own-secret".to_string()),
+            ("attributes_request_method".to_string(), "POST".to_string()),
+            (
+                "oidc_issuer".to_string(),
+                "https://login.other-team.example.com".to_string(),
+            ),
+            ("authorize_scopes".to_string(), "openid".to_string()),
+        ])
+    };
+    let other_metadata = || {
+        BTreeMap::from([(
+            "MetadataURL".to_string(),
+            "https://idp.other-team.example.com/saml/metadata.xml".to_string(),
+        )])
+    };
+    let (provider_type, details) = match (matching, kind, rng.gen_bool(0.5)) {
+        (true, "OIDC", _) => {
+            // The secret is never compared (it is not part of the request).
+            details.insert("client_secret".into(), "their-own-secret".into());
+            ("OIDC", details)
+        }
+        (true, _, _) => ("SAML", details),
+        // Another type under the same name.
+        (false, "OIDC", true) => ("SAML", other_metadata()),
+        (false, _, true) => ("OIDC", oidc("other-team-client")),
+        // The same type, another non-secret detail.
+        (false, "OIDC", false) => {
+            details.insert("client_id".into(), "other-team-client".into());
+            details.insert("client_secret".into(), "their-own-secret".into());
+            ("OIDC", details)
+        }
+        (false, _, false) => ("SAML", other_metadata()),
+    };
+    SeededProvider {
+        name,
+        provider_type: provider_type.to_string(),
+        details,
+    }
+}
+
+fn instance_detail(rng: &mut StdRng, i: usize) -> Value {
+    let mut instance = json!({ "name": format!("acct-{i}") });
+    if rng.gen_bool(0.4) {
+        instance["tags"] = json!({ "CostCenter": format!("{}", 1000 + i % 97) });
+    }
+    instance
+}
+
 /// The generated requests, `events/`, copies and delivery modes, all from `rng`.
-pub fn generate(n: usize, rng: &mut StdRng, events_dir: &Path) -> Result<Plan, String> {
+pub fn generate(
+    n: usize,
+    rng: &mut StdRng,
+    events_dir: &Path,
+    timing: &Timing,
+) -> Result<Plan, String> {
     let mut emulator = EmulatorConfig {
         instance_activation_ms: 150,
         identity_source_activation_ms: 150,
         ..EmulatorConfig::default()
+    };
+    let role_after = |rng: &mut StdRng| {
+        let (lo, hi) = timing.role_after;
+        rng.gen_range(lo.as_millis() as u64..=hi.as_millis() as u64)
     };
     let mut originals = Vec::new();
     for i in 0..n {
         let account = format!("{}", 900_000_000_000u64 + i as u64);
         let id = uuid(rng);
         let roll = rng.gen_range(0..100);
-        let with_portal = |rng: &mut StdRng, emulator: &mut EmulatorConfig, seeded: bool| {
-            let portal = portal_arn(&account, i);
-            if seeded {
-                emulator
-                    .accounts
-                    .push(AccountConfig::new(account.as_str()).with_portal(portal.as_str()));
-            }
-            provider(rng, &portal, i)
-        };
-        let (kind, event) = match roll {
-            0..=54 => {
+        let portal = portal_arn(&account, i);
+        let (kind, event, org) = match roll {
+            0..=43 => {
+                let mut org = None;
                 let mut detail = json!({});
                 if rng.gen_bool(0.7) {
-                    let mut instance = json!({ "name": format!("acct-{i}") });
-                    if rng.gen_bool(0.4) {
-                        instance["tags"] = json!({ "CostCenter": format!("{}", 1000 + i % 97) });
-                    }
-                    detail["identityCenterInstance"] = instance;
+                    detail["identityCenterInstance"] = instance_detail(rng, i);
                 }
                 if rng.gen_bool(0.5) {
-                    detail["webIdentityProvider"] = with_portal(rng, &mut emulator, true);
+                    org = Some(AccountConfig::new(account.as_str()).with_portal(portal.as_str()));
+                    detail["webIdentityProvider"] = provider(rng, &portal, i);
                 }
-                ("own request", onboarding_requested(&id, &account, detail))
+                (
+                    "own request".to_string(),
+                    onboarding_requested(&id, &account, detail),
+                    org,
+                )
             }
-            55..=66 => (
-                "Control Tower CreateManagedAccount",
+            44..=52 => (
+                "Control Tower CreateManagedAccount".to_string(),
                 control_tower(&id, "CreateManagedAccount", &account, "SUCCEEDED"),
+                None,
             ),
-            67..=74 => (
-                "Control Tower UpdateManagedAccount",
+            53..=58 => (
+                "Control Tower UpdateManagedAccount".to_string(),
                 control_tower(&id, "UpdateManagedAccount", &account, "SUCCEEDED"),
+                None,
             ),
-            75..=83 => (
-                "Organizations CreateAccountResult",
+            59..=65 => (
+                "Organizations CreateAccountResult".to_string(),
                 organizations(&id, &account, "SUCCEEDED"),
+                None,
             ),
-            84..=85 => (
-                "ignored (Control Tower IN_PROGRESS)",
+            66..=67 => (
+                "ignored (Control Tower IN_PROGRESS)".to_string(),
                 control_tower(&id, "CreateManagedAccount", &account, "IN_PROGRESS"),
+                None,
             ),
-            86 => (
-                "ignored (Organizations FAILED)",
+            68 => (
+                "ignored (Organizations FAILED)".to_string(),
                 organizations(&id, &account, "FAILED"),
+                None,
             ),
-            87..=88 => {
+            69..=70 => {
                 let mut e = onboarding_requested(&id, &account, json!({ "colour": "blue" }));
-                if roll == 88 {
+                if roll == 70 {
                     e["detail"]["schemaVersion"] = json!("2");
                 }
-                ("invalid (rejected by the decoder)", e)
+                ("invalid (rejected by the decoder)".to_string(), e, None)
             }
-            89..=91 => {
-                // The member role is refused: both account steps fail with AccessDenied.
-                emulator
-                    .accounts
-                    .push(AccountConfig::new(account.as_str()).refusing_role("*"));
+            71..=73 => {
+                // The member role is refused for good: both account steps retry through the
+                // grace window, then fail.
+                let org = AccountConfig::new(account.as_str()).refusing_role("*");
                 let mut detail = json!({});
                 if rng.gen_bool(0.5) {
-                    detail["webIdentityProvider"] = provider(rng, &portal_arn(&account, i), i);
+                    detail["webIdentityProvider"] = provider(rng, &portal, i);
                 }
                 (
-                    "permanent failure (role refused)",
+                    "role refused".to_string(),
                     onboarding_requested(&id, &account, detail),
+                    Some(org),
                 )
             }
-            92..=94 => {
-                emulator.accounts.push(
+            74..=75 => (
+                "instance fails (CREATE_FAILED)".to_string(),
+                control_tower(&id, "CreateManagedAccount", &account, "SUCCEEDED"),
+                Some(
                     AccountConfig::new(account.as_str())
                         .failing_instance_creation("The account has reached its quota"),
-                );
-                (
-                    "permanent failure (instance CREATE_FAILED)",
-                    control_tower(&id, "CreateManagedAccount", &account, "SUCCEEDED"),
-                )
-            }
-            _ => {
+                ),
+            ),
+            76..=78 => {
                 // A portal that does not exist: the provider step fails, the instance is made.
                 let detail = json!({
                     "identityCenterInstance": { "name": format!("acct-{i}") },
-                    "webIdentityProvider": with_portal(rng, &mut emulator, false),
+                    "webIdentityProvider": provider(rng, &portal, i),
                 });
                 (
-                    "permanent failure (unknown portal)",
+                    "unknown portal".to_string(),
                     onboarding_requested(&id, &account, detail),
+                    None,
+                )
+            }
+            79..=86 => {
+                // A brand-new account: its member role is deployed a while after its event.
+                let ms = role_after(rng);
+                let mut org = AccountConfig::new(account.as_str()).role_appearing_after(ms);
+                let pick = rng.gen_range(0..100);
+                let event = if pick < 40 {
+                    let mut detail = json!({ "identityCenterInstance": instance_detail(rng, i) });
+                    if rng.gen_bool(0.5) {
+                        org = org.with_portal(portal.as_str());
+                        detail["webIdentityProvider"] = provider(rng, &portal, i);
+                    }
+                    onboarding_requested(&id, &account, detail)
+                } else if pick < 75 {
+                    control_tower(&id, "CreateManagedAccount", &account, "SUCCEEDED")
+                } else {
+                    organizations(&id, &account, "SUCCEEDED")
+                };
+                (format!("late role, after {ms} ms"), event, Some(org))
+            }
+            87..=91 => {
+                let seeded = format!("existing-{i}");
+                let mut org = AccountConfig::new(account.as_str())
+                    .with_instance(SeededInstance::active(Some(seeded.as_str())));
+                let event = if rng.gen_bool(0.6) {
+                    let mut detail = json!({});
+                    if rng.gen_bool(0.6) {
+                        // Named like the existing one, or not: an account holds one instance.
+                        detail["identityCenterInstance"] = if rng.gen_bool(0.5) {
+                            json!({ "name": seeded })
+                        } else {
+                            instance_detail(rng, i)
+                        };
+                    }
+                    if rng.gen_bool(0.3) {
+                        org = org.with_portal(portal.as_str());
+                        detail["webIdentityProvider"] = provider(rng, &portal, i);
+                    }
+                    onboarding_requested(&id, &account, detail)
+                } else {
+                    control_tower(&id, "UpdateManagedAccount", &account, "SUCCEEDED")
+                };
+                ("pre-existing instance".to_string(), event, Some(org))
+            }
+            _ => {
+                // The portal already carries a provider of the requested name: another
+                // team's (foreign), or exactly what is asked (matching).
+                let matching = roll >= 97;
+                let requested = provider(rng, &portal, i);
+                let seeded = seeded_provider(rng, &requested, matching);
+                let org = AccountConfig::new(account.as_str())
+                    .with_portal_provider(portal.as_str(), seeded);
+                let mut detail = json!({ "webIdentityProvider": requested });
+                if rng.gen_bool(0.5) {
+                    detail["identityCenterInstance"] = instance_detail(rng, i);
+                }
+                let kind = if matching {
+                    "matching provider"
+                } else {
+                    "foreign provider"
+                };
+                (
+                    kind.to_string(),
+                    onboarding_requested(&id, &account, detail),
+                    Some(org),
                 )
             }
         };
+        if let Some(org) = org {
+            emulator.accounts.push(org);
+        }
         let direct = rng.gen_bool(0.15);
         originals.push(Original {
             label: format!("generated #{i} ({kind}, account {account})"),
@@ -178,7 +504,7 @@ pub fn generate(n: usize, rng: &mut StdRng, events_dir: &Path) -> Result<Plan, S
             direct,
             copies: rng.gen_range(1..=4),
         });
-        if roll == 87 && rng.gen_bool(0.3) {
+        if roll == 69 && rng.gen_bool(0.3) {
             // A body that is not an event at all (only SQS can carry it).
             originals.push(Original {
                 label: format!("generated #{i} (not JSON)"),
@@ -190,10 +516,244 @@ pub fn generate(n: usize, rng: &mut StdRng, events_dir: &Path) -> Result<Plan, S
         }
     }
     originals.extend(sample_events(rng, events_dir, &mut emulator)?);
+    emulator.validate()?;
     Ok(Plan {
         originals,
         emulator,
     })
+}
+
+/// Which population a step key belongs to, derived from the request and the organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Population {
+    /// Reachable at once, nothing in the way: the resource is made.
+    New,
+    /// The account's member role appears `after_ms` after the first AssumeRole into it.
+    LateRole {
+        after_ms: u64,
+    },
+    /// The account has an ACTIVE instance from before the run.
+    PreExistingInstance,
+    /// The portal has a provider of the requested name, type and non-secret details.
+    MatchingProvider,
+    /// The portal has a provider of the requested name that differs from the request.
+    ForeignProvider,
+    RoleRefused,
+    InstanceFails,
+    UnknownPortal,
+}
+
+impl Population {
+    pub fn name(&self) -> String {
+        match self {
+            Population::New => "new account".into(),
+            Population::LateRole { after_ms } => {
+                format!("late role (appears {after_ms} ms after the first AssumeRole)")
+            }
+            Population::PreExistingInstance => "pre-existing instance".into(),
+            Population::MatchingProvider => "matching pre-existing provider".into(),
+            Population::ForeignProvider => "foreign provider".into(),
+            Population::RoleRefused => "role refused".into(),
+            Population::InstanceFails => "instance fails".into(),
+            Population::UnknownPortal => "unknown portal".into(),
+        }
+    }
+
+    /// The status the step must end in.
+    pub fn want(&self) -> Status {
+        match self {
+            Population::New
+            | Population::LateRole { .. }
+            | Population::PreExistingInstance
+            | Population::MatchingProvider => Status::Ready,
+            Population::ForeignProvider
+            | Population::RoleRefused
+            | Population::InstanceFails
+            | Population::UnknownPortal => Status::Failed,
+        }
+    }
+
+    /// The codes a FAILED step of the population may record.
+    pub fn codes(&self) -> &'static [&'static str] {
+        match self {
+            Population::ForeignProvider => &["ForeignResourceConflict"],
+            Population::RoleRefused => &[onboarding::aws::MEMBER_ROLE_UNAVAILABLE],
+            // Found failed by its own readiness check, or by a lookup after a lost response.
+            Population::InstanceFails => &["CREATE_FAILED", "InstanceNotAdoptable"],
+            Population::UnknownPortal => &["ResourceNotFoundException"],
+            _ => &[],
+        }
+    }
+
+    /// The origins a READY step of the population may record (and announce).
+    pub fn origins(&self) -> &'static [Origin] {
+        match self {
+            Population::PreExistingInstance | Population::MatchingProvider => {
+                &[Origin::PreExisting]
+            }
+            // Made by us: by this delivery's create, or by an earlier attempt whose response
+            // was lost.
+            _ => &[Origin::Created, Origin::Adopted],
+        }
+    }
+
+    /// The step's resource is one that existed before the run.
+    pub fn seeded(&self) -> bool {
+        matches!(
+            self,
+            Population::PreExistingInstance
+                | Population::MatchingProvider
+                | Population::ForeignProvider
+        )
+    }
+
+    /// No resource of the step can be made (no role, no portal, a foreign one in the way).
+    pub fn unreachable(&self) -> bool {
+        matches!(self, Population::RoleRefused | Population::UnknownPortal)
+    }
+}
+
+/// What one key must end as.
+#[derive(Debug)]
+pub struct Expect {
+    pub key: StepKey,
+    /// The function (queue) owning the step.
+    pub step: &'static str,
+    pub population: Population,
+    /// The originals (plan indexes) whose requests name the key.
+    pub origins: Vec<usize>,
+}
+
+impl Expect {
+    pub fn want(&self) -> Status {
+        self.population.want()
+    }
+}
+
+pub struct Expectations {
+    pub keys: BTreeMap<String, Expect>,
+    /// Indexes of the originals the decoder rejects.
+    pub invalid: Vec<usize>,
+    /// The keys each original's request names.
+    pub keys_of: HashMap<usize, Vec<String>>,
+}
+
+impl Expectations {
+    /// The key a step's event is about: the key of `step` named by the request with event
+    /// id `event_id` (`origin_of` maps event ids, replayed ones included, to originals).
+    pub fn key_of_event(
+        &self,
+        step: &str,
+        event_id: &str,
+        origin_of: &HashMap<String, usize>,
+    ) -> Option<(&String, &Expect)> {
+        let origin = origin_of.get(event_id)?;
+        self.keys_of
+            .get(origin)?
+            .iter()
+            .filter_map(|k| self.keys.get_key_value(k))
+            .find(|(_, x)| x.step == step)
+    }
+}
+
+/// The seeded provider of `spec`'s name on its portal, if any, and whether it matches the
+/// request (type and every requested non-secret detail equal).
+fn seeded_provider_of(config: &EmulatorConfig, spec: &WebIdentityProviderSpec) -> Option<bool> {
+    let p = config
+        .accounts
+        .iter()
+        .flat_map(|a| a.portals.iter())
+        .filter(|p| p.portal_arn == spec.portal_arn)
+        .flat_map(|p| p.identity_providers.iter())
+        .find(|p| p.name == spec.provider_name)?;
+    Some(
+        p.provider_type == spec.provider_type.as_str()
+            && spec
+                .details
+                .iter()
+                .all(|(k, v)| p.details.get(k) == Some(v)),
+    )
+}
+
+/// The expected end of every key a decodable original names, from the requests and the
+/// emulator organization alone.
+pub fn expectations(originals: &[Original], config: &EmulatorConfig) -> Expectations {
+    let accept = Accept::default();
+    let account = |id: &str| config.accounts.iter().find(|a| a.account_id == id);
+    let refused = |id: &str| account(id).is_some_and(|a| !a.refused_roles.is_empty());
+    let late = |id: &str| account(id).and_then(|a| a.role_appears_after_ms);
+    let portal_exists = |arn: &str| {
+        config
+            .accounts
+            .iter()
+            .any(|a| a.portals.iter().any(|p| p.portal_arn == arn))
+    };
+    let mut keys: BTreeMap<String, Expect> = BTreeMap::new();
+    let mut keys_of: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut invalid = Vec::new();
+    let mut add = |key: StepKey, step, population, origin| {
+        let name = key.to_string();
+        keys_of.entry(origin).or_default().push(name.clone());
+        let x = keys.entry(name).or_insert_with(|| Expect {
+            key,
+            step,
+            population,
+            origins: Vec::new(),
+        });
+        x.origins.push(origin);
+    };
+    for (i, o) in originals.iter().enumerate() {
+        match decode_body(&o.body, &accept) {
+            Ok(Decoded::Request(r)) => {
+                let id = r.account_id.as_str();
+                let population = if refused(id) {
+                    Population::RoleRefused
+                } else if account(id).is_some_and(|a| a.instance_failure.is_some()) {
+                    Population::InstanceFails
+                } else if account(id).is_some_and(|a| a.instance.is_some()) {
+                    Population::PreExistingInstance
+                } else if let Some(after_ms) = late(id) {
+                    Population::LateRole { after_ms }
+                } else {
+                    Population::New
+                };
+                add(StepKey::account(id, INSTANCE), INSTANCE, population, i);
+                add(
+                    StepKey::org(config.organization_instance_arn(), APPROVAL),
+                    APPROVAL,
+                    Population::New,
+                    i,
+                );
+                if let Some(p) = &r.web_identity_provider {
+                    let owner = p.portal_account_id.as_str();
+                    let population = if refused(owner) {
+                        Population::RoleRefused
+                    } else if !portal_exists(&p.portal_arn) {
+                        Population::UnknownPortal
+                    } else if let Some(matching) = seeded_provider_of(config, p) {
+                        if matching {
+                            Population::MatchingProvider
+                        } else {
+                            Population::ForeignProvider
+                        }
+                    } else if let Some(after_ms) = late(owner) {
+                        Population::LateRole { after_ms }
+                    } else {
+                        Population::New
+                    };
+                    let step = format!("{WEB}#{}#{}", p.portal_arn, p.provider_name);
+                    add(StepKey::account(owner, &step), WEB, population, i);
+                }
+            }
+            Ok(Decoded::Ignored { .. }) => {}
+            Err(_) => invalid.push(i),
+        }
+    }
+    Expectations {
+        keys,
+        invalid,
+        keys_of,
+    }
 }
 
 /// Every file in `events/`: a direct event, or an SQS payload whose record bodies are events.

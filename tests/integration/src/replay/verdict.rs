@@ -1,25 +1,58 @@
 //! The verdict, computed from what the stand-ins hold at the end, never from the harness's
 //! own view of what it did: the emulator's resources, a full scan of the ledger, the events
-//! captured from the bus, and the queues' dead-letter lists.
+//! captured from the bus, the queues' dead-letter lists, and the log of ledger writes as
+//! DynamoDB answered them.
 //!
-//! What each request should come to is derived from the request itself (decoded with the
-//! project's decoder, planned with the steps' key rules) and the emulator organization:
-//! a healthy account ends READY; a refused role, a failing instance or an unknown portal
-//! ends FAILED with a reason.
+//! What each key must come to is the plan's ([`plan::expectations`]): derived from the
+//! requests (decoded with the project's decoder, keyed with the steps' key rules) and the
+//! emulator organization. Beyond "exactly one resource per key, nothing lost, nothing stuck,
+//! every READY and FAILED step announced", it fails on:
+//! - any FAILED step of an account whose member role appeared inside the grace window (in its
+//!   first half, measured from the step's first attempt: a step whose first AssumeRole came
+//!   so late that the role appeared after that is reported, FAILED as designed), and a "not
+//!   reachable yet" failure recorded before the window was over;
+//! - a not-propagated CreateInstance Conflict that does not end READY (one met after the
+//!   window, when the step had been retried past it for other reasons, is reported);
+//! - any adoption of a foreign provider (ledger or event), any change to one (type, details,
+//!   tags, an Updated event), its conflict not recorded as `ForeignResourceConflict` naming it;
+//! - any Ready event or READY step for a resource that we neither made nor found already
+//!   satisfying the request; a pre-existing resource not labelled `pre-existing` (a provider
+//!   has no creation date: after an attempt that may have created it, a matching one may be
+//!   `adopted`). A resource we made but labelled `pre-existing` is reported, not failed
+//!   ([`ORIGIN_LABELS_FAIL`]);
+//! - any valid request in a dead-letter list;
+//! - any "Onboarding Step Failed" event for a key that ends READY (the run makes no operator
+//!   retries), and more failure events for a key than its one failure plus the re-announcements
+//!   the ledger called for (a delivery that found the failure recorded but not yet announced);
+//! - any stale ledger write: a holder's write applied after another claim had taken the step
+//!   (or its update) over, any write but the announced flag and the update writes applied
+//!   after the step was READY (after FAILED: any but the flag), two terminal writes for one
+//!   key, a new generation; and any Delete call.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use identity_emulator::Config as EmulatorConfig;
-use onboarding::events::{decode_body, Accept, Decoded};
-use onboarding::ledger::{Record, Status, StepKey};
+use identity_emulator::{Config as EmulatorConfig, Counters};
+use onboarding::announce::STEP_FAILED_DETAIL_TYPE;
+use onboarding::ledger::{Origin, Record, Status};
 use serde_json::Value;
 
-use super::plan::Original;
+use super::chaos::{LedgerWrite, WriteKind};
+use super::plan::{self, Expect, Expectations, Original, Population, Timing};
 use super::queue::DeadLetter;
 
-pub const INSTANCE: &str = "identity-center-instance";
-pub const APPROVAL: &str = "approval-identity-source";
-pub const WEB: &str = "web-identity-provider";
+pub use super::plan::{APPROVAL, INSTANCE, WEB};
+
+/// Whether a resource made during the run but labelled `pre-existing` (in the ledger; in a
+/// Ready event it is always only reported) fails the run. Off: the engine labels what a
+/// holder finds after its create met a Conflict by that holder's own view of earlier creates,
+/// and a create by a holder that had lost its lease is not recorded as sent (its ending write
+/// is refused, and a later attempt that settles overwrites `settled_attempt`), so under the
+/// run's stale holders and injected Conflicts such labels occur about once per run. They are
+/// listed in the report; the resource itself is checked to be ours either way.
+const ORIGIN_LABELS_FAIL: bool = false;
+/// The code of a create Conflict after which no resource is found (not propagated yet).
+const NOT_PROPAGATED: &str = "ConflictNotPropagated";
 
 pub fn ready_detail_type(step: &str) -> &'static str {
     match step {
@@ -29,26 +62,35 @@ pub fn ready_detail_type(step: &str) -> &'static str {
     }
 }
 
-/// What one key must end as.
-#[derive(Debug)]
-pub struct Expect {
-    pub key: StepKey,
-    /// The function (queue) owning the step.
-    pub step: &'static str,
-    pub want: Status,
-    /// Why it must fail, when it must.
-    pub why: Option<&'static str>,
-    pub origins: Vec<usize>,
+/// A foreign provider as its owner reads it at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderNow {
+    pub provider_type: String,
+    pub details: BTreeMap<String, String>,
+    /// None when the tags could not be listed.
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// Everything the verdict looks at.
 pub struct Evidence<'a> {
     pub seed: u64,
+    pub started: Instant,
+    pub timing: &'a Timing,
     pub originals: &'a [Original],
+    pub expect: &'a Expectations,
     pub emulator_config: &'a EmulatorConfig,
     pub emulator_state: &'a Value,
+    pub counters: &'a Counters,
     pub ledger: &'a [Record],
     pub emitted: &'a [Value],
+    /// Event id (originals and archive replays) -> index of the original.
+    pub origin_of: &'a HashMap<String, usize>,
+    /// Every ledger write that reached DynamoDB.
+    pub writes: &'a [LedgerWrite],
+    /// Each foreign provider, by key, as GetIdentityProvider shows it at the end.
+    pub foreign_now: &'a HashMap<String, Result<ProviderNow, String>>,
+    /// Account -> epoch ms of the first connect (AssumeRole) of any step into it.
+    pub first_assume: &'a HashMap<String, u64>,
     pub dead_letters: &'a [DeadLetter],
     /// SQS messages sent per (queue, origin).
     pub sqs_sent: &'a HashMap<(&'static str, usize), u64>,
@@ -65,86 +107,9 @@ pub struct Evidence<'a> {
     pub replay_created: u64,
 }
 
-/// The expected keys of every decodable request, and the indexes of invalid events.
-pub fn expectations(
-    originals: &[Original],
-    config: &EmulatorConfig,
-) -> (BTreeMap<String, Expect>, Vec<usize>) {
-    let accept = Accept::default();
-    let refused = |account: &str| {
-        config
-            .accounts
-            .iter()
-            .any(|a| a.account_id == account && !a.refused_roles.is_empty())
-    };
-    let failing = |account: &str| {
-        config
-            .accounts
-            .iter()
-            .any(|a| a.account_id == account && a.instance_failure.is_some())
-    };
-    let portal_exists = |arn: &str| {
-        config
-            .accounts
-            .iter()
-            .any(|a| a.portals.iter().any(|p| p.portal_arn == arn))
-    };
-    let mut keys: BTreeMap<String, Expect> = BTreeMap::new();
-    let mut invalid = Vec::new();
-    let mut add = |key: StepKey, step, want, why, origin| {
-        keys.entry(key.to_string())
-            .or_insert_with(|| Expect {
-                key,
-                step,
-                want,
-                why,
-                origins: Vec::new(),
-            })
-            .origins
-            .push(origin);
-    };
-    for (i, o) in originals.iter().enumerate() {
-        match decode_body(&o.body, &accept) {
-            Ok(Decoded::Request(r)) => {
-                let account = r.account_id.as_str();
-                let (want, why) = if refused(account) {
-                    (Status::Failed, Some("the member role is refused"))
-                } else if failing(account) {
-                    (Status::Failed, Some("instance creation fails"))
-                } else {
-                    (Status::Ready, None)
-                };
-                add(StepKey::account(account, INSTANCE), INSTANCE, want, why, i);
-                add(
-                    StepKey::org(config.organization_instance_arn(), APPROVAL),
-                    APPROVAL,
-                    Status::Ready,
-                    None,
-                    i,
-                );
-                if let Some(p) = &r.web_identity_provider {
-                    let (want, why) = if refused(&p.portal_account_id) {
-                        (Status::Failed, Some("the member role is refused"))
-                    } else if !portal_exists(&p.portal_arn) {
-                        (Status::Failed, Some("the portal does not exist"))
-                    } else {
-                        (Status::Ready, None)
-                    };
-                    let step = format!("{WEB}#{}#{}", p.portal_arn, p.provider_name);
-                    add(
-                        StepKey::account(&p.portal_account_id, &step),
-                        WEB,
-                        want,
-                        why,
-                        i,
-                    );
-                }
-            }
-            Ok(Decoded::Ignored { .. }) => {}
-            Err(_) => invalid.push(i),
-        }
-    }
-    (keys, invalid)
+/// A resource the emulator holds.
+struct Resource {
+    seeded: bool,
 }
 
 fn list<'v>(state: &'v Value, account: &str, kind: &str) -> Vec<&'v Value> {
@@ -154,9 +119,103 @@ fn list<'v>(state: &'v Value, account: &str, kind: &str) -> Vec<&'v Value> {
         .unwrap_or_default()
 }
 
+/// Every instance (but the organization's), identity source and identity provider, by ARN.
+fn resources(state: &Value) -> HashMap<String, Resource> {
+    let mut out = HashMap::new();
+    for account in state["accounts"]
+        .as_object()
+        .into_iter()
+        .flat_map(|a| a.values())
+    {
+        let kinds = [
+            ("instances", "instance_arn"),
+            ("identity_sources", "identity_source_arn"),
+            ("identity_providers", "identity_provider_arn"),
+        ];
+        for (kind, arn) in kinds {
+            for r in account[kind].as_array().into_iter().flatten() {
+                if r["organization"] == true {
+                    continue;
+                }
+                if let Some(a) = r[arn].as_str() {
+                    out.insert(
+                        a.to_string(),
+                        Resource {
+                            seeded: r["seeded"] == true,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The portal and provider name of a web identity provider key.
+fn portal_and_name(x: &Expect) -> (&str, &str) {
+    x.key
+        .step
+        .strip_prefix("web-identity-provider#")
+        .and_then(|rest| rest.rsplit_once('#'))
+        .unwrap_or(("", ""))
+}
+
+/// The emulator's resources for a key: (ARN, status, seeded).
+fn found_for(state: &Value, x: &Expect) -> Vec<(String, String, bool)> {
+    let account = x.key.account_id().unwrap_or_default();
+    let triple = |v: &Value, arn: &str, status: &str| {
+        (
+            v[arn].as_str().unwrap_or("").to_string(),
+            v[status].as_str().unwrap_or("ACTIVE").to_string(),
+            v["seeded"] == true,
+        )
+    };
+    match x.step {
+        INSTANCE => list(state, account, "instances")
+            .into_iter()
+            .filter(|i| i["organization"] != true)
+            .map(|i| triple(i, "instance_arn", "status"))
+            .collect(),
+        APPROVAL => state["accounts"]
+            .as_object()
+            .into_iter()
+            .flat_map(|accounts| accounts.values())
+            .flat_map(|a| a["identity_sources"].as_array().into_iter().flatten())
+            .map(|s| triple(s, "identity_source_arn", "status"))
+            .collect(),
+        _ => {
+            let (portal, provider) = portal_and_name(x);
+            list(state, account, "identity_providers")
+                .into_iter()
+                .filter(|p| p["portal_arn"] == portal && p["identity_provider_name"] == provider)
+                .map(|p| triple(p, "identity_provider_arn", "no status"))
+                .collect()
+        }
+    }
+}
+
+fn origin_of_event(v: &Value) -> Option<&str> {
+    v["detail"]["origin"].as_str()
+}
+
+fn at(started: Instant, t: Instant) -> String {
+    format!(
+        "+{:.3}s",
+        t.saturating_duration_since(started).as_secs_f64()
+    )
+}
+
+/// Per population: keys, READY, FAILED.
+#[derive(Default)]
+struct Tally {
+    keys: u64,
+    ready: u64,
+    failed: u64,
+}
+
 /// Every violation, each naming the key, what was expected, what was found and the seed.
 pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
-    let (keys, invalid) = expectations(e.originals, e.emulator_config);
+    let x = e.expect;
     let seed = e.seed;
     let mut failures = Vec::new();
     let mut fail = |msg: String| failures.push(format!("{msg} [seed {seed}]"));
@@ -168,30 +227,82 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             m
         });
     let state = e.emulator_state;
-    let ready_events: Vec<&Value> = e
-        .emitted
+    let held = resources(state);
+    let invalid: HashSet<usize> = x.invalid.iter().copied().collect();
+    let label = |k: &Expect| e.originals[k.origins[0]].label.as_str();
+
+    // The emitted events, by the key they are about.
+    let mut ready_by_key: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut failed_by_key: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut updated_by_key: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut rejections = Vec::new();
+    for v in e.emitted {
+        let detail_type = v["detail-type"].as_str().unwrap_or_default();
+        let step = v["detail"]["step"].as_str().unwrap_or_default();
+        let event_id = v["detail"]["requestEventId"].as_str().unwrap_or_default();
+        let failed = detail_type == STEP_FAILED_DETAIL_TYPE;
+        let updated = detail_type.ends_with(" Updated");
+        if !failed && !updated && !detail_type.ends_with(" Ready") {
+            continue;
+        }
+        if failed && step == "event" {
+            rejections.push(v);
+            continue;
+        }
+        let Some((name, _)) = x.key_of_event(step, event_id, e.origin_of) else {
+            fail(format!(
+                "EVENT FOR NO REQUEST: a \"{detail_type}\" event of step {step} names request {event_id:?}, which asks for no such step: {}",
+                v["detail"]
+            ));
+            continue;
+        };
+        let name = name.as_str();
+        if failed {
+            failed_by_key.entry(name).or_default().push(v);
+        } else if updated {
+            updated_by_key.entry(name).or_default().push(v);
+        } else {
+            ready_by_key.entry(name).or_default().push(v);
+        }
+    }
+
+    // Claims that found a key FAILED and not yet announced (each may announce it again).
+    let mut late_failure_reads: HashMap<&str, u64> = HashMap::new();
+    for w in e.writes {
+        if w.kind == WriteKind::Claim && w.seen && w.found == Some((Status::Failed, false)) {
+            *late_failure_reads.entry(w.key.as_str()).or_default() += 1;
+        }
+    }
+
+    // Steps that retried a Conflict that had not propagated (released with that code).
+    let conflicted: HashSet<&str> = e
+        .writes
         .iter()
-        .filter(|v| {
-            v["detail-type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with(" Ready"))
-        })
+        .filter(|w| w.applied && w.code.as_deref() == Some(NOT_PROPAGATED))
+        .map(|w| w.key.as_str())
         .collect();
-    let failed_events: Vec<&Value> = e
-        .emitted
-        .iter()
-        .filter(|v| v["detail-type"] == "Onboarding Step Failed")
-        .collect();
+    let mut conflicts_ready = 0;
+    let mut conflicts_late = Vec::new();
+    let mut roles_late = Vec::new();
+    let mut mislabelled = Vec::new();
+
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut dead_lettered_valid = Vec::new();
+    let mut reannounced = 0u64;
     let mut ready = 0;
     let mut failed = 0;
 
-    for (name, x) in &keys {
-        let account = x.key.account_id().unwrap_or_default();
-        let dead: Vec<&DeadLetter> = x
+    for (name, k) in &x.keys {
+        let population = k.population;
+        let tally = tallies
+            .entry(population_group(population).to_string())
+            .or_default();
+        tally.keys += 1;
+        let account = k.key.account_id().unwrap_or_default();
+        let dead: Vec<&DeadLetter> = k
             .origins
             .iter()
-            .flat_map(|o| dead_by.get(&(x.step, *o)).cloned().unwrap_or_default())
+            .flat_map(|o| dead_by.get(&(k.step, *o)).cloned().unwrap_or_default())
             .collect();
         if !dead.is_empty() {
             dead_lettered_valid.push(format!(
@@ -203,92 +314,128 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         let Some(rec) = ledger.get(name) else {
             if dead.is_empty() {
                 fail(format!(
-                    "LOST: {name} (from {}) has no ledger item and no dead-lettered message; expected {}",
-                    e.originals[x.origins[0]].label, x.want
+                    "LOST: {name} ({}, from {}) has no ledger item and no dead-lettered message; expected {}",
+                    population.name(), label(k), k.want()
                 ));
             }
             continue;
         };
+        let reason = rec.last_error.as_ref();
+        let code = reason.map(|r| r.code.as_str()).unwrap_or_default();
+        let waited = rec
+            .updated_at
+            .zip(rec.first_attempt_at)
+            .map(|(u, f)| Duration::from_millis(u.saturating_sub(f)));
+        // A Conflict met after the grace window is permanent by design: the step had been
+        // retried past the window for other reasons first (the run's delays are seconds).
+        let late_conflict = rec.status == Status::Failed
+            && code == NOT_PROPAGATED
+            && waited.is_some_and(|w| w >= e.timing.grace);
+        if conflicted.contains(name.as_str()) && rec.status == Status::Ready {
+            conflicts_ready += 1;
+        }
+        // When a late role appeared, measured from the step's first attempt: the emulator
+        // starts the role's clock at the first AssumeRole into the account.
+        let role_appeared = match population {
+            Population::LateRole { after_ms } => e
+                .first_assume
+                .get(account)
+                .zip(rec.first_attempt_at)
+                .map(|(t, first)| Duration::from_millis((t + after_ms).saturating_sub(first))),
+            _ => None,
+        };
         match rec.status {
             Status::InProgress | Status::Created => {
                 fail(format!(
-                    "STUCK: {name} is {} (attempt {}, lease owner {:?}, last error {:?}) after every lease expired; expected {}",
-                    rec.status, rec.attempt, rec.lease_owner, rec.last_error, x.want
+                    "STUCK: {name} ({}) is {} (attempt {}, lease owner {:?}, last error {:?}) after every lease expired; expected {}",
+                    population.name(), rec.status, rec.attempt, rec.lease_owner, rec.last_error, k.want()
                 ));
                 continue;
             }
-            s if s != x.want => {
+            Status::Failed if late_conflict && population.want() == Status::Ready => {
+                conflicts_late.push(format!(
+                    "{name} ({}): {:.1}s after its first attempt; its history: {}",
+                    population.name(),
+                    waited.unwrap_or_default().as_secs_f64(),
+                    history(e.writes, name)
+                ));
+            }
+            // The role appeared in the second half of the window or after it: the step's
+            // first AssumeRole came that late (it had been retried for other reasons first).
+            Status::Failed
+                if code == onboarding::aws::MEMBER_ROLE_UNAVAILABLE
+                    && role_appeared.is_some_and(|a| a > e.timing.grace / 2) =>
+            {
+                roles_late.push(format!(
+                    "{name}: the role appeared {:.1}s after the step's first attempt; its history: {}",
+                    role_appeared.unwrap_or_default().as_secs_f64(),
+                    history(e.writes, name)
+                ));
+            }
+            Status::Failed if matches!(population, Population::LateRole { .. }) => {
                 fail(format!(
-                    "WRONG OUTCOME: {name} (from {}) is {s} with last error {:?}; expected {}{}",
-                    e.originals[x.origins[0]].label,
+                    "LATE ROLE FAILED: {name} (from {}): the account's member role appeared {} after the first AssumeRole into the account ({} after the step's first attempt), inside the grace window of {}, yet the step is FAILED ({code}: {}); expected READY",
+                    label(k),
+                    match population {
+                        Population::LateRole { after_ms } => format!("{after_ms} ms"),
+                        _ => String::new(),
+                    },
+                    role_appeared.map_or("?".to_string(), |a| format!("{:.1}s", a.as_secs_f64())),
+                    plan::secs(e.timing.grace),
+                    reason.map(|r| r.message.as_str()).unwrap_or_default()
+                ));
+            }
+            Status::Ready if population == Population::ForeignProvider => {
+                fail(format!(
+                    "FOREIGN ADOPTION: {name} (from {}) is READY with {:?} (origin {:?}): the portal's provider of that name is another team's and differs from the request; expected FAILED ForeignResourceConflict",
+                    label(k), rec.resource_arn, rec.origin
+                ));
+            }
+            s if s != k.want() => {
+                fail(format!(
+                    "WRONG OUTCOME: {name} ({}, from {}) is {s} with last error {:?}; expected {}",
+                    population.name(),
+                    label(k),
                     rec.last_error,
-                    x.want,
-                    x.why.map(|w| format!(" ({w})")).unwrap_or_default()
+                    k.want()
                 ));
             }
             _ => {}
         }
+        if rec.generation != 0 {
+            fail(format!(
+                "STALE WRITE: {name} is in generation {} but nobody retried it (a new generation needs an operator's retry)",
+                rec.generation
+            ));
+        }
         let arn = rec.resource_arn.as_deref();
         // Exactly one resource per key, and it is the one the ledger names.
-        let pair = |v: &Value, arn: &str, status: &str| {
-            (
-                v[arn].as_str().unwrap_or("").to_string(),
-                v[status].as_str().unwrap_or("ACTIVE").to_string(),
-            )
-        };
-        let found: Vec<(String, String)> = match x.step {
-            INSTANCE => list(state, account, "instances")
-                .into_iter()
-                .filter(|i| i["organization"] != true)
-                .map(|i| pair(i, "instance_arn", "status"))
-                .collect(),
-            APPROVAL => state["accounts"]
-                .as_object()
-                .into_iter()
-                .flat_map(|accounts| accounts.values())
-                .flat_map(|a| a["identity_sources"].as_array().into_iter().flatten())
-                .map(|s| pair(s, "identity_source_arn", "status"))
-                .collect(),
-            _ => {
-                let (portal, provider) = x
-                    .key
-                    .step
-                    .strip_prefix("web-identity-provider#")
-                    .and_then(|rest| rest.rsplit_once('#'))
-                    .unwrap_or(("", ""));
-                list(state, account, "identity_providers")
-                    .into_iter()
-                    .filter(|p| {
-                        p["portal_arn"] == portal && p["identity_provider_name"] == provider
-                    })
-                    .map(|p| pair(p, "identity_provider_arn", "no status"))
-                    .collect()
-            }
-        };
-        let refused_role = x.why == Some("the member role is refused")
-            || x.why == Some("the portal does not exist");
-        let want_resources = if x.want == Status::Ready || !refused_role {
+        let found = found_for(state, k);
+        let excused = late_conflict
+            || (code == onboarding::aws::MEMBER_ROLE_UNAVAILABLE
+                && role_appeared.is_some_and(|a| a > e.timing.grace / 2));
+        let want_resources = if excused && rec.status == Status::Failed {
+            0
+        } else if k.want() == Status::Ready || !population.unreachable() {
             1
         } else {
             0
         };
         if found.len() != want_resources {
             fail(format!(
-                "DUPLICATE OR MISSING RESOURCE: {name}: the emulator holds {} resource(s) {:?}; expected exactly {want_resources} (ledger: {} {:?})",
-                found.len(), found, rec.status, arn
+                "DUPLICATE OR MISSING RESOURCE: {name} ({}): the emulator holds {} resource(s) {:?}; expected exactly {want_resources} (ledger: {} {:?})",
+                population.name(), found.len(), found, rec.status, arn
             ));
-        } else if let Some((res_arn, status)) = found.first() {
-            // A step that failed on readiness may name its resource only in its reason.
+        } else if let Some((res_arn, status, seeded)) = found.first() {
+            // A step that failed on readiness or on a conflict names its resource only in
+            // its reason.
             let named_in_reason = rec.status == Status::Failed
                 && arn.is_none()
-                && rec
-                    .last_error
-                    .as_ref()
-                    .is_some_and(|r| r.message.contains(res_arn.as_str()));
+                && reason.is_some_and(|r| r.message.contains(res_arn.as_str()));
             if Some(res_arn.as_str()) != arn && !named_in_reason {
                 fail(format!(
-                    "LEDGER/RESOURCE MISMATCH: {name} (from {}): the ledger records {} {arn:?} (attempt {}, last error {:?}), the emulator holds {res_arn} ({status})",
-                    e.originals[x.origins[0]].label, rec.status, rec.attempt, rec.last_error
+                    "LEDGER/RESOURCE MISMATCH: {name} ({}, from {}): the ledger records {} {arn:?} (attempt {}, last error {:?}), the emulator holds {res_arn} ({status})",
+                    population.name(), label(k), rec.status, rec.attempt, rec.last_error
                 ));
             }
             if rec.status == Status::Ready && status != "ACTIVE" {
@@ -296,60 +443,229 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                     "NOT READY: {name} is READY in the ledger but {res_arn} is {status}"
                 ));
             }
+            if *seeded != population.seeded() {
+                fail(format!(
+                    "WRONG RESOURCE: {name} ({}): {res_arn} {}; expected {}",
+                    population.name(),
+                    if *seeded {
+                        "existed before the run"
+                    } else {
+                        "was made during the run"
+                    },
+                    if population.seeded() {
+                        "the one that existed before the run, and none made by us"
+                    } else {
+                        "one made by us"
+                    }
+                ));
+            }
         }
+        let step_failures: Vec<&Value> = failed_by_key
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let ready_events: Vec<&Value> =
+            ready_by_key.get(name.as_str()).cloned().unwrap_or_default();
         match rec.status {
             Status::Ready => {
                 ready += 1;
-                let step_events: Vec<&&Value> = ready_events
+                tally.ready += 1;
+                // A provider carries no creation date: after an attempt that may have created
+                // it, the engine cannot tell a matching provider from its own lost create.
+                let unknowable = population == Population::MatchingProvider
+                    && rec.create_may_have_been_sent()
+                    && rec.origin == Some(Origin::Adopted);
+                let wrong = format!(
+                    "{name} ({}) is READY with origin {:?} ({arn:?}); expected {:?}",
+                    population.name(),
+                    rec.origin.map(|o| o.as_str()),
+                    population
+                        .origins()
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                );
+                match rec.origin {
+                    Some(o) if population.origins().contains(&o) || unknowable => {}
+                    // One we made, labelled as found: reported unless ORIGIN_LABELS_FAIL.
+                    Some(Origin::PreExisting) if !population.seeded() && !ORIGIN_LABELS_FAIL => {
+                        mislabelled.push(format!("ledger: {wrong}"));
+                    }
+                    _ => fail(format!("WRONG ORIGIN: {wrong}")),
+                }
+                let wanted_type = ready_detail_type(k.step);
+                let events: Vec<&&Value> = ready_events
                     .iter()
-                    .filter(|v| {
-                        v["detail-type"] == ready_detail_type(x.step)
-                            && v["detail"]["step"] == x.step
-                            && (x.step == APPROVAL || v["detail"]["accountId"] == account)
-                            && (x.step != WEB
-                                || found.is_empty()
-                                || v["detail"]["resourceArn"]
-                                    .as_str()
-                                    .is_some_and(|a| Some(a) == arn))
-                    })
+                    .filter(|v| v["detail-type"] == wanted_type)
                     .collect();
-                if step_events.is_empty() {
+                if events.is_empty() {
                     fail(format!(
-                        "NEVER ANNOUNCED: {name} is READY ({arn:?}) but no \"{}\" event was emitted",
-                        ready_detail_type(x.step)
+                        "NEVER ANNOUNCED: {name} is READY ({arn:?}) but no \"{wanted_type}\" event was emitted"
                     ));
                 }
-                for v in step_events {
+                for v in events {
                     if v["detail"]["resourceArn"].as_str() != arn
                         || v["detail"]["clientToken"].as_str() != Some(rec.token.as_str())
+                        || (k.step != APPROVAL && v["detail"]["accountId"] != account)
                     {
                         fail(format!(
-                            "WRONG ANNOUNCEMENT: {name}: an event announced {} with token {}; the ledger holds {arn:?} with token {}",
-                            v["detail"]["resourceArn"], v["detail"]["clientToken"], rec.token
+                            "WRONG ANNOUNCEMENT: {name}: an event announced {} with token {} for account {}; the ledger holds {arn:?} with token {}",
+                            v["detail"]["resourceArn"], v["detail"]["clientToken"], v["detail"]["accountId"], rec.token
                         ));
                     }
+                }
+                for v in &step_failures {
+                    fail(format!(
+                        "FAILURE ANNOUNCED FOR A READY STEP: {name} ({}) is READY ({arn:?}), yet an \"Onboarding Step Failed\" event names it ({}: {}); the run makes no operator retries",
+                        population.name(),
+                        v["detail"]["reason"]["code"],
+                        v["detail"]["reason"]["message"]
+                    ));
                 }
             }
             Status::Failed => {
                 failed += 1;
-                match &rec.last_error {
+                tally.failed += 1;
+                match reason {
                     Some(r) if !r.message.is_empty() && !r.retryable => {}
                     other => fail(format!(
                         "FAILED WITHOUT A REASON: {name} is FAILED with last error {other:?}"
                     )),
                 }
-                let announced = failed_events.iter().any(|v| {
-                    v["detail"]["step"] == x.step
-                        && (x.step == APPROVAL || v["detail"]["accountId"] == account)
-                });
-                if !announced {
+                let codes = population.codes();
+                if !codes.is_empty() && !codes.contains(&code) {
                     fail(format!(
-                        "FAILURE NEVER ANNOUNCED: {name} is FAILED ({:?}) but no \"Onboarding Step Failed\" event names it",
-                        rec.last_error.as_ref().map(|r| &r.code)
+                        "WRONG FAILURE: {name} ({}) is FAILED with {code} ({}); expected {}",
+                        population.name(),
+                        reason.map(|r| r.message.as_str()).unwrap_or_default(),
+                        codes.join(" or ")
+                    ));
+                }
+                // "Not reachable yet" is permanent only after the grace window.
+                if (code == onboarding::aws::MEMBER_ROLE_UNAVAILABLE || code == NOT_PROPAGATED)
+                    && waited.is_none_or(|w| w < e.timing.grace)
+                {
+                    fail(format!(
+                        "FAILED INSIDE THE GRACE WINDOW: {name} ({}) was recorded FAILED {code} {} after its first attempt; the window is {}",
+                        population.name(),
+                        waited.map_or("an unknown time".to_string(), |w| format!("{:.1}s", w.as_secs_f64())),
+                        plan::secs(e.timing.grace)
+                    ));
+                }
+                if step_failures.is_empty() {
+                    fail(format!(
+                        "FAILURE NEVER ANNOUNCED: {name} is FAILED ({code}) but no \"Onboarding Step Failed\" event names it"
+                    ));
+                }
+                let late = late_failure_reads.get(name.as_str()).copied().unwrap_or(0);
+                let n = step_failures.len() as u64;
+                reannounced += n.saturating_sub(1);
+                if n > 1 + late {
+                    fail(format!(
+                        "FAILURE ANNOUNCED MORE THAN ONCE: {name} ({}): {n} \"Onboarding Step Failed\" events; one comes from the delivery that recorded the failure, and one more only from each delivery that found it recorded but not yet announced ({late})",
+                        population.name()
+                    ));
+                }
+                for v in &ready_events {
+                    fail(format!(
+                        "{}: {name} ({}) is FAILED ({code}) but a \"{}\" event announced {} (origin {:?})",
+                        if population == Population::ForeignProvider {
+                            "FOREIGN ADOPTION ANNOUNCED"
+                        } else {
+                            "READY ANNOUNCED FOR A FAILED STEP"
+                        },
+                        population.name(),
+                        v["detail-type"].as_str().unwrap_or_default(),
+                        v["detail"]["resourceArn"],
+                        origin_of_event(v)
                     ));
                 }
             }
             _ => {}
+        }
+        if population == Population::ForeignProvider {
+            check_foreign(e, name, k, rec, &found, &mut fail);
+        }
+    }
+
+    // Every Ready event: a resource we made, or one found already satisfying its request.
+    // Its origin label should say which; a label that does not is reported, not failed: a
+    // holder that lost its lease announces before its fenced write is refused, and the
+    // engine labels what such a holder finds by that holder's view.
+    for (name, events) in &ready_by_key {
+        let Some(k) = x.keys.get(*name) else { continue };
+        for v in events {
+            let arn = v["detail"]["resourceArn"].as_str().unwrap_or_default();
+            let origin = origin_of_event(v);
+            match held.get(arn) {
+                None => fail(format!(
+                    "READY FOR A RESOURCE THAT DOES NOT EXIST: {name}: a \"{}\" event announced {arn:?}, which the emulator does not hold",
+                    v["detail-type"].as_str().unwrap_or_default()
+                )),
+                Some(r) if r.seeded && !k.population.seeded() => fail(format!(
+                    "ANNOUNCED A RESOURCE WE DID NOT MAKE: {name} ({}): {arn} existed before the run, yet a Ready event announced it (origin {origin:?})",
+                    k.population.name()
+                )),
+                Some(r) if r.seeded && k.population == Population::ForeignProvider => {
+                    // Reported above (FOREIGN ADOPTION ANNOUNCED).
+                }
+                Some(r) => {
+                    let want: &[&str] = if r.seeded {
+                        &["pre-existing"]
+                    } else {
+                        &["created", "adopted"]
+                    };
+                    let unknowable = r.seeded
+                        && origin == Some("adopted")
+                        && ledger
+                            .get(*name)
+                            .is_some_and(|rec| rec.create_may_have_been_sent());
+                    if !origin.is_some_and(|o| want.contains(&o)) && !unknowable {
+                        mislabelled.push(format!(
+                            "event: {name} ({}): a Ready event announced {arn} with origin {origin:?}, but it {} (ledger origin {:?})",
+                            k.population.name(),
+                            if r.seeded { "existed before the run" } else { "was made during the run" },
+                            ledger.get(*name).and_then(|rec| rec.origin).map(|o| o.as_str())
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // A newer request updates a READY step it describes differently; nothing else is
+    // updated, least of all another team's provider.
+    for (name, events) in &updated_by_key {
+        let status = ledger.get(*name).map(|r| r.status);
+        let foreign = x
+            .keys
+            .get(*name)
+            .is_some_and(|k| k.population == Population::ForeignProvider);
+        if status != Some(Status::Ready) || foreign {
+            fail(format!(
+                "UPDATED A STEP THAT IS NOT OURS AND READY: {name} ({status:?}{}): {} \"Updated\" event(s), e.g. {}",
+                if foreign { ", a foreign provider" } else { "" },
+                events.len(),
+                events[0]["detail"]
+            ));
+        }
+    }
+    let updates: usize = updated_by_key.values().map(Vec::len).sum();
+
+    check_writes(e, &mut fail);
+
+    // A valid request never ends in a dead-letter list.
+    for d in e.dead_letters {
+        if !invalid.contains(&d.origin) {
+            fail(format!(
+                "DEAD-LETTERED VALID REQUEST: {} ({}, message {}{}) went to the dead-letter list after {} receives; last error: {}",
+                e.originals[d.origin].label,
+                d.queue,
+                d.message_id,
+                if d.direct { ", delivered directly" } else { "" },
+                d.receives,
+                d.last_error
+            ));
         }
     }
 
@@ -360,7 +676,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         .iter()
         .map(|r| (r.key.to_string(), r))
         .collect();
-    for (name, x) in &keys {
+    for (name, k) in &x.keys {
         let status = before.get(name).map(|r| r.status);
         if matches!(status, Some(Status::Ready) | Some(Status::Failed)) {
             continue;
@@ -368,35 +684,37 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         let dead = e
             .dead_before_replay
             .iter()
-            .any(|d| d.queue == x.step && x.origins.contains(&d.origin));
+            .any(|d| d.queue == k.step && k.origins.contains(&d.origin));
         if !dead {
             fail(format!(
                 "LOST: every delivery of {} was acknowledged, yet {name} was {} (expected {}) before the archive replay",
-                e.originals[x.origins[0]].label,
+                label(k),
                 status.map_or("absent from the ledger".to_string(), |s| s.to_string()),
-                x.want
+                k.want()
             ));
         }
     }
 
     // Nothing exists that no request asked for.
     for r in e.ledger {
-        if !keys.contains_key(&r.key.to_string()) {
+        if !x.keys.contains_key(&r.key.to_string()) {
             fail(format!(
                 "UNEXPECTED LEDGER ITEM: {} ({}) belongs to no request",
                 r.key, r.status
             ));
         }
     }
-    let wanted_accounts: HashSet<&str> = keys
+    let wanted_accounts: HashSet<&str> = x
+        .keys
         .values()
-        .filter(|x| x.step == INSTANCE)
-        .filter_map(|x| x.key.account_id())
+        .filter(|k| k.step == INSTANCE)
+        .filter_map(|k| k.key.account_id())
         .collect();
-    let wanted_providers: HashSet<String> = keys
+    let wanted_providers: HashSet<String> = x
+        .keys
         .values()
-        .filter(|x| x.step == WEB)
-        .map(|x| format!("{}/{}", x.key.account_id().unwrap_or_default(), x.key.step))
+        .filter(|k| k.step == WEB)
+        .map(|k| format!("{}/{}", k.key.account_id().unwrap_or_default(), k.key.step))
         .collect();
     if let Some(accounts) = state["accounts"].as_object() {
         for (account, resources) in accounts {
@@ -427,10 +745,18 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             }
         }
     }
+    // Onboarding never deletes anything.
+    for (op, n) in &e.counters.calls {
+        if op.starts_with("Delete") && *n > 0 {
+            fail(format!(
+                "DELETED A RESOURCE: {n} {op} call(s); onboarding never deletes"
+            ));
+        }
+    }
 
     // Invalid events: never dropped. Through SQS every copy ends in the dead-letter list with
     // its reason; delivered directly, each is announced as rejected.
-    for &i in &invalid {
+    for &i in &x.invalid {
         let o = &e.originals[i];
         for queue in [INSTANCE, APPROVAL, WEB] {
             let sent = e.sqs_sent.get(&(queue, i)).copied().unwrap_or(0);
@@ -448,7 +774,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                 .as_ref()
                 .map(|v| v["id"].clone())
                 .unwrap_or(Value::Null);
-            let n = failed_events
+            let n = rejections
                 .iter()
                 .filter(|v| v["detail"]["requestEventId"] == id)
                 .count();
@@ -488,16 +814,269 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         ));
     }
 
+    let populations = tallies
+        .iter()
+        .map(|(p, t)| format!("{p} {} ({} READY, {} FAILED)", t.keys, t.ready, t.failed))
+        .collect::<Vec<_>>()
+        .join(", ");
     let summary = format!(
-        "keys: {} expected ({ready} READY, {failed} FAILED); invalid events: {}; dead-lettered valid requests: {}{}",
-        keys.len(),
-        invalid.len(),
+        "keys: {} expected ({ready} READY, {failed} FAILED); invalid events: {}; dead-lettered valid requests: {}{}\n\
+         \x20 keys by population: {populations}\n\
+         \x20 failure re-announcements (a delivery found the failure recorded, not yet announced): {reannounced}; Updated events: {updates} for {} keys\n\
+         \x20 not-propagated Conflicts: {} steps retried one, {conflicts_ready} of them READY, {} met one after the grace window (FAILED, as designed){}\n\
+         \x20 late roles that appeared in the second half of the window or after it (their step's first AssumeRole came late; FAILED as designed): {}{}\n\
+         \x20 findings (reported, not failed): {} origin label(s) calling a resource made during the run pre-existing (or the like){}",
+        x.keys.len(),
+        x.invalid.len(),
         dead_lettered_valid.len(),
         dead_lettered_valid
+            .iter()
+            .take(5)
+            .map(|d| format!("\n    {d}"))
+            .collect::<String>(),
+        updated_by_key.len(),
+        conflicted.len(),
+        conflicts_late.len(),
+        conflicts_late
+            .iter()
+            .take(5)
+            .map(|d| format!("\n    {d}"))
+            .collect::<String>(),
+        roles_late.len(),
+        roles_late
+            .iter()
+            .take(5)
+            .map(|d| format!("\n    {d}"))
+            .collect::<String>(),
+        mislabelled.len(),
+        mislabelled
             .iter()
             .take(5)
             .map(|d| format!("\n    {d}"))
             .collect::<String>()
     );
     (failures, summary)
+}
+
+/// A key's claims and how its attempts ended, from the applied ledger writes, timed from its
+/// first claim: `claim +0.0s, MemberRoleUnavailable +0.1s, claim +2.3s, ...`.
+fn history(writes: &[LedgerWrite], key: &str) -> String {
+    let applied: Vec<&LedgerWrite> = writes
+        .iter()
+        .filter(|w| w.key == key && w.applied)
+        .collect();
+    let Some(first) = applied.iter().map(|w| w.answered).min() else {
+        return "(no write logged)".to_string();
+    };
+    let mut entries: Vec<(Instant, String)> = applied
+        .iter()
+        .filter_map(|w| {
+            let what = match (w.kind, &w.code) {
+                (WriteKind::Claim, _) => "claim".to_string(),
+                (WriteKind::Release | WriteKind::FailPermanent, Some(code)) => code.clone(),
+                (WriteKind::Created | WriteKind::Ready, _) => format!("{:?}", w.kind),
+                _ => return None,
+            };
+            Some((w.answered, what))
+        })
+        .collect();
+    entries.sort_by_key(|(t, _)| *t);
+    let shown: Vec<String> = entries
+        .iter()
+        .take(16)
+        .map(|(t, what)| format!("{what} {}", at(first, *t)))
+        .collect();
+    let more = entries.len().saturating_sub(shown.len());
+    format!(
+        "{}{}",
+        shown.join(", "),
+        if more > 0 {
+            format!(", ... {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn population_group(p: Population) -> &'static str {
+    match p {
+        Population::New => "new",
+        Population::LateRole { .. } => "late role",
+        Population::PreExistingInstance => "pre-existing instance",
+        Population::MatchingProvider => "matching provider",
+        Population::ForeignProvider => "foreign provider",
+        Population::RoleRefused => "role refused",
+        Population::InstanceFails => "instance fails",
+        Population::UnknownPortal => "unknown portal",
+    }
+}
+
+/// A foreign provider: the failure names it, and it is exactly as its owner made it.
+fn check_foreign(
+    e: &Evidence<'_>,
+    name: &str,
+    k: &Expect,
+    rec: &Record,
+    found: &[(String, String, bool)],
+    fail: &mut impl FnMut(String),
+) {
+    let (portal, provider) = portal_and_name(k);
+    let seeded = e
+        .emulator_config
+        .accounts
+        .iter()
+        .flat_map(|a| a.portals.iter())
+        .filter(|p| p.portal_arn == portal)
+        .flat_map(|p| p.identity_providers.iter())
+        .find(|p| p.name == provider);
+    let Some(seeded) = seeded else {
+        fail(format!(
+            "PLAN: {name} is in the foreign provider population but its portal has no such provider"
+        ));
+        return;
+    };
+    let Some((arn, _, true)) = found.first() else {
+        fail(format!(
+            "FOREIGN PROVIDER GONE: {name}: the portal no longer holds the provider another team made ({found:?})"
+        ));
+        return;
+    };
+    if rec.status == Status::Failed {
+        let named = rec
+            .last_error
+            .as_ref()
+            .is_some_and(|r| r.message.contains(arn.as_str()));
+        if !named {
+            fail(format!(
+                "FOREIGN CONFLICT NOT NAMED: {name}: the failure ({:?}) does not name the existing provider {arn}",
+                rec.last_error
+            ));
+        }
+    }
+    // As the emulator lists it, and as its owner reads it.
+    let listed = list(
+        e.emulator_state,
+        k.key.account_id().unwrap_or_default(),
+        "identity_providers",
+    )
+    .into_iter()
+    .find(|p| p["identity_provider_arn"] == arn.as_str());
+    let keys: Vec<&str> = seeded.details.keys().map(String::as_str).collect();
+    let listed_ok = listed.is_some_and(|p| {
+        p["identity_provider_type"] == seeded.provider_type.as_str()
+            && p["detail_keys"]
+                .as_array()
+                .map(|a| {
+                    let mut k: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                    k.sort_unstable();
+                    k
+                })
+                .unwrap_or_default()
+                == keys
+    });
+    let read_ok = match e.foreign_now.get(name) {
+        Some(Ok(now)) => {
+            now.provider_type == seeded.provider_type
+                && now.details == seeded.details
+                && now.tags.as_ref().is_none_or(BTreeMap::is_empty)
+        }
+        Some(Err(why)) => {
+            fail(format!(
+                "FOREIGN PROVIDER UNREADABLE: {name}: GetIdentityProvider {arn}: {why}"
+            ));
+            true
+        }
+        None => true,
+    };
+    if !listed_ok || !read_ok {
+        fail(format!(
+            "FOREIGN PROVIDER CHANGED: {name}: {arn} is no longer the untagged {} provider with details {keys:?} its owner made (listed: {listed:?}; read: {:?})",
+            seeded.provider_type,
+            e.foreign_now.get(name).map(|r| r
+                .as_ref()
+                .map(|p| (&p.provider_type, p.details.keys().collect::<Vec<_>>(), &p.tags)))
+        ));
+    }
+}
+
+/// No stale write of any kind, from the log of ledger writes as DynamoDB answered them.
+/// Two writes are ordered only when one was answered before the other was sent.
+fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
+    let mut by_key: BTreeMap<&str, Vec<&LedgerWrite>> = BTreeMap::new();
+    for w in e.writes {
+        by_key.entry(w.key.as_str()).or_default().push(w);
+        match w.kind {
+            WriteKind::Unknown => fail(format!(
+                "UNKNOWN LEDGER WRITE: an UpdateItem on {} the replay cannot classify (the ledger's expressions changed: teach chaos::write_info)",
+                w.key
+            )),
+            WriteKind::OperatorRetry => fail(format!(
+                "STALE WRITE: an operator's retry of {} at {}; the run makes none",
+                w.key,
+                at(e.started, w.sent)
+            )),
+            _ => {}
+        }
+    }
+    for (key, writes) in by_key {
+        let applied: Vec<&LedgerWrite> = writes.iter().copied().filter(|w| w.applied).collect();
+        // A holder's write after another claim took the step (or its update) over.
+        for (claim_kind, held) in [
+            (WriteKind::Claim, WriteKind::leased as fn(WriteKind) -> bool),
+            (WriteKind::UpdateClaim, WriteKind::update_leased),
+        ] {
+            let claims: Vec<&LedgerWrite> = applied
+                .iter()
+                .copied()
+                .filter(|w| w.kind == claim_kind)
+                .collect();
+            for w in applied.iter().filter(|w| held(w.kind)) {
+                let Some(owner) = &w.owner else { continue };
+                let Some(mine) = claims.iter().find(|c| c.owner.as_ref() == Some(owner)) else {
+                    continue;
+                };
+                if let Some(other) = claims.iter().find(|c| {
+                    c.owner.as_ref() != Some(owner) && mine.answered < c.sent && c.answered < w.sent
+                }) {
+                    fail(format!(
+                        "STALE WRITE: {key}: {:?} by the holder that claimed it at {} was applied (sent {}) after another delivery had claimed it at {}",
+                        w.kind,
+                        at(e.started, mine.answered),
+                        at(e.started, w.sent),
+                        at(e.started, other.answered)
+                    ));
+                }
+            }
+        }
+        // READY and FAILED are final: one terminal write, then only the announced flag (and,
+        // on a READY step, the update writes of newer requests).
+        let terminal: Vec<&LedgerWrite> = applied
+            .iter()
+            .copied()
+            .filter(|w| w.kind.terminal())
+            .collect();
+        if terminal.len() > 1 {
+            fail(format!(
+                "STALE WRITE: {key}: {} writes made it READY or FAILED ({:?})",
+                terminal.len(),
+                terminal.iter().map(|w| w.kind).collect::<Vec<_>>()
+            ));
+        }
+        if let Some(t) = terminal.first().copied() {
+            let ready = matches!(t.kind, WriteKind::Ready | WriteKind::Promote);
+            let allowed = |k: WriteKind| k == WriteKind::Announced || (ready && k.after_ready());
+            for w in applied
+                .iter()
+                .filter(|w| !allowed(w.kind) && !std::ptr::eq(**w, t) && t.answered < w.sent)
+            {
+                fail(format!(
+                    "STALE WRITE: {key}: {:?} applied at {} after {:?} had finished the step at {}",
+                    w.kind,
+                    at(e.started, w.answered),
+                    t.kind,
+                    at(e.started, t.answered)
+                ));
+            }
+        }
+    }
 }
