@@ -713,47 +713,30 @@ impl Ledger {
     /// Steps with `status`: the sparse `attention` index for `IN_PROGRESS`, `CREATED` and
     /// `FAILED` (eventually consistent, oldest change first); a Scan for `READY`.
     pub async fn list(&self, status: Status) -> Result<Vec<Record>, LedgerError> {
+        if status != Status::Ready {
+            // The index can lag the table; report only what still matches.
+            let records = self.attention(status.as_str()).await?;
+            return Ok(records.into_iter().filter(|r| r.status == status).collect());
+        }
+        let e = writes::status_filter(status);
         let mut records = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let (items, next) = if status == Status::Ready {
-                let e = writes::status_filter(status);
-                let out = self
-                    .client
-                    .scan()
-                    .table_name(self.table.as_ref())
-                    .set_filter_expression(e.condition.clone())
-                    .set_expression_attribute_names(e.names_opt())
-                    .set_expression_attribute_values(e.values_opt())
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|err| error::classify("Scan", err))?;
-                (out.items, out.last_evaluated_key)
-            } else {
-                let e = writes::attention_query(status.as_str());
-                let out = self
-                    .client
-                    .query()
-                    .table_name(self.table.as_ref())
-                    .index_name(schema::ATTENTION_INDEX)
-                    .set_key_condition_expression(e.condition.clone())
-                    .set_expression_attribute_names(e.names_opt())
-                    .set_expression_attribute_values(e.values_opt())
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(|err| error::classify("Query", err))?;
-                (out.items, out.last_evaluated_key)
-            };
-            for item in items.unwrap_or_default() {
-                let record = Record::from_item(&item)?;
-                // The index can lag the table; report only what still matches.
-                if record.status == status {
-                    records.push(record);
-                }
+            let out = self
+                .client
+                .scan()
+                .table_name(self.table.as_ref())
+                .set_filter_expression(e.condition.clone())
+                .set_expression_attribute_names(e.names_opt())
+                .set_expression_attribute_values(e.values_opt())
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|err| error::classify("Scan", err))?;
+            for item in out.items() {
+                records.push(Record::from_item(item)?);
             }
-            match next {
+            match out.last_evaluated_key {
                 Some(next) if !next.is_empty() => start = Some(next),
                 _ => return Ok(records),
             }

@@ -1,7 +1,7 @@
 //! An IAM Identity Center account instance in the member account (sso-admin CreateInstance,
 //! asynchronous: CREATE_IN_PROGRESS -> ACTIVE or CREATE_FAILED).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aws_sdk_ssoadmin::types::{InstanceStatus, Tag};
 use aws_sdk_ssoadmin::Client;
@@ -13,8 +13,9 @@ use crate::events::OnboardingRequest;
 use crate::ledger::StepKey;
 use crate::step::{Existing, Fields, Plan, Readiness, Step};
 
+use super::project_tags::{self, TAGS};
+
 const NAME: &str = "name";
-const TAGS: &str = "tags";
 
 /// The fields a request specifies: a name if it gives one, tags if it gives any (a request
 /// without tags, like every Control Tower event, has no preference about them).
@@ -27,14 +28,6 @@ fn desired(name: Option<&str>, tags: &BTreeMap<String, String>) -> Fields {
         fields.insert(TAGS.into(), json!(tags));
     }
     fields
-}
-
-/// The project's tags in a state.
-fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
-    fields
-        .get(TAGS)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
 }
 
 fn sso_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, StepError> {
@@ -202,10 +195,7 @@ impl Step for IdentityCenterInstance {
                 now.insert(NAME.into(), json!(name));
             }
         }
-        let ours: BTreeSet<String> = tags_of(applied)
-            .into_keys()
-            .chain(tags_of(wanted).into_keys())
-            .collect();
+        let ours = project_tags::keys_of(applied, wanted);
         if !ours.is_empty() {
             let mut tags = BTreeMap::new();
             let mut next: Option<String> = None;
@@ -257,30 +247,21 @@ impl Step for IdentityCenterInstance {
                     .map_err(|e| StepError::from_sdk("sso-admin UpdateInstance", e))?;
             }
         }
-        let (before, after) = (tags_of(applied), tags_of(wanted));
-        let gone: Vec<String> = before
-            .keys()
-            .filter(|k| !after.contains_key(*k))
-            .cloned()
-            .collect();
-        if !gone.is_empty() {
+        let tags = project_tags::change(applied, wanted);
+        if !tags.remove.is_empty() {
             api.untag_resource()
                 .instance_arn(arn)
                 .resource_arn(arn)
-                .set_tag_keys(Some(gone))
+                .set_tag_keys(Some(tags.remove))
                 .send()
                 .await
                 .map_err(|e| StepError::from_sdk("sso-admin UntagResource", e))?;
         }
-        let set: BTreeMap<String, String> = after
-            .into_iter()
-            .filter(|(k, v)| before.get(k) != Some(v))
-            .collect();
-        if !set.is_empty() {
+        if !tags.set.is_empty() {
             api.tag_resource()
                 .instance_arn(arn)
                 .resource_arn(arn)
-                .set_tags(Some(sso_tags(&set)?))
+                .set_tags(Some(sso_tags(&tags.set)?))
                 .send()
                 .await
                 .map_err(|e| StepError::from_sdk("sso-admin TagResource", e))?;

@@ -2,6 +2,7 @@
 
 mod approval_identity_source;
 mod identity_center_instance;
+mod project_tags;
 mod web_identity_provider;
 
 pub use approval_identity_source::ApprovalIdentitySource;

@@ -10,6 +10,7 @@ use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag};
 use aws_sdk_workspacesweb::Client;
 use serde_json::json;
 
+use super::project_tags::{self, TAGS};
 use crate::aws::MemberAccess;
 use crate::error::StepError;
 use crate::events::ProviderType;
@@ -20,7 +21,6 @@ use crate::step::{Existing, Fields, Plan, Readiness, Step};
 const TYPE: &str = "type";
 const DETAILS: &str = "details";
 const SECRET_ID: &str = "secretId";
-const TAGS: &str = "tags";
 
 /// The fields a provider request specifies: its type and non-secret details always, the
 /// secret's name when the type has one, tags when it gives any.
@@ -35,13 +35,6 @@ fn desired(spec: &WebIdentityProviderSpec) -> Fields {
         fields.insert(TAGS.into(), json!(spec.tags));
     }
     fields
-}
-
-fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
-    fields
-        .get(TAGS)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
 }
 
 pub struct WebIdentityProvider {
@@ -331,10 +324,7 @@ impl Step for WebIdentityProvider {
                 .unwrap_or_default();
             now.insert(DETAILS.into(), json!(details));
         }
-        let ours: Vec<String> = tags_of(applied)
-            .into_keys()
-            .chain(tags_of(wanted).into_keys())
-            .collect();
+        let ours = project_tags::keys_of(applied, wanted);
         if !ours.is_empty() {
             let out = api
                 .list_tags_for_resource()
@@ -345,7 +335,7 @@ impl Step for WebIdentityProvider {
             let tags: BTreeMap<&str, &str> = out
                 .tags()
                 .iter()
-                .filter(|t| ours.iter().any(|k| k == t.key()))
+                .filter(|t| ours.contains(t.key()))
                 .map(|t| (t.key(), t.value()))
                 .collect();
             if !tags.is_empty() {
@@ -394,28 +384,19 @@ impl Step for WebIdentityProvider {
                 .await
                 .map_err(|e| StepError::from_sdk("workspaces-web UpdateIdentityProvider", e))?;
         }
-        let (before, after) = (tags_of(applied), tags_of(wanted));
-        let gone: Vec<String> = before
-            .keys()
-            .filter(|k| !after.contains_key(*k))
-            .cloned()
-            .collect();
-        if !gone.is_empty() {
+        let tags = project_tags::change(applied, wanted);
+        if !tags.remove.is_empty() {
             api.untag_resource()
                 .resource_arn(arn)
-                .set_tag_keys(Some(gone))
+                .set_tag_keys(Some(tags.remove))
                 .send()
                 .await
                 .map_err(|e| StepError::from_sdk("workspaces-web UntagResource", e))?;
         }
-        let set: BTreeMap<String, String> = after
-            .into_iter()
-            .filter(|(k, v)| before.get(k) != Some(v))
-            .collect();
-        if !set.is_empty() {
+        if !tags.set.is_empty() {
             api.tag_resource()
                 .resource_arn(arn)
-                .set_tags(tags(&set)?)
+                .set_tags(self::tags(&tags.set)?)
                 .client_token(token)
                 .send()
                 .await

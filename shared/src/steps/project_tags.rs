@@ -1,0 +1,77 @@
+//! The tags the project sets on a resource, as the `tags` field of a step's state. Only
+//! these keys are ever changed or removed: tags someone else set are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::step::Fields;
+
+/// The field of a step's state that holds the project's tags.
+pub const TAGS: &str = "tags";
+
+/// The project's tags in a state (none when the state has no `tags`).
+pub fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
+    fields
+        .get(TAGS)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Every tag key the project set before or wants now: the only keys it reads or changes.
+pub fn keys_of(applied: &Fields, wanted: &Fields) -> BTreeSet<String> {
+    tags_of(applied)
+        .into_keys()
+        .chain(tags_of(wanted).into_keys())
+        .collect()
+}
+
+/// What bringing the tags from `applied` to `wanted` takes: the keys to remove (set by the
+/// project, no longer wanted) and the tags to set (new or changed values).
+pub struct TagChange {
+    pub remove: Vec<String>,
+    pub set: BTreeMap<String, String>,
+}
+
+pub fn change(applied: &Fields, wanted: &Fields) -> TagChange {
+    let (before, after) = (tags_of(applied), tags_of(wanted));
+    TagChange {
+        remove: before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .cloned()
+            .collect(),
+        set: after
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state(tags: serde_json::Value) -> Fields {
+        let mut f = Fields::new();
+        f.insert(TAGS.into(), tags);
+        f
+    }
+
+    #[test]
+    fn only_the_projects_keys_change() {
+        let c = change(
+            &state(json!({"CostCenter": "1", "Team": "a"})),
+            &state(json!({"Team": "b", "Env": "prod"})),
+        );
+        assert_eq!(c.remove, vec!["CostCenter".to_string()]);
+        assert_eq!(
+            c.set,
+            BTreeMap::from([
+                ("Env".to_string(), "prod".to_string()),
+                ("Team".to_string(), "b".to_string())
+            ])
+        );
+        let none = change(&state(json!({"A": "1"})), &state(json!({"A": "1"})));
+        assert!(none.remove.is_empty() && none.set.is_empty());
+    }
+}
