@@ -204,7 +204,7 @@ pub struct Control {
     creates: Mutex<HashMap<&'static str, u64>>,
     /// Every ledger write that reached DynamoDB, in the order of their answers.
     writes: Mutex<Vec<LedgerWrite>>,
-    /// Account -> epoch ms of the first connect into it (its first AssumeRole).
+    /// Account -> epoch ms of the first AssumeRole into it that the role answered.
     first_assume: Mutex<HashMap<String, u64>>,
 }
 
@@ -437,7 +437,8 @@ impl Control {
         })
     }
 
-    /// Account -> epoch ms of the first connect of any step into it.
+    /// Account -> epoch ms of the first AssumeRole of any step into it that the role answered
+    /// (credentials or AccessDenied): the account's role clock had started by then.
     pub fn first_assume(&self) -> HashMap<String, u64> {
         self.first_assume
             .lock()
@@ -616,15 +617,24 @@ impl<S: Step> Step for Chaos<S> {
     }
 
     async fn connect(&self, input: &Self::Input) -> Result<S::Api, StepError> {
-        if let (Some(account), Ok(mut first)) =
-            (input.key.account_id(), self.ctl.first_assume.lock())
-        {
+        let connected = self.inner.connect(&input.inner).await;
+        // An answer of the role itself (credentials, or AccessDenied) proves the emulator
+        // had started the account's role clock by now (a throttled call does not start it).
+        let answered = match &connected {
+            Ok(_) => true,
+            Err(e) => e.code() == onboarding::aws::MEMBER_ROLE_UNAVAILABLE,
+        };
+        if let (true, Some(account), Ok(mut first)) = (
+            answered,
+            input.key.account_id(),
+            self.ctl.first_assume.lock(),
+        ) {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             first.entry(account.to_string()).or_insert(now);
         }
-        self.inner.connect(&input.inner).await
+        connected
     }
 
     async fn lookup(

@@ -89,7 +89,8 @@ pub struct Evidence<'a> {
     pub writes: &'a [LedgerWrite],
     /// Each foreign provider, by key, as GetIdentityProvider shows it at the end.
     pub foreign_now: &'a HashMap<String, Result<ProviderNow, String>>,
-    /// Account -> epoch ms of the first connect (AssumeRole) of any step into it.
+    /// Account -> epoch ms of the first AssumeRole into it the role answered (the emulator's
+    /// role clock had started by then: a late role had appeared `after_ms` later at the latest).
     pub first_assume: &'a HashMap<String, u64>,
     pub dead_letters: &'a [DeadLetter],
     /// SQS messages sent per (queue, origin).
@@ -334,8 +335,8 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         if conflicted.contains(name.as_str()) && rec.status == Status::Ready {
             conflicts_ready += 1;
         }
-        // When a late role appeared, measured from the step's first attempt: the emulator
-        // starts the role's clock at the first AssumeRole into the account.
+        // When a late role had appeared at the latest, measured from the step's first attempt:
+        // the emulator starts the role's clock at the first AssumeRole into the account.
         let role_appeared = match population {
             Population::LateRole { after_ms } => e
                 .first_assume
@@ -374,7 +375,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             }
             Status::Failed if matches!(population, Population::LateRole { .. }) => {
                 fail(format!(
-                    "LATE ROLE FAILED: {name} (from {}): the account's member role appeared {} after the first AssumeRole into the account ({} after the step's first attempt), inside the grace window of {}, yet the step is FAILED ({code}: {}); expected READY",
+                    "LATE ROLE FAILED: {name} (from {}): the account's member role appeared {} after the first AssumeRole into the account (by {} after the step's first attempt), inside the grace window of {}, yet the step is FAILED ({code}: {}); expected READY; its history: {}",
                     label(k),
                     match population {
                         Population::LateRole { after_ms } => format!("{after_ms} ms"),
@@ -382,7 +383,8 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                     },
                     role_appeared.map_or("?".to_string(), |a| format!("{:.1}s", a.as_secs_f64())),
                     plan::secs(e.timing.grace),
-                    reason.map(|r| r.message.as_str()).unwrap_or_default()
+                    reason.map(|r| r.message.as_str()).unwrap_or_default(),
+                    history(e.writes, name)
                 ));
             }
             Status::Ready if population == Population::ForeignProvider => {
@@ -858,23 +860,25 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
     (failures, summary)
 }
 
-/// A key's claims and how its attempts ended, from the applied ledger writes, timed from its
-/// first claim: `claim +0.0s, MemberRoleUnavailable +0.1s, claim +2.3s, ...`.
+/// A key's claims and how its attempts ended, from the ledger writes, timed from its first
+/// claim: `claim +0.000s, MemberRoleUnavailable +0.100s, busy +1.2s, ...` (`busy`: a claim
+/// that found the step held by another delivery).
 fn history(writes: &[LedgerWrite], key: &str) -> String {
-    let applied: Vec<&LedgerWrite> = writes
-        .iter()
-        .filter(|w| w.key == key && w.applied)
-        .collect();
-    let Some(first) = applied.iter().map(|w| w.answered).min() else {
+    let mine: Vec<&LedgerWrite> = writes.iter().filter(|w| w.key == key).collect();
+    let Some(first) = mine.iter().map(|w| w.answered).min() else {
         return "(no write logged)".to_string();
     };
-    let mut entries: Vec<(Instant, String)> = applied
+    let mut entries: Vec<(Instant, String)> = mine
         .iter()
         .filter_map(|w| {
-            let what = match (w.kind, &w.code) {
-                (WriteKind::Claim, _) => "claim".to_string(),
-                (WriteKind::Release | WriteKind::FailPermanent, Some(code)) => code.clone(),
-                (WriteKind::Created | WriteKind::Ready, _) => format!("{:?}", w.kind),
+            let what = match (w.kind, w.applied, &w.code) {
+                (WriteKind::Claim, true, _) => "claim".to_string(),
+                (WriteKind::Claim, false, _) if w.seen => match w.found {
+                    Some((Status::InProgress, _)) => "busy".to_string(),
+                    _ => return None,
+                },
+                (WriteKind::Release | WriteKind::FailPermanent, true, Some(code)) => code.clone(),
+                (WriteKind::Created | WriteKind::Ready, true, _) => format!("{:?}", w.kind),
                 _ => return None,
             };
             Some((w.answered, what))
@@ -883,7 +887,7 @@ fn history(writes: &[LedgerWrite], key: &str) -> String {
     entries.sort_by_key(|(t, _)| *t);
     let shown: Vec<String> = entries
         .iter()
-        .take(16)
+        .take(20)
         .map(|(t, what)| format!("{what} {}", at(first, *t)))
         .collect();
     let more = entries.len().saturating_sub(shown.len());
