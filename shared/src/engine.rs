@@ -390,6 +390,30 @@ impl Engine {
             self.wait_ready(step, &api, &arn, deadline).await
         };
         match settled {
+            // Adopted on what a lookup saw: record first, fenced by the lease, so a holder
+            // that lost its lease (its create met the new holder's resource) announces
+            // nothing; then announce and mark it.
+            Ok(Settled::Ready) if origin != Origin::Created => {
+                self.ledger
+                    .mark_ready_unannounced(&lease, &arn, origin, &applied)
+                    .await?;
+                self.announcer
+                    .ready(
+                        S::READY_DETAIL_TYPE,
+                        subject,
+                        &arn,
+                        &lease.token,
+                        Some(origin),
+                    )
+                    .await?;
+                self.ledger
+                    .mark_announced(&lease.key, lease.generation)
+                    .await?;
+                Ok(Outcome::Ready {
+                    arn,
+                    how: origin.into(),
+                })
+            }
             // Announce first, then one write that records READY and announced: two writes
             // for a first pass, and a crash in between re-announces.
             Ok(Settled::Ready) => {
@@ -567,7 +591,7 @@ impl Engine {
                 if record
                     .applied_revision
                     .as_ref()
-                    .is_some_and(|a| a >= revision)
+                    .is_some_and(|a| a <= revision)
                 {
                     if overlay(&state, &plan.desired) != state {
                         info!(applied = %record.applied_revision.as_ref().map(Revision::as_str).unwrap_or(""),

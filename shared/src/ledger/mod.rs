@@ -327,6 +327,7 @@ impl Ledger {
         arn: &str,
         origin: Origin,
         applied: &Applied<'_>,
+        announced: bool,
     ) -> Result<(), LedgerError> {
         let state = serde_json::Value::Object(applied.state.clone()).to_string();
         let e = writes::complete(
@@ -338,6 +339,7 @@ impl Ledger {
                 state: &state,
                 revision: applied.revision.as_str(),
                 audit_slot: audit_slot(&lease.key),
+                announced,
             },
             epoch_ms(SystemTime::now()),
         );
@@ -374,7 +376,7 @@ impl Ledger {
         origin: Origin,
         applied: &Applied<'_>,
     ) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Created, arn, origin, applied)
+        self.complete(lease, Status::Created, arn, origin, applied, false)
             .await
     }
 
@@ -386,7 +388,21 @@ impl Ledger {
         origin: Origin,
         applied: &Applied<'_>,
     ) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Ready, arn, origin, applied)
+        self.complete(lease, Status::Ready, arn, origin, applied, true)
+            .await
+    }
+
+    /// `IN_PROGRESS` held by `lease` -> `READY`, not yet announced: for a resource the step
+    /// adopted, recorded before it is announced, so a holder that lost its lease announces
+    /// nothing. [`Ledger::mark_announced`] follows the announcement.
+    pub async fn mark_ready_unannounced(
+        &self,
+        lease: &Lease,
+        arn: &str,
+        origin: Origin,
+        applied: &Applied<'_>,
+    ) -> Result<(), LedgerError> {
+        self.complete(lease, Status::Ready, arn, origin, applied, false)
             .await
     }
 

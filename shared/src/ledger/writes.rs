@@ -131,6 +131,9 @@ pub(crate) struct AppliedInput<'a> {
     pub revision: &'a str,
     /// The step's slot in the daily drift audit: (hour, minute of the day).
     pub audit_slot: (u32, u32),
+    /// Whether a `READY` completion also marks the outcome announced (it was announced
+    /// before the write); otherwise it is announced after, and marked then.
+    pub announced: bool,
 }
 
 /// `IN_PROGRESS` held by `owner` -> `CREATED` or `READY`, with the resource ARN, its origin
@@ -171,7 +174,10 @@ pub(crate) fn complete(
          {revision} = {revision_v}, {updated} = {now}"
     );
     e.update = Some(if to == Status::Ready {
-        let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
+        let (announced, yes) = (
+            e.n(ANNOUNCED),
+            e.v("yes", AttributeValue::Bool(applied.announced)),
+        );
         let audit = audit_slot(&mut e, applied.audit_slot);
         format!(
             "SET {status} = {to_v}, {common}, {announced} = {yes}, {audit} \
@@ -659,6 +665,7 @@ mod tests {
         state: "{}",
         revision: "r",
         audit_slot: (1, 61),
+        announced: true,
     };
 
     fn update_claim(seen: Option<&'static str>) -> UpdateClaimInput<'static> {
