@@ -591,7 +591,7 @@ impl Engine {
                 if record
                     .applied_revision
                     .as_ref()
-                    .is_some_and(|a| a <= revision)
+                    .is_some_and(|a| a >= revision)
                 {
                     if overlay(&state, &plan.desired) != state {
                         info!(applied = %record.applied_revision.as_ref().map(Revision::as_str).unwrap_or(""),
