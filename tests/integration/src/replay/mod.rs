@@ -352,12 +352,11 @@ pub async fn run(opts: &Options) -> Run {
     };
     let emulator_config = plan.emulator.clone();
     let stack = Arc::new(Stack::start_with("replay", plan.emulator).await);
-    stack
-        .put_secret(
-            plan::SECRET_ID,
-            &json!({ "client_secret": "replay-client-secret" }),
-        )
-        .await;
+    for (id, secret) in plan::SECRETS {
+        stack
+            .put_secret(id, &json!({ "client_secret": secret }))
+            .await;
+    }
 
     // Every AWS client of the functions, with the SDK retry timing scaled down like the
     // lease and the queue timings (the attempts stay the project's 3).
@@ -817,8 +816,8 @@ pub async fn run(opts: &Options) -> Run {
     Run { report, failures }
 }
 
-/// Each foreign provider as its owner reads it now (GetIdentityProvider and
-/// ListTagsForResource in its account), by key.
+/// Each foreign provider, and each provider of the revisions population, as its owner reads
+/// it now (GetIdentityProvider and ListTagsForResource in its account), by key.
 async fn read_foreign_providers(
     stack: &Stack,
     expect: &plan::Expectations,
@@ -826,7 +825,10 @@ async fn read_foreign_providers(
 ) -> HashMap<String, Result<verdict::ProviderNow, String>> {
     let mut out = HashMap::new();
     for (name, x) in &expect.keys {
-        if x.population != plan::Population::ForeignProvider {
+        if x.population != plan::Population::ForeignProvider && x.revisions.is_none() {
+            continue;
+        }
+        if x.step != plan::WEB {
             continue;
         }
         let account = x.key.account_id().unwrap_or_default();

@@ -27,7 +27,15 @@
 //! - any stale ledger write: a holder's write applied after another claim had taken the step
 //!   (or its update) over, any write but the announced flag and the update writes applied
 //!   after the step was READY (after FAILED: any but the flag), two terminal writes for one
-//!   key, a new generation; and any Delete call.
+//!   key, a new generation; and any Delete call;
+//! - for the revisions population, from the emulator's resources and their `history` of
+//!   states: a resource not in the state of its latest revision at the end (instance name and
+//!   the project's tags; provider type, details, the client secret of the latest `secretId`,
+//!   the project's tags, read through the SDK), a state of an older revision after a newer one
+//!   was reached (provider states, fingerprinted, compared as "left, then came back"), more
+//!   UpdateInstance / UpdateIdentityProvider calls than the key has own revisions, a revision
+//!   applied by an update and never announced "<Step> Updated", and a ledger whose applied
+//!   revision is not the latest.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -87,7 +95,8 @@ pub struct Evidence<'a> {
     pub origin_of: &'a HashMap<String, usize>,
     /// Every ledger write that reached DynamoDB.
     pub writes: &'a [LedgerWrite],
-    /// Each foreign provider, by key, as GetIdentityProvider shows it at the end.
+    /// Each foreign provider and each provider of the revisions population, by key, as
+    /// GetIdentityProvider shows it at the end.
     pub foreign_now: &'a HashMap<String, Result<ProviderNow, String>>,
     /// Account -> epoch ms of the first AssumeRole into it the role answered (the emulator's
     /// role clock had started by then: a late role had appeared `after_ms` later at the latest).
@@ -290,6 +299,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut dead_lettered_valid = Vec::new();
     let mut reannounced = 0u64;
+    let mut revision_stats = RevisionStats::default();
     let mut ready = 0;
     let mut failed = 0;
 
@@ -588,6 +598,23 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         if population == Population::ForeignProvider {
             check_foreign(e, name, k, rec, &found, &mut fail);
         }
+        if let Some(revs) = &k.revisions {
+            let updated = updated_by_key
+                .get(name.as_str())
+                .cloned()
+                .unwrap_or_default();
+            check_revisions(
+                e,
+                name,
+                k,
+                revs,
+                rec,
+                &updated,
+                &ready_events,
+                &mut revision_stats,
+                &mut fail,
+            );
+        }
     }
 
     // Every Ready event: a resource we made, or one found already satisfying its request.
@@ -827,6 +854,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
          \x20 failure re-announcements (a delivery found the failure recorded, not yet announced): {reannounced}; Updated events: {updates} for {} keys\n\
          \x20 not-propagated Conflicts: {} steps retried one, {conflicts_ready} of them READY, {} met one after the grace window (FAILED, as designed){}\n\
          \x20 late roles that appeared in the second half of the window or after it (their step's first AssumeRole came late; FAILED as designed): {}{}\n\
+         \x20 revisions population: {} keys ({} instances, {} providers) from {} own revisions; {} update calls (UpdateInstance / UpdateIdentityProvider) applied {} revisions, {} of them announced Updated\n\
          \x20 findings (reported, not failed): {} origin label(s) calling a resource made during the run pre-existing (or the like){}",
         x.keys.len(),
         x.invalid.len(),
@@ -850,6 +878,13 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             .take(5)
             .map(|d| format!("\n    {d}"))
             .collect::<String>(),
+        revision_stats.keys,
+        revision_stats.instances,
+        revision_stats.keys - revision_stats.instances,
+        revision_stats.revisions,
+        revision_stats.update_calls,
+        revision_stats.applied,
+        revision_stats.announced,
         mislabelled.len(),
         mislabelled
             .iter()
@@ -1081,6 +1116,323 @@ fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
                     at(e.started, t.answered)
                 ));
             }
+        }
+    }
+}
+
+/// What the revisions population came to, for the report.
+#[derive(Default)]
+struct RevisionStats {
+    keys: u64,
+    instances: u64,
+    /// Own revisions of those keys.
+    revisions: u64,
+    /// UpdateInstance / UpdateIdentityProvider calls in the resources' histories.
+    update_calls: u64,
+    /// Revisions an update brought a resource to (instances: each; providers: the latest).
+    applied: u64,
+    announced: u64,
+}
+
+/// A key of the revisions population: it ends in the state of its latest revision, never
+/// went back to an older revision's state, took at most one update per own revision, and
+/// every revision an update applied was announced "<Step> Updated".
+#[allow(clippy::too_many_arguments)]
+fn check_revisions(
+    e: &Evidence<'_>,
+    name: &str,
+    k: &Expect,
+    revs: &plan::Revisions,
+    rec: &Record,
+    updated: &[&Value],
+    ready: &[&Value],
+    stats: &mut RevisionStats,
+    fail: &mut impl FnMut(String),
+) {
+    if rec.status != Status::Ready {
+        return; // reported as a wrong outcome above
+    }
+    stats.keys += 1;
+    stats.revisions += revs.own() as u64;
+    let Some(latest) = revs.list.iter().rev().find(|r| !r.fields.is_empty()) else {
+        return;
+    };
+    let account = k.key.account_id().unwrap_or_default();
+    let project_keys = revs.tag_keys();
+    let project_tags = |tags: &Value| -> BTreeMap<String, String> {
+        tags.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| project_keys.contains(*key))
+            .map(|(key, v)| (key.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    };
+    let wanted_tags = project_tags(revs.wanted.get("tags").unwrap_or(&Value::Null));
+    // The revisions an Updated event of the key announced (by the original it names), or a
+    // Ready event: a holder that adopted the resource another request's create had made
+    // brings it to its own request before the step is first READY, and announces Ready.
+    let announced = |origin: usize| {
+        updated.iter().any(|v| {
+            v["detail"]["revision"]["eventId"]
+                .as_str()
+                .and_then(|id| e.origin_of.get(id))
+                == Some(&origin)
+        }) || ready.iter().any(|v| {
+            v["detail"]["requestEventId"]
+                .as_str()
+                .and_then(|id| e.origin_of.get(id))
+                == Some(&origin)
+        })
+    };
+    for v in updated {
+        let known = v["detail"]["revision"]["eventId"]
+            .as_str()
+            .and_then(|id| e.origin_of.get(id))
+            .and_then(|o| revs.index_of(*o))
+            .is_some_and(|i| !revs.list[i].fields.is_empty());
+        if !known {
+            fail(format!(
+                "UPDATED BY NO OWN REVISION: {name}: an Updated event names {}, which is none of the key's own requests",
+                v["detail"]["revision"]
+            ));
+        }
+    }
+    // The ledger holds the latest revision as applied (an archive replay of it keeps its time).
+    let applied_time = rec.applied_revision.as_ref().map(|r| r.time().to_string());
+    if applied_time.as_deref() != Some(latest.revision.time()) {
+        fail(format!(
+            "LEDGER NOT AT THE LATEST REVISION: {name}: applied revision {:?}; the latest is {}",
+            rec.applied_revision.as_ref().map(|r| r.as_str()),
+            latest.revision
+        ));
+    }
+    let describe = |h: &[Value]| -> String {
+        h.iter()
+            .map(|s| {
+                format!(
+                    "v{} {} {}",
+                    s["version"],
+                    s["operation"].as_str().unwrap_or_default(),
+                    if k.step == INSTANCE {
+                        format!("{}", s["name"])
+                    } else {
+                        s["fingerprint"].as_str().unwrap_or_default().to_string()
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if k.step == INSTANCE {
+        stats.instances += 1;
+        let Some(now) = list(e.emulator_state, account, "instances")
+            .into_iter()
+            .find(|i| i["organization"] != true)
+        else {
+            return; // reported as a missing resource above
+        };
+        let wanted_name = revs.wanted.get("name").cloned().unwrap_or(Value::Null);
+        let tags_now = project_tags(&now["tags"]);
+        if now["name"] != wanted_name || tags_now != wanted_tags {
+            fail(format!(
+                "NOT THE LATEST REVISION: {name}: the instance is named {} with the project's tags {tags_now:?}; its latest revision ({}, {}) wants {wanted_name} and {wanted_tags:?}",
+                now["name"],
+                latest.revision,
+                e.originals[latest.origin].label
+            ));
+        }
+        let history: Vec<Value> = now["history"].as_array().cloned().unwrap_or_default();
+        // Each state by the revision whose name it bears (the Control Tower event's create
+        // names none: the oldest).
+        let mut reached: Option<usize> = None;
+        let mut rolled_back = false;
+        let mut updates = 0u64;
+        for s in &history {
+            let op = s["operation"].as_str().unwrap_or_default();
+            if op == "UpdateInstance" {
+                updates += 1;
+            }
+            let index = if s["name"].is_null() {
+                Some(0)
+            } else {
+                revs.list
+                    .iter()
+                    .position(|r| r.fields.get("name") == Some(&s["name"]))
+            };
+            let Some(index) = index else {
+                fail(format!(
+                    "STATE OF NO REVISION: {name}: history entry v{} ({op}) names the instance {}, which no request of the key asks for; history: {}",
+                    s["version"], s["name"], describe(&history)
+                ));
+                continue;
+            };
+            match reached {
+                Some(r) if index < r && rolled_back => {}
+                Some(r) if index < r => {
+                    rolled_back = true;
+                    fail(format!(
+                    "ROLLED BACK: {name}: history entry v{} ({op}) is the state of revision {} ({}) after revision {} ({}) had been reached; history: {}",
+                    s["version"],
+                    revs.list[index].revision,
+                    e.originals[revs.list[index].origin].label,
+                    revs.list[r].revision,
+                    e.originals[revs.list[r].origin].label,
+                    describe(&history)
+                ))
+                }
+                Some(r) if index == r => {}
+                _ => {
+                    reached = Some(index);
+                    // Reached by an update: the revision was applied, and announced.
+                    if op != "CreateInstance" && !revs.list[index].fields.is_empty() {
+                        stats.applied += 1;
+                        if announced(revs.list[index].origin) {
+                            stats.announced += 1;
+                        } else {
+                            fail(format!(
+                                "UPDATE NEVER ANNOUNCED: {name}: revision {} ({}) was applied ({op}, history entry v{}) but no \"Identity Center Instance Updated\" (nor Ready) event names it; Updated events: {:?}",
+                                revs.list[index].revision,
+                                e.originals[revs.list[index].origin].label,
+                                s["version"],
+                                updated.iter().map(|v| &v["detail"]["revision"]).collect::<Vec<_>>()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        stats.update_calls += updates;
+        if updates > revs.own() as u64 {
+            fail(format!(
+                "TOO MANY UPDATES: {name}: {updates} UpdateInstance calls for {} own revisions; history: {}",
+                revs.own(),
+                describe(&history)
+            ));
+        }
+        return;
+    }
+    // A provider: its details and tags are fingerprinted in the emulator's state; read
+    // through the SDK.
+    let (portal, provider) = portal_and_name(k);
+    let Some(now) = list(e.emulator_state, account, "identity_providers")
+        .into_iter()
+        .find(|p| p["portal_arn"] == portal && p["identity_provider_name"] == provider)
+    else {
+        return; // reported as a missing resource above
+    };
+    let mut wanted_details: BTreeMap<String, String> = revs
+        .wanted
+        .get("details")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, v)| (key.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    if let Some(secret) = revs.wanted.get("secretId").and_then(Value::as_str) {
+        let value = plan::SECRETS
+            .iter()
+            .find(|(id, _)| *id == secret)
+            .map_or("?", |(_, v)| *v);
+        wanted_details.insert("client_secret".to_string(), value.to_string());
+    }
+    let wanted_type = revs
+        .wanted
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match e.foreign_now.get(name) {
+        Some(Ok(read)) => {
+            let tags_now = read.tags.as_ref().map(|t| {
+                t.iter()
+                    .filter(|(key, _)| project_keys.contains(*key))
+                    .map(|(key, v)| (key.clone(), v.clone()))
+                    .collect::<BTreeMap<_, _>>()
+            });
+            if read.provider_type != wanted_type
+                || read.details != wanted_details
+                || tags_now.as_ref() != Some(&wanted_tags)
+            {
+                let hide = |d: &BTreeMap<String, String>| {
+                    d.iter()
+                        .map(|(key, v)| {
+                            let shown = if key == "client_secret" {
+                                format!(
+                                    "secret of {} chars ending {:?}",
+                                    v.len(),
+                                    &v[v.len().saturating_sub(8)..]
+                                )
+                            } else {
+                                v.clone()
+                            };
+                            (key.clone(), shown)
+                        })
+                        .collect::<BTreeMap<_, _>>()
+                };
+                fail(format!(
+                    "NOT THE LATEST REVISION: {name}: the provider is {} {:?} with the project's tags {tags_now:?}; its latest revision ({}, {}) wants {wanted_type} {:?} and {wanted_tags:?}",
+                    read.provider_type,
+                    hide(&read.details),
+                    latest.revision,
+                    e.originals[latest.origin].label,
+                    hide(&wanted_details)
+                ));
+            }
+        }
+        Some(Err(why)) => fail(format!(
+            "PROVIDER UNREADABLE: {name}: GetIdentityProvider: {why}"
+        )),
+        None => fail(format!(
+            "PROVIDER UNREAD: {name}: the run did not read the provider back"
+        )),
+    }
+    let history: Vec<Value> = now["history"].as_array().cloned().unwrap_or_default();
+    let fingerprint = |s: &Value| s["fingerprint"].as_str().unwrap_or_default().to_string();
+    // Each revision's details differ, so a state left behind never comes back.
+    let mut left: HashSet<String> = HashSet::new();
+    let mut updates = 0u64;
+    for pair in history.windows(2) {
+        let (before, after) = (fingerprint(&pair[0]), fingerprint(&pair[1]));
+        if before != after {
+            left.insert(before);
+            if left.contains(&after) {
+                fail(format!(
+                    "ROLLED BACK: {name}: history entry v{} ({}) returns to a state the provider had left (fingerprint {after}); history: {}",
+                    pair[1]["version"],
+                    pair[1]["operation"].as_str().unwrap_or_default(),
+                    describe(&history)
+                ));
+            }
+        }
+    }
+    for s in &history {
+        if s["operation"] == "UpdateIdentityProvider" {
+            updates += 1;
+        }
+    }
+    stats.update_calls += updates;
+    if updates > revs.own() as u64 {
+        fail(format!(
+            "TOO MANY UPDATES: {name}: {updates} UpdateIdentityProvider calls for {} own revisions; history: {}",
+            revs.own(),
+            describe(&history)
+        ));
+    }
+    // Changed after its create: the latest revision was applied by an update, and announced.
+    let changed = history
+        .first()
+        .zip(history.last())
+        .is_some_and(|(a, b)| fingerprint(a) != fingerprint(b));
+    if changed {
+        stats.applied += 1;
+        if announced(latest.origin) {
+            stats.announced += 1;
+        } else {
+            fail(format!(
+                "UPDATE NEVER ANNOUNCED: {name}: the provider was updated to its latest revision {} ({}) but no \"Web Identity Provider Updated\" (nor Ready) event names it; Updated events: {:?}",
+                latest.revision,
+                e.originals[latest.origin].label,
+                updated.iter().map(|v| &v["detail"]["revision"]).collect::<Vec<_>>()
+            ));
         }
     }
 }
