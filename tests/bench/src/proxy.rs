@@ -6,7 +6,8 @@
 //! many create calls a batch has in flight at once.
 //!
 //! `busy` is the time at least one request was waiting for moto (overlaps counted once);
-//! `waited` the sum of every request's wait.
+//! `waited` the sum of every request's wait. An optional inspector sees the first bytes of
+//! each request (its head, usually its whole body too), e.g. to count calls per caller.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,9 @@ struct Clock {
     requests: u64,
     peak: u32,
 }
+
+/// Called with the first bytes read of each request.
+pub type Inspector = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct TimingProxy {
@@ -61,6 +65,14 @@ pub async fn moto() -> Result<&'static TimingProxy, String> {
 
 impl TimingProxy {
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::start_inspecting(upstream, None).await
+    }
+
+    /// As [`TimingProxy::start`], with `inspect` called on the first read of every request.
+    pub async fn start_inspecting(
+        upstream: SocketAddr,
+        inspect: Option<Inspector>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let proxy = TimingProxy {
             addr: listener.local_addr()?,
@@ -73,9 +85,10 @@ impl TimingProxy {
                     continue;
                 };
                 let clock = clock.clone();
+                let inspect = inspect.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
-                        relay(client, server, clock).await;
+                        relay(client, server, clock, inspect).await;
                     }
                 });
             }
@@ -115,7 +128,12 @@ fn lock(clock: &Mutex<Clock>) -> MutexGuard<'_, Clock> {
     clock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn relay(client: TcpStream, server: TcpStream, clock: Arc<Mutex<Clock>>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    clock: Arc<Mutex<Clock>>,
+    inspect: Option<Inspector>,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
@@ -138,6 +156,9 @@ async fn relay(client: TcpStream, server: TcpStream, clock: Arc<Mutex<Clock>>) {
                 let now = Instant::now();
                 let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
                 if p.is_none() {
+                    if let Some(inspect) = &inspect {
+                        inspect(&buf[..n]);
+                    }
                     let mut c = lock(&clock);
                     if c.in_flight == 0 {
                         c.busy_since = Some(now);

@@ -122,14 +122,18 @@ pub async fn stack(name: &str) -> Result<Stack, String> {
 
 /// Points the stack's clients at `moto` for moto's services and `emulator` for the others.
 pub fn route(stack: &mut Stack, moto: &str, emulator: &str) {
-    let (proxy, emulator) = (moto.to_string(), emulator.to_string());
     let mut endpoints = HashMap::new();
     for service in MOTO_SERVICES {
-        endpoints.insert(service, proxy.clone());
+        endpoints.insert(service, moto.to_string());
     }
     for service in ["SSO Admin", "MPA", "WorkSpaces Web", "STS"] {
-        endpoints.insert(service, emulator.clone());
+        endpoints.insert(service, emulator.to_string());
     }
+    route_each(stack, endpoints);
+}
+
+/// Points the stack's clients at an endpoint per service (SDK service ids).
+pub fn route_each(stack: &mut Stack, endpoints: HashMap<&'static str, String>) {
     stack.config = stack
         .config
         .to_builder()
