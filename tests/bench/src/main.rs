@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict]
+//!       [--convergence | --backfill] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F]
 //! ```
 //! - `--bin-dir`: where `cargo build --release` put the binaries (default
 //!   `$CARGO_TARGET_DIR/release`, else `target/release`)
@@ -11,12 +12,21 @@
 //! - `--runs`: fresh processes per binary for the cold-start figures (default 20)
 //! - `--python`: the Python that zips like SAM (default: the moto venv's)
 //! - `--strict`: exit 1 when a target is missed (default: report it, exit 0)
+//! - `--convergence`: only the convergence figures; `--backfill`: only the backfill figure
+//!   (neither needs the release functions)
+//! - `--cli`: the `onboarding` binary the backfill figure runs (default
+//!   `$CARGO_TARGET_DIR/release/onboarding`, else `target/release/onboarding`)
+//! - `--accounts`: the backfill's organization size (default 2000); `--rate`: its
+//!   `onboarding backfill --rate` (default 100 events per second); `--quota-scale`: every
+//!   quota's rate times F, bursts as documented (default 1, the documented quotas)
 //!
 //! Needs the moto venv (`make venv`).
 
+mod backfill;
 mod cold;
 mod convergence;
 mod inproc;
+mod moto_server;
 mod process;
 mod proxy;
 mod report;
@@ -40,6 +50,9 @@ struct Args {
     strict: bool,
     /// Only the convergence figures (no release binaries needed).
     convergence_only: bool,
+    /// Only the backfill figure (needs the CLI binary only).
+    backfill_only: bool,
+    backfill: backfill::Options,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +66,8 @@ fn parse_args() -> Result<Args, String> {
         python: integration_tests::moto::moto_server_path().with_file_name("python"),
         strict: false,
         convergence_only: false,
+        backfill_only: false,
+        backfill: backfill::Options::new(target.join("release").join("onboarding")),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,14 +85,40 @@ fn parse_args() -> Result<Args, String> {
             }
             "--strict" => args.strict = true,
             "--convergence" => args.convergence_only = true,
+            "--backfill" => args.backfill_only = true,
+            "--cli" => args.backfill.cli = value()?.into(),
+            "--accounts" => {
+                args.backfill.accounts = value()?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--accounts needs a positive whole number")?
+            }
+            "--rate" => {
+                args.backfill.rate = value()?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or("--rate needs a whole number from 1 to 10000")?
+            }
+            "--quota-scale" => {
+                args.backfill.quota_scale = value()?
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| *f > 0.0 && *f <= 100.0)
+                    .ok_or("--quota-scale needs a number above 0 (at most 100)")?
+            }
             "-h" | "--help" => {
                 return Err(
-                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence]"
+                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence | --backfill] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F]"
                         .into(),
                 )
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
+    }
+    if args.convergence_only && args.backfill_only {
+        return Err("--convergence and --backfill each run one section: choose one".into());
     }
     Ok(args)
 }
@@ -109,22 +150,26 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if args.backfill_only {
+        let outcome = backfill::measure(&args.backfill, &scratch).await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        return match outcome {
+            Ok((section, misses)) => {
+                println!("{section}");
+                finish(&misses, args.strict)
+            }
+            Err(message) => {
+                eprintln!("bench: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let outcome = measure(&args, &scratch).await;
     match outcome {
         Ok((table, misses)) => {
             let _ = std::fs::remove_dir_all(&scratch);
             println!("{table}");
-            if misses.is_empty() {
-                println!("All targets met.");
-                ExitCode::SUCCESS
-            } else {
-                println!("Targets missed: {}.", misses.join("; "));
-                if args.strict {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                }
-            }
+            finish(&misses, args.strict)
         }
         Err(message) => {
             eprintln!(
@@ -132,6 +177,23 @@ async fn main() -> ExitCode {
                 scratch.display()
             );
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The closing line and the exit code: 1 for a missed target with `--strict`, and for a
+/// backfill stopped at its time limit in any case.
+fn finish(misses: &[String], strict: bool) -> ExitCode {
+    let strict = strict || misses.iter().any(|m| m == backfill::UNFINISHED);
+    if misses.is_empty() {
+        println!("All targets met.");
+        ExitCode::SUCCESS
+    } else {
+        println!("Targets missed: {}.", misses.join("; "));
+        if strict {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         }
     }
 }
@@ -181,6 +243,11 @@ async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<
     }
     eprintln!("bench: revisions and a reconciler run at 1,000 and 10,000 READY steps ...");
     let convergence = convergence::measure().await?;
+    eprintln!(
+        "bench: backfill of {} accounts through the CLI, SQS and the functions ...",
+        args.backfill.accounts
+    );
+    let (backfill, backfill_misses) = backfill::measure(&args.backfill, scratch).await?;
     let results = Results {
         runs: args.runs,
         cold,
@@ -189,6 +256,7 @@ async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<
         requests,
         batches,
     };
-    let (table, misses) = report::render(&results, &machine);
-    Ok((format!("{table}{convergence}"), misses))
+    let (table, mut misses) = report::render(&results, &machine);
+    misses.extend(backfill_misses);
+    Ok((format!("{table}{convergence}{backfill}"), misses))
 }
