@@ -21,6 +21,7 @@ use crate::ledger::{
     request_hash, update_token, Applied, Claim, ClaimRequest, ErrorReason, Fields, Lease, Ledger,
     Origin, Record, Release, Status, StepKey, UpdateClaim, UpdateEnd, UpdateLease,
 };
+use crate::rebuild;
 use crate::revision::Revision;
 use crate::step::{Existing, Plan, Readiness, Step, CONFLICT};
 use crate::telemetry::Tally;
@@ -320,7 +321,11 @@ impl Engine {
                 }
                 Ok(Outcome::Failed(reason))
             }
-            Claim::InProgress { lease_expires_at } => {
+            Claim::InProgress {
+                lease_expires_at,
+                record,
+            } => {
+                self.want(plan, &record, &revision).await?;
                 let left = lease_expires_at
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
@@ -347,7 +352,9 @@ impl Engine {
     }
 
     /// The step is held by this delivery: obtain the resource (look up, create), wait for
-    /// it, announce it and record it, all fenced by the lease.
+    /// it, announce it and record it, all fenced by the lease. The resource is made as the
+    /// generation's first claimant asked (whichever request holds the lease now); what this
+    /// request asks beyond that is then applied as an update.
     async fn acquired<S: Step>(
         &self,
         step: &S,
@@ -358,13 +365,57 @@ impl Engine {
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         record_token(&lease.token, lease.attempt);
-        let mut sent = false;
-        let (api, arn, origin) = match self.obtain(step, plan, &lease, &mut sent).await {
-            Ok(obtained) => obtained,
-            Err(e) => return self.give_up(&lease, subject, e, sent).await,
+        let first = match first_request(step, plan, &lease) {
+            Ok(first) => first,
+            Err(e) => return self.give_up(&lease, subject, e, false).await,
         };
-        // A resource that was there already is brought to what the request asks.
-        if origin != Origin::Created && !plan.desired.is_empty() {
+        let (made, made_revision) = match &first {
+            Some((made, made_revision)) => (made, made_revision),
+            None => (plan, revision),
+        };
+        let outcome = self
+            .obtained(step, made, made_revision, subject, &lease, deadline)
+            .await?;
+        match outcome {
+            // What this request or a newer one recorded meanwhile asks beyond what was made
+            // is applied now (nothing to do, and no request, when it is what was made).
+            Obtained::Ready(record) => {
+                let how = record.origin.map_or(How::Created, How::from);
+                match self
+                    .converge(step, plan, subject, *record, revision, deadline)
+                    .await?
+                {
+                    Outcome::Duplicate { arn } => Ok(Outcome::Ready { arn, how }),
+                    other => Ok(other),
+                }
+            }
+            Obtained::Done(outcome) => Ok(outcome),
+        }
+    }
+
+    /// [`Engine::acquired`] for the request the resource is made with (`plan` at `revision`).
+    async fn obtained<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        revision: &Revision,
+        subject: &Subject<'_>,
+        lease: &Lease,
+        deadline: Option<SystemTime>,
+    ) -> Result<Obtained, StepError> {
+        let mut sent = false;
+        let (api, arn, origin) = match self.obtain(step, plan, lease, &mut sent).await {
+            Ok(obtained) => obtained,
+            Err(e) => {
+                return self
+                    .give_up(lease, subject, e, sent)
+                    .await
+                    .map(Obtained::Done)
+            }
+        };
+        // A resource that was there before us is brought to what the request asks. One we
+        // adopted was made by this generation's create: with these very parameters.
+        if origin == Origin::PreExisting && !plan.desired.is_empty() {
             let aligned = self
                 .align(
                     step,
@@ -377,7 +428,10 @@ impl Engine {
                 )
                 .await;
             if let Err(e) = aligned {
-                return self.give_up(&lease, subject, e, true).await;
+                return self
+                    .give_up(lease, subject, e, true)
+                    .await
+                    .map(Obtained::Done);
             }
         }
         let applied = Applied {
@@ -394,8 +448,9 @@ impl Engine {
             // that lost its lease (its create met the new holder's resource) announces
             // nothing; then announce and mark it.
             Ok(Settled::Ready) if origin != Origin::Created => {
-                self.ledger
-                    .mark_ready_unannounced(&lease, &arn, origin, &applied)
+                let record = self
+                    .ledger
+                    .mark_ready_unannounced(lease, &arn, origin, &applied)
                     .await?;
                 self.announcer
                     .ready(
@@ -409,10 +464,7 @@ impl Engine {
                 self.ledger
                     .mark_announced(&lease.key, lease.generation)
                     .await?;
-                Ok(Outcome::Ready {
-                    arn,
-                    how: origin.into(),
-                })
+                Ok(Obtained::Ready(Box::new(record)))
             }
             // Announce first, then one write that records READY and announced: two writes
             // for a first pass, and a crash in between re-announces.
@@ -428,33 +480,37 @@ impl Engine {
                     )
                     .await;
                 if let Err(e) = announced {
-                    self.release(&lease, &e, true).await;
+                    self.release(lease, &e, true).await;
                     return Err(e);
                 }
-                self.ledger
-                    .mark_ready(&lease, &arn, origin, &applied)
+                let record = self
+                    .ledger
+                    .mark_ready(lease, &arn, origin, &applied)
                     .await?;
-                Ok(Outcome::Ready {
-                    arn,
-                    how: origin.into(),
-                })
+                Ok(Obtained::Ready(Box::new(record)))
             }
-            Ok(Settled::Failed(e)) => self.give_up(&lease, subject, e, true).await,
+            Ok(Settled::Failed(e)) => self
+                .give_up(lease, subject, e, true)
+                .await
+                .map(Obtained::Done),
             // Not ready in time (or the check failed for now): record what exists so later
             // deliveries only check readiness.
             Ok(Settled::Pending(status)) => {
                 self.ledger
-                    .mark_created(&lease, &arn, origin, &applied)
+                    .mark_created(lease, &arn, origin, &applied)
                     .await?;
                 Err(not_ready(&arn, &status))
             }
             Err(e) if e.is_retryable() => {
                 self.ledger
-                    .mark_created(&lease, &arn, origin, &applied)
+                    .mark_created(lease, &arn, origin, &applied)
                     .await?;
                 Err(e)
             }
-            Err(e) => self.give_up(&lease, subject, e, true).await,
+            Err(e) => self
+                .give_up(lease, subject, e, true)
+                .await
+                .map(Obtained::Done),
         }
     }
 
@@ -544,7 +600,10 @@ impl Engine {
                     other => Ok(other),
                 };
             }
-            Ok(Settled::Pending(status)) => return Err(not_ready(&arn, &status)),
+            Ok(Settled::Pending(status)) => {
+                self.want(plan, &record, revision).await?;
+                return Err(not_ready(&arn, &status));
+            }
             Ok(Settled::Failed(e)) | Err(e) => e,
         };
         // Unreachable since it became CREATED for longer than the window: permanent.
@@ -586,7 +645,8 @@ impl Engine {
             .zip(record.wanted_revision.clone())
             .filter(|(_, pending)| pending > revision);
         let (wanted, target) = match pending {
-            Some(newer) => newer,
+            // Recorded while the step was created, it holds only the fields it specifies.
+            Some((newer, target)) => (overlay(&state, &newer), target),
             None => {
                 if record
                     .applied_revision
@@ -641,6 +701,38 @@ impl Engine {
         };
         self.apply_update(step, plan, subject, &arn, &state, lease)
             .await
+    }
+
+    /// A request newer than any the step being created knows (`record`, as the claim read
+    /// it) is recorded as the wanted one, so whoever makes the step READY applies it (a
+    /// delivery, or the reconciler re-driving the step). Its delivery still comes back, in
+    /// case that never happens before its message would otherwise be gone.
+    async fn want(
+        &self,
+        plan: &Plan<impl Send + Sync>,
+        record: &Record,
+        revision: &Revision,
+    ) -> Result<(), StepError> {
+        let known = [
+            &record.requested_revision,
+            &record.wanted_revision,
+            &record.applied_revision,
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        // A request that specifies nothing (Control Tower's) has nothing to apply.
+        if plan.desired.is_empty() || known.is_some_and(|known| known >= revision) {
+            return Ok(());
+        }
+        if self
+            .ledger
+            .want(&plan.key, record.generation, &plan.desired, revision)
+            .await?
+        {
+            info!(revision = %revision, "a newer request recorded as wanted while the step is created");
+        }
+        Ok(())
     }
 
     /// The drift audit of one READY step (`record`, re-planned from `request`): is the
@@ -755,6 +847,13 @@ impl Engine {
         state: &Fields,
         lease: UpdateLease,
     ) -> Result<Outcome, StepError> {
+        if lease.wanted == *state {
+            // A newer request that asks for what is there: only its revision is recorded.
+            self.ledger.end_update(&lease, UpdateEnd::Applied).await?;
+            return Ok(Outcome::Duplicate {
+                arn: arn.to_string(),
+            });
+        }
         let token = update_token(&lease.key, lease.generation, &lease.revision);
         let made = async {
             let api = step.connect(&plan.input).await?;
@@ -1049,6 +1148,46 @@ fn human(d: Duration) -> String {
     } else {
         format!("{:.1}s", d.as_secs_f64())
     }
+}
+
+/// The plan of the request this generation's create is made with, when it is not this
+/// request's: the first claimant's, rebuilt from the ledger. Sending other parameters with
+/// the generation's token would be refused (IdempotentParameterMismatch), and a lookup for
+/// other parameters would take our own resource for someone else's.
+fn first_request<S: Step>(
+    step: &S,
+    plan: &Plan<S::Input>,
+    lease: &Lease,
+) -> Result<Option<FirstRequest<S::Input>>, StepError> {
+    let Some((fields, revision)) = &lease.requested else {
+        return Ok(None);
+    };
+    if *fields == plan.desired {
+        return Ok(None);
+    }
+    let rebuilt = |why: String| {
+        StepError::permanent(
+            "NotRebuildable",
+            format!(
+                "{} is being created for request {revision}, which cannot be rebuilt from \
+                 the ledger: {why}",
+                lease.key
+            ),
+        )
+    };
+    let request = rebuild::request_from(&lease.key, fields, revision).map_err(rebuilt)?;
+    let first = step.plan(&request).map_err(rebuilt)?;
+    Ok(Some((first, revision.clone())))
+}
+
+/// The plan of a generation's first request, and its revision.
+type FirstRequest<I> = (Plan<I>, Revision);
+
+/// How holding the lease ended: the resource recorded `READY` (the item as written), or
+/// another outcome (retry, failure) already recorded.
+enum Obtained {
+    Ready(Box<Record>),
+    Done(Outcome),
 }
 
 /// Where a readiness wait ended.

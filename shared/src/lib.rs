@@ -8,6 +8,7 @@ pub mod events;
 pub mod handler;
 pub mod lambda;
 pub mod ledger;
+pub mod rebuild;
 pub mod reconcile;
 pub mod redelivery;
 pub mod revision;

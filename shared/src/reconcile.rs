@@ -5,9 +5,9 @@
 //! ledger's sparse `attention` index (never the table) and re-drives every step that is not
 //! final and is due: `IN_PROGRESS` whose lease expired, `CREATED`, and `READY` steps with a
 //! pending update (`UPDATING`), each once its `retry_after` has passed. The request is rebuilt
-//! from the ledger (the fields the last request asked, its revision; secrets are read by name
-//! again) and run through the same [`Engine`], so a re-drive is as exactly-once as any
-//! delivery, concurrently with deliveries. `FAILED` steps are final until an operator retries.
+//! from the ledger ([`crate::rebuild`]; secrets are read by name again) and run through the
+//! same [`Engine`], so a re-drive is as exactly-once as any delivery, concurrently with
+//! deliveries. `FAILED` steps are final until an operator retries.
 //!
 //! Then it audits the `READY` steps whose minute of the day (from the step's key, in the
 //! sparse `audit` index) fell since the previous run: each step once a day, the reads spread
@@ -16,7 +16,6 @@
 //! A run stops before the deadline and leaves the rest to the next: the oldest attention
 //! entries come first, and every step it touched moves to the back.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -25,12 +24,8 @@ use tracing::info;
 
 use crate::engine::{Audit, Engine, Outcome};
 use crate::error::StepError;
-use crate::events::{
-    InstanceSpec, OnboardingRequest, Origin as RequestOrigin, WebIdentityProviderSpec,
-};
-use crate::ledger::{key::ORG_SCOPE_PREFIX, Fields, Record, Status};
-use crate::revision::{normalize_time, Revision};
-use crate::step::Step;
+use crate::ledger::{Record, Status};
+use crate::rebuild::{kind_of, request_of, Kind};
 use crate::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use crate::telemetry::Tally;
 
@@ -38,8 +33,6 @@ use crate::telemetry::Tally;
 const STOP_BEFORE_DEADLINE: Duration = Duration::from_secs(30);
 /// Steps re-driven or audited at the same time.
 const CONCURRENCY: usize = 8;
-/// The account named in rebuilt requests of the organization's step (it uses none).
-const NO_ACCOUNT: &str = "000000000000";
 
 #[derive(Clone, Debug)]
 pub struct ReconcileSettings {
@@ -117,26 +110,6 @@ pub struct Reconciler {
     /// Absent when the organization instance is not configured (the CLI without it).
     approval: Option<ApprovalIdentitySource>,
     settings: ReconcileSettings,
-}
-
-/// Which step a ledger item is.
-enum Kind {
-    Instance,
-    Web,
-    Approval,
-}
-
-fn kind_of(record: &Record) -> Option<Kind> {
-    let step = record.key.step.as_str();
-    if step == IdentityCenterInstance::NAME {
-        Some(Kind::Instance)
-    } else if step.starts_with(WebIdentityProvider::NAME) {
-        Some(Kind::Web)
-    } else if step == ApprovalIdentitySource::NAME {
-        Some(Kind::Approval)
-    } else {
-        None
-    }
 }
 
 impl Reconciler {
@@ -304,7 +277,7 @@ impl Reconciler {
     ) -> Result<Outcome, StepError> {
         let request =
             request_of(record).map_err(|why| StepError::permanent("NotRebuildable", why))?;
-        match kind_of(record) {
+        match kind_of(&record.key) {
             Some(Kind::Instance) => self.engine.run(&self.instance, &request, deadline).await,
             Some(Kind::Web) => self.engine.run(&self.web, &request, deadline).await,
             Some(Kind::Approval) => match &self.approval {
@@ -330,7 +303,7 @@ impl Reconciler {
             request_of(record).map_err(|why| StepError::permanent("NotRebuildable", why))?;
         let repair = self.settings.repair_drift;
         let record = record.clone();
-        match kind_of(&record) {
+        match kind_of(&record.key) {
             Some(Kind::Instance) => {
                 self.engine
                     .audit(&self.instance, &request, record, repair, deadline)
@@ -390,81 +363,6 @@ pub fn audit_ranges(now: SystemTime, interval: Duration) -> Vec<(u32, u32, u32)>
         }
     }
     ranges
-}
-
-/// The request a step's ledger item was last claimed for, rebuilt: the key says which
-/// account, portal and provider; `requested` (else the applied state) says the fields; the
-/// stored revision keeps its place in time. Secrets are named, read again at create time.
-pub fn request_of(record: &Record) -> Result<OnboardingRequest, String> {
-    let fields: Fields = record
-        .requested
-        .clone()
-        .or_else(|| record.state.clone())
-        .unwrap_or_default();
-    let revision = record
-        .requested_revision
-        .clone()
-        .or_else(|| record.applied_revision.clone())
-        .unwrap_or_else(|| Revision::parse(&format!("0000-00-00T00:00:00.000Z#{}", record.key)));
-    let time = normalize_time(revision.time()).map(|_| revision.time().to_string());
-    let mut request = OnboardingRequest {
-        event_id: revision.event_id().to_string(),
-        origin: RequestOrigin::OnboardingRequested,
-        replay_name: None,
-        time,
-        account_id: record.key.account_id().unwrap_or(NO_ACCOUNT).to_string(),
-        account_name: None,
-        instance: InstanceSpec::default(),
-        web_identity_provider: None,
-    };
-    if request.event_id.is_empty() {
-        request.event_id = format!("reconciler:{}", record.key);
-    }
-    let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    let map = |name: &str| -> BTreeMap<String, String> {
-        fields
-            .get(name)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default()
-    };
-    match kind_of(record) {
-        Some(Kind::Instance) => {
-            request.instance = InstanceSpec {
-                name: text("name"),
-                tags: map("tags"),
-            };
-        }
-        Some(Kind::Web) => {
-            let rest = record
-                .key
-                .step
-                .strip_prefix(WebIdentityProvider::NAME)
-                .and_then(|r| r.strip_prefix('#'))
-                .ok_or("the step key names no portal")?;
-            let (portal, name) = rest
-                .rsplit_once('#')
-                .ok_or("the step key names no provider")?;
-            let provider_type = text("type")
-                .and_then(|t| t.parse().ok())
-                .ok_or("the ledger holds no provider type for it (claimed by an older version)")?;
-            request.web_identity_provider = Some(WebIdentityProviderSpec {
-                portal_arn: portal.to_string(),
-                portal_account_id: request.account_id.clone(),
-                provider_name: name.to_string(),
-                provider_type,
-                details: map("details"),
-                secret_id: text("secretId"),
-                tags: map("tags"),
-            });
-        }
-        Some(Kind::Approval) => {
-            if !record.key.scope.starts_with(ORG_SCOPE_PREFIX) {
-                return Err(format!("{} is not an organization step", record.key));
-            }
-        }
-        None => return Err(format!("{} is not a step this version knows", record.key)),
-    }
-    Ok(request)
 }
 
 #[cfg(test)]

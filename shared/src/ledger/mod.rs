@@ -68,7 +68,11 @@ pub enum Claim {
     /// Created but not ready: check readiness, never create again.
     Created(Record),
     /// Someone else holds a live lease (for this request or another): try again later.
-    InProgress { lease_expires_at: SystemTime },
+    /// `record` is the item as stored.
+    InProgress {
+        lease_expires_at: SystemTime,
+        record: Box<Record>,
+    },
     /// Failed permanently (reason in `last_error`) until an operator retries it.
     Failed(Record),
 }
@@ -90,14 +94,18 @@ pub struct Lease {
     /// An earlier attempt of this generation may have sent a create: look the resource up
     /// before creating (and adopt only what is provably ours or provably what was asked).
     pub may_have_sent: bool,
+    /// What this generation's create is made with: the first claimant's request (its fields
+    /// and revision), whichever request holds the lease now.
+    pub requested: Option<(Fields, Revision)>,
 }
 
 impl Lease {
     fn from_record(record: Record, owner: String) -> Lease {
         Lease {
+            may_have_sent: record.create_may_have_been_sent(),
+            requested: record.requested.zip(record.requested_revision),
             expires_at: from_epoch_ms(record.lease_expires_at.unwrap_or(0)),
             first_attempt_at: from_epoch_ms(record.first_attempt_at.unwrap_or(0)),
-            may_have_sent: record.create_may_have_been_sent(),
             token: record.token,
             attempt: record.attempt,
             generation: record.generation,
@@ -271,8 +279,9 @@ impl Ledger {
     }
 
     /// [`Ledger::claim`], recording in the same write what the request asks (`requested`:
-    /// its fields and revision) when it acquires the step, so the step can be re-driven
-    /// without its message.
+    /// its fields and revision) when it is the generation's first to acquire the step: what
+    /// the generation's create is made with by every holder ([`Lease::requested`]), and what
+    /// re-drives the step without its message.
     pub async fn claim_with(
         &self,
         key: &StepKey,
@@ -328,7 +337,7 @@ impl Ledger {
         origin: Origin,
         applied: &Applied<'_>,
         announced: bool,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Record, LedgerError> {
         let state = serde_json::Value::Object(applied.state.clone()).to_string();
         let e = writes::complete(
             &lease.owner,
@@ -343,25 +352,26 @@ impl Ledger {
             },
             epoch_ms(SystemTime::now()),
         );
-        match self.update(&lease.key, &e, false).await? {
-            Written::Applied(_) => Ok(()),
+        match self.update(&lease.key, &e, true).await? {
+            Written::Applied(Some(item)) => Record::from_item(&item),
+            Written::Applied(None) => Err(LedgerError::Corrupt {
+                key: lease.key.to_string(),
+                reason: "completion returned no attributes".into(),
+            }),
             Written::ConditionFailed(old) => {
                 // The same write already applied (an SDK retry after a lost response)?
-                let repeat = match old.as_ref().map(Record::from_item).transpose()? {
-                    Some(r) => {
-                        r.lease_owner.as_deref() == Some(lease.owner.as_str())
+                match old.as_ref().map(Record::from_item).transpose()? {
+                    Some(r)
+                        if r.lease_owner.as_deref() == Some(lease.owner.as_str())
                             && r.resource_arn.as_deref() == Some(arn)
                             && (r.status == to
-                                || (to == Status::Created && r.status == Status::Ready))
+                                || (to == Status::Created && r.status == Status::Ready)) =>
+                    {
+                        Ok(r)
                     }
-                    None => false,
-                };
-                if repeat {
-                    Ok(())
-                } else {
-                    Err(LedgerError::LostLease {
+                    _ => Err(LedgerError::LostLease {
                         key: lease.key.to_string(),
-                    })
+                    }),
                 }
             }
         }
@@ -378,30 +388,33 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         self.complete(lease, Status::Created, arn, origin, applied, false)
             .await
+            .map(drop)
     }
 
     /// `IN_PROGRESS` held by `lease` -> `READY`, announced (the engine announces first).
+    /// Returns the item as written.
     pub async fn mark_ready(
         &self,
         lease: &Lease,
         arn: &str,
         origin: Origin,
         applied: &Applied<'_>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Record, LedgerError> {
         self.complete(lease, Status::Ready, arn, origin, applied, true)
             .await
     }
 
     /// `IN_PROGRESS` held by `lease` -> `READY`, not yet announced: for a resource the step
     /// adopted, recorded before it is announced, so a holder that lost its lease announces
-    /// nothing. [`Ledger::mark_announced`] follows the announcement.
+    /// nothing. [`Ledger::mark_announced`] follows the announcement. Returns the item as
+    /// written.
     pub async fn mark_ready_unannounced(
         &self,
         lease: &Lease,
         arn: &str,
         origin: Origin,
         applied: &Applied<'_>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Record, LedgerError> {
         self.complete(lease, Status::Ready, arn, origin, applied, false)
             .await
     }
@@ -587,6 +600,30 @@ impl Ledger {
                 )))
             }
         }
+    }
+
+    /// Records a request newer than any the step being created knows (it is `IN_PROGRESS` or
+    /// `CREATED` in `generation`; `fields` are what the request specifies) as the wanted one:
+    /// whoever makes the step `READY` applies it next. `false` (nothing written) if the step
+    /// moved on or knows a request as new.
+    pub async fn want(
+        &self,
+        key: &StepKey,
+        generation: u32,
+        fields: &Fields,
+        revision: &Revision,
+    ) -> Result<bool, LedgerError> {
+        let fields = serde_json::Value::Object(fields.clone()).to_string();
+        let e = writes::want(
+            generation,
+            &fields,
+            revision.as_str(),
+            epoch_ms(SystemTime::now()),
+        );
+        Ok(matches!(
+            self.update(key, &e, false).await?,
+            Written::Applied(_)
+        ))
     }
 
     /// Takes the update of a `READY` step (`current`, as read) to `wanted` at `revision`, with
@@ -936,6 +973,7 @@ fn classify_claim(old: Record, owner: &str, now_ms: u64) -> Result<Claim, Ledger
         Status::InProgress => match old.lease_expires_at {
             Some(ms) if ms > now_ms => Ok(Claim::InProgress {
                 lease_expires_at: from_epoch_ms(ms),
+                record: Box::new(old),
             }),
             _ => Err(LedgerError::Corrupt {
                 key: old.key.to_string(),
@@ -1011,7 +1049,7 @@ mod tests {
         ));
         assert!(matches!(
             c(record(Status::InProgress, Some("h"), Some(2_000))),
-            Ok(Claim::InProgress { lease_expires_at }) if lease_expires_at == from_epoch_ms(2_000)
+            Ok(Claim::InProgress { lease_expires_at, .. }) if lease_expires_at == from_epoch_ms(2_000)
         ));
         assert!(matches!(
             c(record(Status::InProgress, None, Some(2_000))),

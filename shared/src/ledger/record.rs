@@ -196,7 +196,8 @@ pub struct Record {
     /// Epoch milliseconds.
     pub update_lease_expires_at: Option<u64>,
     pub update_attempt: u32,
-    /// What the last request to claim the step asked, and its revision (for re-driving).
+    /// What the generation's first claimant asked, and its revision: what every holder of
+    /// the generation creates with (and what re-driving rebuilds).
     pub requested: Option<serde_json::Map<String, serde_json::Value>>,
     pub requested_revision: Option<Revision>,
     /// Drift the audit found: `{"at": epoch ms, "gone": bool, "changed": [fields]}`.

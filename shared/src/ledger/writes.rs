@@ -54,7 +54,8 @@ fn num(v: u64) -> AttributeValue {
 
 /// Inputs of a claim.
 pub(crate) struct ClaimInput<'a> {
-    /// What the request asks (its fields as JSON) and its revision, kept for re-driving.
+    /// What the request asks (its fields as JSON) and its revision: kept, if the generation
+    /// has none yet, as what the generation's create is made with (and for re-driving).
     pub requested: Option<(&'a str, &'a str)>,
     /// Token of generation 0, used only when the item does not exist yet.
     pub first_token: &'a str,
@@ -102,7 +103,12 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
             let (requested_n, revision_n) = (e.n(REQUESTED), e.n(REQUESTED_REVISION));
             let fields_v = e.v("requested", s(fields));
             let revision_v = e.v("requestedrevision", s(revision));
-            format!(", {requested_n} = {fields_v}, {revision_n} = {revision_v}")
+            // The first claimant of a generation fixes what its create is made with: every
+            // later holder sends the same parameters with the generation's token.
+            format!(
+                ", {requested_n} = if_not_exists({requested_n}, {fields_v}), \
+                 {revision_n} = if_not_exists({revision_n}, {revision_v})"
+            )
         }
         None => String::new(),
     };
@@ -210,6 +216,41 @@ fn created_fence(e: &mut Expressions, generation: u32, arn: &str) -> String {
     let arn_v = e.v("arn", s(arn));
     let generation_v = e.v("generation", num(u64::from(generation)));
     format!("{status} = {created} AND {resource} = {arn_v} AND {generation_n} = {generation_v}")
+}
+
+/// A request newer than any the step being created knows (`IN_PROGRESS` or `CREATED` in
+/// `generation`): its fields and revision become the wanted ones.
+pub(crate) fn want(generation: u32, fields: &str, revision: &str, now_ms: u64) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, generation_n, wanted, wanted_rev) = (
+        e.n(STATUS),
+        e.n(GENERATION),
+        e.n(WANTED),
+        e.n(WANTED_REVISION),
+    );
+    let (requested_rev, applied, updated) = (
+        e.n(REQUESTED_REVISION),
+        e.n(APPLIED_REVISION),
+        e.n(UPDATED_AT),
+    );
+    let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
+    let created = e.v("created", s(Status::Created.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    let fields_v = e.v("wanted", s(fields));
+    let revision_v = e.v("revision", s(revision));
+    let now = e.v("now", num(now_ms));
+    e.update = Some(format!(
+        "SET {wanted} = {fields_v}, {wanted_rev} = {revision_v}, {updated} = {now}"
+    ));
+    let older = |attr: &str| format!("(attribute_not_exists({attr}) OR {attr} < {revision_v})");
+    e.condition = Some(format!(
+        "{status} IN ({in_progress}, {created}) AND {generation_n} = {generation_v} \
+         AND {} AND {} AND {}",
+        older(&wanted_rev),
+        older(&requested_rev),
+        older(&applied),
+    ));
+    e
 }
 
 /// `CREATED` with `arn` in `generation` -> `READY`.
@@ -410,12 +451,20 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
     let now = e.v("now", num(input.now_ms));
     let no = e.v("no", AttributeValue::Bool(false));
     let sent_v = e.v("sent", AttributeValue::Bool(input.create_sent));
+    // A create that may have been sent was made with the generation's request: the new
+    // generation looks for that resource, so it keeps the request. Else the next claimant's
+    // request is the new generation's.
+    let requested = if input.create_sent {
+        String::new()
+    } else {
+        format!(", {}, {}", e.n(REQUESTED), e.n(REQUESTED_REVISION))
+    };
     e.update = Some(format!(
         "SET {status} = {in_progress}, {attention} = {in_progress}, {generation} = {next_v}, \
          {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
          {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} \
          REMOVE {hash}, {expires}, {lease_owner}, {resource}, {last_error}, {first}, {origin}, \
-         {retry_after}, {audit_hour}, {audit_minute}, {drift}"
+         {retry_after}, {audit_hour}, {audit_minute}, {drift}{requested}"
     ));
     e.condition = Some(format!(
         "{status} = {from} AND {generation} = {current_v} AND {attempt} = {attempt_v}"

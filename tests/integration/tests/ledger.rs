@@ -103,7 +103,9 @@ async fn first_claim_acquires_and_a_live_duplicate_is_in_progress_in_one_request
 
     let before = raw(&table, &key).await;
     match ledger.claim(&key, &request(&hash)).await.expect("claim") {
-        Claim::InProgress { lease_expires_at } => {
+        Claim::InProgress {
+            lease_expires_at, ..
+        } => {
             let diff = lease_expires_at
                 .duration_since(lease.expires_at)
                 .unwrap_or_else(|e| e.duration());
@@ -832,4 +834,49 @@ async fn an_operator_retry_takes_over_a_stalled_step_without_writing_its_clock()
         ledger.retry(&key).await,
         Err(LedgerError::NotAllowed(message)) if message.contains("lease")
     ));
+}
+
+async fn claim_as(ledger: &Ledger, key: &StepKey, state: &Fields, revision: &Revision) -> Lease {
+    let asked = Some(Applied { state, revision });
+    match ledger
+        .claim_with(key, &request("h"), asked)
+        .await
+        .expect("claim")
+    {
+        Claim::Acquired(lease) => lease,
+        other => panic!("expected Acquired, got {other:?}"),
+    }
+}
+
+/// The first claimant of a generation fixes what its create is made with: a later holder of
+/// the same generation (another request, a takeover) is handed that request, not its own;
+/// an operator's retry of a failed step starts a new generation that takes the next
+/// claimant's request.
+#[tokio::test]
+async fn the_first_claimant_of_a_generation_fixes_the_request_it_is_created_with() {
+    let (ledger, _requests, _table) = ledger_table("ledger-first-request").await;
+    let key = key("100000000077");
+    let fields = |name: &str| -> Fields { json!({ "name": name }).as_object().cloned().unwrap() };
+    let (first, second) = (fields("first"), fields("second"));
+    let r1 = Revision::parse("2026-11-30T10:00:00.000Z#e1");
+    let r2 = Revision::parse("2026-11-30T10:05:00.000Z#e2");
+
+    let lease = claim_as(&ledger, &key, &first, &r1).await;
+    assert_eq!(lease.requested, Some((first.clone(), r1.clone())));
+    ledger
+        .release(&lease, &reason("Throttled", true), Release::default())
+        .await
+        .unwrap();
+    let takeover = claim_as(&ledger, &key, &second, &r2).await;
+    assert_eq!(takeover.generation, lease.generation);
+    assert_eq!(takeover.requested, Some((first.clone(), r1.clone())));
+
+    ledger
+        .fail_permanent(&takeover, &reason("AccessDenied", false))
+        .await
+        .unwrap();
+    ledger.retry(&key).await.unwrap();
+    let next = claim_as(&ledger, &key, &second, &r2).await;
+    assert_eq!(next.generation, lease.generation + 1);
+    assert_eq!(next.requested, Some((second, r2)));
 }

@@ -477,7 +477,9 @@ fn refused(before: Option<&Model>, claim: &Claim, hash: &str, t0: u64) -> Result
     };
     let ok = match claim {
         Claim::Acquired(_) => false,
-        Claim::InProgress { lease_expires_at } => {
+        Claim::InProgress {
+            lease_expires_at, ..
+        } => {
             let until = epoch_ms(*lease_expires_at);
             m.status == Status::InProgress && m.lease_expires_at == Some(until) && until > t0
         }
@@ -503,7 +505,9 @@ fn describe_claim(claim: &Claim) -> String {
             short_id(Some(&l.owner)),
             epoch_ms(l.expires_at)
         ),
-        Claim::InProgress { lease_expires_at } => {
+        Claim::InProgress {
+            lease_expires_at, ..
+        } => {
             format!("InProgress(until {})", epoch_ms(*lease_expires_at))
         }
         Claim::Ready(r) => format!("Ready(gen {})", r.generation),
@@ -1100,7 +1104,10 @@ impl Run {
             revision: &revision,
         };
         let result = if ready {
-            self.ledger.mark_ready(&lease, arn, origin, &applied).await
+            self.ledger
+                .mark_ready(&lease, arn, origin, &applied)
+                .await
+                .map(drop)
         } else {
             self.ledger
                 .mark_created(&lease, arn, origin, &applied)

@@ -68,6 +68,18 @@ async fn instance_now(
     (name, tags)
 }
 
+/// A stack whose `account` has a portal (its ARN returned).
+async fn with_portal(name: &str, account: &str, portal_id: &str) -> (Stack, String) {
+    let portal = format!("arn:aws:workspaces-web:us-east-1:{account}:portal/{portal_id}");
+    let stack = Stack::start_with(
+        name,
+        EmulatorConfig::default()
+            .with_account(AccountConfig::new(account).with_portal(portal.clone())),
+    )
+    .await;
+    (stack, portal)
+}
+
 #[tokio::test]
 async fn control_tower_then_the_own_event_applies_its_name_and_tags() {
     let account = "920000000001";
@@ -328,13 +340,10 @@ async fn an_update_whose_response_was_lost_is_read_before_it_is_sent_again() {
 #[tokio::test]
 async fn a_provider_follows_a_new_issuer_and_a_new_secret_and_never_shows_the_secret() {
     let account = "920000000008";
-    let portal = format!(
-        "arn:aws:workspaces-web:us-east-1:{account}:portal/6c3d0e2b-8e5f-4b4c-9f7d-3a2e1b0c9d8e"
-    );
-    let stack = Stack::start_with(
+    let (stack, portal) = with_portal(
         "provider-update",
-        EmulatorConfig::default()
-            .with_account(AccountConfig::new(account).with_portal(portal.clone())),
+        account,
+        "6c3d0e2b-8e5f-4b4c-9f7d-3a2e1b0c9d8e",
     )
     .await;
     stack
@@ -399,4 +408,208 @@ async fn a_provider_follows_a_new_issuer_and_a_new_secret_and_never_shows_the_se
         assert!(!everything.contains(canary), "{canary} leaked");
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// A newer revision takes over a create an older one sent (its response lost): it makes the
+/// resource as the generation's first request asked (same token, same parameters, so the
+/// create is answered from its token and the lookup finds our own provider), then updates it
+/// to what it asks. Neither an IdempotentParameterMismatch nor a ForeignResourceConflict.
+#[tokio::test]
+async fn a_newer_revision_takes_over_a_create_begun_for_an_older_one() {
+    let account = "920000000009";
+    let (stack, portal) = with_portal(
+        "revision-takeover",
+        account,
+        "7d4e1f3c-9f6a-4c5d-8e8f-4b3f2c1d0e9f",
+    )
+    .await;
+    stack
+        .put_secret("onboarding/corp", &json!({ "client_secret": "s3cr3t" }))
+        .await;
+    let handler = stack.web_handler(stack.engine());
+    let instance_handler = stack.instance_handler(stack.engine());
+    let older_provider = oidc_provider(&portal, "corp-oidc", "onboarding/corp");
+    let mut newer_provider = older_provider.clone();
+    newer_provider["webIdentityProvider"]["details"]["oidc_issuer"] =
+        json!("https://moved-idp.example.com");
+    let older = |provider: &Value| {
+        let mut detail = provider.clone();
+        detail["identityCenterInstance"] = json!({ "name": "first", "tags": {} });
+        at(
+            onboarding_requested("t1", account, detail),
+            "2026-11-30T10:00:00Z",
+        )
+    };
+    let older = older(&older_provider);
+    let mut newer_detail = newer_provider.clone();
+    newer_detail["identityCenterInstance"] = json!({ "name": "second", "tags": {} });
+    let newer = at(
+        onboarding_requested("t2", account, newer_detail),
+        "2026-11-30T10:05:00Z",
+    );
+
+    // The older request's creates commit, and every response of its delivery is lost.
+    let lost = FaultRule {
+        commit_then_fail_rate: 1.0,
+        max_faults: Some(3),
+        ..FaultRule::default()
+    };
+    stack.emulator.set_faults(
+        FaultConfig::new(11)
+            .with_rule("CreateIdentityProvider", lost.clone())
+            .with_rule("CreateInstance", lost),
+    );
+    for h in [
+        handler.handle(older.clone(), None).await,
+        instance_handler.handle(older, None).await,
+    ] {
+        assert!(h.expect_err("responses lost").is_retryable());
+    }
+    stack.emulator.set_faults(FaultConfig::new(11));
+
+    // The newer request holds the steps next.
+    let (reply, _) = handler.handle(newer.clone(), None).await.unwrap();
+    assert_eq!(reply["status"], "updated", "{reply}");
+    let (reply, _) = instance_handler.handle(newer, None).await.unwrap();
+    assert_eq!(reply["status"], "updated", "{reply}");
+
+    let counters = stack.emulator.counters();
+    assert_eq!(counters.created("CreateIdentityProvider"), 1);
+    assert_eq!(counters.created("CreateInstance"), 1);
+    assert_eq!(counters.calls("UpdateIdentityProvider"), 1);
+    assert_eq!(counters.calls("UpdateInstance"), 1);
+    let emitted = stack.emitted().await;
+    assert!(
+        of_type(&emitted, "Onboarding Step Failed").is_empty(),
+        "{emitted:#?}"
+    );
+    assert_eq!(of_type(&emitted, "Web Identity Provider Ready").len(), 1);
+    assert_eq!(of_type(&emitted, "Web Identity Provider Updated").len(), 1);
+    assert_eq!(
+        of_type(&emitted, "Identity Center Instance Updated").len(),
+        1
+    );
+
+    let records = stack
+        .engine()
+        .ledger()
+        .get(&format!("account#{account}"))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for record in &records {
+        assert_eq!(record.status, Status::Ready, "{record:?}");
+        assert!(
+            record
+                .applied_revision
+                .as_ref()
+                .is_some_and(|r| r.as_str() == "2026-11-30T10:05:00.000Z#t2"),
+            "{record:?}"
+        );
+    }
+    let instance = records
+        .iter()
+        .find(|r| r.key == StepKey::account(account, INSTANCE))
+        .expect("instance item");
+    let arn = instance.resource_arn.clone().unwrap();
+    assert_eq!(instance_now(&stack, account, &arn).await.0, "second");
+}
+
+/// A newer request that meets the step being created is not refused: it is recorded as
+/// wanted, and the delivery that finishes the create applies it (one update call). Its own
+/// delivery comes back, and is then a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newer_request_during_the_create_is_applied_by_the_delivery_that_finishes_it() {
+    let account = "920000000010";
+    let stack = Stack::start("revision-wanted").await;
+    let handler = stack.instance_handler(stack.engine());
+    // The create takes a while: the newer request arrives while it is held.
+    stack.emulator.set_faults(FaultConfig::new(3).with_rule(
+        "CreateInstance",
+        FaultRule {
+            latency_ms: 1500,
+            ..FaultRule::default()
+        },
+    ));
+    let older = named("w1", account, "2026-11-30T10:00:00Z", "older", json!({}));
+    let newer = named(
+        "w2",
+        account,
+        "2026-11-30T10:05:00Z",
+        "newer",
+        json!({ "CostCenter": "42" }),
+    );
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        handler.handle(newer.clone(), None).await
+    };
+    let (first, later) = futures::join!(handler.handle(older, None), later);
+    assert_eq!(
+        later.expect_err("held elsewhere").code(),
+        "InProgressElsewhere"
+    );
+    let (reply, _) = first.unwrap();
+    assert_eq!(reply["status"], "updated", "{reply}");
+    let arn = reply["resourceArn"].as_str().unwrap().to_string();
+    assert_eq!(
+        instance_now(&stack, account, &arn).await,
+        (
+            "newer".to_string(),
+            BTreeMap::from([("CostCenter".to_string(), "42".to_string())])
+        )
+    );
+    let (reply, _) = handler.handle(newer, None).await.unwrap();
+    assert_eq!(reply["status"], "duplicate", "{reply}");
+    assert_eq!(stack.emulator.counters().calls("UpdateInstance"), 1);
+    let updated = of_type(&stack.emitted().await, "Identity Center Instance Updated");
+    assert_eq!(updated.len(), 1);
+}
+
+/// A newer request that meets an instance still being created (`CREATED`) is recorded as
+/// wanted; when its message runs out, the reconciler that finishes the step applies it.
+#[tokio::test]
+async fn a_newer_request_for_a_created_step_is_applied_by_the_reconciler() {
+    let account = "920000000011";
+    let stack = Stack::start_with(
+        "revision-wanted-created",
+        EmulatorConfig {
+            instance_activation_ms: 1500,
+            ..EmulatorConfig::default()
+        },
+    )
+    .await;
+    let impatient = onboarding::engine::EngineSettings {
+        ready_wait: Duration::ZERO,
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(impatient));
+    let older = named("c1", account, "2026-11-30T10:00:00Z", "older", json!({}));
+    let newer = named("c2", account, "2026-11-30T10:05:00Z", "newer", json!({}));
+    for event in [older, newer] {
+        let err = handler.handle(event, None).await.expect_err("not active");
+        assert_eq!(err.code(), "NotReady");
+    }
+    // Both messages are gone for good; the instance becomes active.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let report = stack
+        .reconciler(stack.engine(), false)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!(report.finished, 1, "{report:?}");
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&StepKey::account(account, INSTANCE))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, Status::Ready);
+    assert_eq!(
+        record.applied_revision.as_ref().map(|r| r.as_str()),
+        Some("2026-11-30T10:05:00.000Z#c2")
+    );
+    let arn = record.resource_arn.unwrap();
+    assert_eq!(instance_now(&stack, account, &arn).await.0, "newer");
+    assert_eq!(stack.emulator.counters().calls("UpdateInstance"), 1);
 }

@@ -339,15 +339,6 @@ fn instance_detail(rng: &mut StdRng, i: usize) -> Value {
     instance
 }
 
-/// Whether the run includes the revisions population (`REPLAY_REVISIONS=1`). Off by default:
-/// it finds races between revisions that arrive before a step is first READY (a takeover by
-/// an older revision records its own state, a provider created for another revision is
-/// taken for a foreign one), which the engine does not handle yet. Run it with
-/// `REPLAY_REVISIONS=1 make replay`.
-fn revisions_population() -> bool {
-    std::env::var("REPLAY_REVISIONS").is_ok_and(|v| v.trim() == "1")
-}
-
 /// The revisions population's events for account `i`: 2-4 own requests at distinct times,
 /// each with another instance name (tags: in none, or in the latest and maybe others) and,
 /// on a portal in 60% of the accounts, other provider details and maybe another secret
@@ -450,7 +441,7 @@ pub fn generate(
     for i in 0..n {
         let account = format!("{}", 900_000_000_000u64 + i as u64);
         let portal = portal_arn(&account, i);
-        if revisions_population() && rng.gen_bool(0.1) {
+        if rng.gen_bool(0.1) {
             let (events, org) = revision_requests(rng, i, &account, &portal);
             emulator.accounts.extend(org);
             originals.extend(events);
