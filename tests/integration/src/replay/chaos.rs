@@ -233,6 +233,9 @@ pub enum WriteKind {
     UpdateApplied,
     UpdateRefused,
     UpdateReleased,
+    /// A newer request recorded as wanted on a step being created (conditioned on the step
+    /// being IN_PROGRESS or CREATED in its generation: never applied to a finished one).
+    Want,
     /// An operator's retry (a new generation).
     OperatorRetry,
     /// None of the above: the harness does not know this write.
@@ -358,6 +361,8 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
             None if has(":attempt") => WriteKind::Release,
             None => WriteKind::Unknown,
         }
+    } else if has(":wanted") && has(":created") {
+        WriteKind::Want
     } else if has(":created") {
         if has(":failed") {
             WriteKind::FailCreated

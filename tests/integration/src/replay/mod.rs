@@ -32,6 +32,10 @@
 //! announced flag of a late announcement) and at random points; lease holders stall until
 //! another delivery has taken their step over, then try to write. Every fault comes from a seeded RNG; the seed is printed first.
 //!
+//! The stranded variant ([`Options::stranded`]) gives each message 4 receives, drops a fifth
+//! of failed deliveries for good, keeps new instances in progress for 5 s and runs the
+//! reconciler alongside the deliveries, then until nothing is left unfinished (K runs).
+//!
 //! The verdict ([`verdict`]) is computed from the emulator's resources, the ledger, the
 //! emitted events and the dead-letter lists.
 
@@ -82,6 +86,10 @@ pub struct Options {
     pub workers: usize,
     pub rates: Rates,
     pub timing: Timing,
+    /// The stranded variant: messages run out after a few receives or are dropped for good,
+    /// instances take longer to become active than the messages last, and the reconciler
+    /// runs alongside the deliveries; afterwards it runs until nothing is left (K runs).
+    pub stranded: bool,
 }
 
 impl Options {
@@ -102,16 +110,22 @@ impl Options {
                 .unwrap_or(8),
             rates: Rates::default(),
             timing: Timing::from_env().unwrap_or_else(|e| panic!("{e}")),
+            stranded: false,
         }
     }
 
     /// The environment that reproduces this run's requests, copies, order and rates.
     pub fn reproduce(&self) -> String {
         format!(
-            "REPLAY_SEED={} REPLAY_N={} REPLAY_TIMING={}",
+            "REPLAY_SEED={} REPLAY_N={} REPLAY_TIMING={}{}",
             self.seed,
             self.requests,
-            self.timing.name()
+            self.timing.name(),
+            if self.stranded {
+                " (the stranded test)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -327,6 +341,61 @@ async fn scan_ledger(stack: &Stack) -> Result<Vec<Record>, String> {
     }
 }
 
+/// The stranded variant: receives per message (a few, where the grace window needs many).
+const STRANDED_RECEIVES: u32 = 4;
+/// The stranded variant: share of failed deliveries whose message is dropped for good.
+const STRANDED_DROP_RATE: f64 = 0.2;
+/// The stranded variant: how long a new instance stays `CREATE_IN_PROGRESS`, longer than
+/// its message's receives last.
+const STRANDED_ACTIVATION: Duration = Duration::from_secs(5);
+/// The stranded variant: the reconciler function's time limit (it stops starting work 30 s
+/// before it, as in production).
+const RECONCILER_TIMEOUT: Duration = Duration::from_secs(50);
+/// The stranded variant: the reconciler's schedule (15 minutes in production).
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// The stranded variant: runs after the deliveries before a step still not final is a
+/// violation (the grace window is 20 s at 1 s per run).
+const MAX_RECONCILER_RUNS: u32 = 90;
+
+/// After the deliveries: the reconciler runs on its schedule until no step is left that is
+/// not final, K runs. Every step the ledger knows must then be READY or FAILED.
+async fn finish_stranded(
+    reconciler: &onboarding::reconcile::Reconciler,
+    (runs, redriven_during): (u32, u32),
+    failures: &mut Vec<String>,
+    seed: u64,
+) -> String {
+    let mut k = 0u32;
+    let (mut redriven, mut finished) = (0u32, 0u32);
+    let mut left = usize::MAX;
+    while k < MAX_RECONCILER_RUNS {
+        k += 1;
+        let deadline = SystemTime::now() + RECONCILER_TIMEOUT;
+        match reconciler.run(Some(deadline), false).await {
+            Ok(report) => {
+                redriven += report.redriven;
+                finished += report.finished;
+                left = report.attention - report.failed as usize;
+                if left == 0 {
+                    break;
+                }
+            }
+            Err(e) => eprintln!("reconciler run {k} failed (the next one redoes it): {e}"),
+        }
+        tokio::time::sleep(RECONCILE_EVERY).await;
+    }
+    if left != 0 {
+        failures.push(format!(
+            "STUCK: {left} step(s) still not final after {k} reconciler runs [seed {seed}]"
+        ));
+    }
+    format!(
+        "{runs} reconciler runs alongside the deliveries ({redriven_during} re-drives); after \
+         them K = {k} run(s) until no step was left unfinished ({redriven} re-drives, \
+         {finished} finished), {left} left"
+    )
+}
+
 /// Runs the whole replay; the report and the verdict's violations.
 pub async fn run(opts: &Options) -> Run {
     let started = Instant::now();
@@ -350,8 +419,12 @@ pub async fn run(opts: &Options) -> Run {
             }
         }
     };
+    let mut plan = plan;
+    if opts.stranded {
+        plan.emulator.instance_activation_ms = STRANDED_ACTIVATION.as_millis() as u64;
+    }
     let emulator_config = plan.emulator.clone();
-    let stack = Arc::new(Stack::start_with("replay", plan.emulator).await);
+    let stack = Arc::new(Stack::start_with("replay", plan.emulator.clone()).await);
     for (id, secret) in plan::SECRETS {
         stack
             .put_secret(id, &json!({ "client_secret": secret }))
@@ -376,6 +449,17 @@ pub async fn run(opts: &Options) -> Run {
         max_backoff: timing.max_backoff,
         max_receive_count: timing.max_receive_count(),
         direct_max_receive_count: timing.direct_max_receive_count(),
+        drop_rate: 0.0,
+    };
+    let queue_settings = if opts.stranded {
+        QueueSettings {
+            max_receive_count: STRANDED_RECEIVES,
+            direct_max_receive_count: STRANDED_RECEIVES,
+            drop_rate: STRANDED_DROP_RATE,
+            ..queue_settings
+        }
+    } else {
+        queue_settings
     };
     let queues: HashMap<&'static str, Arc<SimQueue>> =
         [verdict::INSTANCE, verdict::APPROVAL, verdict::WEB]
@@ -561,15 +645,51 @@ pub async fn run(opts: &Options) -> Run {
         futures::future::join_all(tasks)
     };
     let mut failures = Vec::new();
+    // The stranded variant's reconciler, alongside the deliveries.
+    let reconciler = opts.stranded.then(|| {
+        Arc::new(stack.reconciler_with(
+            engine.clone(),
+            onboarding::reconcile::ReconcileSettings {
+                interval: Duration::from_secs(60),
+                repair_drift: false,
+                stuck_after: timing.grace,
+            },
+        ))
+    });
+    let deliveries_over = Arc::new(AtomicBool::new(false));
+    let alongside = reconciler.clone().map(|reconciler| {
+        let over = deliveries_over.clone();
+        tokio::spawn(async move {
+            let (mut runs, mut redriven) = (0u32, 0u32);
+            while !over.load(Ordering::SeqCst) {
+                let deadline = SystemTime::now() + RECONCILER_TIMEOUT;
+                // A run that fails (a throttled index read) is the next run's to redo.
+                if let Ok(report) = reconciler.run(Some(deadline), false).await {
+                    redriven += report.redriven;
+                }
+                runs += 1;
+                tokio::time::sleep(RECONCILE_EVERY).await;
+            }
+            (runs, redriven)
+        })
+    });
     for r in phase(shared.clone()).await {
         if let Err(e) = r {
             failures.push(format!("a worker task failed: {e} [seed {seed}]"));
         }
     }
+    deliveries_over.store(true, Ordering::SeqCst);
     let main_wall = started.elapsed();
 
     // Leases expire; is every step finished before the archive replay?
     tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    let mut stranded = match (&reconciler, alongside) {
+        (Some(reconciler), Some(alongside)) => {
+            let during = alongside.await.unwrap_or_default();
+            Some(finish_stranded(reconciler, during, &mut failures, seed).await)
+        }
+        _ => None,
+    };
     let expect = plan::expectations(&plan.originals, &emulator_config);
     let keys = &expect.keys;
     let before = match scan_ledger(&stack).await {
@@ -617,6 +737,11 @@ pub async fn run(opts: &Options) -> Run {
         if let Err(e) = r {
             failures.push(format!("a worker task failed: {e} [seed {seed}]"));
         }
+    }
+    // What the archive replay's own stranded messages left is the reconciler's again.
+    if let (Some(reconciler), Some(line)) = (&reconciler, &mut stranded) {
+        let again = finish_stranded(reconciler, (0, 0), &mut failures, seed).await;
+        line.push_str(&format!("\n  after the archive replay: {again}"));
     }
     let counters_after = stack.emulator.counters();
     let calls_before = total_calls(&counters_before);
@@ -671,6 +796,7 @@ pub async fn run(opts: &Options) -> Run {
         foreign_now: &foreign_now,
         first_assume: &first_assume,
         dead_letters: &dead_letters,
+        stranded: opts.stranded,
         sqs_sent: &sqs_sent,
         unsettled,
         terminal_before_replay,
@@ -779,7 +905,7 @@ pub async fn run(opts: &Options) -> Run {
          \x20 refused stale writes (lost lease): {}; ledger writes logged: {} ({applied_writes} applied)\n\
          \x20 crashes:{crashes}\n\
          \x20 archive replay: {} control-plane calls, {replay_created} new resources\n\
-         \x20 {summary}\n\
+         \x20 {summary}{}\n\
          \x20 wall time: {:.1}s ({:.1}s before the archive replay)\n\
          \x20 verdict: {}",
         timing.name(),
@@ -805,6 +931,7 @@ pub async fn run(opts: &Options) -> Run {
         reasons.lost_leases.load(Ordering::Relaxed),
         writes.len(),
         replay_calls.values().sum::<u64>(),
+        stranded.map_or(String::new(), |line| format!("\n  stranded: {line}")),
         started.elapsed().as_secs_f64(),
         main_wall.as_secs_f64(),
         if failures.is_empty() {

@@ -33,6 +33,9 @@ pub struct QueueSettings {
     pub max_receive_count: u32,
     /// The same for direct deliveries (EventBridge's retry policy).
     pub direct_max_receive_count: u32,
+    /// Share of failed or lost deliveries whose message is gone for good at once (its
+    /// receives spent, a dead-letter queue nobody redrives): dead-lettered on the spot.
+    pub drop_rate: f64,
 }
 
 /// One message on the queue.
@@ -207,14 +210,21 @@ impl SimQueue {
         } else {
             self.settings.max_receive_count
         };
-        if m.receives >= max_receives {
+        let dropped =
+            self.settings.drop_rate > 0.0 && rand::random::<f64>() < self.settings.drop_rate;
+        if m.receives >= max_receives || dropped {
+            let why = m.last_error.unwrap_or_default();
             let dead = DeadLetter {
                 queue: self.name,
                 message_id: m.id,
                 origin: m.origin,
                 direct: m.direct,
                 receives: m.receives,
-                last_error: m.last_error.unwrap_or_default(),
+                last_error: if dropped {
+                    format!("dropped for good after {} receive(s): {why}", m.receives)
+                } else {
+                    why
+                },
             };
             q.dead.push(dead);
         } else {
