@@ -35,6 +35,8 @@ const MAX_READINESS_DELAY: Duration = Duration::from_secs(2);
 /// Clocks of the service and of the functions may disagree this much: a resource created
 /// less than this before the step's first attempt may still be an earlier attempt's.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// The earliest a delivery that found its step held comes back (see [`recheck_in`]).
+const MIN_RECHECK: Duration = Duration::from_secs(5);
 
 /// How a delivery ended for one step, when it did not need to be retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,19 +328,23 @@ impl Engine {
                 record,
             } => {
                 self.want(plan, &record, &revision).await?;
-                let left = lease_expires_at
-                    .duration_since(SystemTime::now())
+                let now = SystemTime::now();
+                let left = lease_expires_at.duration_since(now).unwrap_or_default();
+                let held_for = record
+                    .updated_at
+                    .and_then(|claimed| now.duration_since(from_epoch_ms(claimed)).ok())
                     .unwrap_or_default();
                 Err(StepError::retryable(
                     "InProgressElsewhere",
                     format!(
-                        "{} is being handled by another delivery (lease ends in {:.1}s)",
+                        "{} is being handled by another delivery (held for {:.1}s, lease ends \
+                         in {:.1}s)",
                         plan.key,
+                        held_for.as_secs_f32(),
                         left.as_secs_f32()
                     ),
                 )
-                // Come back when the holder has finished or its lease has run out.
-                .after(left + Duration::from_secs(1)))
+                .after(recheck_in(held_for, left)))
             }
             Claim::Created(record) => {
                 self.settle(step, plan, &subject, record, &revision, deadline)
@@ -1110,6 +1116,18 @@ fn spread_throttling(e: StepError, attempt: u32) -> StepError {
         .min(Duration::from_secs(120));
     let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
     e.after(full.mul_f64(0.5 + 0.5 * unit))
+}
+
+/// When a delivery that found its step held comes back: after about as long as the holder
+/// has held it (a holder that claimed a second ago is likely done in a few; one that has
+/// worked for a minute may work for another), at least [`MIN_RECHECK`], never later than
+/// just after the lease ends, jittered (0.8-1.0x) so that the waiters of a burst spread out.
+fn recheck_in(held_for: Duration, lease_left: Duration) -> Duration {
+    let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    held_for
+        .max(MIN_RECHECK)
+        .mul_f64(0.8 + 0.2 * unit)
+        .min(lease_left + Duration::from_secs(1))
 }
 
 /// `state` with every field `request` specifies taken from it.

@@ -614,12 +614,7 @@ impl Ledger {
         revision: &Revision,
     ) -> Result<bool, LedgerError> {
         let fields = serde_json::Value::Object(fields.clone()).to_string();
-        let e = writes::want(
-            generation,
-            &fields,
-            revision.as_str(),
-            epoch_ms(SystemTime::now()),
-        );
+        let e = writes::want(generation, &fields, revision.as_str());
         Ok(matches!(
             self.update(key, &e, false).await?,
             Written::Applied(_)

@@ -220,7 +220,7 @@ fn created_fence(e: &mut Expressions, generation: u32, arn: &str) -> String {
 
 /// A request newer than any the step being created knows (`IN_PROGRESS` or `CREATED` in
 /// `generation`): its fields and revision become the wanted ones.
-pub(crate) fn want(generation: u32, fields: &str, revision: &str, now_ms: u64) -> Expressions {
+pub(crate) fn want(generation: u32, fields: &str, revision: &str) -> Expressions {
     let mut e = Expressions::default();
     let (status, generation_n, wanted, wanted_rev) = (
         e.n(STATUS),
@@ -228,19 +228,15 @@ pub(crate) fn want(generation: u32, fields: &str, revision: &str, now_ms: u64) -
         e.n(WANTED),
         e.n(WANTED_REVISION),
     );
-    let (requested_rev, applied, updated) = (
-        e.n(REQUESTED_REVISION),
-        e.n(APPLIED_REVISION),
-        e.n(UPDATED_AT),
-    );
+    let (requested_rev, applied) = (e.n(REQUESTED_REVISION), e.n(APPLIED_REVISION));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let created = e.v("created", s(Status::Created.as_str()));
     let generation_v = e.v("generation", num(u64::from(generation)));
     let fields_v = e.v("wanted", s(fields));
     let revision_v = e.v("revision", s(revision));
-    let now = e.v("now", num(now_ms));
+    // `updated_at` stays the holder's claim time (waiters pace their rechecks by it).
     e.update = Some(format!(
-        "SET {wanted} = {fields_v}, {wanted_rev} = {revision_v}, {updated} = {now}"
+        "SET {wanted} = {fields_v}, {wanted_rev} = {revision_v}"
     ));
     let older = |attr: &str| format!("(attribute_not_exists({attr}) OR {attr} < {revision_v})");
     e.condition = Some(format!(
