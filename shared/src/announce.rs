@@ -2,9 +2,12 @@
 //! "<Step> Updated", "Onboarding Step Failed", "Onboarding Drift Detected". The detail schema
 //! is documented in events/README.md.
 //!
-//! Announcements made at about the same time (the records of one SQS batch finishing
-//! together) share one `PutEvents` call of up to 10 entries: each caller's entry waits at
-//! most [`BATCH_WINDOW`] for others, and each caller learns its own entry's result.
+//! The announcements of one invocation share one `PutEvents` call of up to 10 entries: the
+//! handler runs its records inside [`gathered`], and an announcement waits until every record
+//! still running is waiting for its own (or has finished), then one of them sends them all;
+//! each caller learns its own entry's result. Nothing is held longer than the invocation
+//! takes anyway (its reply waits for the slowest record). Announcements outside an
+//! invocation (the reconciler's) share a call when made within [`BATCH_WINDOW`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,12 +36,96 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(15);
 /// PutEvents takes at most 10 entries.
 const MAX_ENTRIES: usize = 10;
 
+/// How often a waiting announcement looks whether its invocation's batch is complete.
+const GATHER_CHECK: Duration = Duration::from_millis(5);
+
 type Waiter = oneshot::Sender<Result<(), StepError>>;
 
 /// Entries waiting for their shared `PutEvents` call.
 #[derive(Default)]
 struct Batch {
     entries: Vec<(PutEventsRequestEntry, String, Waiter)>,
+}
+
+tokio::task_local! {
+    static GATHERING: Arc<Gathering>;
+}
+
+/// The announcements of one invocation: entries wait until every runner (a record, or a FIFO
+/// message group) still running is waiting for its own announcement.
+struct Gathering {
+    inner: Mutex<Gathered>,
+}
+
+#[derive(Default)]
+struct Gathered {
+    running: usize,
+    /// Pending entries, with their callers' ids (one entry per waiting caller).
+    batch: Batch,
+    ids: Vec<u64>,
+    next_id: u64,
+}
+
+impl Gathering {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gathered> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pending batch, if every runner still running waits in it (or it is full).
+    fn take_if_complete(&self) -> Option<Batch> {
+        let mut g = self.lock();
+        let n = g.batch.entries.len();
+        if n == 0 || (n < g.running && n < MAX_ENTRIES) {
+            return None;
+        }
+        g.ids.clear();
+        Some(std::mem::take(&mut g.batch))
+    }
+}
+
+/// Runs `work`, the `runners` concurrent parts of one invocation (records, or FIFO message
+/// groups run in order), so that their announcements share one `PutEvents` call. Each runner
+/// holds a [`Runner`] from [`runner`] until it ends.
+pub async fn gathered<F: std::future::Future>(runners: usize, work: F) -> F::Output {
+    let gathering = Arc::new(Gathering {
+        inner: Mutex::new(Gathered {
+            running: runners,
+            ..Gathered::default()
+        }),
+    });
+    GATHERING.scope(gathering, work).await
+}
+
+/// A runner of the invocation in progress: while it lives, the others' announcements wait
+/// for its own (or for it to end). `None` outside [`gathered`].
+pub fn runner() -> Option<Runner> {
+    GATHERING.try_with(|g| Runner(g.clone())).ok()
+}
+
+pub struct Runner(Arc<Gathering>);
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let mut g = self.0.lock();
+        g.running = g.running.saturating_sub(1);
+    }
+}
+
+/// A caller's entry in its invocation's pending batch: removed if the caller gives up
+/// (its deadline) before the batch is sent, so nothing is announced for it.
+struct Entry {
+    gathering: Arc<Gathering>,
+    id: u64,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut g = self.gathering.lock();
+        if let Some(i) = g.ids.iter().position(|id| *id == self.id) {
+            g.ids.remove(i);
+            g.batch.entries.remove(i);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -150,8 +237,9 @@ impl Announcer {
         self.put(STEP_FAILED_DETAIL_TYPE, &detail).await
     }
 
-    /// Queues the entry for the next shared call and waits for its result. The first entry
-    /// of a batch sends it after [`BATCH_WINDOW`]; the tenth sends it at once.
+    /// Queues the entry for the next shared call and waits for its result. In an invocation
+    /// ([`gathered`]) the batch is sent once every runner still running waits in it; else the
+    /// first entry of a batch sends it after [`BATCH_WINDOW`]. The tenth sends it at once.
     async fn put(&self, detail_type: &str, detail: &serde_json::Value) -> Result<(), StepError> {
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
@@ -160,6 +248,29 @@ impl Announcer {
             .detail(detail.to_string())
             .build();
         let (tx, mut rx) = oneshot::channel();
+        if let Ok(gathering) = GATHERING.try_with(Arc::clone) {
+            let id = {
+                let mut g = gathering.lock();
+                let id = g.next_id;
+                g.next_id += 1;
+                g.ids.push(id);
+                g.batch.entries.push((entry, detail_type.to_string(), tx));
+                id
+            };
+            let _entry = Entry {
+                gathering: gathering.clone(),
+                id,
+            };
+            loop {
+                if let Some(batch) = gathering.take_if_complete() {
+                    self.send(batch).await;
+                }
+                tokio::select! {
+                    result = &mut rx => return abandoned_or(result),
+                    _ = tokio::time::sleep(GATHER_CHECK) => {}
+                }
+            }
+        }
         let full = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let batch = pending.get_or_insert_with(Batch::default);
@@ -175,14 +286,7 @@ impl Announcer {
         // the others' entries.
         loop {
             tokio::select! {
-                result = &mut rx => {
-                    return result.unwrap_or_else(|_| {
-                        Err(StepError::retryable(
-                            "NotAnnounced",
-                            "the shared PutEvents call was abandoned",
-                        ))
-                    });
-                }
+                result = &mut rx => return abandoned_or(result),
                 _ = tokio::time::sleep(BATCH_WINDOW) => {
                     let batch = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take();
                     if let Some(batch) = batch {
@@ -235,4 +339,16 @@ impl Announcer {
             }
         }
     }
+}
+
+/// A waiter's result; its sender dropped means the shared call was abandoned.
+fn abandoned_or(
+    result: Result<Result<(), StepError>, oneshot::error::RecvError>,
+) -> Result<(), StepError> {
+    result.unwrap_or_else(|_| {
+        Err(StepError::retryable(
+            "NotAnnounced",
+            "the shared PutEvents call was abandoned",
+        ))
+    })
 }

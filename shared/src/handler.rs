@@ -9,6 +9,8 @@
 //! an account is not reachable yet, a lease held elsewhere) gets that visibility timeout
 //! through [`Redelivery`] before the reply.
 //!
+//! The announcements of one invocation share one `PutEvents` call ([`announce::gathered`]).
+//!
 //! Direct invocations return an error whenever the delivery did not finish and must come
 //! again: retryable failures, and ledger outcomes this delivery cannot settle (its lease was
 //! lost to another delivery, the item changed under it, the item is unreadable), so that
@@ -22,7 +24,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
-use crate::announce::Subject;
+use crate::announce::{self, gathered, Subject};
 use crate::engine::{Engine, How, Outcome};
 use crate::error::StepError;
 use crate::events::{self, Accept, Decoded, Invocation, SqsRecord};
@@ -104,13 +106,19 @@ impl<S: Step> Handler<S> {
         match events::invocation(payload) {
             Ok(Invocation::Sqs(records)) => Ok(self.batch(records, deadline).await),
             Ok(Invocation::EventBridge(event)) => {
-                let verdict = match events::decode(&event, &self.accept) {
-                    Ok(decoded) => self.run(decoded, deadline).await,
-                    Err(e) => Verdict::Invalid(e.reason),
-                };
-                let tally = verdict.tally();
-                let event_id = event.get("id").and_then(Value::as_str).unwrap_or("");
-                self.direct_reply(verdict, event_id).await.map(|reply| (reply, tally))
+                gathered(1, async {
+                    let _runner = announce::runner();
+                    let verdict = match events::decode(&event, &self.accept) {
+                        Ok(decoded) => self.run(decoded, deadline).await,
+                        Err(e) => Verdict::Invalid(e.reason),
+                    };
+                    let tally = verdict.tally();
+                    let event_id = event.get("id").and_then(Value::as_str).unwrap_or("");
+                    self.direct_reply(verdict, event_id)
+                        .await
+                        .map(|reply| (reply, tally))
+                })
+                .await
             }
             Err(e) if is_batch => Err(StepError::retryable(
                 "MalformedBatch",
@@ -174,20 +182,25 @@ impl<S: Step> Handler<S> {
                     None => groups.push((record.group_id.clone(), vec![record])),
                 }
             }
-            join_all(
-                groups
-                    .into_iter()
-                    .map(|(_, members)| self.group(members, deadline)),
+            let runners = groups.len();
+            gathered(
+                runners,
+                join_all(groups.into_iter().map(|(_, members)| async move {
+                    let _runner = announce::runner();
+                    self.group(members, deadline).await
+                })),
             )
             .await
             .into_iter()
             .flatten()
             .collect()
         } else {
-            join_all(
-                records
-                    .iter()
-                    .map(|r| async move { (r.message_id.clone(), self.record(r, deadline).await) }),
+            gathered(
+                records.len(),
+                join_all(records.iter().map(|r| async move {
+                    let _runner = announce::runner();
+                    (r.message_id.clone(), self.record(r, deadline).await)
+                })),
             )
             .await
         };

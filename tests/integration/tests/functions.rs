@@ -620,6 +620,46 @@ async fn announcements_made_together_share_one_put_events_call() {
     assert_eq!(stack.emitted().await.len(), 10, "each entry delivered");
 }
 
+/// The records of one invocation finish apart (readiness polled on each record's own clock,
+/// throttled checks retried, a duplicate done at once), and their announcements still share
+/// one PutEvents call: each waits until every record still running waits too.
+#[tokio::test]
+async fn an_invocations_announcements_share_one_put_events_call() {
+    let stack = Stack::start("announce-invocation").await;
+    stack.emulator.set_faults(FaultConfig::new(5).with_rule(
+        "DescribeInstance",
+        FaultRule {
+            throttle_rate: 0.3,
+            latency_ms: 40,
+            ..FaultRule::default()
+        },
+    ));
+    let handler = stack.instance_handler(stack.engine());
+    let mut records: Vec<Record> = (0..8)
+        .map(|i| {
+            let account = format!("82000000000{i}");
+            let id = format!("i-{i}");
+            Record::of(&id, &onboarding_requested(&id, &account, json!({})))
+        })
+        .collect();
+    records.push(Record::of(
+        "i-dup",
+        &onboarding_requested("i-0", "820000000000", json!({})),
+    ));
+    stack.announce_requests.reset();
+    let (reply, tally) = handler.handle(sqs_batch(&records), None).await.unwrap();
+    let emitted = stack.emitted().await;
+    let ready = ready_events(&emitted, "Identity Center Instance Ready");
+    eprintln!(
+        "{} Ready events, {} PutEvents call(s); reply {reply}",
+        ready.len(),
+        stack.announce_requests.get()
+    );
+    assert_eq!(ready.len() as u32, tally.created);
+    assert!(tally.created >= 4, "{reply}");
+    assert_eq!(stack.announce_requests.get(), 1, "one PutEvents call");
+}
+
 #[tokio::test]
 async fn a_batch_of_providers_reads_their_shared_secret_once() {
     let accounts: Vec<String> = (0..6).map(|i| format!("81000000000{i}")).collect();
