@@ -296,7 +296,7 @@ pub async fn measure(opts: &Options, scratch: &Path) -> Result<(String, Vec<Stri
         _ => None,
     })?
     .engine;
-    let quotas = scaled(QuotaConfig::documented(), opts.quota_scale);
+    let quotas = QuotaConfig::documented().scaled(opts.quota_scale);
     stack.emulator.set_quotas(Some(quotas.clone()));
     let before = stack.emulator.counters();
     let secrets_before = stack.secret_requests.get();
@@ -676,16 +676,6 @@ async fn queue(
         .and_then(|a| a.get(&Attr::QueueArn).cloned())
         .ok_or("no queue ARN")?;
     Ok((url, arn))
-}
-
-/// Every rule's rate times `scale`; bursts unchanged (scaled too, the per-account buckets
-/// of 20 calls would throttle an instance's three readiness checks, which no real quota
-/// does).
-fn scaled(mut quotas: QuotaConfig, scale: f64) -> QuotaConfig {
-    for rule in quotas.rules.values_mut() {
-        rule.rate_per_second *= scale;
-    }
-    quotas
 }
 
 fn quota_name(scale: f64) -> String {

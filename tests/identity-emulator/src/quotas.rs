@@ -193,6 +193,16 @@ impl QuotaConfig {
         }
     }
 
+    /// Every rule's rate times `scale`, bursts unchanged (scaled bursts of 20 calls would
+    /// throttle an instance's few readiness checks, which no real quota does). A run on a
+    /// small machine meets the quotas, not its own limits, at a tenth of them.
+    pub fn scaled(mut self, scale: f64) -> Self {
+        for rule in self.rules.values_mut() {
+            rule.rate_per_second *= scale;
+        }
+        self
+    }
+
     /// The rule covering `operation`: its own, else `"*"`.
     pub fn rule(&self, operation: &str) -> Option<&QuotaRule> {
         self.rules.get(operation).or_else(|| self.rules.get("*"))

@@ -36,6 +36,9 @@
 //! of failed deliveries for good, keeps new instances in progress for 5 s and runs the
 //! reconciler alongside the deliveries, then until nothing is left unfinished (K runs).
 //!
+//! The burst mode ([`Options::burst`]) feeds the messages at a backfill's pace against the
+//! emulator's request-rate quotas, scaled so that they bind.
+//!
 //! The verdict ([`verdict`]) is computed from the emulator's resources, the ledger, the
 //! emitted events and the dead-letter lists.
 
@@ -51,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
-use identity_emulator::{Counters, FaultConfig, FaultRule};
+use identity_emulator::{Counters, FaultConfig, FaultRule, QuotaConfig};
 use onboarding::announce::Announcer;
 use onboarding::aws::MemberAccess;
 use onboarding::engine::{Engine, EngineSettings};
@@ -90,6 +93,11 @@ pub struct Options {
     /// instances take longer to become active than the messages last, and the reconciler
     /// runs alongside the deliveries; afterwards it runs until nothing is left (K runs).
     pub stranded: bool,
+    /// The burst mode: the emulator meters every API at [`BURST_QUOTA_SCALE`] of its
+    /// documented (or assumed) rate, so that the quotas bind at this size; the functions'
+    /// clients retry in the SDK's adaptive mode as deployed, no throttling is injected, and
+    /// the messages arrive at [`BURST_RATE`] events a second (the backfill bench's `--rate`).
+    pub burst: bool,
 }
 
 impl Options {
@@ -111,6 +119,7 @@ impl Options {
             rates: Rates::default(),
             timing: Timing::from_env().unwrap_or_else(|e| panic!("{e}")),
             stranded: false,
+            burst: false,
         }
     }
 
@@ -123,6 +132,8 @@ impl Options {
             self.timing.name(),
             if self.stranded {
                 " (the stranded test)"
+            } else if self.burst {
+                " (the burst test)"
             } else {
                 ""
             }
@@ -341,6 +352,12 @@ async fn scan_ledger(stack: &Stack) -> Result<Vec<Record>, String> {
     }
 }
 
+/// The burst mode: events a second (each to the three queues), the backfill bench's `--rate`.
+const BURST_RATE: f64 = 100.0;
+/// The burst mode: the emulator's quotas at this share of their rates (bursts as they are):
+/// the management account's AssumeRole at 4 a second, which 150 accounts' steps exceed.
+const BURST_QUOTA_SCALE: f64 = 0.04;
+
 /// The stranded variant: receives per message (a few, where the grace window needs many).
 const STRANDED_RECEIVES: u32 = 4;
 /// The stranded variant: share of failed deliveries whose message is dropped for good.
@@ -433,11 +450,16 @@ pub async fn run(opts: &Options) -> Run {
 
     // Every AWS client of the functions, with the SDK retry timing scaled down like the
     // lease and the queue timings (the attempts stay the project's 3).
+    let retry = if opts.burst {
+        RetryConfig::adaptive()
+    } else {
+        RetryConfig::standard()
+    };
     let config = stack
         .config
         .to_builder()
         .retry_config(
-            RetryConfig::standard()
+            retry
                 .with_max_attempts(3)
                 .with_initial_backoff(Duration::from_millis(20))
                 .with_max_backoff(Duration::from_millis(400)),
@@ -543,8 +565,10 @@ pub async fn run(opts: &Options) -> Run {
     // operation committed, added latency; creates a little slower; 4% of CreateInstance calls
     // answer ConflictException for a write that has not propagated (nothing done: the step
     // finds no instance, retries inside the grace window, and must end READY).
+    // In the burst mode the quotas throttle, not a fixed share of calls.
+    let throttle_rate = if opts.burst { 0.0 } else { 0.10 };
     let emulator_rule = |latency_ms| FaultRule {
-        throttle_rate: 0.10,
+        throttle_rate,
         server_error_rate: 0.05,
         commit_then_fail_rate: 0.01,
         commit_then_drop_rate: 0.01,
@@ -565,6 +589,11 @@ pub async fn run(opts: &Options) -> Run {
         faults = faults.with_rule(op, rule);
     }
     stack.emulator.set_faults(faults);
+    if opts.burst {
+        stack
+            .emulator
+            .set_quotas(Some(QuotaConfig::documented().scaled(BURST_QUOTA_SCALE)));
+    }
 
     // Captured events, drained while the run goes on.
     let emitted = Arc::new(Mutex::new(Vec::<Value>::new()));
@@ -593,12 +622,6 @@ pub async fn run(opts: &Options) -> Run {
         replay_phase: AtomicBool::new(false),
     });
     let mut sqs_sent: HashMap<(&'static str, usize), u64> = HashMap::new();
-    let mut send = |queue: &Arc<SimQueue>, id: String, body: &str, direct: bool, origin: usize| {
-        if !direct {
-            *sqs_sent.entry((queue.name, origin)).or_default() += 1;
-        }
-        queue.send(id, body.to_string(), direct, origin);
-    };
     // Event id -> original, for the events the functions emit (they name the request).
     let mut origin_of: HashMap<String, usize> = HashMap::new();
     for (i, o) in plan.originals.iter().enumerate() {
@@ -607,18 +630,66 @@ pub async fn run(opts: &Options) -> Run {
             origin_of.insert(id.to_string(), i);
         }
     }
-    for (name, queue) in &queues {
-        for (origin, copy) in plan::deliveries(&plan.originals, &mut rng) {
-            let o = &plan.originals[origin];
-            send(
-                queue,
-                format!("{name}-{origin}-{copy}"),
-                &o.body,
-                o.direct,
-                origin,
-            );
+    // Each queue's copies, shuffled; sent interleaved across the queues, as one rule fans
+    // each event out to all three.
+    let feeds: Vec<(&'static str, Vec<(usize, u32)>)> =
+        [verdict::INSTANCE, verdict::APPROVAL, verdict::WEB]
+            .into_iter()
+            .map(|name| (name, plan::deliveries(&plan.originals, &mut rng)))
+            .collect();
+    let longest = feeds.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
+    let sends: Vec<(&'static str, String, usize)> = (0..longest)
+        .flat_map(|i| {
+            feeds.iter().filter_map(move |(name, d)| {
+                d.get(i)
+                    .map(|(origin, copy)| (*name, format!("{name}-{origin}-{copy}"), *origin))
+            })
+        })
+        .collect();
+    for (name, _, origin) in &sends {
+        if !plan.originals[*origin].direct {
+            *sqs_sent.entry((*name, *origin)).or_default() += 1;
         }
     }
+    let feeder = if opts.burst {
+        // Paced: the queues stay open until the last message is sent.
+        for queue in queues.values() {
+            queue.set_feeding(true);
+        }
+        let queues = queues.clone();
+        let bodies: Vec<(String, bool)> = plan
+            .originals
+            .iter()
+            .map(|o| (o.body.clone(), o.direct))
+            .collect();
+        Some(tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            for (i, (name, id, origin)) in sends.into_iter().enumerate() {
+                // BURST_RATE events a second, each to the three queues.
+                let due = started + Duration::from_secs_f64(i as f64 / 3.0 / BURST_RATE);
+                tokio::time::sleep_until(due).await;
+                let (body, direct) = &bodies[origin];
+                queues[name].send(id, body.clone(), *direct, origin);
+            }
+            for queue in queues.values() {
+                queue.set_feeding(false);
+            }
+            started.elapsed()
+        }))
+    } else {
+        for (name, id, origin) in sends {
+            let o = &plan.originals[origin];
+            queues[name].send(id, o.body.clone(), o.direct, origin);
+        }
+        None
+    };
+    let mut send = |queue: &Arc<SimQueue>, id: String, body: &str, direct: bool, origin: usize| {
+        if !direct {
+            *sqs_sent.entry((queue.name, origin)).or_default() += 1;
+        }
+        queue.send(id, body.to_string(), direct, origin);
+    };
+
     let phase = |shared: Arc<Shared>| {
         let mut tasks = Vec::new();
         spawn_workers(
@@ -680,6 +751,25 @@ pub async fn run(opts: &Options) -> Run {
     }
     deliveries_over.store(true, Ordering::SeqCst);
     let main_wall = started.elapsed();
+    let burst = match feeder {
+        Some(feeder) => {
+            let fed = feeder.await.unwrap_or_default();
+            let c = stack.emulator.counters();
+            let refused: Vec<String> = c
+                .throttled
+                .iter()
+                .map(|(op, n)| format!("{op} {n}"))
+                .collect();
+            Some(format!(
+                "burst: messages fed at {BURST_RATE} events/s in {:.1}s; quotas at \
+                 {BURST_QUOTA_SCALE}x the documented rates refused {} call(s) ({})",
+                fed.as_secs_f64(),
+                c.throttled.values().sum::<u64>(),
+                refused.join(", "),
+            ))
+        }
+        None => None,
+    };
 
     // Leases expire; is every step finished before the archive replay?
     tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
@@ -931,7 +1021,12 @@ pub async fn run(opts: &Options) -> Run {
         reasons.lost_leases.load(Ordering::Relaxed),
         writes.len(),
         replay_calls.values().sum::<u64>(),
-        stranded.map_or(String::new(), |line| format!("\n  stranded: {line}")),
+        stranded
+            .map(|line| format!("stranded: {line}"))
+            .into_iter()
+            .chain(burst)
+            .map(|line| format!("\n  {line}"))
+            .collect::<String>(),
         started.elapsed().as_secs_f64(),
         main_wall.as_secs_f64(),
         if failures.is_empty() {

@@ -98,6 +98,8 @@ pub struct SimQueue {
     pub arn: String,
     settings: QueueSettings,
     inner: Mutex<Inner>,
+    /// Messages are still being sent (the burst mode's paced feed): not drained yet.
+    feeding: std::sync::atomic::AtomicBool,
 }
 
 impl SimQueue {
@@ -107,6 +109,7 @@ impl SimQueue {
             arn: crate::deliveries::queue_arn(name),
             settings,
             inner: Mutex::new(Inner::default()),
+            feeding: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -269,10 +272,18 @@ impl SimQueue {
         }
     }
 
-    /// Nothing waiting and nothing in flight.
+    /// While `true`, more messages are on their way: the queue is not drained when empty.
+    pub fn set_feeding(&self, feeding: bool) {
+        self.feeding
+            .store(feeding, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Nothing waiting, nothing in flight and nothing more to come.
     pub fn is_drained(&self) -> bool {
         let q = self.lock();
-        q.waiting.is_empty() && q.in_flight.is_empty()
+        q.waiting.is_empty()
+            && q.in_flight.is_empty()
+            && !self.feeding.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How long until the next waiting message becomes visible (None: nothing waiting).
