@@ -370,22 +370,24 @@ const STRANDED_ACTIVATION: Duration = Duration::from_secs(5);
 const RECONCILER_TIMEOUT: Duration = Duration::from_secs(50);
 /// The stranded variant: the reconciler's schedule (15 minutes in production).
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
-/// The stranded variant: runs after the deliveries before a step still not final is a
-/// violation (the grace window is 20 s at 1 s per run).
-const MAX_RECONCILER_RUNS: u32 = 90;
+/// The stranded variant: runs after the deliveries, beyond the grace window's seconds (a run
+/// a second), before a step still not final is a violation.
+const SPARE_RECONCILER_RUNS: u32 = 70;
 
 /// After the deliveries: the reconciler runs on its schedule until no step is left that is
 /// not final, K runs. Every step the ledger knows must then be READY or FAILED.
 async fn finish_stranded(
     reconciler: &onboarding::reconcile::Reconciler,
     (runs, redriven_during): (u32, u32),
+    grace: Duration,
     failures: &mut Vec<String>,
     seed: u64,
 ) -> String {
     let mut k = 0u32;
     let (mut redriven, mut finished) = (0u32, 0u32);
     let mut left = usize::MAX;
-    while k < MAX_RECONCILER_RUNS {
+    let max_runs = grace.as_secs() as u32 + SPARE_RECONCILER_RUNS;
+    while k < max_runs {
         k += 1;
         let deadline = SystemTime::now() + RECONCILER_TIMEOUT;
         match reconciler.run(Some(deadline), false).await {
@@ -776,7 +778,7 @@ pub async fn run(opts: &Options) -> Run {
     let mut stranded = match (&reconciler, alongside) {
         (Some(reconciler), Some(alongside)) => {
             let during = alongside.await.unwrap_or_default();
-            Some(finish_stranded(reconciler, during, &mut failures, seed).await)
+            Some(finish_stranded(reconciler, during, timing.grace, &mut failures, seed).await)
         }
         _ => None,
     };
@@ -830,7 +832,7 @@ pub async fn run(opts: &Options) -> Run {
     }
     // What the archive replay's own stranded messages left is the reconciler's again.
     if let (Some(reconciler), Some(line)) = (&reconciler, &mut stranded) {
-        let again = finish_stranded(reconciler, (0, 0), &mut failures, seed).await;
+        let again = finish_stranded(reconciler, (0, 0), timing.grace, &mut failures, seed).await;
         line.push_str(&format!("\n  after the archive replay: {again}"));
     }
     let counters_after = stack.emulator.counters();
