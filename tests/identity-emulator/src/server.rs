@@ -412,7 +412,12 @@ async fn handle(
         _ => {}
     }
 
-    let result = execute(&shared, service, routed, scope.as_ref());
+    let invocation = parts
+        .headers
+        .get("amz-sdk-invocation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let result = execute(&shared, service, routed, scope.as_ref(), invocation);
     match fault {
         Fault::CommitThenFail => Ok(protocol::error(service, &internal(service), &request_id)),
         Fault::CommitThenDrop => Err(DropConnection),
@@ -545,6 +550,7 @@ fn execute(
     service: Service,
     routed: Routed,
     scope: Option<&(String, String, String)>,
+    invocation: Option<String>,
 ) -> Result<Output, ServiceError> {
     if service == Service::Mpa {
         check_mpa_region(scope, &shared.world().config.region)?;
@@ -564,6 +570,7 @@ fn execute(
         }
     }
     let mut world = shared.world();
+    world.invocation = invocation;
     let caller = world.caller(scope.map(|s| s.0.as_str()), scope.map(|s| s.1.as_str()));
     match (service, &routed.input) {
         (Service::SsoAdmin, Input::Json(v)) => {

@@ -159,6 +159,10 @@ pub(crate) struct World {
     pub quotas: QuotaState,
     /// resource ARN -> its states, oldest first (kept after the resource is deleted)
     pub history: BTreeMap<String, Vec<Value>>,
+    /// The SDK's `amz-sdk-invocation-id` of the call being executed: the same for every
+    /// attempt of one SDK operation call, so the history tells a retried attempt of one call
+    /// (a lost response) from another call.
+    pub invocation: Option<String>,
     /// Salt of the fingerprints of secret-bearing states (never shown).
     fingerprint_salt: [u8; 16],
 }
@@ -193,6 +197,7 @@ impl World {
             faults: FaultState::default(),
             quotas: QuotaState::new(config.quotas.clone()),
             history: BTreeMap::new(),
+            invocation: None,
             fingerprint_salt: *uuid::Uuid::new_v4().as_bytes(),
             config,
         };
@@ -302,12 +307,16 @@ impl World {
 
     /// Append the state a resource is in after `operation` to its history.
     pub(crate) fn record(&mut self, arn: &str, operation: &str, state: Value) {
+        let invocation = self.invocation.clone();
         let entries = self.history.entry(arn.to_string()).or_default();
         let mut entry = json!({
             "version": entries.len() + 1,
             "operation": operation,
             "at": ids::iso8601(SystemTime::now()),
         });
+        if let Some(id) = invocation {
+            entry["invocation"] = json!(id);
+        }
         if let (Some(e), Value::Object(fields)) = (entry.as_object_mut(), state) {
             e.extend(fields);
         }

@@ -516,6 +516,12 @@ async fn instance_updates_take_faults_like_creates() {
         history_of(&emu, &arn, "name"),
         ["payments", "renamed", "renamed", "renamed"]
     );
+    // The entries name the SDK call they came from: both attempts of the one TagResource
+    // call share its amz-sdk-invocation-id, which the UpdateInstance call's differs from.
+    let calls = history_of(&emu, &arn, "invocation");
+    assert!(calls[1].is_string(), "{calls:?}");
+    assert_eq!(calls[2], calls[3], "{calls:?}");
+    assert_ne!(calls[1], calls[2], "{calls:?}");
 }
 
 fn oidc(secret: &str) -> HashMap<String, String> {

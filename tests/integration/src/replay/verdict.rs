@@ -1152,6 +1152,23 @@ fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
     }
 }
 
+/// The calls of `operation` a resource's history shows: entries of one SDK operation call
+/// (the same `amz-sdk-invocation-id`: its attempts, retried after a response was lost once
+/// the call had committed) count once.
+fn update_calls(history: &[Value], operation: &str) -> u64 {
+    let mut calls: HashSet<String> = HashSet::new();
+    let mut unnamed = 0u64;
+    for s in history.iter().filter(|s| s["operation"] == operation) {
+        match s["invocation"].as_str() {
+            Some(id) => {
+                calls.insert(id.to_string());
+            }
+            None => unnamed += 1,
+        }
+    }
+    calls.len() as u64 + unnamed
+}
+
 /// What the revisions population came to, for the report.
 #[derive(Default)]
 struct RevisionStats {
@@ -1278,12 +1295,9 @@ fn check_revisions(
         // names none: the oldest).
         let mut reached: Option<usize> = None;
         let mut rolled_back = false;
-        let mut updates = 0u64;
+        let updates = update_calls(&history, "UpdateInstance");
         for s in &history {
             let op = s["operation"].as_str().unwrap_or_default();
-            if op == "UpdateInstance" {
-                updates += 1;
-            }
             let index = if s["name"].is_null() {
                 Some(0)
             } else {
@@ -1421,7 +1435,6 @@ fn check_revisions(
     let fingerprint = |s: &Value| s["fingerprint"].as_str().unwrap_or_default().to_string();
     // Each revision's details differ, so a state left behind never comes back.
     let mut left: HashSet<String> = HashSet::new();
-    let mut updates = 0u64;
     for pair in history.windows(2) {
         let (before, after) = (fingerprint(&pair[0]), fingerprint(&pair[1]));
         if before != after {
@@ -1436,11 +1449,7 @@ fn check_revisions(
             }
         }
     }
-    for s in &history {
-        if s["operation"] == "UpdateIdentityProvider" {
-            updates += 1;
-        }
-    }
+    let updates = update_calls(&history, "UpdateIdentityProvider");
     stats.update_calls += updates;
     if updates > revs.own() as u64 {
         fail(format!(
