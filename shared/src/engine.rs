@@ -450,10 +450,11 @@ impl Engine {
             self.wait_ready(step, &api, &arn, deadline).await
         };
         match settled {
-            // Adopted on what a lookup saw: record first, fenced by the lease, so a holder
-            // that lost its lease (its create met the new holder's resource) announces
-            // nothing; then announce and mark it.
-            Ok(Settled::Ready) if origin != Origin::Created => {
+            // Adopted on what a lookup saw, or created by a holder whose lease is running
+            // out (it stalled; another delivery may take the step over and record another
+            // outcome): record first, fenced by the lease, so a holder that lost its lease
+            // announces nothing; then announce and mark it.
+            Ok(Settled::Ready) if origin != Origin::Created || !self.lease_fresh(lease) => {
                 let record = self
                     .ledger
                     .mark_ready_unannounced(lease, &arn, origin, &applied)
@@ -473,7 +474,8 @@ impl Engine {
                 Ok(Obtained::Ready(Box::new(record)))
             }
             // Announce first, then one write that records READY and announced: two writes
-            // for a first pass, and a crash in between re-announces.
+            // for a first pass, and a crash in between re-announces. Safe while the lease
+            // has time left: nobody else can take the step over before it ends.
             Ok(Settled::Ready) => {
                 let announced = self
                     .announcer
@@ -961,6 +963,13 @@ impl Engine {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Whether `lease` has time left to announce before it could be taken over: a quarter
+    /// of a lease's length, at most 5 s.
+    fn lease_fresh(&self, lease: &Lease) -> bool {
+        let margin = (self.settings.lease / 4).min(Duration::from_secs(5));
+        SystemTime::now() + margin < lease.expires_at
     }
 
     /// Not reachable yet: retryable with a growing delay inside the grace window from

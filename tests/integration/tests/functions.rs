@@ -720,3 +720,70 @@ async fn a_batch_of_providers_reads_their_shared_secret_once() {
     handler.handle(more, None).await.unwrap();
     assert_eq!(stack.secret_requests.get(), 1);
 }
+
+/// A holder whose create outlasted its lease (it stalled) records before it announces: when
+/// another delivery has meanwhile taken the step over and recorded an outcome, the stale
+/// holder's write is refused and nothing is announced for it, no "Ready" for a FAILED step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_whose_lease_ran_out_records_before_it_announces() {
+    let account = "830000000001";
+    let stack = Stack::start("stale-announce").await;
+    stack.emulator.set_faults(FaultConfig::new(8).with_rule(
+        "CreateInstance",
+        FaultRule {
+            latency_ms: 1500,
+            ..FaultRule::default()
+        },
+    ));
+    let short = EngineSettings {
+        lease: Duration::from_millis(500),
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(short));
+    let ledger = stack.engine().ledger().clone();
+    let key = StepKey::account(account, "identity-center-instance");
+    let stale = handler.handle(onboarding_requested("s-1", account, json!({})), None);
+    let takeover = async {
+        // The holder's lease ends while its create is on its way; another delivery takes the
+        // step over and records a permanent failure.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let claim = ledger
+            .claim(
+                &key,
+                &ClaimRequest {
+                    request_hash: "h",
+                    event_id: "s-2",
+                    lease: Duration::from_secs(30),
+                    deadline: None,
+                },
+            )
+            .await
+            .unwrap();
+        let Claim::Acquired(lease) = claim else {
+            panic!("expected the takeover, got {claim:?}");
+        };
+        ledger
+            .fail_permanent(
+                &lease,
+                &onboarding::ledger::ErrorReason {
+                    retryable: false,
+                    code: "AccessDenied".into(),
+                    message: "recorded by the delivery that took the step over".into(),
+                },
+            )
+            .await
+            .unwrap();
+    };
+    let (stale, ()) = futures::join!(stale, takeover);
+    assert!(
+        stale.as_ref().is_err_and(|e| e.code() == "LostLease"),
+        "{stale:?}"
+    );
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Failed);
+    let emitted = stack.emitted().await;
+    assert!(
+        ready_events(&emitted, "Identity Center Instance Ready").is_empty(),
+        "{emitted:#?}"
+    );
+}

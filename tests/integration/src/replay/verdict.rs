@@ -296,6 +296,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         .collect();
     let mut conflicts_ready = 0;
     let mut conflicts_late = Vec::new();
+    let mut orphaned = Vec::new();
     let mut roles_late = Vec::new();
     let mut mislabelled = Vec::new();
 
@@ -436,7 +437,21 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         } else {
             0
         };
-        if found.len() != want_resources {
+        // A holder that stalled past its lease may send its create after another delivery
+        // recorded the step FAILED: no fence reaches a call already on its way. Its resource
+        // then exists beside the failure (an operator's retry adopts it); what must not
+        // follow is a write or a Ready event, and its refused completion write shows it.
+        let stale_orphan = rec.status == Status::Failed
+            && want_resources == 0
+            && found.len() == 1
+            && made_after_failure(e.writes, name);
+        if stale_orphan {
+            orphaned.push(format!(
+                "{name}: {} made by a stalled holder after the step was FAILED ({code}); its history: {}",
+                found[0].0,
+                history(e.writes, name)
+            ));
+        } else if found.len() != want_resources {
             fail(format!(
                 "DUPLICATE OR MISSING RESOURCE: {name} ({}): the emulator holds {} resource(s) {:?}; expected exactly {want_resources} (ledger: {} {:?})",
                 population.name(), found.len(), found, rec.status, arn
@@ -887,7 +902,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
          \x20 not-propagated Conflicts: {} steps retried one, {conflicts_ready} of them READY, {} met one after the grace window (FAILED, as designed){}\n\
          \x20 late roles that appeared in the second half of the window or after it (their step's first AssumeRole came late; FAILED as designed): {}{}\n\
          \x20 revisions population: {} keys ({} instances, {} providers) from {} own revisions; {} update calls (UpdateInstance / UpdateIdentityProvider) applied {} revisions, {} of them announced Updated\n\
-         \x20 findings (reported, not failed): {} origin label(s) calling a resource made during the run pre-existing (or the like){}",
+         \x20 findings (reported, not failed): {} origin label(s) calling a resource made during the run pre-existing (or the like){}; {} resource(s) made by a stalled holder after its step was recorded FAILED{}",
         x.keys.len(),
         x.invalid.len(),
         dead_lettered_valid.len(),
@@ -922,9 +937,34 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             .iter()
             .take(5)
             .map(|d| format!("\n    {d}"))
+            .collect::<String>(),
+        orphaned.len(),
+        orphaned
+            .iter()
+            .take(5)
+            .map(|d| format!("\n    {d}"))
             .collect::<String>()
     );
     (failures, summary)
+}
+
+/// Whether a holder of `key` tried to record a resource (a refused completion write) after
+/// the step's failure had been written.
+fn made_after_failure(writes: &[LedgerWrite], key: &str) -> bool {
+    let failed = writes
+        .iter()
+        .filter(|w| w.key == key && w.applied)
+        .filter(|w| matches!(w.kind, WriteKind::FailPermanent | WriteKind::FailCreated))
+        .map(|w| w.answered)
+        .min();
+    failed.is_some_and(|failed| {
+        writes.iter().any(|w| {
+            w.key == key
+                && !w.applied
+                && matches!(w.kind, WriteKind::Ready | WriteKind::Created)
+                && w.sent > failed
+        })
+    })
 }
 
 /// A key's claims and how its attempts ended, from the ledger writes, timed from its first
