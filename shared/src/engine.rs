@@ -707,7 +707,14 @@ impl Engine {
                 .after(Duration::from_secs(1)))
             }
         };
-        self.apply_update(step, plan, subject, &arn, &state, lease)
+        // An earlier holder's update that never ended may have landed, wholly or in part
+        // (several calls: a name, tags): the recorded state is then no base to compute calls
+        // from. Every wanted value is set again and every key either state names is in play.
+        let base = record
+            .update_owner
+            .is_some()
+            .then(|| unknown_base(&state, record.wanted.as_ref()));
+        self.apply_update(step, plan, subject, &arn, &state, base, lease)
             .await
     }
 
@@ -830,7 +837,7 @@ impl Engine {
                 .await?
             {
                 UpdateClaim::Acquired(lease) => Some(
-                    self.apply_update(step, &plan, &subject, &arn, &now, lease)
+                    self.apply_update(step, &plan, &subject, &arn, &now, None, lease)
                         .await?,
                 ),
                 UpdateClaim::Busy { .. } | UpdateClaim::Moved(_) => None,
@@ -846,6 +853,7 @@ impl Engine {
     /// Holding the update: bring the resource from `state` to the lease's wanted state. A
     /// holder after the first reads the resource and calls only if it still differs (an
     /// earlier holder's call may have landed with its response lost).
+    #[allow(clippy::too_many_arguments)]
     async fn apply_update<S: Step>(
         &self,
         step: &S,
@@ -853,9 +861,10 @@ impl Engine {
         subject: &Subject<'_>,
         arn: &str,
         state: &Fields,
+        base: Option<Fields>,
         lease: UpdateLease,
     ) -> Result<Outcome, StepError> {
-        if lease.wanted == *state {
+        if lease.wanted == *state && base.is_none() {
             // A newer request that asks for what is there: only its revision is recorded.
             self.ledger.end_update(&lease, UpdateEnd::Applied).await?;
             return Ok(Outcome::Duplicate {
@@ -863,15 +872,16 @@ impl Engine {
             });
         }
         let token = update_token(&lease.key, lease.generation, &lease.revision);
+        let from = base.as_ref().unwrap_or(state);
         let made = async {
             let api = step.connect(&plan.input).await?;
             let needed = lease.attempt <= 1
                 || step
-                    .current(&api, &plan.input, arn, state, &lease.wanted)
+                    .current(&api, &plan.input, arn, from, &lease.wanted)
                     .await?
                     != lease.wanted;
             if needed {
-                step.update(&api, &plan.input, arn, state, &lease.wanted, &token)
+                step.update(&api, &plan.input, arn, from, &lease.wanted, &token)
                     .await?;
             }
             Ok::<(), StepError>(())
@@ -1137,6 +1147,30 @@ fn recheck_in(held_for: Duration, lease_left: Duration) -> Duration {
         .max(MIN_RECHECK)
         .mul_f64(0.8 + 0.2 * unit)
         .min(lease_left + Duration::from_secs(1))
+}
+
+/// What a resource may be in after an unfinished update from `state` towards `pending`:
+/// every field unknown, and a map field (tags, details) with the keys of both, each unknown,
+/// so that an update from it sets every wanted value and removes every key either state named
+/// that is no longer wanted. Unknown is a string no request can hold (a NUL character).
+fn unknown_base(state: &Fields, pending: Option<&Fields>) -> Fields {
+    let unknown = || serde_json::Value::String("\u{0}unknown".into());
+    let mut base = Fields::new();
+    for (field, value) in state.iter().chain(pending.into_iter().flatten()) {
+        let merged = match (value, base.get(field)) {
+            (serde_json::Value::Object(keys), seen) => {
+                let mut all = match seen {
+                    Some(serde_json::Value::Object(seen)) => seen.clone(),
+                    _ => serde_json::Map::new(),
+                };
+                all.extend(keys.keys().map(|k| (k.clone(), unknown())));
+                serde_json::Value::Object(all)
+            }
+            _ => unknown(),
+        };
+        base.insert(field.clone(), merged);
+    }
+    base
 }
 
 /// `state` with every field `request` specifies taken from it.

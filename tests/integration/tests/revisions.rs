@@ -613,3 +613,65 @@ async fn a_newer_request_for_a_created_step_is_applied_by_the_reconciler() {
     assert_eq!(instance_now(&stack, account, &arn).await.0, "newer");
     assert_eq!(stack.emulator.counters().calls("UpdateInstance"), 1);
 }
+
+/// An update that never ended (its TagResource lost every response after committing) may have
+/// landed in part; a newer revision then takes the resource from an unknown state: it sets
+/// every value it wants and removes every project key either state named, so no tag of the
+/// unfinished revision is left behind.
+#[tokio::test]
+async fn a_newer_revision_cleans_up_after_an_update_that_never_ended() {
+    let account = "920000000012";
+    let stack = Stack::start("update-unfinished").await;
+    let handler = stack.instance_handler(stack.engine());
+    let (reply, _) = handler
+        .handle(
+            named("u1", account, "2026-11-30T10:00:00Z", "one", json!({})),
+            None,
+        )
+        .await
+        .unwrap();
+    let arn = reply["resourceArn"].as_str().unwrap().to_string();
+    stack.emulator.set_faults(FaultConfig::new(9).with_rule(
+        "TagResource",
+        FaultRule {
+            commit_then_fail_rate: 1.0,
+            max_faults: Some(3),
+            ..FaultRule::default()
+        },
+    ));
+    let err = handler
+        .handle(
+            named(
+                "u2",
+                account,
+                "2026-11-30T10:01:00Z",
+                "two",
+                json!({ "Stage": "r2" }),
+            ),
+            None,
+        )
+        .await
+        .expect_err("every TagResource response lost");
+    assert!(err.is_retryable(), "{err}");
+    stack.emulator.set_faults(FaultConfig::new(9));
+    assert_eq!(
+        instance_now(&stack, account, &arn).await,
+        (
+            "two".to_string(),
+            BTreeMap::from([("Stage".to_string(), "r2".to_string())])
+        ),
+        "the unfinished update landed"
+    );
+    let (reply, _) = handler
+        .handle(
+            named("u3", account, "2026-11-30T10:02:00Z", "three", json!({})),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["status"], "updated", "{reply}");
+    assert_eq!(
+        instance_now(&stack, account, &arn).await,
+        ("three".to_string(), BTreeMap::new())
+    );
+}
