@@ -901,7 +901,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
          \x20 failure re-announcements (a delivery found the failure recorded, not yet announced): {reannounced}; Updated events: {updates} for {} keys\n\
          \x20 not-propagated Conflicts: {} steps retried one, {conflicts_ready} of them READY, {} met one after the grace window (FAILED, as designed){}\n\
          \x20 late roles that appeared in the second half of the window or after it (their step's first AssumeRole came late; FAILED as designed): {}{}\n\
-         \x20 revisions population: {} keys ({} instances, {} providers) from {} own revisions; {} update calls (UpdateInstance / UpdateIdentityProvider) applied {} revisions, {} of them announced Updated\n\
+         \x20 revisions population: {} keys ({} instances, {} providers) from {} own revisions; {} update calls (UpdateInstance / UpdateIdentityProvider) applied {} revisions, {} of them announced Updated, {} superseded before their update ended (a newer revision's Updated event covers them)\n\
          \x20 findings (reported, not failed): {} origin label(s) calling a resource made during the run pre-existing (or the like){}; {} resource(s) made by a stalled holder after its step was recorded FAILED{}",
         x.keys.len(),
         x.invalid.len(),
@@ -932,6 +932,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         revision_stats.update_calls,
         revision_stats.applied,
         revision_stats.announced,
+        revision_stats.superseded,
         mislabelled.len(),
         mislabelled
             .iter()
@@ -1221,11 +1222,14 @@ struct RevisionStats {
     /// Revisions an update brought a resource to (instances: each; providers: the latest).
     applied: u64,
     announced: u64,
+    /// Reached by an update that never ended, then superseded by an announced newer one.
+    superseded: u64,
 }
 
 /// A key of the revisions population: it ends in the state of its latest revision, never
-/// went back to an older revision's state, took at most one update per own revision, and
-/// every revision an update applied was announced "<Step> Updated".
+/// went back to an older revision's state, took at most one update call per own revision,
+/// and every revision an update applied was announced "<Step> Updated" (or, reached by an
+/// update that never ended, superseded by a newer revision that was).
 #[allow(clippy::too_many_arguments)]
 fn check_revisions(
     e: &Evidence<'_>,
@@ -1369,11 +1373,19 @@ fn check_revisions(
                 Some(r) if index == r => {}
                 _ => {
                     reached = Some(index);
-                    // Reached by an update: the revision was applied, and announced.
+                    // Reached by an update: the revision was applied, and announced; or an
+                    // unfinished update's state, superseded by a newer revision whose update
+                    // announced the resource's state (its changes counted from the last
+                    // recorded state, so they include this one's).
                     if op != "CreateInstance" && !revs.list[index].fields.is_empty() {
                         stats.applied += 1;
                         if announced(revs.list[index].origin) {
                             stats.announced += 1;
+                        } else if revs.list[index + 1..]
+                            .iter()
+                            .any(|later| announced(later.origin))
+                        {
+                            stats.superseded += 1;
                         } else {
                             fail(format!(
                                 "UPDATE NEVER ANNOUNCED: {name}: revision {} ({}) was applied ({op}, history entry v{}) but no \"Identity Center Instance Updated\" (nor Ready) event names it; Updated events: {:?}",
