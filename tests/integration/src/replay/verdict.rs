@@ -1253,10 +1253,15 @@ fn check_revisions(
     let Some(latest) = revs.list.iter().rev().find(|r| !r.fields.is_empty()) else {
         return;
     };
-    // The stranded variant drops messages for good: when the latest revision's message for
-    // this step (the archive replay's too) is in a dead-letter list, applying it is a DLQ
-    // redrive's to do, as for any other request it drops.
+    // The stranded variant drops messages for good: when the latest revision was not applied
+    // and its message for this step (the archive replay's too) is in a dead-letter list,
+    // applying it is a DLQ redrive's to do, as for any other request it drops.
+    let latest_applied = rec
+        .applied_revision
+        .as_ref()
+        .is_some_and(|r| r.time() == latest.revision.time());
     if e.stranded
+        && !latest_applied
         && e.dead_letters
             .iter()
             .any(|d| d.queue == k.step && d.origin == latest.origin)
