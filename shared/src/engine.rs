@@ -449,6 +449,15 @@ impl Engine {
         } else {
             self.wait_ready(step, &api, &arn, deadline).await
         };
+        let announce_ready = || {
+            self.announcer.ready(
+                S::READY_DETAIL_TYPE,
+                subject,
+                &arn,
+                &lease.token,
+                Some(origin),
+            )
+        };
         match settled {
             // Adopted on what a lookup saw, or created by a holder whose lease is running
             // out (it stalled; another delivery may take the step over and record another
@@ -459,15 +468,7 @@ impl Engine {
                     .ledger
                     .mark_ready_unannounced(lease, &arn, origin, &applied)
                     .await?;
-                self.announcer
-                    .ready(
-                        S::READY_DETAIL_TYPE,
-                        subject,
-                        &arn,
-                        &lease.token,
-                        Some(origin),
-                    )
-                    .await?;
+                announce_ready().await?;
                 self.ledger
                     .mark_announced(&lease.key, lease.generation)
                     .await?;
@@ -477,16 +478,7 @@ impl Engine {
             // for a first pass, and a crash in between re-announces. Safe while the lease
             // has time left: nobody else can take the step over before it ends.
             Ok(Settled::Ready) => {
-                let announced = self
-                    .announcer
-                    .ready(
-                        S::READY_DETAIL_TYPE,
-                        subject,
-                        &arn,
-                        &lease.token,
-                        Some(origin),
-                    )
-                    .await;
+                let announced = announce_ready().await;
                 if let Err(e) = announced {
                     self.release(lease, &e, true).await;
                     return Err(e);
