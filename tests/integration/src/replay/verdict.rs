@@ -906,25 +906,13 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         x.keys.len(),
         x.invalid.len(),
         dead_lettered_valid.len(),
-        dead_lettered_valid
-            .iter()
-            .take(5)
-            .map(|d| format!("\n    {d}"))
-            .collect::<String>(),
+        first_five(&dead_lettered_valid),
         updated_by_key.len(),
         conflicted.len(),
         conflicts_late.len(),
-        conflicts_late
-            .iter()
-            .take(5)
-            .map(|d| format!("\n    {d}"))
-            .collect::<String>(),
+        first_five(&conflicts_late),
         roles_late.len(),
-        roles_late
-            .iter()
-            .take(5)
-            .map(|d| format!("\n    {d}"))
-            .collect::<String>(),
+        first_five(&roles_late),
         revision_stats.keys,
         revision_stats.instances,
         revision_stats.keys - revision_stats.instances,
@@ -935,17 +923,9 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         revision_stats.superseded,
         revision_stats.dropped,
         mislabelled.len(),
-        mislabelled
-            .iter()
-            .take(5)
-            .map(|d| format!("\n    {d}"))
-            .collect::<String>(),
+        first_five(&mislabelled),
         orphaned.len(),
-        orphaned
-            .iter()
-            .take(5)
-            .map(|d| format!("\n    {d}"))
-            .collect::<String>()
+        first_five(&orphaned)
     );
     (failures, summary)
 }
@@ -1547,4 +1527,9 @@ fn check_revisions(
             ));
         }
     }
+}
+
+/// The first five lines of a finding list, each on its own indented line of the report.
+fn first_five(items: &[String]) -> String {
+    items.iter().take(5).map(|d| format!("\n    {d}")).collect()
 }
