@@ -19,7 +19,13 @@ Checks:
   the member-role grace window at the shortest jittered backoff with spare receives, the Rule
   that guards it says the same, and the queues keep messages longer than any allowed window;
 - each function builds the binary of an existing crate under functions/;
-- events/*.json are JSON, carry no secret-valued keys, and SQS bodies are what they claim.
+- events/*.json are JSON, carry no secret-valued keys, and SQS bodies are what they claim;
+- permissions (template.yaml and member-role.yaml): no literal `arn:aws:` in either; every
+  `Resource: "*"` says why in a comment; the member role (member-role.yaml) allows exactly the
+  calls the steps make with member credentials plus their dependent actions; the StackSet takes
+  member-role.yaml itself (TemplateURL), passes exactly its parameters and trusts exactly the
+  roles that assume the member role; README's "## Permissions" lists, per principal, exactly the
+  actions its policies allow.
 
 Prints one line per problem and exits 1 if there is any.
 """
@@ -32,6 +38,9 @@ import re
 import sys
 
 from cfnlint.decode import decode
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import iam_policies  # noqa: E402
 
 # The contract's function configuration table (README, "Function configuration").
 COMMON_ENV = {
@@ -468,8 +477,157 @@ def check_queue_age(template, problems: Problems) -> None:
 
 
 def check_partition(root: pathlib.Path, problems: Problems) -> None:
-    for number, line in enumerate((root / "template.yaml").read_text(encoding="utf-8").splitlines(), 1):
-        problems.expect("arn:aws:" not in line, f"template.yaml:{number}: literal arn:aws: (use arn:${{AWS::Partition}}:)")
+    for name in ("template.yaml", MEMBER_ROLE_TEMPLATE):
+        for number, line in enumerate((root / name).read_text(encoding="utf-8").splitlines(), 1):
+            problems.expect("arn:aws:" not in line, f"{name}:{number}: literal arn:aws: (use arn:${{AWS::Partition}}:)")
+
+
+MEMBER_ROLE_TEMPLATE = iam_policies.MEMBER_ROLE_TEMPLATE
+# The steps that act in member accounts with the member role's credentials, and the IAM prefix of
+# the SDK client they call (every other client call in them is named in MEMBER_CODE_OTHER).
+MEMBER_CODE = {
+    "shared/src/steps/identity_center_instance.rs": "sso",
+    "shared/src/steps/web_identity_provider.rs": "workspaces-web",
+}
+MEMBER_CODE_OTHER = {"get_secret_value"}  # Secrets Manager, with the function's own role
+SDK_CALL_RE = re.compile(r"\.\s*((?:create|describe|list|update|tag|untag|get|delete|put)_[a-z_]+)\(\)")
+# The Service Authorization Reference's dependent actions of the calls (aws-notes.md, "IAM: what
+# each call needs"); kms:* only under a customer managed key, which account instances do not use.
+DEPENDENT_ACTIONS = {
+    "sso:CreateInstance": {"iam:CreateServiceLinkedRole", "identitystore:CreateIdentityStore", "organizations:DescribeOrganization"},
+    "sso:UpdateInstance": {"identitystore:UpdateIdentityStore"},
+    "sso:DeleteInstance": {"identitystore:DeleteIdentityStore"},
+}
+# README's "## Permissions": a "### `<principal>` ..." heading per principal; the member role's
+# heading names its logical id in member-role.yaml.
+MEMBER_ROLE_HEADING = "MemberRole"
+ACTION_RE = re.compile(r"`([a-z0-9-]+:[A-Za-z0-9*]+)`")
+
+
+def camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def member_calls(root: pathlib.Path, problems: Problems) -> set[str]:
+    """The IAM actions of every call the steps make with member credentials (non-test code)."""
+    calls: set[str] = set()
+    for path, prefix in MEMBER_CODE.items():
+        file = root / path
+        if not file.is_file():
+            problems.expect(False, f"{path}: missing; cannot check the member role against the code")
+            continue
+        text = file.read_text(encoding="utf-8").split("#[cfg(test)]")[0]
+        for op in set(SDK_CALL_RE.findall(text)) - MEMBER_CODE_OTHER:
+            calls.add(f"{prefix}:{camel(op)}")
+    return calls
+
+
+def check_permissions(root: pathlib.Path, template, problems: Problems) -> None:
+    statements = list(iam_policies.statements(root))
+    # Every Resource "*" says why (a comment of its own, not only a test justification).
+    for s in statements:
+        if s.star:
+            reasons = [c for c in s.comments + list(s.inline.values()) if not iam_policies.JUSTIFICATION.search(c)]
+            problems.expect(bool(reasons), f"{s.file}:{s.line}: {s.principal} statement {s.sid or ''} has Resource \"*\" without a comment saying why")
+
+    # The member role: exactly what the steps call in member accounts, plus dependent actions.
+    allowed = {a for s in statements if s.principal == iam_policies.MEMBER_ROLE for a, _ in s.actions}
+    calls = member_calls(root, problems)
+    want = set(calls)
+    for call in calls:
+        want |= DEPENDENT_ACTIONS.get(call, set())
+    for action in sorted(want - allowed):
+        problems.expect(False, f"{MEMBER_ROLE_TEMPLATE}: the member role does not allow {action}, which the code calls (or a call of it depends on)")
+    for action in sorted(allowed - want):
+        problems.expect(False, f"{MEMBER_ROLE_TEMPLATE}: the member role allows {action}, which no step calls in member accounts")
+
+    # The StackSet deploys member-role.yaml itself, with exactly its parameters.
+    resources = template.get("Resources", {})
+    stacksets = {k: v for k, v in resources.items() if v.get("Type") == "AWS::CloudFormation::StackSet"}
+    problems.expect(len(stacksets) == 1, f"template.yaml: expected one AWS::CloudFormation::StackSet (the member role), found {sorted(stacksets)}")
+    member = iam_policies.load(root / MEMBER_ROLE_TEMPLATE)
+    for logical, res in stacksets.items():
+        props = res.get("Properties", {})
+        where = f"template.yaml {logical}"
+        problems.expect(props.get("TemplateURL") == MEMBER_ROLE_TEMPLATE, f"{where}: TemplateURL must be {MEMBER_ROLE_TEMPLATE} (sam deploy uploads it)")
+        problems.expect(props.get("PermissionModel") == "SERVICE_MANAGED", f"{where}: PermissionModel must be SERVICE_MANAGED")
+        problems.expect(
+            props.get("AutoDeployment") == {"Enabled": True, "RetainStacksOnAccountRemoval": False},
+            f"{where}: AutoDeployment must be enabled (new accounts) and not retain stacks",
+        )
+        problems.expect(props.get("Capabilities") == ["CAPABILITY_NAMED_IAM"], f"{where}: Capabilities must be [CAPABILITY_NAMED_IAM]")
+        passed = {str(p.get("ParameterKey")): p.get("ParameterValue") for p in props.get("Parameters") or []}
+        declared = member.get("Parameters") or {}
+        required = {k for k, v in declared.items() if "Default" not in v}
+        problems.expect(set(passed) <= set(declared), f"{where}: passes parameters {sorted(set(passed) - set(declared))} that {MEMBER_ROLE_TEMPLATE} does not declare")
+        problems.expect(required <= set(passed), f"{where}: does not pass {sorted(required - set(passed))}, which {MEMBER_ROLE_TEMPLATE} requires")
+        problems.expect(passed.get("RoleName") == {"Ref": "MemberRoleName"}, f"{where}: RoleName must be !Ref MemberRoleName")
+        # TrustedRoleArns: exactly the roles that may assume the member role.
+        trusted = set()
+        for value in iam_policies_walk(passed.get("TrustedRoleArns")):
+            if isinstance(value, dict) and "Fn::GetAtt" in value:
+                trusted.add(value["Fn::GetAtt"][0])
+        assumers = {
+            s.principal
+            for s in statements
+            if s.file == "template.yaml" and any(a == "sts:AssumeRole" for a, _ in s.actions)
+            and resources.get(s.principal, {}).get("Type") == "AWS::IAM::Role"
+        }
+        problems.expect(trusted == assumers, f"{where}: TrustedRoleArns {sorted(trusted)} != the roles allowed sts:AssumeRole on the member role {sorted(assumers)}")
+
+    # README: per principal, exactly the actions its policies allow.
+    documented = readme_permissions(root)
+    if documented is None:
+        problems.expect(False, 'README.md: no "## Permissions" section')
+        return
+    shipped: dict[str, set[str]] = {}
+    for s in statements:
+        name = MEMBER_ROLE_HEADING if s.principal == iam_policies.MEMBER_ROLE else s.principal
+        shipped.setdefault(name, set()).update(a for a, _ in s.actions)
+    for name in sorted(set(shipped) | set(documented)):
+        have, says = shipped.get(name), documented.get(name)
+        if have is None:
+            problems.expect(False, f'README.md "## Permissions": {name} is no shipped principal')
+        elif says is None:
+            problems.expect(False, f'README.md "## Permissions": no "### `{name}`" subsection')
+        else:
+            for action in sorted(have - says):
+                problems.expect(False, f'README.md "## Permissions" {name}: {action} is allowed but not listed')
+            for action in sorted(says - have):
+                problems.expect(False, f'README.md "## Permissions" {name}: lists {action}, which its policies do not allow')
+
+
+def iam_policies_walk(value):
+    yield value
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from iam_policies_walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from iam_policies_walk(v)
+
+
+def readme_permissions(root: pathlib.Path) -> dict[str, set[str]] | None:
+    """README's "## Permissions": principal (first `name` of each ### heading) -> actions in its table rows."""
+    readme = root / "README.md"
+    if not readme.is_file():
+        return None
+    match = re.search(r"^## Permissions\n(.*?)(?=^## )", readme.read_text(encoding="utf-8") + "\n## end", re.DOTALL | re.MULTILINE)
+    if not match:
+        return None
+    out: dict[str, set[str]] = {}
+    current = None
+    for line in match.group(1).splitlines():
+        if line.startswith("### "):
+            name = re.search(r"`([^`]+)`", line)
+            current = name.group(1) if name else None
+            if current:
+                out.setdefault(current, set())
+        elif current and line.startswith("|"):
+            cells = line.split("|")
+            if len(cells) > 2:
+                out[current].update(ACTION_RE.findall(cells[1]))
+    return out
 
 
 def secret_keys(value, path: str = "$"):
@@ -529,6 +687,7 @@ def main() -> int:
     check_receive_budget(template, problems)
     check_queue_age(template, problems)
     check_partition(root, problems)
+    check_permissions(root, template, problems)
     check_events(root, problems)
     for p in problems.items:
         print(p)
