@@ -18,6 +18,18 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
             admin_json(200, &serde_json::to_value(counters).unwrap_or(Value::Null))
         }
         ("state", &Method::GET) => admin_json(200, &shared.world().dump()),
+        ("iam/observed", &Method::GET) => {
+            let observed: Vec<Value> = shared
+                .world()
+                .observed
+                .list()
+                .into_iter()
+                .map(|(principal, action, allowed)| {
+                    json!({"principal": principal, "action": action, "allowed": allowed})
+                })
+                .collect();
+            admin_json(200, &Value::Array(observed))
+        }
         ("reset", &Method::POST) => {
             shared.world().reset();
             admin_json(200, &json!({"reset": true}))
@@ -69,12 +81,14 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                 Err(e) => admin_json(400, &json!({"error": format!("invalid quota config: {e}")})),
             }
         }
-        ("health" | "counters" | "state" | "reset" | "faults" | "quotas" | "forget-tokens", _) => {
-            admin_json(
-                405,
-                &json!({"error": format!("{method} not allowed on {path}")}),
-            )
-        }
+        (
+            "health" | "counters" | "state" | "reset" | "faults" | "quotas" | "forget-tokens"
+            | "iam/observed",
+            _,
+        ) => admin_json(
+            405,
+            &json!({"error": format!("{method} not allowed on {path}")}),
+        ),
         _ => admin_json(
             404,
             &json!({"error": format!("unknown admin path {path}"),
@@ -82,7 +96,7 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                               "GET /_emulator/state", "POST /_emulator/reset",
                               "GET /_emulator/faults", "POST /_emulator/faults",
                               "GET /_emulator/quotas", "POST /_emulator/quotas",
-                              "POST /_emulator/forget-tokens"]}),
+                              "POST /_emulator/forget-tokens", "GET /_emulator/iam/observed"]}),
         ),
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::iam::PolicySet;
 use crate::quotas::QuotaConfig;
 
 /// The whole emulated organization. Every field has a default, so `{}` is a valid file.
@@ -32,6 +33,13 @@ pub struct Config {
     /// Request-rate quotas (token buckets per operation). `None`, the default, throttles
     /// nothing; `"documented"` in JSON is [`QuotaConfig::documented`].
     pub quotas: Option<QuotaConfig>,
+    /// Identity policies evaluated for every call (see the README's "IAM"). `None`, the
+    /// default, allows everything (the emulator's own protocol tests). Placeholders other
+    /// than `${AWS::AccountId}`, `${AWS::Partition}`, `${AWS::Region}` must be bound.
+    pub iam: Option<PolicySet>,
+    /// moto's URL: requests for services the emulator does not serve are authorized
+    /// (when `iam` is set) and forwarded there unchanged.
+    pub forward_url: Option<String>,
 }
 
 /// The seeded organization instance (always `ACTIVE`).
@@ -150,6 +158,8 @@ impl Default for Config {
             accounts: Vec::new(),
             account_instances_allowed: true,
             quotas: None,
+            iam: None,
+            forward_url: None,
         }
     }
 }
@@ -266,6 +276,18 @@ impl Config {
         self
     }
 
+    /// Builder: evaluate these (bound) policies for every call.
+    pub fn with_iam(mut self, iam: PolicySet) -> Self {
+        self.iam = Some(iam);
+        self
+    }
+
+    /// Builder: forward requests for other services (DynamoDB, SQS, ...) to `url` (moto).
+    pub fn forwarding_to(mut self, url: impl Into<String>) -> Self {
+        self.forward_url = Some(url.into());
+        self
+    }
+
     pub(crate) fn account(&self, account_id: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.account_id == account_id)
     }
@@ -336,6 +358,29 @@ impl Config {
         }
         if let Some(quotas) = &self.quotas {
             quotas.validate().map_err(|e| format!("quotas: {e}"))?;
+        }
+        if let Some(iam) = &self.iam {
+            iam.check().map_err(|e| format!("iam: {e}"))?;
+            let unbound = iam.unbound();
+            if !unbound.is_empty() {
+                return Err(format!(
+                    "iam: unbound placeholders {} (bind them with PolicySet::bind)",
+                    unbound
+                        .iter()
+                        .map(|n| format!("${{{n}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        if let Some(url) = &self.forward_url {
+            let ok = url
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty())
+                && url.parse::<http::Uri>().is_ok();
+            if !ok {
+                return Err(format!("forward_url {url:?} is not an http:// URL"));
+            }
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ mod admin;
 mod config;
 mod counters;
 mod faults;
+mod iam;
 mod ids;
 mod mpa;
 mod protocol;
@@ -36,6 +37,10 @@ pub use config::{
 };
 pub use counters::{CallWindow, Counters, CreateCounts, FaultCounts, UpdateCounts};
 pub use faults::{FaultConfig, FaultRule};
+pub use iam::{
+    Conditions, Effect, MemberRole, PolicyDocument, PolicySet, PrincipalPolicies, Statement,
+    MEMBER_ROLE,
+};
 pub use quotas::{QuotaConfig, QuotaRule, QuotaScope};
 
 use server::Shared;
@@ -67,9 +72,15 @@ pub async fn start(config: Config, listen: &str) -> std::io::Result<Emulator> {
     let models = models().map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let mut world = World::new(config.clone());
+    world.observed = iam::Observed::for_port(addr.port());
     let shared = Arc::new(Shared {
-        world: Mutex::new(World::new(config.clone())),
+        world: Mutex::new(world),
         models,
+        forwarder: config
+            .forward_url
+            .as_deref()
+            .map(iam::forward::Forwarder::new),
     });
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(server::serve(listener, shared.clone(), rx));
@@ -106,6 +117,13 @@ impl Emulator {
     /// Resources per account (as `GET /_emulator/state`).
     pub fn state(&self) -> serde_json::Value {
         self.shared.world().dump()
+    }
+
+    /// The distinct `(principal, action, allowed)` triples IAM evaluated, in the order first
+    /// seen (dependent actions included; the member role is `"member_role"`). Kept across
+    /// `reset`.
+    pub fn observed(&self) -> Vec<(String, String, bool)> {
+        self.shared.world().observed.list()
     }
 
     /// Replace the fault configuration (and restart its RNG from `faults.seed`).

@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::faults::Fault;
+use crate::iam::forward::{self, Forwarder, Place};
+use crate::iam::{self, Check};
 use crate::protocol::{self, HttpResponse, Output, Service, ServiceError};
 use crate::quotas::Metered;
 use crate::smithy::Models;
@@ -32,6 +34,8 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub models: &'static Models,
+    /// Set with `forward_url`: other services' requests go to moto.
+    pub forwarder: Option<Forwarder>,
 }
 
 impl Shared {
@@ -372,6 +376,11 @@ async fn handle(
     let request_id = crate::ids::request_id();
     let scope = credential_scope(&parts.headers, query);
     let scope_service = scope.as_ref().map(|s| s.2.as_str());
+    if let Some(forwarder) = &shared.forwarder {
+        if forward::is_forwarded(scope_service, &parts.headers) {
+            return Ok(forward_call(&shared, forwarder, &parts, body, scope.as_ref()).await);
+        }
+    }
     let Some(service) = which_service(&parts.headers, scope_service, &parts.method, path, &body)
     else {
         let err = ServiceError::unknown_operation(format!(
@@ -569,18 +578,102 @@ fn execute(
                 .map_err(|e| ServiceError::from_input(service, &e))?;
         }
     }
-    let mut world = shared.world();
+    let mut guard = shared.world();
+    let world: &mut World = &mut guard;
     world.invocation = invocation;
     let caller = world.caller(scope.map(|s| s.0.as_str()), scope.map(|s| s.1.as_str()));
+    if let Input::Json(input) = &routed.input {
+        authorize_call(world, service, routed.operation, input, &caller)?;
+    }
     match (service, &routed.input) {
         (Service::SsoAdmin, Input::Json(v)) => {
-            sso_admin::execute(&mut world, &caller, routed.operation, v)
+            sso_admin::execute(world, &caller, routed.operation, v)
         }
-        (Service::Mpa, Input::Json(v)) => mpa::execute(&mut world, &caller, routed.operation, v),
+        (Service::Mpa, Input::Json(v)) => mpa::execute(world, &caller, routed.operation, v),
         (Service::WorkspacesWeb, Input::Json(v)) => {
-            workspaces_web::execute(&mut world, &caller, routed.operation, v)
+            workspaces_web::execute(world, &caller, routed.operation, v)
         }
-        (Service::Sts, Input::Form(f)) => sts::execute(&mut world, &caller, routed.operation, f),
+        (Service::Sts, Input::Form(f)) => sts::execute(world, &caller, routed.operation, f),
         _ => Err(ServiceError::internal()),
+    }
+}
+
+/// IAM for an emulated call (nothing without a policy set or for the root user): the
+/// operation's action and its dependent actions, refused as the service refuses access.
+fn authorize_call(
+    world: &mut World,
+    service: Service,
+    operation: &str,
+    input: &Value,
+    caller: &crate::state::Caller,
+) -> Result<(), ServiceError> {
+    let Some(set) = world.config.iam.as_ref() else {
+        return Ok(());
+    };
+    let management = &world.config.management_account_id;
+    let Some(acting) = iam::acting(set, &caller.identity, management, &caller.region) else {
+        return Ok(());
+    };
+    let instances = &world.instances;
+    let checks = iam::operation_checks(service, operation, input, &caller.account, |arn| {
+        instances
+            .iter()
+            .find(|i| i.arn == arn)
+            .map(|i| i.identity_store_id.clone())
+    });
+    iam::authorize(&acting, &caller.region, &checks, &mut world.observed)
+        .map_err(|d| ServiceError::access_denied(d.message(&caller.arn)))
+}
+
+/// A request for a service the emulator does not serve: authorized, then sent to moto.
+async fn forward_call(
+    shared: &Shared,
+    forwarder: &Forwarder,
+    parts: &http::request::Parts,
+    body: Bytes,
+    scope: Option<&(String, String, String)>,
+) -> HttpResponse {
+    let service = scope.map(|s| s.2.as_str()).unwrap_or_default();
+    let refusal = {
+        let mut guard = shared.world();
+        let world: &mut World = &mut guard;
+        let caller = world.caller(scope.map(|s| s.0.as_str()), scope.map(|s| s.1.as_str()));
+        let management = world.config.management_account_id.clone();
+        let acting = world
+            .config
+            .iam
+            .as_ref()
+            .and_then(|set| iam::acting(set, &caller.identity, &management, &caller.region));
+        match acting {
+            None => None,
+            Some(acting) => {
+                let place = Place {
+                    account: &caller.account,
+                    region: &caller.region,
+                    management: &management,
+                };
+                let query = parts.uri.query().unwrap_or_default();
+                match forward::checks(
+                    service,
+                    &parts.headers,
+                    parts.uri.path(),
+                    query,
+                    &body,
+                    &place,
+                ) {
+                    Err(why) => Some(format!("User: {} is not authorized: {why}", caller.arn)),
+                    Ok(checks) => {
+                        let checks: Vec<Check> = checks;
+                        iam::authorize(&acting, &caller.region, &checks, &mut world.observed)
+                            .err()
+                            .map(|d| d.message(&caller.arn))
+                    }
+                }
+            }
+        }
+    };
+    match refusal {
+        Some(message) => forward::denied(service, &parts.headers, &message),
+        None => forwarder.forward(parts, body).await,
     }
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::faults::FaultState;
+use crate::iam::{self, Identity, Observed};
 use crate::ids;
 use crate::quotas::QuotaState;
 
@@ -22,6 +23,8 @@ pub(crate) struct Caller {
     pub user_id: String,
     /// Region from the SigV4 credential scope (the config's Region when absent).
     pub region: String,
+    /// Whose policies IAM evaluates for the caller's calls.
+    pub identity: Identity,
 }
 
 /// An STS session issued by `AssumeRole`.
@@ -152,6 +155,8 @@ pub(crate) struct World {
     pub tokens: HashMap<(String, String, String), TokenRecord>,
     /// access key id -> session (kept across resets: SDK clients cache credentials)
     pub sessions: HashMap<String, Session>,
+    /// What IAM evaluated (kept across resets, like sessions).
+    pub observed: Observed,
     pub counters: Counters,
     pub faults: FaultState,
     /// Request-rate quotas in force and their buckets (from the config; `reset` goes back
@@ -193,6 +198,7 @@ impl World {
             identity_providers: Vec::new(),
             tokens: HashMap::new(),
             sessions: HashMap::new(),
+            observed: Observed::default(),
             counters: Counters::default(),
             faults: FaultState::default(),
             quotas: QuotaState::new(config.quotas.clone()),
@@ -365,9 +371,11 @@ impl World {
     /// credentials), and so do the ids of seeded resources.
     pub(crate) fn reset(&mut self) {
         let sessions = std::mem::take(&mut self.sessions);
+        let observed = std::mem::take(&mut self.observed);
         let seed_ids = std::mem::take(&mut self.seed_ids);
         *self = World::starting(self.config.clone(), self.started, seed_ids);
         self.sessions = sessions;
+        self.observed = observed;
     }
 
     /// Forget every remembered ClientToken (as AWS may after its undocumented retention
@@ -381,25 +389,49 @@ impl World {
             .filter(|r| !r.is_empty())
             .unwrap_or(&self.config.region)
             .to_string();
+        let management = &self.config.management_account_id;
+        let iam = self.config.iam.as_ref();
         match access_key.and_then(|k| self.sessions.get(k)) {
-            Some(s) => Caller {
-                account: s.account.clone(),
-                arn: format!(
-                    "arn:{}:sts::{}:assumed-role/{}/{}",
-                    s.partition, s.account, s.role_name, s.session_name
-                ),
-                user_id: format!("{}:{}", s.role_id, s.session_name),
-                region,
-            },
-            None => {
-                let account = self.config.management_account_id.clone();
+            Some(s) => {
+                // only the member role's sessions are evaluated (others: the root user's)
+                let member = iam
+                    .and_then(|set| set.member_role.as_ref())
+                    .is_some_and(|m| m.name == s.role_name && s.account != *management);
                 Caller {
-                    arn: format!("arn:aws:iam::{account}:root"),
-                    user_id: account.clone(),
-                    account,
+                    account: s.account.clone(),
+                    arn: format!(
+                        "arn:{}:sts::{}:assumed-role/{}/{}",
+                        s.partition, s.account, s.role_name, s.session_name
+                    ),
+                    user_id: format!("{}:{}", s.role_id, s.session_name),
                     region,
+                    identity: if member {
+                        Identity::Member {
+                            account: s.account.clone(),
+                            partition: s.partition.clone(),
+                        }
+                    } else {
+                        Identity::Unevaluated
+                    },
                 }
             }
+            None => match (iam, access_key) {
+                // an access key named after a principal acts as that role
+                (Some(set), Some(key)) if set.principals.contains_key(key) => Caller {
+                    arn: iam::function_caller_arn(set, key, management),
+                    user_id: format!("AROA{}:function", key.to_ascii_uppercase()),
+                    account: management.clone(),
+                    region,
+                    identity: Identity::Function(key.to_string()),
+                },
+                _ => Caller {
+                    arn: format!("arn:aws:iam::{management}:root"),
+                    user_id: management.clone(),
+                    account: management.clone(),
+                    region,
+                    identity: Identity::Unevaluated,
+                },
+            },
         }
     }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::iam::{self, Check, RoleTarget};
 use crate::ids;
 use crate::protocol::{xml_escape, Output, ServiceError};
 use crate::state::{Caller, Session, World};
@@ -183,6 +184,25 @@ fn assume_role(
             format!("{role_arn} is invalid: expected arn:<partition>:iam::<account>:role/<name>"),
         ));
     };
+    let denied = |message: String| error(403, "AccessDenied", message);
+    let plain_denial = || {
+        denied(format!(
+            "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+            caller.arn
+        ))
+    };
+    // IAM (with a policy set, for an evaluated caller): its own policy first
+    let management = world.config.management_account_id.clone();
+    let acting = world
+        .config
+        .iam
+        .as_ref()
+        .and_then(|set| iam::acting(set, &caller.identity, &management, &caller.region));
+    if let Some(acting) = &acting {
+        let check = Check::new("sts:AssumeRole", role_arn);
+        iam::authorize(acting, &caller.region, &[check], &mut world.observed)
+            .map_err(|d| denied(d.message(&caller.arn)))?;
+    }
     let config = world.config.account(&account);
     let refused = config.is_some_and(|a| {
         a.refused_roles
@@ -201,14 +221,18 @@ fn assume_role(
         }
     };
     if refused || not_there_yet {
-        return Err(error(
-            403,
-            "AccessDenied",
-            format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
-                caller.arn
-            ),
-        ));
+        return Err(plain_denial());
+    }
+    // then the role: it must exist there and trust the caller
+    if let (Some(acting), Some(set)) = (&acting, world.config.iam.as_ref()) {
+        let target = RoleTarget {
+            arn: role_arn,
+            partition: &partition,
+            account: &account,
+        };
+        if !iam::assume_role(set, acting, &management, &caller.region, &target) {
+            return Err(plain_denial());
+        }
     }
     let access_key_id = ids::temporary_access_key_id();
     let session = Session {
