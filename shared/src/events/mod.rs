@@ -9,14 +9,18 @@
 //! |---|---|---|---|
 //! | [`Accept::source`] (`identity-onboarding`) | [`Accept::detail_type`] (`Account Onboarding Requested`) | the project's own request, `detail.schemaVersion` `"1"` | [`Decoded::Request`] |
 //! | `aws.controltower` | `AWS Service Event via CloudTrail` | `CreateManagedAccount` / `UpdateManagedAccount`, state `SUCCEEDED` | [`Decoded::Request`] |
-//! | `aws.controltower` | any | any other state (`IN_PROGRESS`, `FAILED`), any other event | [`Decoded::Ignored`] |
+//! | `aws.controltower` | any | any other state (`IN_PROGRESS`, `FAILED`), the other 11 lifecycle events, any other event | [`Decoded::Ignored`] |
 //! | `aws.organizations` | `AWS Service Event via CloudTrail` | `CreateAccountResult`, state `SUCCEEDED` | [`Decoded::Request`] |
 //! | `aws.organizations` | any | any other state (`FAILED`, ...), any other event | [`Decoded::Ignored`] |
 //! | anything else | | | [`DecodeError`] |
 //!
-//! Control Tower and Organizations events other than the ones acted on are *ignored*, not
-//! errors: a broad EventBridge rule (`"source": ["aws.controltower"]`) legitimately delivers
-//! them, and they are well-formed. An event that claims to be one we act on but is malformed
+//! Control Tower's 13 lifecycle events are decoded with `aws_lambda_events`' typed
+//! `controltower` structs (see `aws.rs` for where they are stricter than real events, and how
+//! today's decisions and messages are kept). Control Tower and Organizations events other
+//! than the ones acted on are *ignored*, not errors, with a reason naming the event and why it
+//! onboards nothing: a broad EventBridge rule (`"source": ["aws.controltower"]`) legitimately
+//! delivers them. A lifecycle event that onboards nothing is ignored even when its details
+//! are malformed (the reason says so). An event that claims to be one we act on but is malformed
 //! (a `CreateManagedAccount` without its status, a `SUCCEEDED` status without an account id)
 //! is an error. The project's own events are strict: unknown fields anywhere in `detail`
 //! are rejected (a typo must not silently drop a provider); unknown *envelope* fields are
@@ -40,6 +44,8 @@ mod limits;
 mod own;
 mod provider;
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]
