@@ -296,6 +296,29 @@ fn body_size_limit_applies_before_any_decoding() {
     );
 }
 
+#[test]
+fn events_readme_decides_every_lifecycle_and_organizations_event() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/README.md");
+    let readme = std::fs::read_to_string(path).expect("events/README.md");
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    let names = Lifecycle::ALL
+        .iter()
+        .map(|e| e.name())
+        .chain(["CreateAccountResult"]);
+    for name in names {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| `{name}`")))
+            .unwrap_or_else(|| panic!("events/README.md has no row for {name}"));
+        assert!(
+            ["onboards", "ignored", "offboards"]
+                .iter()
+                .any(|w| row.contains(&format!("| {w}"))),
+            "{row}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------ properties
 
 /// A status field of a managed-account fixture, and what to do to it.
