@@ -5,8 +5,10 @@
 //!
 //! Start it in-process with [`start`], or as the `identity-emulator` binary. Point the real
 //! AWS SDK clients at [`Emulator::url`]. Faults ([`FaultConfig`]) and request-rate quotas
-//! ([`QuotaConfig`]) can be set at start or at run time. See the README for the config
-//! file and admin API.
+//! ([`QuotaConfig`]) can be set at start or at run time. With a [`PolicySet`] in the
+//! [`Config`] every call is authorized against IAM policies, and requests for other services
+//! can be authorized and forwarded to moto. See the README for the config file, IAM and
+//! the admin API.
 
 mod admin;
 mod config;
