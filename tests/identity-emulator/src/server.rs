@@ -611,7 +611,7 @@ fn authorize_call(
         return Ok(());
     };
     let management = &world.config.management_account_id;
-    let Some(acting) = iam::acting(set, &caller.identity, management, &caller.region) else {
+    let Some(acting) = iam::acting(set, &caller.identity, management, &world.config.region) else {
         return Ok(());
     };
     let instances = &world.instances;
@@ -639,11 +639,11 @@ async fn forward_call(
         let world: &mut World = &mut guard;
         let caller = world.caller(scope.map(|s| s.0.as_str()), scope.map(|s| s.1.as_str()));
         let management = world.config.management_account_id.clone();
-        let acting = world
-            .config
+        let config = &world.config;
+        let acting = config
             .iam
             .as_ref()
-            .and_then(|set| iam::acting(set, &caller.identity, &management, &caller.region));
+            .and_then(|set| iam::acting(set, &caller.identity, &management, &config.region));
         match acting {
             None => None,
             Some(acting) => {

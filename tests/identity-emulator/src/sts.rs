@@ -193,11 +193,11 @@ fn assume_role(
     };
     // IAM (with a policy set, for an evaluated caller): its own policy first
     let management = world.config.management_account_id.clone();
-    let acting = world
-        .config
+    let config = &world.config;
+    let acting = config
         .iam
         .as_ref()
-        .and_then(|set| iam::acting(set, &caller.identity, &management, &caller.region));
+        .and_then(|set| iam::acting(set, &caller.identity, &management, &config.region));
     if let Some(acting) = &acting {
         let check = Check::new("sts:AssumeRole", role_arn);
         iam::authorize(acting, &caller.region, &[check], &mut world.observed)
@@ -230,7 +230,8 @@ fn assume_role(
             partition: &partition,
             account: &account,
         };
-        if !iam::assume_role(set, acting, &management, &caller.region, &target) {
+        let region = &world.config.region;
+        if !iam::assume_role(set, acting, &management, region, &caller.region, &target) {
             return Err(plain_denial());
         }
     }

@@ -88,7 +88,8 @@ pub(crate) struct Acting<'a> {
     pub pseudo: Pseudo,
 }
 
-/// Who `identity` is under `set`; `None` when it is not evaluated.
+/// Who `identity` is under `set`; `None` when it is not evaluated. `region` is the
+/// stack's (the configured Region): what `${AWS::Region}` stands for.
 pub(crate) fn acting<'a>(
     set: &'a PolicySet,
     identity: &Identity,

@@ -45,11 +45,13 @@ fn principal_matches(principal: Option<&Value>, acting: &Acting<'_>) -> bool {
 }
 
 /// Whether the member role exists as `target` and its trust policy admits `acting`.
+/// `region`: the configured one (`${AWS::Region}`); `requested`: the request's.
 pub(crate) fn assume_role(
     set: &PolicySet,
     acting: &Acting<'_>,
     management: &str,
     region: &str,
+    requested: &str,
     target: &RoleTarget<'_>,
 ) -> bool {
     let Some(role) = &set.member_role else {
@@ -68,7 +70,7 @@ pub(crate) fn assume_role(
     let context = Context::default()
         .with("aws:PrincipalArn", acting.principal_arn.clone())
         .with("aws:PrincipalAccount", acting.account.clone())
-        .with("aws:RequestedRegion", region);
+        .with("aws:RequestedRegion", requested);
     let question = Question {
         action: "sts:AssumeRole",
         resource: target.arn,
@@ -109,7 +111,14 @@ mod tests {
             partition: "aws",
             account,
         };
-        assume_role(set, &acting, "111111111111", "us-east-1", &target)
+        assume_role(
+            set,
+            &acting,
+            "111111111111",
+            "us-east-1",
+            "us-east-1",
+            &target,
+        )
     }
 
     #[test]
