@@ -7,7 +7,10 @@
 //! DLQ). FIFO: records of one message group run in order, and once one fails the rest of its
 //! group is failed too. A failed record that asks to come back at a given time (backoff while
 //! an account is not reachable yet, a lease held elsewhere) gets that visibility timeout
-//! through [`Redelivery`] before the reply.
+//! through [`Redelivery`] before the reply, within the time left before the invocation's
+//! deadline (less [`DELAY_REPLY_MARGIN`]): the reply goes out in time however slow SQS is, and
+//! a record whose delay could not be set is still in the reply's failures (it comes back
+//! after the queue's visibility timeout).
 //!
 //! The announcements of one invocation share one `PutEvents` call ([`announce::gathered`]).
 //!
@@ -37,6 +40,9 @@ const EVENT_STEP: &str = "event";
 
 /// The longest a handler waits for SQS to take the delays of its failed records.
 const DELAY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time kept free between the end of that wait and the invocation's deadline, for the reply
+/// to reach the Lambda runtime.
+const DELAY_REPLY_MARGIN: Duration = Duration::from_millis(250);
 
 pub struct Handler<S> {
     engine: Engine,
@@ -241,9 +247,15 @@ impl<S: Step> Handler<S> {
             }
         }
         if let (Some(redelivery), false) = (&self.redelivery, delays.is_empty()) {
-            let delaying = redelivery.delay(delays);
-            if tokio::time::timeout(DELAY_TIMEOUT, delaying).await.is_err() {
-                warn!("delaying the failed records took too long; they return after the queue's visibility timeout");
+            let budget = delay_budget(deadline, SystemTime::now());
+            if budget.is_zero() {
+                warn!("no time left before the deadline to delay the failed records; they return after the queue's visibility timeout");
+            } else if tokio::time::timeout(budget, redelivery.delay(delays))
+                .await
+                .is_err()
+            {
+                warn!(budget_ms = budget.as_millis() as u64,
+                    "delaying the failed records took too long; they return after the queue's visibility timeout");
             }
         }
         let reply = json!({
@@ -282,6 +294,19 @@ impl<S: Step> Handler<S> {
     }
 }
 
+/// How long the failed records' delays may take at `now`: [`DELAY_TIMEOUT`], and never past
+/// [`DELAY_REPLY_MARGIN`] before the deadline (zero when that is already past).
+fn delay_budget(deadline: Option<SystemTime>, now: SystemTime) -> Duration {
+    match deadline {
+        None => DELAY_TIMEOUT,
+        Some(deadline) => deadline
+            .duration_since(now)
+            .unwrap_or_default()
+            .saturating_sub(DELAY_REPLY_MARGIN)
+            .min(DELAY_TIMEOUT),
+    }
+}
+
 fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
         Outcome::Skipped(reason) => json!({ "status": "skipped", "reason": reason }),
@@ -300,5 +325,27 @@ fn outcome_json(outcome: &Outcome) -> Value {
         }
         Outcome::Failed(reason) => json!({ "status": "failed", "reason": reason }),
         Outcome::Rejected(reason) => json!({ "status": "rejected", "reason": reason }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delays_end_before_the_deadline() {
+        let now = SystemTime::now();
+        let secs = Duration::from_secs;
+        assert_eq!(delay_budget(None, now), DELAY_TIMEOUT);
+        assert_eq!(delay_budget(Some(now + secs(60)), now), DELAY_TIMEOUT);
+        assert_eq!(
+            delay_budget(Some(now + Duration::from_millis(1000)), now),
+            Duration::from_millis(750)
+        );
+        assert_eq!(
+            delay_budget(Some(now + Duration::from_millis(200)), now),
+            Duration::ZERO
+        );
+        assert_eq!(delay_budget(Some(now - secs(1)), now), Duration::ZERO);
     }
 }
