@@ -29,13 +29,19 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// The SDK retries of every client the functions make.
+///
+/// Adaptive: after throttling, the SDK paces the next calls of the same service (its rate
+/// limiter is shared by every client of the execution environment).
+pub fn retries() -> RetryConfig {
+    RetryConfig::adaptive().with_max_attempts(3)
+}
+
 /// The function's configuration from its environment (credentials, Region, endpoints).
 pub async fn load_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
-        // Adaptive: after throttling, the SDK paces the next calls of the same service
-        // (its rate limiter is shared by every client of the execution environment).
-        .retry_config(RetryConfig::adaptive().with_max_attempts(3))
+        .retry_config(retries())
         .load()
         .await
 }

@@ -77,6 +77,8 @@ pub struct Options {
     /// Below 1 the quotas, not moto, bound the run on a small machine: how the functions
     /// pace themselves against a binding quota.
     pub quota_scale: f64,
+    /// The functions' SDK retries (default: as deployed, `onboarding::aws::retries`).
+    pub retries: aws_config::retry::RetryConfig,
 }
 
 impl Options {
@@ -87,6 +89,7 @@ impl Options {
             rate: 100,
             limit: Duration::from_secs(15 * 60),
             quota_scale: 1.0,
+            retries: onboarding::aws::retries(),
         }
     }
 }
@@ -249,11 +252,11 @@ pub async fn measure(opts: &Options, scratch: &Path) -> Result<(String, Vec<Stri
         .collect(),
     );
     stack.moto_url = events_moto.url.clone();
-    // As deployed (`onboarding::aws::load_config`): adaptive retries, 3 attempts.
+    // As deployed (`onboarding::aws::load_config`), unless `--sdk-retries` says otherwise.
     stack.config = stack
         .config
         .to_builder()
-        .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(3))
+        .retry_config(opts.retries.clone())
         .build();
     schema::create_table(&aws_sdk_dynamodb::Client::new(&stack.config), &stack.table)
         .await
@@ -464,6 +467,7 @@ pub async fn measure(opts: &Options, scratch: &Path) -> Result<(String, Vec<Stri
         callers: callers.snapshot(),
         quotas,
         quota_scale: opts.quota_scale,
+        retries: retries_name(&opts.retries),
         moto: [
             ("ledger (DynamoDB, Secrets Manager)", ledger_time),
             ("events (EventBridge, SQS, Organizations)", events_time),
@@ -987,6 +991,7 @@ struct Outcome {
     callers: HashMap<(String, String), u64>,
     quotas: QuotaConfig,
     quota_scale: f64,
+    retries: String,
     moto: [(&'static str, MotoTime); 2],
     secrets: u64,
     functions: Vec<Arc<Function>>,
@@ -1402,19 +1407,39 @@ impl Outcome {
             None,
         );
         let mut out = format!(
-            "\n### Backfill\n\n`onboarding backfill --portals FILE --rate {} --json` (the CLI binary) -> moto EventBridge -> three moto SQS queues -> {POLLERS} pollers per function (batches of {BATCH}, the real handlers with SQS redelivery delays, engine settings as deployed: lease {}, readiness wait {}, backoff {} to {}, deadline {} per invocation) -> moto and the identity emulator with {}.\n\n| measure | measured | target | result |\n|---|---|---|---|\n",
+            "\n### Backfill\n\n`onboarding backfill --portals FILE --rate {} --json` (the CLI binary) -> moto EventBridge -> three moto SQS queues -> {POLLERS} pollers per function (batches of {BATCH}, the real handlers with SQS redelivery delays, engine settings as deployed: lease {}, readiness wait {}, backoff {} to {}, deadline {} per invocation; SDK retries {}) -> moto and the identity emulator with {}.\n\n| measure | measured | target | result |\n|---|---|---|---|\n",
             self.rate,
             secs(self.settings.lease),
             secs(self.settings.ready_wait),
             secs(self.settings.retry_base),
             secs(self.settings.retry_max),
             secs(FUNCTION_TIMEOUT),
+            self.retries,
             quota_name(self.quota_scale),
         );
         for r in rows {
             out.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
         }
         (out, misses)
+    }
+}
+
+/// "standard, 3 attempts" (with "(as deployed)" when it is `onboarding::aws::retries`).
+fn retries_name(retries: &aws_config::retry::RetryConfig) -> String {
+    let deployed = onboarding::aws::retries();
+    let name = format!(
+        "{}, {} attempts",
+        if retries.mode() == aws_config::retry::RetryMode::Adaptive {
+            "adaptive"
+        } else {
+            "standard"
+        },
+        retries.max_attempts()
+    );
+    if retries.mode() == deployed.mode() && retries.max_attempts() == deployed.max_attempts() {
+        format!("{name} (as deployed)")
+    } else {
+        name
     }
 }
 
@@ -1468,3 +1493,4 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }
+

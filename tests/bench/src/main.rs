@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict]
-//!       [--convergence | --backfill] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F]
+//!       [--convergence | --backfill | --throttling] [--cli PATH] [--accounts N] [--rate N]
+//!       [--quota-scale F] [--sdk-retries MODE:ATTEMPTS]
 //! ```
 //! - `--bin-dir`: where `cargo build --release` put the binaries (default
 //!   `$CARGO_TARGET_DIR/release`, else `target/release`)
@@ -13,12 +14,15 @@
 //! - `--python`: the Python that zips like SAM (default: the moto venv's)
 //! - `--strict`: exit 1 when a target is missed (default: report it, exit 0)
 //! - `--convergence`: only the convergence figures; `--backfill`: only the backfill figure
-//!   (neither needs the release functions)
+//!   (neither needs the release functions); `--throttling`: only the throttling-recovery
+//!   figures (SDK retry modes against bursts of throttled answers, `src/throttling.rs`)
 //! - `--cli`: the `onboarding` binary the backfill figure runs (default
 //!   `$CARGO_TARGET_DIR/release/onboarding`, else `target/release/onboarding`)
 //! - `--accounts`: the backfill's organization size (default 2000); `--rate`: its
 //!   `onboarding backfill --rate` (default 100 events per second); `--quota-scale`: every
-//!   quota's rate times F, bursts as documented (default 1, the documented quotas)
+//!   quota's rate times F, bursts as documented (default 1, the documented quotas);
+//!   `--sdk-retries`: the functions' SDK retries in the backfill, `adaptive:3` or
+//!   `standard:3` (default: as deployed, `onboarding::aws::retries`)
 //!
 //! Needs the moto venv (`make venv`).
 
@@ -33,6 +37,7 @@ mod report;
 mod runtime_api;
 mod scenario;
 mod size;
+mod throttling;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +57,10 @@ struct Args {
     convergence_only: bool,
     /// Only the backfill figure (needs the CLI binary only).
     backfill_only: bool,
+    /// Only the throttling-recovery figures.
+    throttling_only: bool,
+    /// Internal: one throttling case, run in a process of its own.
+    throttling_case: Option<throttling::Case>,
     backfill: backfill::Options,
 }
 
@@ -67,6 +76,8 @@ fn parse_args() -> Result<Args, String> {
         strict: false,
         convergence_only: false,
         backfill_only: false,
+        throttling_only: false,
+        throttling_case: None,
         backfill: backfill::Options::new(target.join("release").join("onboarding")),
     };
     let mut it = std::env::args().skip(1);
@@ -86,6 +97,11 @@ fn parse_args() -> Result<Args, String> {
             "--strict" => args.strict = true,
             "--convergence" => args.convergence_only = true,
             "--backfill" => args.backfill_only = true,
+            "--throttling" => args.throttling_only = true,
+            "--throttling-case" => {
+                let rest: Vec<String> = (0..4).filter_map(|_| it.next()).collect();
+                args.throttling_case = Some(throttling::parse_case(&rest)?);
+            }
             "--cli" => args.backfill.cli = value()?.into(),
             "--accounts" => {
                 args.backfill.accounts = value()?
@@ -108,17 +124,41 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|f: &f64| *f > 0.0 && *f <= 100.0)
                     .ok_or("--quota-scale needs a number above 0 (at most 100)")?
             }
+            "--sdk-retries" => {
+                let v = value()?;
+                let (mode, attempts) = v
+                    .split_once(':')
+                    .and_then(|(m, a)| Some((m, a.parse::<u32>().ok().filter(|n| *n > 0)?)))
+                    .ok_or("--sdk-retries needs MODE:ATTEMPTS, e.g. standard:3")?;
+                let config = match mode {
+                    "adaptive" => aws_config::retry::RetryConfig::adaptive(),
+                    "standard" => aws_config::retry::RetryConfig::standard(),
+                    _ => return Err("--sdk-retries: MODE is adaptive or standard".into()),
+                };
+                args.backfill.retries = config.with_max_attempts(attempts);
+            }
             "-h" | "--help" => {
                 return Err(
-                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence | --backfill] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F]"
+                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence | --backfill | --throttling] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F] [--sdk-retries MODE:ATTEMPTS]"
                         .into(),
                 )
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    if args.convergence_only && args.backfill_only {
-        return Err("--convergence and --backfill each run one section: choose one".into());
+    if [
+        args.convergence_only,
+        args.backfill_only,
+        args.throttling_only,
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count()
+        > 1
+    {
+        return Err(
+            "--convergence, --backfill and --throttling each run one section: choose one".into(),
+        );
     }
     Ok(args)
 }
@@ -132,6 +172,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(case) = args.throttling_case {
+        return match throttling::run_case(case).await {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("bench: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.throttling_only {
+        return match throttling::measure().await {
+            Ok(section) => {
+                println!("{section}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("bench: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let scratch =
         std::env::temp_dir().join(format!("identity-onboarding-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&scratch) {
@@ -243,6 +307,8 @@ async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<
     }
     eprintln!("bench: revisions and a reconciler run at 1,000 and 10,000 READY steps ...");
     let convergence = convergence::measure().await?;
+    eprintln!("bench: recovery from bursts of throttled answers, per SDK retry mode ...");
+    let throttling = throttling::measure().await?;
     eprintln!(
         "bench: backfill of {} accounts through the CLI, SQS and the functions ...",
         args.backfill.accounts
@@ -258,5 +324,8 @@ async fn measure(args: &Args, scratch: &std::path::Path) -> Result<(String, Vec<
     };
     let (table, mut misses) = report::render(&results, &machine);
     misses.extend(backfill_misses);
-    Ok((format!("{table}{convergence}{backfill}"), misses))
+    Ok((
+        format!("{table}{convergence}{throttling}{backfill}"),
+        misses,
+    ))
 }
