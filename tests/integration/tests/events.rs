@@ -1,10 +1,12 @@
 //! Every file of `events/`, as `sam local invoke <Function> -e events/<file>.json` would
 //! deliver it, but offline: the real function binaries (debug builds of this checkout) served
-//! through the Lambda Runtime API by `cargo lambda watch`, each file delivered with
-//! `cargo lambda invoke --data-file`, moto and the identity emulator behind them. Checks the
+//! through the Lambda Runtime API by `cargo lambda watch` (one per function, each signing as
+//! its role of template.yaml), each file delivered with `cargo lambda invoke --data-file`,
+//! moto and the identity emulator behind them, the emulator holding every call to the
+//! caller's shipped IAM policy. Checks the
 //! replies events/README.md documents (`batchItemFailures` included), the resources the
 //! emulator holds, the ledger items and the emitted events; then delivers every file again
-//! and checks that the second round creates nothing.
+//! and checks that the second round creates nothing, and that IAM denied no call.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,9 @@ use integration_tests::local::expected::{expected, Expect};
 use integration_tests::local::progress::Progress;
 use integration_tests::local::report::{ledger_rows, LedgerRow, Resources};
 use integration_tests::local::session::{Options, Session, START_STEPS};
-use integration_tests::local::{event_files, file_name, repo_root, verify, EVENT_ORDER, FUNCTIONS};
+use integration_tests::local::{
+    event_files, file_name, repo_root, role, verify, EVENT_ORDER, FUNCTIONS,
+};
 use onboarding::ledger::{client_token, StepKey};
 use serde_json::Value;
 
@@ -337,6 +341,27 @@ async fn every_sample_event_through_the_real_function_binaries_then_again_creati
     let again = emitted_by_type(&emitted_again);
     assert_eq!(again.keys().collect::<Vec<_>>(), ["Onboarding Step Failed"]);
     assert_eq!(again["Onboarding Step Failed"].len(), FUNCTIONS.len());
+
+    // Every function signed as its role of template.yaml, and its role's shipped policy
+    // allowed every call it made (moto's services included, through the emulator).
+    let observed = session.stack.emulator.observed();
+    let roles: Vec<&str> = FUNCTIONS.iter().filter_map(|f| role(f)).collect();
+    assert_eq!(roles.len(), FUNCTIONS.len());
+    let problems = verify::iam(&observed, &roles);
+    assert!(
+        problems.is_empty(),
+        "{}\n{observed:#?}",
+        problems.join("\n")
+    );
+    assert!(session.stack.denials().is_empty(), "{observed:#?}");
+    for role in &roles {
+        for action in ["dynamodb:UpdateItem", "events:PutEvents"] {
+            assert!(
+                observed.contains(&(role.to_string(), action.to_string(), true)),
+                "{role} {action}: {observed:#?}"
+            );
+        }
+    }
 
     // The OIDC client secret reached the API (above) and nothing else.
     let log = session.function_log();

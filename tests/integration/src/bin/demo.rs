@@ -1,12 +1,14 @@
 //! `make demo`: the onboarding, locally, with the real function binaries.
 //!
 //! Starts moto and the identity emulator (seeded from tests/local/organization.json) on free
-//! 127.0.0.1 ports, builds the three functions, serves them through the Lambda Runtime API
-//! (`cargo lambda watch`) and delivers every file of `events/` to each function as
+//! 127.0.0.1 ports, builds the three functions, serves each through the Lambda Runtime API
+//! (one `cargo lambda watch` per function, each signing as its role of template.yaml, held by
+//! the emulator to that role's shipped policy) and delivers every file of `events/` to each function as
 //! EventBridge or SQS would (`cargo lambda invoke --data-file`), then all of them again.
 //! Ends with the ledger per account and step and the counters that show each resource was
-//! created exactly once; stops everything it started. Exit status 0 only if every reply is
-//! the one events/README.md documents and nothing was created twice.
+//! created exactly once, and what IAM allowed each role; stops everything it started. Exit
+//! status 0 only if every reply is the one events/README.md documents, nothing was created
+//! twice and no call was denied.
 //!
 //!     cargo run -p integration-tests --bin demo [-- --keep]
 //!
@@ -24,7 +26,7 @@ use integration_tests::local::expected::expected;
 use integration_tests::local::progress::{seconds, Progress};
 use integration_tests::local::report::{self, Resources};
 use integration_tests::local::session::{Options, Session, START_STEPS};
-use integration_tests::local::{event_files, repo_root, verify, FUNCTIONS};
+use integration_tests::local::{event_files, repo_root, role, verify, FUNCTIONS};
 use serde_json::Value;
 
 /// With --keep: how the finished run went, while it waits for Ctrl-C.
@@ -37,7 +39,8 @@ async fn main() -> ExitCode {
     println!(
         "identity-onboarding demo: the three Lambda functions, built from this checkout and run \
          through the\nLambda Runtime API (cargo lambda watch), against moto and the identity \
-         emulator on 127.0.0.1.\nNo AWS account, no Docker; nothing leaves this machine.\n"
+         emulator on 127.0.0.1;\neach function signs as its role and is held to the IAM policy \
+         template.yaml gives it.\nNo AWS account, no Docker; nothing leaves this machine.\n"
     );
     let keep = match std::env::args().nth(1).as_deref() {
         None => false,
@@ -60,9 +63,7 @@ async fn main() -> ExitCode {
     // stopped; moto stops when this process exits.
     match outcome {
         Ok(true) => {
-            println!(
-                "\nStopped cargo lambda watch, the functions, the emulator and moto. Demo passed."
-            );
+            println!("\nStopped the watches, the functions, the emulator and moto. Demo passed.");
             ExitCode::SUCCESS
         }
         Ok(false) => {
@@ -114,6 +115,8 @@ async fn run(keep: bool) -> Result<bool, String> {
     let rows = report::ledger_rows(&items)?;
     let resources = Resources::from_state(&session.stack.emulator.state());
     let emitted = session.stack.emitted().await?;
+    let observed = session.stack.emulator.observed();
+    let roles: Vec<&str> = FUNCTIONS.iter().filter_map(|f| role(f)).collect();
 
     println!(
         "\nLedger ({}), one item per account and step:\n",
@@ -137,6 +140,19 @@ async fn run(keep: bool) -> Result<bool, String> {
         println!("  {detail_type:<31} {}", about.join(", "));
     }
 
+    println!("\nIAM (each function as its role, against the policies template.yaml ships):");
+    let denials = session.stack.denials();
+    if denials.is_empty() {
+        println!("  every call was allowed");
+    } else {
+        for (principal, action) in &denials {
+            println!("  DENIED {principal}: {action}");
+        }
+    }
+    for (principal, actions) in verify::allowed_actions(&observed) {
+        println!("  {principal:<28} {}", actions.join(", "));
+    }
+
     // Checks.
     let log = session.function_log();
     let replies: String = first
@@ -151,6 +167,7 @@ async fn run(keep: bool) -> Result<bool, String> {
     problems.extend(verify::replies(&second, 2));
     problems.extend(verify::ledger_ready(&rows));
     problems.extend(verify::idempotent(&rows, &after_first, &now, &resources));
+    problems.extend(verify::iam(&observed, &roles));
     problems.extend(verify::secret_absent(
         &session.stack.secret_value,
         &[
@@ -164,8 +181,9 @@ async fn run(keep: bool) -> Result<bool, String> {
     if problems.is_empty() {
         println!(
             "Checks: every reply as events/README.md documents; {} ledger items, all READY; \
-             one create call per resource; round 2 created nothing; the OIDC client secret \
-             appears in no log, reply, ledger item or event.",
+             one create call per resource; round 2 created nothing; every call allowed by its \
+             role's shipped policy; the OIDC client secret appears in no log, reply, ledger \
+             item or event.",
             rows.len()
         );
     } else {
@@ -177,13 +195,22 @@ async fn run(keep: bool) -> Result<bool, String> {
     println!("Logs: {}", work_dir.display());
     if keep {
         println!(
-            "\nStill running, as --keep asked (Ctrl-C stops everything). Deliver any file yourself:\n\n  \
-             {} lambda invoke web-identity-provider -A 127.0.0.1 -P {} --data-file events/onboarding-requested.json\n\n\
-             The functions' environment: {}\nTheir logs: {}\nmoto: {}   identity emulator: {} (GET /_emulator/state, /_emulator/counters)",
-            session.tools.cargo_lambda.display(),
-            session.watch.port,
-            work_dir.join("functions.env").display(),
-            session.watch.log.display(),
+            "\nStill running, as --keep asked (Ctrl-C stops everything). Deliver any file yourself \
+             (each function has its own watch):\n"
+        );
+        for watch in session.watches.iter() {
+            println!(
+                "  {} lambda invoke {} -A 127.0.0.1 -P {} --data-file events/onboarding-requested.json",
+                session.tools.cargo_lambda.display(),
+                watch.function,
+                watch.port
+            );
+        }
+        println!(
+            "\nThe functions' environments: {}/<function>.env\nTheir logs: {}/<function>.log\n\
+             moto: {}   identity emulator: {} (GET /_emulator/state, /_emulator/counters)",
+            work_dir.display(),
+            work_dir.display(),
             session.stack.moto_url,
             session.stack.emulator.url(),
         );

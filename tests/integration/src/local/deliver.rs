@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::watch::{Reply, Watch};
+use super::watch::{Reply, Watches};
 
 /// Receives of one SQS message before it moves to the dead-letter queue (template default).
 pub const MAX_RECEIVE_COUNT: u32 = 12;
@@ -64,10 +64,10 @@ impl Delivery {
     }
 }
 
-/// Delivers `file` to `function` through `watch`; retries as the trigger would. `scratch` is
+/// Delivers `file` to `function` through its watch; retries as the trigger would. `scratch` is
 /// a directory for the redelivered batches. `limit` bounds each invocation.
 pub async fn deliver(
-    watch: &mut Watch,
+    watch: &mut Watches,
     function: &str,
     file: &Path,
     scratch: &Path,

@@ -6,7 +6,9 @@
 //! One implementation for the integration test (`tests/events.rs`) and for `make demo`
 //! (`src/bin/demo.rs`):
 //! [`session::Session::start`] checks the tools, builds the functions, starts moto, the
-//! emulator (seeded from `tests/local/organization.json`) and `cargo lambda watch`;
+//! emulator (seeded from `tests/local/organization.json`, enforcing the shipped IAM policies
+//! and forwarding moto's services) and one `cargo lambda watch` per function, each with the
+//! environment of that function alone (its role's credentials);
 //! [`deliver::deliver`] delivers one file to one function as EventBridge or SQS would
 //! (retrying what the reply says to retry); [`report`] reads the ledger and the emulator's
 //! counters back. Every process started here is stopped on drop, on failure, and (through a
@@ -31,6 +33,19 @@ pub const FUNCTIONS: [&str; 3] = [
     "approval-identity-source",
     "web-identity-provider",
 ];
+
+/// The role of `template.yaml` each function runs as (its logical id, which is also the access
+/// key it signs with locally: the emulator evaluates its calls against that role's shipped
+/// policy, see [`crate::iam`]).
+pub fn role(function: &str) -> Option<&'static str> {
+    match function {
+        "identity-center-instance" => Some(crate::iam::INSTANCE_ROLE),
+        "approval-identity-source" => Some(crate::iam::APPROVAL_ROLE),
+        "web-identity-provider" => Some(crate::iam::WEB_ROLE),
+        "reconciler" => Some(crate::iam::RECONCILER_ROLE),
+        _ => None,
+    }
+}
 
 /// The sample events in the order of `events/README.md`'s table (its replies assume this
 /// order on a fresh ledger).

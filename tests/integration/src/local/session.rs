@@ -1,5 +1,6 @@
-//! A whole local run: tools, build, moto, emulator, resources, `cargo lambda watch`; then
-//! rounds of deliveries. Used by `tests/events.rs` and by the demo.
+//! A whole local run: tools, build, moto, emulator (enforcing the shipped policies), resources,
+//! one `cargo lambda watch` per function; then rounds of deliveries. Used by `tests/events.rs`
+//! and by the demo.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::deliver::{deliver, Delivery};
 use super::progress::{seconds, Progress};
-use super::stack::{start_emulator, start_moto, LocalStack};
+use super::stack::{start_emulator, start_moto, LocalStack, Names};
 use super::tools::Tools;
-use super::watch::Watch;
+use super::watch::Watches;
 use super::FUNCTIONS;
 
 /// Steps [`Session::start`] reports.
@@ -20,7 +21,7 @@ pub const START_STEPS: usize = 6;
 pub struct Options {
     /// Prefix of the resource names.
     pub name: String,
-    /// Where logs, the env file and redelivered batches go (created if missing).
+    /// Where logs, the env files and redelivered batches go (created if missing).
     pub work_dir: PathBuf,
     /// The emulator's organization (default `tests/local/organization.json`).
     pub organization: PathBuf,
@@ -43,13 +44,13 @@ impl Options {
     }
 }
 
-/// Everything running for a local run. Dropping it stops `cargo lambda watch` (and the
-/// functions); the emulator stops with it, moto when the process exits.
+/// Everything running for a local run. Dropping it stops the watches (and the functions); the
+/// emulator stops with it, moto when the process exits.
 pub struct Session {
     pub root: PathBuf,
     pub tools: Tools,
     pub stack: LocalStack,
-    pub watch: Watch,
+    pub watches: Watches,
     pub options: Options,
 }
 
@@ -84,9 +85,15 @@ impl Session {
         };
         step.ok(&moto_url);
 
-        let step =
-            progress.step("starting the identity emulator (SSO Admin, MPA, WorkSpaces Web, STS)");
-        let emulator = match start_emulator(&options.organization).await {
+        let step = progress.step(
+            "starting the identity emulator (SSO Admin, MPA, WorkSpaces Web, STS; IAM in front of \
+             moto)",
+        );
+        let names = match super::event_files(&root).and_then(|f| Names::new(&options.name, &f)) {
+            Ok(names) => names,
+            Err(e) => return Err(step.fail(e)),
+        };
+        let emulator = match start_emulator(&options.organization, &moto_url, &names).await {
             Ok(emulator) => emulator,
             Err(e) => return Err(step.fail(e)),
         };
@@ -95,9 +102,18 @@ impl Session {
         for line in seeded {
             progress.note(&line);
         }
+        progress.note(&format!(
+            "IAM: each function signs as its role of template.yaml ({}) and is held to that \
+             role's shipped policy",
+            FUNCTIONS
+                .iter()
+                .filter_map(|f| super::role(f))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
 
         let step = progress.step("creating the ledger table, event bus and OIDC client secret");
-        let stack = match LocalStack::provision(moto_url, emulator, &options.name).await {
+        let stack = match LocalStack::provision(moto_url, emulator, &names).await {
             Ok(stack) => stack,
             Err(e) => return Err(step.fail(e)),
         };
@@ -108,33 +124,42 @@ impl Session {
             super::stack::SECRET_NAME
         ));
 
-        let step = progress.step("starting cargo lambda watch (the Lambda Runtime API)");
-        let env_file = options.work_dir.join("functions.env");
-        let env: String = stack
-            .function_env(options.ready_wait_seconds)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect();
-        if let Err(e) = std::fs::write(&env_file, env) {
-            return Err(step.fail(format!("cannot write {}: {e}", env_file.display())));
+        let step =
+            progress.step("starting cargo lambda watch, one per function (the Lambda Runtime API)");
+        let mut functions = Vec::new();
+        for function in FUNCTIONS {
+            let env = match stack.function_env(function, options.ready_wait_seconds) {
+                Ok(env) => env,
+                Err(e) => return Err(step.fail(e)),
+            };
+            let env_file = options.work_dir.join(format!("{function}.env"));
+            let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            if let Err(e) = std::fs::write(&env_file, text) {
+                return Err(step.fail(format!("cannot write {}: {e}", env_file.display())));
+            }
+            let log = options.work_dir.join(format!("{function}.log"));
+            let _ = std::fs::remove_file(&log);
+            functions.push((function, env_file, log));
         }
-        let log = options.work_dir.join("functions.log");
-        let _ = std::fs::remove_file(&log);
-        let watch = match Watch::start(&tools, &root, &env_file, &log, options.invoke_limit).await {
-            Ok(watch) => watch,
+        let watches = match Watches::start(&tools, &root, &functions, options.invoke_limit).await {
+            Ok(watches) => watches,
             Err(e) => return Err(step.fail(e)),
         };
+        let ports: Vec<String> = watches
+            .iter()
+            .map(|w| format!("{} 127.0.0.1:{}", w.function, w.port))
+            .collect();
         step.ok(&format!(
-            "127.0.0.1:{}, function logs in {}",
-            watch.port,
-            log.display()
+            "{}; function logs in {}",
+            ports.join(", "),
+            options.work_dir.display()
         ));
 
         Ok(Session {
             root,
             tools,
             stack,
-            watch,
+            watches,
             options,
         })
     }
@@ -153,7 +178,7 @@ impl Session {
         for file in files {
             for function in FUNCTIONS {
                 let delivery = deliver(
-                    &mut self.watch,
+                    &mut self.watches,
                     function,
                     file,
                     &scratch,
@@ -167,14 +192,14 @@ impl Session {
         Ok(deliveries)
     }
 
-    /// The functions' log (stdout and stderr of every function process).
+    /// The functions' logs (stdout and stderr of every function process and its watch).
     pub fn function_log(&self) -> String {
-        std::fs::read_to_string(&self.watch.log).unwrap_or_default()
+        self.watches.logs()
     }
 
-    /// Stops `cargo lambda watch` and the functions, and the emulator.
+    /// Stops the watches and the functions, and the emulator.
     pub fn stop(&mut self) {
-        self.watch.stop();
+        self.watches.stop();
         self.stack.emulator.shutdown();
     }
 }

@@ -2,9 +2,14 @@
 //! the identity emulator (SSO Admin, MPA, WorkSpaces Web, STS) seeded with an organization,
 //! plus what the deployed stack would hold: the ledger table, the event bus (with a rule
 //! capturing what the functions emit into a queue) and the OIDC client secret.
+//!
+//! Every AWS endpoint of the functions is the emulator: it evaluates each call against the
+//! shipped policy of the role that signed it ([`crate::iam`]) and forwards moto's services to
+//! moto. Each function signs with its role's logical id as access key ([`super::role`]); the
+//! set-up and the read-backs here sign with another key, the management account's root.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -14,11 +19,22 @@ use identity_emulator::{Config as EmulatorConfig, Emulator};
 use onboarding::ledger::schema;
 use serde_json::Value;
 
+use crate::iam;
+
 pub const REGION: &str = "us-east-1";
 /// `EVENT_SOURCE` of the functions (their default).
 pub const SOURCE: &str = "identity-onboarding";
 /// The secret the sample events name (`webIdentityProvider.secretId`).
 pub const SECRET_NAME: &str = "onboarding/corp-oidc";
+/// The access key of the set-up and read-backs: no role's, so the account's root.
+const ROOT_KEY: &str = "test";
+/// The function queues of `template.yaml` (logical ids), bound to the queue the samples'
+/// SQS records come from.
+const QUEUES: [&str; 3] = [
+    "IdentityCenterInstanceQueue",
+    "ApprovalIdentitySourceQueue",
+    "WebIdentityProviderQueue",
+];
 
 /// A raw ledger item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -40,11 +56,79 @@ pub async fn start_moto() -> Result<String, String> {
     }
 }
 
+/// The names of one run's resources (unique per run), known before anything starts: the
+/// emulator's policies are bound to them.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub unique: String,
+    pub table: String,
+    pub bus: String,
+    /// The queue every function's queue stands for: the standard queue the sample SQS
+    /// records name as `eventSourceARN` (each file goes to every function).
+    pub queue_arn: String,
+}
+
+impl Names {
+    /// `name` prefixes the resource names; `events` are the sample files to be delivered.
+    pub fn new(name: &str, events: &[PathBuf]) -> Result<Names, String> {
+        let unique = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        Ok(Names {
+            table: format!("ledger-{unique}"),
+            bus: format!("onboarding-{unique}"),
+            queue_arn: delivering_queue(events)?,
+            unique,
+        })
+    }
+}
+
+/// The first standard (not FIFO) queue ARN the SQS records of `events` carry. The FIFO
+/// sample's queue is no function's: a call on it (a retry delay) would be refused, as it
+/// would be in AWS.
+pub fn delivering_queue(events: &[PathBuf]) -> Result<String, String> {
+    for file in events {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let Ok(payload) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let records = payload.get("Records").and_then(Value::as_array);
+        for record in records.into_iter().flatten() {
+            if let Some(arn) = record.get("eventSourceARN").and_then(Value::as_str) {
+                if arn.starts_with("arn:") && !arn.ends_with(".fifo") {
+                    return Ok(arn.to_string());
+                }
+            }
+        }
+    }
+    Err("no sample SQS record names a standard queue (eventSourceARN)".into())
+}
+
 /// Starts the identity emulator on a free 127.0.0.1 port, seeded from `organization` (JSON,
-/// see tests/identity-emulator/README.md).
-pub async fn start_emulator(organization: &Path) -> Result<Emulator, String> {
-    let config = EmulatorConfig::from_file(organization)
+/// see tests/identity-emulator/README.md), enforcing the shipped policies bound to `names`
+/// and forwarding moto's services to `moto_url`.
+pub async fn start_emulator(
+    organization: &Path,
+    moto_url: &str,
+    names: &Names,
+) -> Result<Emulator, String> {
+    let mut config = EmulatorConfig::from_file(organization)
         .map_err(|e| format!("{}: {e}", organization.display()))?;
+    let organization_instance_arn = config.organization_instance_arn().to_string();
+    let queues: Vec<(&str, String)> = QUEUES
+        .iter()
+        .map(|logical| (*logical, names.queue_arn.clone()))
+        .collect();
+    config.iam = Some(iam::bound(
+        iam::shipped(),
+        &iam::Names {
+            region: REGION,
+            table: &names.table,
+            bus: &names.bus,
+            organization_instance_arn: &organization_instance_arn,
+            queues: &queues,
+        },
+    ));
+    config.forward_url = Some(moto_url.to_string());
     identity_emulator::start(config, "127.0.0.1:0")
         .await
         .map_err(|e| format!("the identity emulator cannot listen on 127.0.0.1: {e}"))
@@ -64,22 +148,21 @@ pub struct LocalStack {
 }
 
 impl LocalStack {
-    /// Creates the ledger table (exactly as the template declares it), an event bus whose
-    /// events are captured into a queue, and the OIDC client secret. `name` prefixes the
-    /// resource names (unique per run).
+    /// Creates, as the account's root and through the emulator, the ledger table (exactly as
+    /// the template declares it), an event bus whose events are captured into a queue, and
+    /// the OIDC client secret.
     pub async fn provision(
         moto_url: String,
         emulator: Emulator,
-        name: &str,
+        names: &Names,
     ) -> Result<LocalStack, String> {
-        let config = moto_config(&moto_url);
-        let unique = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let table = format!("ledger-{unique}");
-        let bus = format!("onboarding-{unique}");
+        let config = root_config(&emulator.url());
+        let table = names.table.clone();
+        let bus = names.bus.clone();
         schema::create_table(&aws_sdk_dynamodb::Client::new(&config), &table)
             .await
             .map_err(|e| format!("cannot create the ledger table {table}: {e}"))?;
-        let capture_queue = capture_events(&config, &bus, &unique).await?;
+        let capture_queue = capture_events(&config, &bus, &names.unique).await?;
         let secret_value = format!("local-client-secret-{}", uuid::Uuid::new_v4().simple());
         put_secret(
             &config,
@@ -99,21 +182,34 @@ impl LocalStack {
         })
     }
 
-    /// The functions' environment: local endpoints, static credentials, and the settings
-    /// `template.yaml` would set. `ready_wait_seconds`: how long one delivery waits for an
-    /// instance or identity source to become ACTIVE.
-    pub fn function_env(&self, ready_wait_seconds: u32) -> Vec<(String, String)> {
+    /// The environment of `function`: its role's credentials, every AWS endpoint at the
+    /// emulator, and the settings `template.yaml` would set. `ready_wait_seconds`: how long
+    /// one delivery waits for an instance or identity source to become ACTIVE.
+    pub fn function_env(
+        &self,
+        function: &str,
+        ready_wait_seconds: u32,
+    ) -> Result<Vec<(String, String)>, String> {
+        let role = super::role(function)
+            .ok_or_else(|| format!("{function} is not a function of template.yaml"))?;
         let emulator = self.emulator.url();
         let mut env: Vec<(String, String)> = Vec::new();
         let mut set = |k: &str, v: &str| env.push((k.to_string(), v.to_string()));
         set("AWS_REGION", REGION);
-        set("AWS_ACCESS_KEY_ID", "test");
-        set("AWS_SECRET_ACCESS_KEY", "test");
+        // As Lambda gives a function its execution role's credentials.
+        set("AWS_ACCESS_KEY_ID", role);
+        set("AWS_SECRET_ACCESS_KEY", "local-secret");
         set("AWS_EC2_METADATA_DISABLED", "true");
-        for service in ["DYNAMODB", "SQS", "EVENTBRIDGE", "SECRETS_MANAGER"] {
-            set(&format!("AWS_ENDPOINT_URL_{service}"), &self.moto_url);
-        }
-        for service in ["SSO_ADMIN", "MPA", "WORKSPACES_WEB", "STS"] {
+        for service in [
+            "DYNAMODB",
+            "SQS",
+            "EVENTBRIDGE",
+            "SECRETS_MANAGER",
+            "SSO_ADMIN",
+            "MPA",
+            "WORKSPACES_WEB",
+            "STS",
+        ] {
             set(&format!("AWS_ENDPOINT_URL_{service}"), &emulator);
         }
         set("LEDGER_TABLE", &self.table);
@@ -122,7 +218,17 @@ impl LocalStack {
         set("READY_WAIT_SECONDS", &ready_wait_seconds.to_string());
         set("LEASE_SECONDS", "30");
         set("RUST_LOG", "info");
-        env
+        Ok(env)
+    }
+
+    /// The calls IAM refused so far: `(principal, action)`, in the order first seen.
+    pub fn denials(&self) -> Vec<(String, String)> {
+        self.emulator
+            .observed()
+            .into_iter()
+            .filter(|(_, _, allowed)| !allowed)
+            .map(|(principal, action, _)| (principal, action))
+            .collect()
     }
 
     /// Every event the functions emitted since the last call (drains the capture queue).
@@ -191,15 +297,16 @@ pub async fn scan_ledger(config: &SdkConfig, table: &str) -> Result<Vec<Item>, S
     }
 }
 
-/// Static credentials, us-east-1, every service at moto (setup and read-back only touch moto).
-fn moto_config(moto_url: &str) -> SdkConfig {
+/// The account's root (static credentials of no role), us-east-1, every service at the
+/// emulator (which forwards moto's).
+fn root_config(emulator_url: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test", "test", None, None, "local",
+            ROOT_KEY, "test", None, None, "local",
         )))
-        .endpoint_url(moto_url)
+        .endpoint_url(emulator_url)
         .timeout_config(onboarding::aws::timeouts())
         .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().expect("tokio sleep"))
         .time_source(aws_smithy_async::time::SystemTimeSource::new())

@@ -113,3 +113,37 @@ pub fn secret_absent(secret: &str, places: &[(&str, &str)]) -> Vec<String> {
         .map(|(name, _)| format!("the OIDC client secret's value appears in {name}"))
         .collect()
 }
+
+/// What IAM said of the functions' calls, from the emulator's `observed()` `(principal,
+/// action, allowed)`: every denial, and every role of `roles` none of whose calls was
+/// evaluated (its function did not sign as it: the run would prove nothing about its policy).
+pub fn iam(observed: &[(String, String, bool)], roles: &[&str]) -> Vec<String> {
+    let mut problems: Vec<String> = observed
+        .iter()
+        .filter(|(_, _, allowed)| !allowed)
+        .map(|(principal, action, _)| {
+            format!("IAM: {principal} was denied {action} by its shipped policy")
+        })
+        .collect();
+    for role in roles {
+        if !observed.iter().any(|(principal, _, _)| principal == role) {
+            problems.push(format!("IAM: no call was evaluated as {role}"));
+        }
+    }
+    problems
+}
+
+/// One line per principal: the actions IAM allowed it (`observed()` order).
+pub fn allowed_actions(observed: &[(String, String, bool)]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (principal, action, allowed) in observed {
+        if !allowed {
+            continue;
+        }
+        match out.iter_mut().find(|(p, _)| p == principal) {
+            Some((_, actions)) => actions.push(action.clone()),
+            None => out.push((principal.clone(), vec![action.clone()])),
+        }
+    }
+    out
+}

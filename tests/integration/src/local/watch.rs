@@ -1,6 +1,13 @@
-//! `cargo lambda watch`: the Lambda Runtime API on 127.0.0.1, serving every function binary of
-//! the workspace (function name = binary name); and `cargo lambda invoke --data-file`, the
-//! offline stand-in for `sam local invoke -e`.
+//! `cargo lambda watch`: the Lambda Runtime API on 127.0.0.1, one per function (function name
+//! = binary name), each with that function's environment alone; and `cargo lambda invoke
+//! --data-file`, the offline stand-in for `sam local invoke -e`.
+//!
+//! One watch per function because the functions differ in their credentials (each signs as
+//! its own role) and watch gives every function it serves the same `--env-file`. Its only
+//! per-function settings, `[package.metadata.lambda.env]` in the functions' manifests, are
+//! static, are applied after `--env-file` (nothing can override them) and would replace the
+//! credentials of anyone running `cargo lambda watch` against a real account. A watch costs
+//! about 0.1 s to start and 16 MB; the function processes are one per function either way.
 //!
 //! Facts this relies on (cargo-lambda 1.9): on a function's first invocation, watch runs
 //! `cargo run --bin <name>` from the workspace root (a debug build, into `CARGO_TARGET_DIR`
@@ -85,8 +92,11 @@ fn first_line(text: &str) -> &str {
         .trim()
 }
 
-/// A running `cargo lambda watch`.
+/// A running `cargo lambda watch` serving one function.
 pub struct Watch {
+    /// The function it serves (it would start any other binary too: [`Watch::invoke`]
+    /// refuses to ask it).
+    pub function: String,
     pub port: u16,
     pub log: PathBuf,
     server: Supervised,
@@ -95,13 +105,14 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts `cargo lambda watch -A 127.0.0.1 -P <free port> --ignore-changes` in `root` with
-    /// the functions' environment from `env_file`; waits until it listens. `timeout`: how long
-    /// an invocation may take (the first one of each function includes `cargo run`'s check
-    /// of the build).
+    /// Starts `cargo lambda watch -A 127.0.0.1 -P <free port> --ignore-changes` in `root` for
+    /// `function`, with its environment from `env_file`; waits until it listens. `timeout`:
+    /// how long an invocation may take (the first one includes `cargo run`'s check of the
+    /// build).
     pub async fn start(
         tools: &Tools,
         root: &Path,
+        function: &str,
         env_file: &Path,
         log: &Path,
         timeout: Duration,
@@ -129,7 +140,8 @@ impl Watch {
                     command.env_remove(key);
                 }
             }
-            let mut server = Supervised::spawn("cargo lambda watch", command, log)?;
+            let mut server =
+                Supervised::spawn(&format!("cargo lambda watch ({function})"), command, log)?;
             let started = Instant::now();
             loop {
                 if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -137,6 +149,7 @@ impl Watch {
                     .is_ok()
                 {
                     return Ok(Watch {
+                        function: function.to_string(),
                         port,
                         log: log.to_path_buf(),
                         server,
@@ -168,13 +181,20 @@ impl Watch {
     }
 
     /// `cargo lambda invoke <function> -A 127.0.0.1 -P <port> --data-file <file> -o json`.
-    /// `Err` only when the invoke command itself cannot run or exceeds `limit`.
+    /// `Err` only when the invoke command itself cannot run or exceeds `limit`, or when
+    /// `function` is not the one this watch serves.
     pub async fn invoke(
         &mut self,
         function: &str,
         data_file: &Path,
         limit: Duration,
     ) -> Result<Reply, String> {
+        if function != self.function {
+            return Err(format!(
+                "the watch on 127.0.0.1:{} serves {}, not {function}",
+                self.port, self.function
+            ));
+        }
         if let Some(status) = self.server.exited() {
             return Err(format!(
                 "cargo lambda watch has stopped ({status}):\n{}",
@@ -221,6 +241,73 @@ impl Watch {
     /// Stops watch and the function processes it started.
     pub fn stop(&mut self) {
         self.server.stop();
+    }
+}
+
+/// One [`Watch`] per function; invocations go to the function's own.
+pub struct Watches {
+    watches: Vec<Watch>,
+}
+
+impl Watches {
+    /// Starts a watch for each `(function, env file, log)`; stops those already started if
+    /// one fails.
+    pub async fn start(
+        tools: &Tools,
+        root: &Path,
+        functions: &[(&str, PathBuf, PathBuf)],
+        timeout: Duration,
+    ) -> Result<Watches, String> {
+        let mut watches = Watches {
+            watches: Vec::new(),
+        };
+        for (function, env_file, log) in functions {
+            match Watch::start(tools, root, function, env_file, log, timeout).await {
+                Ok(watch) => watches.watches.push(watch),
+                Err(e) => {
+                    watches.stop();
+                    return Err(format!("{function}: {e}"));
+                }
+            }
+        }
+        Ok(watches)
+    }
+
+    /// The watch serving `function`.
+    pub fn of(&self, function: &str) -> Option<&Watch> {
+        self.watches.iter().find(|w| w.function == function)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Watch> {
+        self.watches.iter()
+    }
+
+    /// [`Watch::invoke`] on `function`'s watch.
+    pub async fn invoke(
+        &mut self,
+        function: &str,
+        data_file: &Path,
+        limit: Duration,
+    ) -> Result<Reply, String> {
+        match self.watches.iter_mut().find(|w| w.function == function) {
+            Some(watch) => watch.invoke(function, data_file, limit).await,
+            None => Err(format!("no cargo lambda watch serves {function}")),
+        }
+    }
+
+    /// Every function's log, one after the other.
+    pub fn logs(&self) -> String {
+        self.watches
+            .iter()
+            .map(|w| std::fs::read_to_string(&w.log).unwrap_or_default())
+            .collect()
+    }
+
+    /// Stops every watch and the function processes they started.
+    pub fn stop(&mut self) {
+        for watch in &mut self.watches {
+            watch.stop();
+        }
     }
 }
 
