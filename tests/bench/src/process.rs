@@ -52,6 +52,12 @@ impl Subject {
     ) -> Self {
         let moto = moto.url();
         let emulator = stack.emulator.url();
+        // A function signs as its role of template.yaml, as Lambda gives it that role's
+        // credentials: the emulator holds its calls (STS, SSO Admin, MPA, WorkSpaces Web) to
+        // the role's shipped policy. The calls to moto go through the timing proxy straight
+        // to moto, unevaluated. The baseline (one PutItem, to moto) is no function of the
+        // template: it keeps a key of no role.
+        let access_key = integration_tests::local::role(name).unwrap_or("AKIDLOCALBENCH");
         let mut env: Vec<(String, String)> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
             ("LANG", "en_US.UTF-8".into()),
@@ -70,7 +76,7 @@ impl Subject {
             ),
             ("AWS_REGION", REGION.into()),
             ("AWS_DEFAULT_REGION", REGION.into()),
-            ("AWS_ACCESS_KEY_ID", "AKIDLOCALBENCH".into()),
+            ("AWS_ACCESS_KEY_ID", access_key.into()),
             ("AWS_SECRET_ACCESS_KEY", "local-secret".into()),
             ("AWS_SESSION_TOKEN", "local-session".into()),
             // No shared config files, as in Lambda (absent files are looked for, not found).
