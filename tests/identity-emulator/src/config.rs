@@ -30,6 +30,11 @@ pub struct Config {
     /// The organization instance's "account instances" setting. When false, `CreateInstance`
     /// in any member account is refused (`AccessDeniedException`).
     pub account_instances_allowed: bool,
+    /// The organization instance lives in an opt-in Region (one disabled by default). AWS then
+    /// blocks account instances whatever `account_instances_allowed` says: every
+    /// `CreateInstance` in a member account is refused (`AccessDeniedException`; the
+    /// message is inferred, see the README).
+    pub organization_instance_in_opt_in_region: bool,
     /// Request-rate quotas (token buckets per operation). `None`, the default, throttles
     /// nothing; `"documented"` in JSON is [`QuotaConfig::documented`].
     pub quotas: Option<QuotaConfig>,
@@ -81,6 +86,10 @@ pub struct PortalConfig {
     pub portal_arn: String,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// `Standard` (default: it takes identity providers) or `IAM_Identity_Center` (its users
+    /// come from IAM Identity Center; `CreateIdentityProvider` on it is refused).
+    #[serde(default = "standard")]
+    pub authentication_type: String,
     /// Identity providers on the portal from the start.
     #[serde(default)]
     pub identity_providers: Vec<SeededProvider>,
@@ -101,6 +110,14 @@ pub struct SeededInstance {
     #[serde(default)]
     pub status_reason: Option<String>,
 }
+
+fn standard() -> String {
+    STANDARD.to_string()
+}
+
+/// The values of `AuthenticationType` in the WorkSpaces Web model.
+pub(crate) const STANDARD: &str = "Standard";
+pub(crate) const IAM_IDENTITY_CENTER: &str = "IAM_Identity_Center";
 
 fn active_status() -> String {
     "ACTIVE".to_string()
@@ -157,6 +174,7 @@ impl Default for Config {
             identity_source_activation_ms: 300,
             accounts: Vec::new(),
             account_instances_allowed: true,
+            organization_instance_in_opt_in_region: false,
             quotas: None,
             iam: None,
             forward_url: None,
@@ -190,8 +208,19 @@ impl AccountConfig {
         self.portals.push(PortalConfig {
             portal_arn: portal_arn.into(),
             display_name: None,
+            authentication_type: standard(),
             identity_providers: Vec::new(),
         });
+        self
+    }
+
+    /// A portal whose users come from IAM Identity Center (`authenticationType`
+    /// `IAM_Identity_Center`): it takes no identity provider.
+    pub fn with_identity_center_portal(mut self, portal_arn: impl Into<String>) -> Self {
+        self = self.with_portal(portal_arn);
+        if let Some(portal) = self.portals.last_mut() {
+            portal.authentication_type = IAM_IDENTITY_CENTER.to_string();
+        }
         self
     }
 
@@ -266,6 +295,13 @@ impl Config {
     /// `CreateInstance` in a member account is refused.
     pub fn disallowing_account_instances(mut self) -> Self {
         self.account_instances_allowed = false;
+        self
+    }
+
+    /// Builder: the organization instance lives in an opt-in Region; every `CreateInstance`
+    /// in a member account is refused.
+    pub fn with_organization_instance_in_opt_in_region(mut self) -> Self {
+        self.organization_instance_in_opt_in_region = true;
         self
     }
 
@@ -421,6 +457,23 @@ impl Config {
 /// Seeded identity providers obey `CreateIdentityProvider`'s model and the per-type detail
 /// rules, and names are unique on their portal. Messages never show detail values.
 fn validate_providers(portal: &PortalConfig) -> Result<(), String> {
+    match portal.authentication_type.as_str() {
+        STANDARD => {}
+        IAM_IDENTITY_CENTER if portal.identity_providers.is_empty() => {}
+        IAM_IDENTITY_CENTER => {
+            return Err(format!(
+                "portal {}: an {IAM_IDENTITY_CENTER} portal takes no identity providers",
+                portal.portal_arn
+            ))
+        }
+        other => {
+            return Err(format!(
+                "portal {}: authentication_type {other:?} is not {STANDARD} or \
+                 {IAM_IDENTITY_CENTER}",
+                portal.portal_arn
+            ))
+        }
+    }
     let models = crate::models()?;
     let mut names = std::collections::BTreeSet::new();
     for (i, provider) in portal.identity_providers.iter().enumerate() {
@@ -511,6 +564,8 @@ mod tests {
         assert_eq!(a.role_appears_after_ms, Some(120_000));
         assert_eq!(a.instance, Some(SeededInstance::active(Some("legacy"))));
         assert_eq!(a.portals[0].identity_providers[0].name, "corp");
+        assert_eq!(a.portals[0].authentication_type, STANDARD);
+        assert!(!c.organization_instance_in_opt_in_region);
         assert_eq!(
             c.accounts[1].instance.as_ref().unwrap().status,
             "CREATE_FAILED"
@@ -565,5 +620,24 @@ mod tests {
         let unknown_member = r#"{"accounts": [{"account_id": "222222222222",
             "instance": {"arn": "x"}}]}"#;
         assert!(Config::from_json(unknown_member).is_err());
+    }
+
+    #[test]
+    fn portals_have_an_authentication_type_of_the_model() {
+        let portal = |kind: &str| {
+            format!(
+                r#"{{"organization_instance_in_opt_in_region": true, "accounts": [{{"account_id": "222222222222",
+                   "portals": [{{"portal_arn": "arn:aws:workspaces-web:us-east-1:222222222222:portal/2f1c7d5e-6a0b-4f3e-9b1d-0c8a7e5f4d3b",
+                                 "authentication_type": "{kind}"}}]}}]}}"#
+            )
+        };
+        let c = Config::from_json(&portal("IAM_Identity_Center")).unwrap();
+        assert_eq!(
+            c.accounts[0].portals[0].authentication_type,
+            IAM_IDENTITY_CENTER
+        );
+        assert!(c.organization_instance_in_opt_in_region);
+        let err = Config::from_json(&portal("SAML")).unwrap_err();
+        assert!(err.contains("authentication_type"), "{err}");
     }
 }

@@ -285,7 +285,7 @@ impl World {
                     arn: p.portal_arn.clone(),
                     owner: account.account_id.clone(),
                     display_name: p.display_name.clone(),
-                    authentication_type: "Standard".to_string(),
+                    authentication_type: p.authentication_type.clone(),
                     created: seeded_at,
                     tags: Tags::new(),
                 });

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::{IAM_IDENTITY_CENTER, STANDARD};
 use crate::ids;
 use crate::protocol::{Output, ServiceError};
 use crate::state::{page, Caller, IdentityProvider, Portal, Tags, TokenCheck, World};
@@ -104,7 +105,7 @@ fn create_portal(world: &mut World, caller: &Caller, input: &Value) -> Result<Va
         owner: caller.account.clone(),
         display_name: str_member(input, "displayName").map(str::to_string),
         authentication_type: str_member(input, "authenticationType")
-            .unwrap_or("Standard")
+            .unwrap_or(STANDARD)
             .to_string(),
         created: std::time::SystemTime::now(),
         tags,
@@ -293,6 +294,9 @@ fn create_identity_provider(
     let tags = tags_of(input)?;
     let portal =
         own_portal(world, caller, portal_arn).ok_or_else(|| not_found("Portal", portal_arn))?;
+    if portal.authentication_type == IAM_IDENTITY_CENTER {
+        return Err(takes_no_provider(&portal.arn));
+    }
     if let Some(existing) = world
         .identity_providers
         .iter()
@@ -322,6 +326,20 @@ fn create_identity_provider(
     world.remember_token(OP, &caller.account, token, params, &response);
     world.counters.count_create(OP, true);
     Ok(response)
+}
+
+/// `CreateIdentityProvider` on a portal whose users come from IAM Identity Center. AWS
+/// documents only that such portals need no provider, not what it answers when sent one: the
+/// emulator takes the harsher plausible answer, a `ValidationException` naming the
+/// authentication type (never a success that leaves an unused provider behind; README).
+fn takes_no_provider(portal_arn: &str) -> ServiceError {
+    field_error(
+        "portalArn",
+        format!(
+            "Portal {portal_arn} has authenticationType {IAM_IDENTITY_CENTER}: its users sign \
+             in through IAM Identity Center, and it takes no identity provider."
+        ),
+    )
 }
 
 /// `details` fit `provider_type` (see [`check_details`]), else a `ValidationException`

@@ -122,11 +122,14 @@ async fn instances_belong_to_the_assumed_account_and_management_is_refused() {
         .await
         .unwrap_err()
         .into_service_error();
+    // AWS's answer (HTTP 400): never a Conflict, which callers read as "it exists".
     match err {
-        CreateInstanceError::ConflictException(e) => {
-            assert!(e.message().unwrap().contains("management account"), "{e:?}")
-        }
-        other => panic!("expected ConflictException, got {other:?}"),
+        CreateInstanceError::ValidationException(e) => assert_eq!(
+            e.message(),
+            Some("Organization management account is not allowed to perform the operation."),
+            "{e:?}"
+        ),
+        other => panic!("expected ValidationException, got {other:?}"),
     }
     // another member account cannot see the instance
     let other = sso(&assumed(&emu, "333333333333").await);
@@ -566,4 +569,27 @@ async fn account_instances_disallowed_by_the_organization_are_refused() {
     assert!(emu.state()["accounts"].get(MEMBER).is_none());
     // reading is unaffected
     member.list_instances().send().await.expect("list");
+}
+
+#[tokio::test]
+async fn an_organization_instance_in_an_opt_in_region_blocks_account_instances() {
+    // Allowed by the setting, blocked by the Region all the same.
+    let emu = start(fast_config().with_organization_instance_in_opt_in_region()).await;
+    let member = sso(&assumed(&emu, MEMBER).await);
+    let err = member
+        .create_instance()
+        .client_token("step-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    match err.into_service_error() {
+        CreateInstanceError::AccessDeniedException(e) => {
+            let msg = e.message().unwrap();
+            assert!(msg.contains("opt-in Region"), "{msg}");
+        }
+        other => panic!("expected AccessDeniedException, got {other:?}"),
+    }
+    assert_eq!(emu.counters().created("CreateInstance"), 0);
+    assert!(emu.state()["accounts"].get(MEMBER).is_none());
 }

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use aws_sdk_workspacesweb::error::ProvideErrorMetadata;
 use aws_sdk_workspacesweb::operation::create_identity_provider::CreateIdentityProviderError;
 use aws_sdk_workspacesweb::operation::get_identity_provider::GetIdentityProviderError;
-use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag, ValidationExceptionReason};
+use aws_sdk_workspacesweb::types::{
+    AuthenticationType, IdentityProviderType, Tag, ValidationExceptionReason,
+};
 use common::*;
 use identity_emulator::{AccountConfig, SeededProvider};
 
@@ -559,4 +561,92 @@ async fn bad_seeded_providers_are_refused_at_start_without_their_secrets() {
         assert!(msg.contains(expected), "{msg}");
         assert!(!msg.contains(CANARY), "{msg}");
     }
+}
+
+const CENTER_PORTAL: &str =
+    "arn:aws:workspaces-web:us-east-1:222222222222:portal/7a3e9c1d-2b4f-4c6a-8e0d-5f1b3c7a9e2d";
+
+#[tokio::test]
+async fn identity_center_portals_take_no_identity_provider() {
+    let emu = start(
+        fast_config()
+            .with_account(AccountConfig::new(MEMBER).with_identity_center_portal(CENTER_PORTAL)),
+    )
+    .await;
+    let client = web(&assumed(&emu, MEMBER).await);
+
+    // GetPortal tells the authentication type: seeded, created with one, created without.
+    let seeded = client.get_portal().portal_arn(CENTER_PORTAL).send().await;
+    let seeded = seeded.unwrap().portal.unwrap();
+    assert_eq!(
+        seeded.authentication_type(),
+        Some(&AuthenticationType::IamIdentityCenter)
+    );
+    let created = client
+        .create_portal()
+        .authentication_type(AuthenticationType::IamIdentityCenter)
+        .send()
+        .await
+        .unwrap()
+        .portal_arn;
+    let standard = new_portal(&client).await;
+    for (arn, kind) in [
+        (&created, AuthenticationType::IamIdentityCenter),
+        (&standard, AuthenticationType::Standard),
+    ] {
+        let portal = client.get_portal().portal_arn(arn).send().await.unwrap();
+        assert_eq!(portal.portal.unwrap().authentication_type(), Some(&kind));
+    }
+
+    // A provider on either IAM Identity Center portal is refused and nothing is made.
+    for (i, arn) in [CENTER_PORTAL, created.as_str()].into_iter().enumerate() {
+        let err = client
+            .create_identity_provider()
+            .portal_arn(arn)
+            .identity_provider_name("corp-oidc")
+            .identity_provider_type(IdentityProviderType::Oidc)
+            .set_identity_provider_details(Some(oidc_details()))
+            .client_token(format!("center-{i}"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+        match err.into_service_error() {
+            CreateIdentityProviderError::ValidationException(e) => {
+                let msg = e.message().unwrap();
+                assert!(
+                    msg.contains("IAM_Identity_Center") && msg.contains(arn),
+                    "{msg}"
+                );
+                assert!(!msg.contains(CANARY));
+            }
+            other => panic!("expected ValidationException, got {other:?}"),
+        }
+    }
+    assert_eq!(emu.counters().created("CreateIdentityProvider"), 0);
+    // A Standard portal still takes one.
+    client
+        .create_identity_provider()
+        .portal_arn(&standard)
+        .identity_provider_name("corp-oidc")
+        .identity_provider_type(IdentityProviderType::Oidc)
+        .set_identity_provider_details(Some(oidc_details()))
+        .send()
+        .await
+        .expect("a Standard portal takes a provider");
+}
+
+#[tokio::test]
+async fn a_seeded_identity_center_portal_with_providers_is_refused_at_start() {
+    let member = AccountConfig::new(MEMBER)
+        .with_identity_center_portal(CENTER_PORTAL)
+        .with_portal_provider(CENTER_PORTAL, seeded_oidc("corp"));
+    let err = identity_emulator::start(fast_config().with_account(member), "127.0.0.1:0")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("takes no identity providers"),
+        "{err}"
+    );
 }
