@@ -4,7 +4,7 @@
 //! recording what it published in a local state file so that a second run (or a run after
 //! Ctrl-C) publishes nothing twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,13 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_organizations::error::{DisplayErrorContext, ProvideErrorMetadata};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use onboarding::aws::MemberAccess;
 use onboarding::events::{OnboardingRequest, SCHEMA_VERSION};
-use onboarding::ledger::schema::{PK, SK, STATUS};
-use onboarding::ledger::{LedgerError, Status, StepKey};
+use onboarding::ledger::{Status, StepKey};
 use onboarding::step::Step;
 use onboarding::steps::{IdentityCenterInstance, WebIdentityProvider};
 use serde::{Deserialize, Serialize};
@@ -32,13 +30,9 @@ use crate::table::{rfc3339_ms, shorten, Table};
 
 /// The state file used when `--state` is not given (in the current directory).
 pub const DEFAULT_STATE_FILE: &str = ".onboarding-backfill.json";
-/// Most keys BatchGetItem takes in one call.
-const MAX_KEYS_PER_READ: usize = 100;
 /// Organizations' largest page (ListAccounts, ListAccountsForParent,
 /// ListOrganizationalUnitsForParent).
 const PAGE: i32 = 20;
-/// Rounds of retrying a BatchGetItem's UnprocessedKeys before giving up.
-const MAX_READ_ROUNDS: u32 = 10;
 
 /// Why an account is not onboarded by this run (the summary groups by it).
 pub const FAILED_REASON: &str = "FAILED: use onboarding retry";
@@ -569,127 +563,6 @@ async fn organizations_config(ctx: &Context, profile: Option<&str>) -> SdkConfig
 }
 
 // ---------------------------------------------------------------------------------------
-// The ledger
-
-struct LedgerRead {
-    steps: HashMap<StepKey, Status>,
-    calls: usize,
-}
-
-fn ledger_error(
-    op: &str,
-    err: aws_sdk_dynamodb::error::SdkError<
-        impl ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        impl std::fmt::Debug,
-    >,
-) -> LedgerError {
-    use aws_sdk_dynamodb::error::SdkError;
-    let text = format!(
-        "{op}: {}",
-        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-    );
-    let code = ProvideErrorMetadata::code(&err).unwrap_or_default();
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            LedgerError::Unavailable(text)
-        }
-        _ if code.contains("Throttl")
-            || code.contains("ProvisionedThroughputExceeded")
-            || code.contains("RequestLimitExceeded")
-            || code.contains("InternalServerError") =>
-        {
-            LedgerError::Unavailable(text)
-        }
-        _ => LedgerError::Rejected(text),
-    }
-}
-
-/// The status of each of `keys` in the ledger (absent: no item), by BatchGetItem of at most
-/// 100 keys, retrying UnprocessedKeys with backoff.
-async fn read_ledger(ctx: &Context, keys: &[StepKey], progress: &Progress) -> Outcome<LedgerRead> {
-    let table = ctx.table()?.to_owned();
-    let client = aws_sdk_dynamodb::Client::new(&ctx.config);
-    // BatchGetItem refuses a request that names a key twice.
-    let mut seen = std::collections::HashSet::new();
-    let unique: Vec<&StepKey> = keys.iter().filter(|k| seen.insert(*k)).collect();
-    let mut steps = HashMap::new();
-    let mut calls = 0;
-    let mut done = 0;
-    for chunk in unique.chunks(MAX_KEYS_PER_READ) {
-        let item_keys: Vec<HashMap<String, AttributeValue>> = chunk
-            .iter()
-            .map(|k| {
-                HashMap::from([
-                    (PK.to_owned(), AttributeValue::S(k.scope.clone())),
-                    (SK.to_owned(), AttributeValue::S(k.step.clone())),
-                ])
-            })
-            .collect();
-        let mut pending = KeysAndAttributes::builder()
-            .set_keys(Some(item_keys))
-            .projection_expression("#pk, #sk, #st")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_names("#st", STATUS)
-            .consistent_read(true)
-            .build()
-            .map_err(|e| Failure::runtime(format!("BatchGetItem request: {e}")))?;
-        let mut round = 0;
-        loop {
-            let out = client
-                .batch_get_item()
-                .request_items(&table, pending.clone())
-                .send()
-                .await
-                .map_err(|e| ctx.ledger_failure(ledger_error("BatchGetItem", e)))?;
-            calls += 1;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&table))
-                .into_iter()
-                .flatten()
-            {
-                let text = |name: &str| match item.get(name) {
-                    Some(AttributeValue::S(s)) => Some(s.clone()),
-                    _ => None,
-                };
-                let (Some(scope), Some(step), Some(status)) = (text(PK), text(SK), text(STATUS))
-                else {
-                    continue;
-                };
-                let status = status.parse::<Status>().map_err(|e| {
-                    ctx.ledger_failure(LedgerError::Corrupt {
-                        key: format!("{scope}/{step}"),
-                        reason: e.to_string(),
-                    })
-                })?;
-                steps.insert(StepKey { scope, step }, status);
-            }
-            match out.unprocessed_keys().and_then(|u| u.get(&table)) {
-                Some(rest) if !rest.keys().is_empty() => {
-                    round += 1;
-                    if round >= MAX_READ_ROUNDS {
-                        return Err(ctx.ledger_failure(LedgerError::Unavailable(format!(
-                            "BatchGetItem: {} keys still unprocessed after {round} rounds (the table is throttled)",
-                            rest.keys().len()
-                        ))));
-                    }
-                    // 50 ms, 100 ms, ... up to 3.2 s, with jitter down to half.
-                    let base = 50u64 << (round - 1).min(6);
-                    let jitter = u64::from(std::process::id() ^ (now_ms() as u32)) % (base / 2 + 1);
-                    tokio::time::sleep(Duration::from_millis(base - jitter)).await;
-                    pending = rest.clone();
-                }
-                _ => break,
-            }
-        }
-        done += chunk.len();
-        progress.reading(done, unique.len());
-    }
-    Ok(LedgerRead { steps, calls })
-}
-
-// ---------------------------------------------------------------------------------------
 // Progress: a bar on a terminal, plain lines otherwise
 
 enum Progress {
@@ -1027,7 +900,12 @@ pub async fn backfill(ctx: &Context, opts: Options) -> Outcome {
         .iter()
         .flat_map(|l| l.steps.iter().map(|(k, _)| k.clone()))
         .collect();
-    let read = match read_ledger(ctx, &keys, &progress).await {
+    let read = ctx
+        .ledger()?
+        .statuses(&keys, |done, total| progress.reading(done, total))
+        .await
+        .map_err(|e| ctx.ledger_failure(e));
+    let read = match read {
         Ok(r) => r,
         Err(e) => {
             progress.finish();

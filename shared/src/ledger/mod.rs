@@ -6,6 +6,7 @@
 //! creates the resource with [`Lease::token`] (deterministic, see [`client_token`]) and records
 //! the outcome with [`Ledger::mark_created`] / [`Ledger::mark_ready`] / [`Ledger::fail`].
 
+mod batch;
 pub mod counter;
 pub mod error;
 pub mod hash;
@@ -24,6 +25,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
+pub use batch::Statuses;
 pub use counter::RequestCounter;
 pub use error::LedgerError;
 pub use hash::{canonical_json, request_hash};
