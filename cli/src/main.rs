@@ -293,6 +293,8 @@ enum StatusArg {
     Created,
     #[value(name = "READY")]
     Ready,
+    #[value(name = "RETIRED")]
+    Retired,
 }
 
 impl From<StatusArg> for Status {
@@ -302,6 +304,7 @@ impl From<StatusArg> for Status {
             StatusArg::InProgress => Status::InProgress,
             StatusArg::Created => Status::Created,
             StatusArg::Ready => Status::Ready,
+            StatusArg::Retired => Status::Retired,
         }
     }
 }

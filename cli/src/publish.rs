@@ -204,6 +204,7 @@ pub fn prepare(event: &Value, accept: &Accept) -> Result<Prepared, String> {
             (Some(r), effect)
         }
         Decoded::Ignored { reason } => (None, format!("ignored by the functions: {reason}")),
+        Decoded::Offboard(r) => (None, format!("offboard: {}", r.reason())),
     };
     if source.starts_with("aws.") {
         let instead = match &request {

@@ -411,6 +411,8 @@ mod tests {
             requested_revision: None,
             drift: None,
             audited_at: None,
+            retired: None,
+            retired_revision: None,
         }
     }
 

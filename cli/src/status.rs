@@ -34,6 +34,18 @@ pub fn next_step(r: &Record) -> Option<String> {
     let step = &r.key.step;
     match r.status {
         Status::Ready => None,
+        Status::Retired => {
+            let retired = r.retired.as_ref();
+            let why = retired
+                .and_then(|w| w.get("reason"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("its account closed or left the organization");
+            let at = time_or_dash(retired.and_then(|w| w.get("at")).and_then(|v| v.as_u64()));
+            Some(format!(
+                "RETIRED since {at}: {why}. Nothing is audited, repaired or created for it; an \
+                 onboarding request newer than the retirement (a reopened account) starts it again"
+            ))
+        }
         Status::Failed => {
             let extra = if step.starts_with(WEB_STEP) {
                 " --event FILE (the original request)"
@@ -300,7 +312,7 @@ pub async fn list(ctx: &Context, statuses: &[Status]) -> Outcome {
         "GEN",
         "ATTEMPTS",
         "UPDATED",
-        "LAST ERROR",
+        "LAST ERROR / WHY RETIRED",
     ]);
     for r in &records {
         table.row(vec![
@@ -310,10 +322,15 @@ pub async fn list(ctx: &Context, statuses: &[Status]) -> Outcome {
             r.generation.to_string(),
             r.attempt.to_string(),
             time_or_dash(r.updated_at),
-            r.last_error
-                .as_ref()
-                .map(|e| shorten(&format!("{}: {}", e.code, e.message), 80))
-                .unwrap_or_else(|| "-".into()),
+            match (&r.status, r.retired.as_ref().and_then(|w| w.get("reason"))) {
+                // A retired step: why (the account closed or left the organization).
+                (Status::Retired, Some(why)) => shorten(why.as_str().unwrap_or_default(), 80),
+                _ => r
+                    .last_error
+                    .as_ref()
+                    .map(|e| shorten(&format!("{}: {}", e.code, e.message), 80))
+                    .unwrap_or_else(|| "-".into()),
+            },
         ]);
     }
     print!("{}", table.render());

@@ -22,6 +22,7 @@ use crate::revision::Revision;
 
 pub const STEP_FAILED_DETAIL_TYPE: &str = "Onboarding Step Failed";
 pub const DRIFT_DETECTED_DETAIL_TYPE: &str = "Onboarding Drift Detected";
+pub const ACCOUNT_OFFBOARDED_DETAIL_TYPE: &str = "Account Offboarded";
 const SCHEMA_VERSION: &str = "1";
 
 /// What an announcement is about.
@@ -235,6 +236,30 @@ impl Announcer {
             detail["accountId"] = json!(account);
         }
         self.put(STEP_FAILED_DETAIL_TYPE, &detail).await
+    }
+
+    /// "Account Offboarded": one step of an account that closed or left the organization was
+    /// retired (`retired`: the ledger's record of when and why). Announced once per step;
+    /// `resource_arn` is absent for a step no request had reached.
+    pub async fn offboarded(
+        &self,
+        subject: &Subject<'_>,
+        resource_arn: Option<&str>,
+        retired: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), StepError> {
+        let mut detail = json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "step": subject.step,
+            "retired": retired,
+            "requestEventId": subject.request_event_id,
+        });
+        if let Some(arn) = resource_arn {
+            detail["resourceArn"] = json!(arn);
+        }
+        if let Some(account) = subject.account_id {
+            detail["accountId"] = json!(account);
+        }
+        self.put(ACCOUNT_OFFBOARDED_DETAIL_TYPE, &detail).await
     }
 
     /// Queues the entry for the next shared call and waits for its result. In an invocation

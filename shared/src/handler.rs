@@ -147,6 +147,21 @@ impl<S: Step> Handler<S> {
                     Err(e) => Verdict::Retry(e),
                 }
             }
+            // Boxed, as every run is: the step's futures are deep.
+            Decoded::Offboard(request) => {
+                match Box::pin(self.engine.retire(&self.step, &request)).await {
+                    Ok(outcome) => {
+                        info!(account_id = %request.account_id, event_id = %request.event_id,
+                        outcome = "offboarded", detail = ?outcome, "account offboarded");
+                        Verdict::Done(outcome)
+                    }
+                    Err(e) => {
+                        warn!(account_id = %request.account_id, outcome = "retry", error = %e,
+                        "offboarding will be retried");
+                        Verdict::Retry(e)
+                    }
+                }
+            }
         }
     }
 
@@ -325,6 +340,12 @@ fn outcome_json(outcome: &Outcome) -> Value {
         }
         Outcome::Failed(reason) => json!({ "status": "failed", "reason": reason }),
         Outcome::Rejected(reason) => json!({ "status": "rejected", "reason": reason }),
+        Outcome::Retired { reason } => json!({ "status": "retired", "reason": reason }),
+        Outcome::Offboarded {
+            retired,
+            kept,
+            reason,
+        } => json!({ "status": "offboarded", "retired": retired, "kept": kept, "reason": reason }),
     }
 }
 

@@ -149,6 +149,8 @@ impl Reconciler {
                 }
                 match record.status {
                     Status::Failed => report.failed += 1,
+                    // Retired (the index lagging the write): never re-driven.
+                    Status::Retired => {}
                     _ if is_due(&record, now_ms) => due.push(record),
                     _ => {
                         report.not_due += 1;
@@ -262,7 +264,7 @@ impl Reconciler {
         let since = match record.status {
             Status::InProgress => record.first_attempt_at,
             Status::Created | Status::Ready => record.updated_at,
-            Status::Failed => return false,
+            Status::Failed | Status::Retired => return false,
         };
         since.is_some_and(|ms| {
             now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))

@@ -15,12 +15,15 @@ const NO_TIME: &str = "0000-00-00T00:00:00.000Z";
 
 impl Revision {
     pub fn of(request: &OnboardingRequest) -> Revision {
-        let time = request
-            .time
-            .as_deref()
+        Revision::at(request.time.as_deref(), &request.event_id)
+    }
+
+    /// The revision of any event: its envelope's `time` (if any) and its id.
+    pub fn at(time: Option<&str>, event_id: &str) -> Revision {
+        let time = time
             .and_then(normalize_time)
             .unwrap_or_else(|| NO_TIME.to_owned());
-        Revision(format!("{time}#{}", request.event_id))
+        Revision(format!("{time}#{event_id}"))
     }
 
     /// A stored revision, as [`Revision::as_str`] wrote it.

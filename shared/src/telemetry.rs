@@ -44,6 +44,8 @@ pub struct Tally {
     pub failures: u32,
     pub rejected: u32,
     pub skipped: u32,
+    /// Steps retired because their account closed or left the organization.
+    pub retired: u32,
 }
 
 impl Tally {
@@ -56,6 +58,7 @@ impl Tally {
         self.failures += other.failures;
         self.rejected += other.rejected;
         self.skipped += other.skipped;
+        self.retired += other.retired;
     }
 
     /// The EMF line CloudWatch turns into metrics, dimensioned by function.
@@ -73,6 +76,7 @@ impl Tally {
             ("Retries", self.retries),
             ("StepsFailed", self.failures),
             ("EventsRejected", self.rejected),
+            ("StepsRetired", self.retired),
         ]
     }
 }

@@ -433,15 +433,26 @@ fn summarize(status: &Status) -> String {
 }
 
 pub(crate) fn organizations(envelope: &Envelope<'_>) -> Result<Decoded, DecodeError> {
+    // Departures come as service events and as API calls (the other detail-types carry
+    // `eventName` too).
+    if let Some(name) = envelope
+        .detail
+        .get("eventName")
+        .and_then(serde_json::Value::as_str)
+    {
+        if super::departure::decides(envelope.detail_type, name) {
+            return super::departure::decode(envelope, name);
+        }
+    }
     let Some(name) = event_name(envelope)? else {
         return ignored(format!(
-            "Organizations event of detail-type {} is not an account creation result",
+            "Organizations event of detail-type {} is not an account creation result or departure",
             echo(envelope.detail_type)
         ));
     };
     if name != "CreateAccountResult" {
         return ignored(format!(
-            "Organizations event {} is not CreateAccountResult",
+            "Organizations event {} is not CreateAccountResult, CloseAccountResult or a departure",
             echo(name)
         ));
     }

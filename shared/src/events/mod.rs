@@ -38,6 +38,7 @@
 //! Nothing here panics on input.
 
 mod aws;
+mod departure;
 mod invocation;
 pub(crate) mod json;
 mod limits;
@@ -81,6 +82,7 @@ pub const MAX_ENVELOPE_STRING_CHARS: usize = 256;
 pub const CONTROL_TOWER_SOURCE: &str = "aws.controltower";
 pub const ORGANIZATIONS_SOURCE: &str = "aws.organizations";
 pub const CLOUDTRAIL_SERVICE_EVENT: &str = "AWS Service Event via CloudTrail";
+pub const CLOUDTRAIL_API_CALL: &str = "AWS API Call via CloudTrail";
 
 /// Which of the project's own events are onboarding requests (from `EVENT_SOURCE` and
 /// `REQUEST_DETAIL_TYPE`).
@@ -130,6 +132,8 @@ impl DecodeError {
 pub enum Decoded {
     /// Onboard this account.
     Request(OnboardingRequest),
+    /// The account closed or left the organization: retire its steps.
+    Offboard(OffboardingRequest),
     /// A well-formed event that asks for nothing (Control Tower `IN_PROGRESS` / `FAILED`,
     /// Organizations `FAILED`, other Control Tower / Organizations events): acknowledge it and
     /// log `reason`.
@@ -166,6 +170,82 @@ pub struct OnboardingRequest {
     pub instance: InstanceSpec,
     /// The web identity provider to create on a WorkSpaces Web portal, if any.
     pub web_identity_provider: Option<WebIdentityProviderSpec>,
+}
+
+/// How an account stopped being one to onboard.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Departure {
+    /// Organizations `CloseAccountResult` `SUCCEEDED`: the account is `SUSPENDED` (AWS may
+    /// reopen it within 90 days).
+    Closed,
+    /// `RemoveAccountFromOrganization` by the management account.
+    Removed,
+    /// `LeaveOrganization` by the account itself.
+    Left,
+    /// `AccountDepartedOrganization`, with its `departedMethod` when given.
+    Departed { method: Option<String> },
+    /// The reconciler found the account in this Organizations `State` (`SUSPENDED`,
+    /// `PENDING_CLOSURE`, `CLOSED`) or no longer in the organization.
+    Found { state: String },
+}
+
+impl Departure {
+    /// The event (or finding) that says so.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Departure::Closed => "CloseAccountResult",
+            Departure::Removed => "RemoveAccountFromOrganization",
+            Departure::Left => "LeaveOrganization",
+            Departure::Departed { .. } => "AccountDepartedOrganization",
+            Departure::Found { .. } => "DescribeAccount",
+        }
+    }
+}
+
+/// An account whose steps are retired: it closed or left the organization.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OffboardingRequest {
+    /// The EventBridge event `id` (or the reconciler's run id).
+    pub event_id: String,
+    pub departure: Departure,
+    pub replay_name: Option<String>,
+    /// The envelope's `time`: a request newer than it reopens the account's steps.
+    pub time: Option<String>,
+    /// 12 digits.
+    pub account_id: String,
+}
+
+impl OffboardingRequest {
+    /// Why the account's steps are retired, in a sentence.
+    pub fn reason(&self) -> String {
+        let what = match &self.departure {
+            Departure::Closed => {
+                "the account was closed (Organizations CloseAccountResult)".to_owned()
+            }
+            Departure::Removed => {
+                "the account was removed from the organization (RemoveAccountFromOrganization)"
+                    .to_owned()
+            }
+            Departure::Left => "the account left the organization (LeaveOrganization)".to_owned(),
+            Departure::Departed { method } => format!(
+                "the account departed the organization (AccountDepartedOrganization, method {})",
+                method.as_deref().unwrap_or("not given")
+            ),
+            Departure::Found { state } => {
+                format!("Organizations DescribeAccount says the account is {state}")
+            }
+        };
+        format!(
+            "account {} retired: {what}, event {}{}",
+            self.account_id,
+            self.event_id,
+            self.time
+                .as_deref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// The account instance of IAM Identity Center.

@@ -110,6 +110,7 @@ fn check(result: Result<Decoded, DecodeError>) -> Result<(), TestCaseError> {
     match result {
         Ok(Decoded::Ignored { reason }) => prop_assert!(!reason.is_empty()),
         Ok(Decoded::Request(r)) => prop_assert!(r.account_id.len() == 12),
+        Ok(Decoded::Offboard(r)) => prop_assert!(r.account_id.len() == 12),
         Err(e) => prop_assert!(!e.reason.is_empty()),
     }
     Ok(())

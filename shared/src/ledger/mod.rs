@@ -77,6 +77,21 @@ pub enum Claim {
     },
     /// Failed permanently (reason in `last_error`) until an operator retries it.
     Failed(Record),
+    /// The account closed or left the organization (why in `retired`): acknowledge, never
+    /// create; a request newer than the retirement reopens it ([`Ledger::reopen`]).
+    Retired(Record),
+}
+
+/// The outcome of [`Ledger::retire`].
+#[derive(Clone, Debug)]
+pub enum Retirement {
+    /// Retired by this write, not yet announced: announce it, then mark it announced.
+    Retired(Record),
+    /// Retired earlier (by this closure or another): announce it if it is not yet.
+    Already(Record),
+    /// The step knows a request newer than the closure (the account was reopened and
+    /// onboarded again): left as it is.
+    Newer(Record),
 }
 
 /// A held claim. Every completion or failure write is fenced on `owner`.
@@ -583,7 +598,8 @@ impl Ledger {
         }
     }
 
-    /// Records that a `READY` or `FAILED` step's outcome in `generation` was announced.
+    /// Records that a `READY`, `FAILED` or `RETIRED` step's outcome in `generation` was
+    /// announced.
     pub async fn mark_announced(&self, key: &StepKey, generation: u32) -> Result<(), LedgerError> {
         match self
             .update(key, &writes::announce(generation), false)
@@ -596,7 +612,7 @@ impl Ledger {
             Written::ConditionFailed(Some(old)) => {
                 let r = Record::from_item(&old)?;
                 Err(LedgerError::NotAllowed(format!(
-                    "{key} is {} in generation {}; only READY or FAILED steps of generation \
+                    "{key} is {} in generation {}; only READY, FAILED or RETIRED steps of generation \
                      {generation} are announced here",
                     r.status, r.generation
                 )))
@@ -619,6 +635,77 @@ impl Ledger {
         let e = writes::want(generation, &fields, revision.as_str());
         Ok(matches!(
             self.update(key, &e, false).await?,
+            Written::Applied(_)
+        ))
+    }
+
+    /// The account of `key` closed or left the organization (`revision`: the event's; `why`:
+    /// JSON of the event, its id and time, and a sentence): one conditional write. See
+    /// [`Retirement`]. A step no request reached yet is written as a retired tombstone.
+    pub async fn retire(
+        &self,
+        key: &StepKey,
+        revision: &Revision,
+        why: &serde_json::Value,
+    ) -> Result<Retirement, LedgerError> {
+        let mut why = why.clone();
+        let now_ms = epoch_ms(SystemTime::now());
+        if let Some(map) = why.as_object_mut() {
+            map.insert("at".into(), serde_json::json!(now_ms));
+        }
+        let why = why.to_string();
+        let first_token = client_token(key, 0);
+        let e = writes::retire(&writes::RetireInput {
+            revision: revision.as_str(),
+            why: &why,
+            first_token: &first_token,
+            now_ms,
+        });
+        match self.update(key, &e, true).await? {
+            Written::Applied(Some(item)) => Ok(Retirement::Retired(Record::from_item(&item)?)),
+            Written::Applied(None) => Err(LedgerError::Corrupt {
+                key: key.to_string(),
+                reason: "retirement returned no attributes".into(),
+            }),
+            Written::ConditionFailed(Some(old)) => {
+                let r = Record::from_item(&old)?;
+                Ok(if r.status == Status::Retired {
+                    Retirement::Already(r)
+                } else {
+                    Retirement::Newer(r)
+                })
+            }
+            Written::ConditionFailed(None) => Err(LedgerError::Corrupt {
+                key: key.to_string(),
+                reason: "retirement condition failed without the stored item".into(),
+            }),
+        }
+    }
+
+    /// A retired step (`retired`, as read) whose account was reopened and sent a request
+    /// newer than the retirement: generation + 1, `IN_PROGRESS` and free to claim, looking up
+    /// the old resource before creating when the retired generation had one. `false`
+    /// (nothing written) if the step changed since it was read (another delivery reopened it).
+    pub async fn reopen(&self, retired: &Record) -> Result<bool, LedgerError> {
+        let Some(seen) = &retired.retired_revision else {
+            return Err(LedgerError::Corrupt {
+                key: retired.key.to_string(),
+                reason: "RETIRED without retired_revision".into(),
+            });
+        };
+        let next = retired.generation.checked_add(1).ok_or_else(|| {
+            LedgerError::NotAllowed(format!("{} has exhausted its generations", retired.key))
+        })?;
+        let token = client_token(&retired.key, next);
+        let e = writes::reopen(&writes::ReopenInput {
+            generation: retired.generation,
+            retired_revision: seen.as_str(),
+            token: &token,
+            create_sent: retired.resource_arn.is_some() || retired.attempt > 0,
+            now_ms: epoch_ms(SystemTime::now()),
+        });
+        Ok(matches!(
+            self.update(&retired.key, &e, false).await?,
             Written::Applied(_)
         ))
     }
@@ -761,9 +848,10 @@ impl Ledger {
     }
 
     /// Steps with `status`: the sparse `attention` index for `IN_PROGRESS`, `CREATED` and
-    /// `FAILED` (eventually consistent, oldest change first); a Scan for `READY`.
+    /// `FAILED` (eventually consistent, oldest change first); a Scan for `READY` and
+    /// `RETIRED` (in no index).
     pub async fn list(&self, status: Status) -> Result<Vec<Record>, LedgerError> {
-        if status != Status::Ready {
+        if !matches!(status, Status::Ready | Status::Retired) {
             // The index can lag the table; report only what still matches.
             let records = self.attention(status.as_str()).await?;
             return Ok(records.into_iter().filter(|r| r.status == status).collect());
@@ -884,6 +972,12 @@ impl Ledger {
         match current.status {
             Status::Failed => {}
             Status::Ready if repair => {}
+            Status::Retired => {
+                return Err(LedgerError::NotAllowed(format!(
+                    "{key} is RETIRED (its account closed or left the organization); an \
+                     onboarding request newer than the retirement starts it again"
+                )))
+            }
             Status::InProgress => {
                 let expired_by = current
                     .lease_expires_at
@@ -967,6 +1061,7 @@ fn classify_claim(old: Record, owner: &str, now_ms: u64) -> Result<Claim, Ledger
         Status::Ready => Ok(Claim::Ready(old)),
         Status::Created => Ok(Claim::Created(old)),
         Status::Failed => Ok(Claim::Failed(old)),
+        Status::Retired => Ok(Claim::Retired(old)),
         Status::InProgress => match old.lease_expires_at {
             Some(ms) if ms > now_ms => Ok(Claim::InProgress {
                 lease_expires_at: from_epoch_ms(ms),
@@ -1017,6 +1112,8 @@ mod tests {
             requested_revision: None,
             drift: None,
             audited_at: None,
+            retired: None,
+            retired_revision: None,
         }
     }
 

@@ -23,6 +23,10 @@ pub enum Status {
     Ready,
     /// Failed permanently; an operator's retry starts a new generation.
     Failed,
+    /// The account closed or left the organization: final, out of every index, never
+    /// re-driven, audited or repaired. A newer request (a reopened account) starts a new
+    /// generation.
+    Retired,
 }
 
 impl Status {
@@ -33,6 +37,7 @@ impl Status {
             Status::Created => "CREATED",
             Status::Ready => "READY",
             Status::Failed => "FAILED",
+            Status::Retired => "RETIRED",
         }
     }
 }
@@ -45,7 +50,7 @@ impl fmt::Display for Status {
 
 /// A status string that is not one of the four the ledger knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown step status {0:?} (expected IN_PROGRESS, CREATED, READY or FAILED)")]
+#[error("unknown step status {0:?} (expected IN_PROGRESS, CREATED, READY, FAILED or RETIRED)")]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for Status {
@@ -57,6 +62,7 @@ impl FromStr for Status {
             "CREATED" => Ok(Status::Created),
             "READY" => Ok(Status::Ready),
             "FAILED" => Ok(Status::Failed),
+            "RETIRED" => Ok(Status::Retired),
             other => Err(UnknownStatus(other.to_owned())),
         }
     }
@@ -204,6 +210,11 @@ pub struct Record {
     pub drift: Option<serde_json::Map<String, serde_json::Value>>,
     /// Epoch milliseconds: when the audit last checked the step.
     pub audited_at: Option<u64>,
+    /// Why and when the step was retired (JSON: `at`, `event`, `eventId`, `time`, `reason`),
+    /// kept after a reopening as the step's history.
+    pub retired: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The revision of the closure or departure that retired the step.
+    pub retired_revision: Option<Revision>,
 }
 
 impl Record {
@@ -386,6 +397,8 @@ impl Record {
             requested_revision: d.string(schema::REQUESTED_REVISION)?.map(Revision::parse),
             drift: d.json_map(schema::DRIFT)?,
             audited_at: d.number(schema::AUDITED_AT)?,
+            retired: d.json_map(schema::RETIRED)?,
+            retired_revision: d.string(schema::RETIRED_REVISION)?.map(Revision::parse),
             key,
         })
     }
@@ -437,6 +450,7 @@ mod tests {
             Status::Created,
             Status::Ready,
             Status::Failed,
+            Status::Retired,
         ] {
             assert_eq!(status.to_string().parse::<Status>(), Ok(status));
             assert_eq!(

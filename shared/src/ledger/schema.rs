@@ -51,7 +51,13 @@ pub const DRIFT: &str = "drift";
 /// When the audit last checked the step (N, epoch ms).
 pub const AUDITED_AT: &str = "audited_at";
 
-/// `IN_PROGRESS`, `CREATED`, `READY` or `FAILED` (S).
+/// Why and when the step was retired (S, JSON `{"at", "event", "eventId", "time", "reason"}`):
+/// the account closed or left the organization.
+pub const RETIRED: &str = "retired";
+/// The revision of the event that retired the step (S): only a newer request reopens it.
+pub const RETIRED_REVISION: &str = "retired_revision";
+
+/// `IN_PROGRESS`, `CREATED`, `READY`, `FAILED` or `RETIRED` (S).
 pub const STATUS: &str = "status";
 /// The deterministic ClientToken of the current generation (S).
 pub const CLIENT_TOKEN: &str = "client_token";

@@ -379,17 +379,158 @@ pub(crate) fn fail_created(
     e
 }
 
-/// A `READY` or `FAILED` step's outcome in `generation` has been announced.
+/// A `READY`, `FAILED` or `RETIRED` step's outcome in `generation` has been announced.
 pub(crate) fn announce(generation: u32) -> Expressions {
     let mut e = Expressions::default();
     let (status, announced, generation_n) = (e.n(STATUS), e.n(ANNOUNCED), e.n(GENERATION));
     let yes = e.v("yes", AttributeValue::Bool(true));
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let failed = e.v("failed", s(Status::Failed.as_str()));
+    let retired = e.v("retired", s(Status::Retired.as_str()));
     let generation_v = e.v("generation", num(u64::from(generation)));
     e.update = Some(format!("SET {announced} = {yes}"));
     e.condition = Some(format!(
-        "{status} IN ({ready}, {failed}) AND {generation_n} = {generation_v}"
+        "{status} IN ({ready}, {failed}, {retired}) AND {generation_n} = {generation_v}"
+    ));
+    e
+}
+
+/// Inputs of a retirement.
+pub(crate) struct RetireInput<'a> {
+    /// The closure's or departure's revision: it retires only a step that knows no newer
+    /// request (a reopened account's request is newer) and no retirement as new.
+    pub revision: &'a str,
+    /// Why (JSON: the event, its id and time, a sentence).
+    pub why: &'a str,
+    /// Token of generation 0, for a step retired before any request reached it.
+    pub first_token: &'a str,
+    pub now_ms: u64,
+}
+
+/// The account closed or left the organization: any step that is not `RETIRED` and knows no
+/// request newer than the closure -> `RETIRED`, not yet announced (recorded, then
+/// announced, then marked). A step that does not exist yet is written as a retired
+/// tombstone, so a late request is refused rather than creating in a closed account.
+/// Leaves the attention and audit indexes, loses its TTL, its lease fences (every
+/// completion is conditioned on `IN_PROGRESS`, every update write on `READY`) and its
+/// pending update.
+pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
+    let mut e = Expressions::default();
+    let (pk, status, retired, retired_rev, announced, updated) = (
+        e.n(PK),
+        e.n(STATUS),
+        e.n(RETIRED),
+        e.n(RETIRED_REVISION),
+        e.n(ANNOUNCED),
+        e.n(UPDATED_AT),
+    );
+    let (token, generation, attempt) = (e.n(CLIENT_TOKEN), e.n(GENERATION), e.n(ATTEMPT));
+    let (requested_rev, applied, wanted_rev) = (
+        e.n(REQUESTED_REVISION),
+        e.n(APPLIED_REVISION),
+        e.n(WANTED_REVISION),
+    );
+    let removed = [
+        ATTENTION,
+        AUDIT_HOUR,
+        AUDIT_MINUTE,
+        EXPIRES_AT,
+        RETRY_AFTER,
+        DRIFT,
+        WANTED,
+        UPDATE_OWNER,
+        UPDATE_LEASE_EXPIRES_AT,
+        UPDATE_ATTEMPT,
+    ]
+    .map(|n| e.n(n))
+    .join(", ");
+    let retired_v = e.v("retired", s(Status::Retired.as_str()));
+    let why_v = e.v("why", s(input.why));
+    let revision_v = e.v("revision", s(input.revision));
+    let no = e.v("no", AttributeValue::Bool(false));
+    let now = e.v("now", num(input.now_ms));
+    let token_v = e.v("token", s(input.first_token));
+    let zero = e.v("zero", num(0));
+    e.update = Some(format!(
+        "SET {status} = {retired_v}, {retired} = {why_v}, {retired_rev} = {revision_v}, \
+         {announced} = {no}, {updated} = {now}, {token} = if_not_exists({token}, {token_v}), \
+         {generation} = if_not_exists({generation}, {zero}), \
+         {attempt} = if_not_exists({attempt}, {zero}) \
+         REMOVE {removed}, {wanted_rev}"
+    ));
+    let older = |attr: &str| format!("(attribute_not_exists({attr}) OR {attr} < {revision_v})");
+    e.condition = Some(format!(
+        "attribute_not_exists({pk}) OR ({status} <> {retired_v} AND {} AND {} AND {} AND {})",
+        older(&retired_rev),
+        older(&requested_rev),
+        older(&applied),
+        older(&wanted_rev),
+    ));
+    e
+}
+
+/// What a reopening starts from: the retired step as read.
+pub(crate) struct ReopenInput<'a> {
+    pub generation: u32,
+    pub retired_revision: &'a str,
+    /// The new generation's token.
+    pub token: &'a str,
+    /// The retired generation had (or may have had) a resource: the new generation looks it
+    /// up before creating (a reopened account keeps its resources).
+    pub create_sent: bool,
+    pub now_ms: u64,
+}
+
+/// A request newer than the retirement (the account was reopened): generation + 1,
+/// `IN_PROGRESS` with a lease that expired at the epoch, attempt 0, as an operator's retry
+/// starts one; the retirement stays as history, and its revision keeps refusing a replay of
+/// the old closure. Conditioned on the retirement read.
+pub(crate) fn reopen(input: &ReopenInput<'_>) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, attention, generation, client_token, attempt, lease, updated) = (
+        e.n(STATUS),
+        e.n(ATTENTION),
+        e.n(GENERATION),
+        e.n(CLIENT_TOKEN),
+        e.n(ATTEMPT),
+        e.n(LEASE_EXPIRES_AT),
+        e.n(UPDATED_AT),
+    );
+    let (announced, sent, settled, retired_rev) = (
+        e.n(ANNOUNCED),
+        e.n(CREATE_SENT),
+        e.n(SETTLED_ATTEMPT),
+        e.n(RETIRED_REVISION),
+    );
+    let removed = [
+        REQUEST_HASH,
+        LEASE_OWNER,
+        LAST_ERROR,
+        FIRST_ATTEMPT_AT,
+        ORIGIN,
+        REQUESTED,
+        REQUESTED_REVISION,
+        RESOURCE_ARN,
+    ]
+    .map(|n| e.n(n))
+    .join(", ");
+    let retired_v = e.v("retired", s(Status::Retired.as_str()));
+    let seen_v = e.v("seen", s(input.retired_revision));
+    let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
+    let current_v = e.v("current", num(u64::from(input.generation)));
+    let next_v = e.v("next", num(u64::from(input.generation) + 1));
+    let token_v = e.v("token", s(input.token));
+    let zero = e.v("zero", num(0));
+    let now = e.v("now", num(input.now_ms));
+    let no = e.v("no", AttributeValue::Bool(false));
+    let sent_v = e.v("sent", AttributeValue::Bool(input.create_sent));
+    e.update = Some(format!(
+        "SET {status} = {in_progress}, {attention} = {in_progress}, {generation} = {next_v}, \
+         {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
+         {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} REMOVE {removed}"
+    ));
+    e.condition = Some(format!(
+        "{status} = {retired_v} AND {generation} = {current_v} AND {retired_rev} = {seen_v}"
     ));
     e
 }
@@ -645,16 +786,33 @@ pub(crate) fn audit_query(hour: u32, from_minute: u32, to_minute: u32) -> Expres
     e
 }
 
-/// The audit's finding on a `READY` step of `generation`: the drift (JSON) or none.
-pub(crate) fn record_audit(generation: u32, drift: Option<&str>, now_ms: u64) -> Expressions {
+/// The audit's finding on a `READY` step of `generation` whose applied revision it read
+/// was `applied`: the drift (JSON) or none. Conditioned on what the audit compared with
+/// (the generation, the applied revision) and on no update having started since, so a
+/// finding made from a stale read (the audit index is eventually consistent) is dropped.
+pub(crate) fn record_audit(
+    generation: u32,
+    applied: Option<&str>,
+    drift: Option<&str>,
+    now_ms: u64,
+) -> Expressions {
     let mut e = Expressions::default();
     let (status, generation_n, drift_n, audited) =
         (e.n(STATUS), e.n(GENERATION), e.n(DRIFT), e.n(AUDITED_AT));
+    let (applied_n, owner_n) = (e.n(APPLIED_REVISION), e.n(UPDATE_OWNER));
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let generation_v = e.v("generation", num(u64::from(generation)));
     let now = e.v("now", num(now_ms));
+    let seen = match applied {
+        Some(applied) => {
+            let applied_v = e.v("applied", s(applied));
+            format!("{applied_n} = {applied_v}")
+        }
+        None => format!("attribute_not_exists({applied_n})"),
+    };
     e.condition = Some(format!(
-        "{status} = {ready} AND {generation_n} = {generation_v}"
+        "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
+         AND attribute_not_exists({owner_n})"
     ));
     e.update = Some(match drift {
         Some(drift) => {
@@ -824,6 +982,25 @@ mod tests {
             ("fail created", fail_created(1, "arn", &reason, 1, 2)),
             ("announce", announce(0)),
             (
+                "retire",
+                retire(&RetireInput {
+                    revision: "r",
+                    why: "{}",
+                    first_token: "t",
+                    now_ms: 1,
+                }),
+            ),
+            (
+                "reopen",
+                reopen(&ReopenInput {
+                    generation: 0,
+                    retired_revision: "r",
+                    token: "t",
+                    create_sent: true,
+                    now_ms: 1,
+                }),
+            ),
+            (
                 "retry",
                 retry(&RetryInput {
                     status: Status::Failed,
@@ -837,8 +1014,8 @@ mod tests {
             ("scope query", scope_query("account#1")),
             ("attention query", attention_query("FAILED")),
             ("audit query", audit_query(3, 180, 194)),
-            ("drift found", record_audit(0, Some("{}"), 1)),
-            ("no drift", record_audit(0, None, 1)),
+            ("drift found", record_audit(0, Some("r"), Some("{}"), 1)),
+            ("no drift", record_audit(0, None, None, 1)),
             ("status filter", status_filter(Status::Ready)),
         ]
     }
@@ -906,5 +1083,63 @@ mod tests {
             .unwrap_or_default();
         assert!(created.contains("#attention = :to"), "{created}");
         assert!(created.contains("REMOVE #expiresat"), "{created}");
+    }
+
+    #[test]
+    fn retirement_leaves_every_index_and_keeps_no_ttl() {
+        let e = retire(&RetireInput {
+            revision: "r",
+            why: "{}",
+            first_token: "t",
+            now_ms: 1,
+        });
+        let update = e.update.unwrap_or_default();
+        let (set, removed) = update.split_once(" REMOVE ").unwrap_or_default();
+        for attr in [
+            "#attention",
+            "#audithour",
+            "#auditminute",
+            "#expiresat",
+            "#drift",
+        ] {
+            assert!(removed.contains(attr), "{attr} not removed: {update}");
+            assert!(!set.contains(&format!("{attr} =")), "{attr} set: {update}");
+        }
+        assert!(set.contains("#announced = :no"), "{update}");
+        let condition = e.condition.unwrap_or_default();
+        // Never over a retirement, never over a request newer than the closure.
+        for attr in [
+            "#retiredrevision",
+            "#requestedrevision",
+            "#appliedrevision",
+            "#wantedrevision",
+        ] {
+            assert!(
+                condition.contains(&format!("{attr} < :revision")),
+                "{attr}: {condition}"
+            );
+        }
+        assert!(condition.contains("#status <> :retired"), "{condition}");
+    }
+
+    #[test]
+    fn a_reopening_is_fenced_on_the_retirement_read() {
+        let e = reopen(&ReopenInput {
+            generation: 3,
+            retired_revision: "r",
+            token: "t",
+            create_sent: true,
+            now_ms: 1,
+        });
+        assert_eq!(
+            e.condition.as_deref(),
+            Some("#status = :retired AND #generation = :current AND #retiredrevision = :seen")
+        );
+        let update = e.update.unwrap_or_default();
+        assert!(update.contains("#generation = :next"), "{update}");
+        assert!(
+            !update.contains("#retired,") && !update.contains("#retired "),
+            "{update}"
+        );
     }
 }

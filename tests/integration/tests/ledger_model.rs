@@ -5,7 +5,9 @@
 //! acquired and the generation and ARN it last read, both possibly stale): claims (two request
 //! hashes, short or long leases, alone or racing), completions, create-sent releases,
 //! retryable and permanent failures, lease expiry (sleeps), `promote_ready` / `fail_created`,
-//! `mark_announced`, operator retries and crashes. After every operation the stored item is
+//! `mark_announced`, operator retries, retirements (an account's closure, newer or older
+//! than what the step applied), reopenings (with the retirement read, or a stale one) and
+//! crashes. After every operation the stored item is
 //! read back (consistent read, a separate client) and checked against a model of the item and
 //! against the ledger's invariants; a failure prints the seed and the operation log.
 //!
@@ -24,7 +26,7 @@ use futures::StreamExt;
 use integration_tests::moto::{dynamodb, ledger_table, moto};
 use onboarding::ledger::{
     client_token, schema, Applied, Claim, ClaimRequest, ErrorReason, Failure, Fields, Lease,
-    Ledger, LedgerError, Origin, Record, Release, Status, StepKey, RETRY_LEASE_MARGIN,
+    Ledger, LedgerError, Origin, Record, Release, Retirement, Status, StepKey, RETRY_LEASE_MARGIN,
 };
 use onboarding::revision::Revision;
 use rand::rngs::StdRng;
@@ -62,6 +64,8 @@ const CREATED_FENCE: &str =
 const ANNOUNCE: &str = "a FAILED item is announced only for its own generation";
 const CLAIM: &str = "a claim acquires exactly the claimable steps";
 const RETRY: &str = "an operator retry applies only to FAILED (or long-abandoned) steps";
+const RETIRE: &str =
+    "a retirement applies only over no newer request and no retirement; a reopening only to the retirement read";
 const SHAPE: &str = "the attention index and the TTL follow the status";
 const MODEL: &str = "the stored item matches the model";
 const LEDGER: &str = "ledger calls do not fail";
@@ -163,6 +167,10 @@ enum Op {
     Announce { holder: usize, key: usize },
     /// An operator's `onboarding retry`.
     Retry { key: usize },
+    /// The account closed: `newer` than the revision the model's completions apply, or older.
+    Retire { key: usize, newer: bool },
+    /// A newer request reopens a retired step, with the retirement as stored or a stale one.
+    Reopen { key: usize, stale: bool },
     /// The holder forgets its leases and what it read.
     Crash { holder: usize },
     /// Past a short lease.
@@ -190,6 +198,9 @@ struct Model {
     ttl: bool,
     recent_events: Vec<String>,
     first_attempt_at: Option<u64>,
+    /// An applied revision is recorded.
+    applied: bool,
+    retired_revision: Option<String>,
 }
 
 impl Model {
@@ -211,6 +222,8 @@ impl Model {
             ttl: r.expires_at.is_some(),
             recent_events: r.recent_events.clone(),
             first_attempt_at: r.first_attempt_at,
+            applied: r.applied_revision.is_some(),
+            retired_revision: r.retired_revision.as_ref().map(|v| v.as_str().to_owned()),
         }
     }
 
@@ -296,6 +309,8 @@ enum Effect {
     Write,
     /// `mark_announced` for this generation applied.
     Announced(u32),
+    /// A retirement applied.
+    Retired,
 }
 
 /// A holder's memory: the lease it last acquired and what it last read, per key.
@@ -339,6 +354,10 @@ struct Stats {
     stale_generation_same_arn: usize,
     retries: usize,
     retries_refused: usize,
+    retired: usize,
+    retire_refused: usize,
+    reopened: usize,
+    reopen_refused: usize,
     announced: usize,
     announce_refused: usize,
     reached_ready: usize,
@@ -359,6 +378,10 @@ impl Stats {
         self.stale_generation_same_arn += o.stale_generation_same_arn;
         self.retries += o.retries;
         self.retries_refused += o.retries_refused;
+        self.retired += o.retired;
+        self.retire_refused += o.retire_refused;
+        self.reopened += o.reopened;
+        self.reopen_refused += o.reopen_refused;
         self.announced += o.announced;
         self.announce_refused += o.announce_refused;
         self.reached_ready += o.reached_ready;
@@ -420,6 +443,8 @@ fn acquired(
             ttl: true,
             recent_events: vec![event.to_owned()],
             first_attempt_at: Some(start),
+            applied: false,
+            retired_revision: None,
         });
     };
     ensure(m.status == Status::InProgress, CLAIM, || {
@@ -486,6 +511,7 @@ fn refused(before: Option<&Model>, claim: &Claim, hash: &str, t0: u64) -> Result
         Claim::Ready(r) => record_agrees(r, Status::Ready),
         Claim::Created(r) => record_agrees(r, Status::Created),
         Claim::Failed(r) => record_agrees(r, Status::Failed),
+        Claim::Retired(r) => record_agrees(r, Status::Retired),
     };
     ensure(ok, CLAIM, || {
         format!(
@@ -513,6 +539,7 @@ fn describe_claim(claim: &Claim) -> String {
         Claim::Ready(r) => format!("Ready(gen {})", r.generation),
         Claim::Created(r) => format!("Created(gen {})", r.generation),
         Claim::Failed(r) => format!("Failed(gen {})", r.generation),
+        Claim::Retired(r) => format!("Retired(gen {})", r.generation),
     }
 }
 
@@ -613,6 +640,14 @@ impl Run {
                 })
             }
             (None, None) => {}
+            (None, Some(a)) if effect == Effect::Retired => {
+                ensure(a.generation == 0 && a.attempt == 0, GENERATION, || {
+                    format!(
+                        "retired tombstone in generation {} attempt {}",
+                        a.generation, a.attempt
+                    )
+                })?;
+            }
             (None, Some(a)) => {
                 let Effect::Acquired(n) = effect else {
                     return Err(Violation {
@@ -628,7 +663,7 @@ impl Run {
                 })?;
             }
             (Some(b), Some(a)) => {
-                if b.status == Status::Ready {
+                if b.status == Status::Ready && effect != Effect::Retired {
                     ensure(
                         a.status == Status::Ready
                             && a.generation == b.generation
@@ -677,17 +712,16 @@ impl Run {
                 ensure(a.attempt == attempt, ATTEMPT, || {
                     format!("attempt {} -> {} after {effect:?}", b.attempt, a.attempt)
                 })?;
-                if a.status == Status::Failed && a.announced {
-                    let kept =
-                        b.status == Status::Failed && b.announced && b.generation == a.generation;
+                if matches!(a.status, Status::Failed | Status::Retired) && a.announced {
+                    let kept = b.status == a.status && b.announced && b.generation == a.generation;
                     ensure(
                         kept || effect == Effect::Announced(a.generation),
                         ANNOUNCE,
                         || {
                             format!(
-                                "FAILED gen {} marked announced by {effect:?} (before: {} gen {} \
+                                "{} gen {} marked announced by {effect:?} (before: {} gen {} \
                                  announced {})",
-                                a.generation, b.status, b.generation, b.announced
+                                a.status, a.generation, b.status, b.generation, b.announced
                             )
                         },
                     )?;
@@ -702,7 +736,8 @@ impl Run {
                 Some(AttributeValue::S(s)) => Some(s.as_str()),
                 _ => None,
             };
-            let want = (a.status != Status::Ready).then(|| a.status.as_str());
+            let want =
+                (!matches!(a.status, Status::Ready | Status::Retired)).then(|| a.status.as_str());
             ensure(attention == want, SHAPE, || {
                 format!("{} item with attention {attention:?}", a.status)
             })?;
@@ -845,7 +880,15 @@ impl Run {
             57..=63 => Op::Promote { holder, key, arn },
             64..=73 => Op::FailCreated { holder, key, arn },
             74..=79 => Op::Announce { holder, key },
-            80..=89 => Op::Retry { key },
+            80..=86 => Op::Retry { key },
+            87..=88 => Op::Retire {
+                key,
+                newer: rng.gen_bool(0.7),
+            },
+            89 => Op::Reopen {
+                key,
+                stale: rng.gen_bool(0.3),
+            },
             90..=92 => Op::Crash { holder },
             _ => Op::Sleep,
         }
@@ -898,6 +941,8 @@ impl Run {
             }
             Op::Announce { holder, key } => self.announce(holder, key).await,
             Op::Retry { key } => self.retry(key).await,
+            Op::Retire { key, newer } => self.retire(key, newer).await,
+            Op::Reopen { key, stale } => self.reopen(key, stale).await,
             Op::Crash { holder } => {
                 self.stats.crashes += 1;
                 let keys = self.keys.len();
@@ -1133,6 +1178,7 @@ impl Run {
             if ready {
                 next.announced = true;
             }
+            next.applied = true;
             self.holders[holder].seen[k] = Some((lease.generation, Some(arn.to_owned())));
             self.settle(k, Some(next), Effect::Write).await?;
         } else {
@@ -1373,7 +1419,7 @@ impl Run {
         let before = self.keys[k].model.clone();
         let expect = match before.as_ref() {
             Some(m)
-                if matches!(m.status, Status::Ready | Status::Failed)
+                if matches!(m.status, Status::Ready | Status::Failed | Status::Retired)
                     && m.generation == generation =>
             {
                 Expect::Applied
@@ -1462,6 +1508,134 @@ impl Run {
             self.settle(k, before, Effect::Unchanged).await?;
         }
         Ok(format!("retry -> {got:?}"))
+    }
+
+    /// The revision every completion of the model applies.
+    const APPLIED: &'static str = "2026-11-30T00:00:00.000Z#model";
+
+    async fn retire(&mut self, k: usize, newer: bool) -> Result<String, Violation> {
+        let revision = if newer {
+            "2026-12-01T00:00:00.000Z#close"
+        } else {
+            "2026-11-01T00:00:00.000Z#close-old"
+        };
+        let before = self.keys[k].model.clone();
+        let expect = match before.as_ref() {
+            None => true,
+            Some(m) => {
+                m.status != Status::Retired
+                    && m.retired_revision.as_deref().is_none_or(|r| r < revision)
+                    && (!m.applied || Self::APPLIED < revision)
+            }
+        };
+        let key = self.keys[k].key.clone();
+        let why = serde_json::json!({ "event": "CloseAccountResult", "reason": "model" });
+        let result = self
+            .ledger
+            .retire(&key, &Revision::parse(revision), &why)
+            .await
+            .map_err(|e| Violation {
+                invariant: LEDGER,
+                detail: format!("retire: {e}"),
+            })?;
+        let applied = matches!(result, Retirement::Retired(_));
+        let stored = summary(before.as_ref());
+        ensure(applied == expect, RETIRE, || {
+            format!("retire({revision}) on {stored}: expected applied {expect}, got {result:?}")
+        })?;
+        if let Retirement::Already(r) | Retirement::Newer(r) = &result {
+            let status = before.as_ref().map(|m| m.status);
+            ensure(
+                Some(r.status) == status
+                    && matches!(result, Retirement::Already(_)) == (r.status == Status::Retired),
+                RETIRE,
+                || format!("retire refused as {result:?} while the step is {stored}"),
+            )?;
+        }
+        if applied {
+            self.stats.retired += 1;
+            let mut next = before.unwrap_or(Model {
+                status: Status::Retired,
+                generation: 0,
+                attempt: 0,
+                request_hash: None,
+                lease_owner: None,
+                lease_expires_at: None,
+                resource_arn: None,
+                origin: None,
+                announced: false,
+                create_sent: false,
+                settled_attempt: 0,
+                retry_after: None,
+                last_error: None,
+                ttl: false,
+                recent_events: Vec::new(),
+                first_attempt_at: None,
+                applied: false,
+                retired_revision: None,
+            });
+            next.status = Status::Retired;
+            next.retired_revision = Some(revision.to_owned());
+            next.announced = false;
+            next.ttl = false;
+            next.retry_after = None;
+            self.settle(k, Some(next), Effect::Retired).await?;
+        } else {
+            self.stats.retire_refused += 1;
+            self.settle(k, before, Effect::Unchanged).await?;
+        }
+        Ok(format!("retire({revision}) -> applied {applied}"))
+    }
+
+    async fn reopen(&mut self, k: usize, stale: bool) -> Result<String, Violation> {
+        let before = self.keys[k].model.clone();
+        let Some(mut record) = Self::decode(self.keys[k].item.as_ref())? else {
+            self.stats.skipped += 1;
+            return Ok("skipped: no item".into());
+        };
+        if record.status != Status::Retired {
+            self.stats.skipped += 1;
+            return Ok("skipped: not retired".into());
+        }
+        if stale {
+            record.retired_revision = Some(Revision::parse("2026-01-01T00:00:00.000Z#stale"));
+        }
+        let result = self.ledger.reopen(&record).await;
+        let got = got("reopen", result, |applied| {
+            if applied {
+                Got::Ok
+            } else {
+                Got::OkFalse
+            }
+        })?;
+        let expect = if stale { Got::OkFalse } else { Got::Ok };
+        let stored = summary(before.as_ref());
+        ensure(got == expect, RETIRE, || {
+            format!("reopen (stale {stale}) on {stored}: expected {expect:?}, got {got:?}")
+        })?;
+        if got == Got::Ok {
+            self.stats.reopened += 1;
+            let m = before.unwrap_or_else(|| unreachable!("a retired step exists"));
+            let mut next = m.clone();
+            next.status = Status::InProgress;
+            next.generation = m.generation + 1;
+            next.attempt = 0;
+            next.lease_expires_at = Some(0);
+            next.announced = false;
+            next.create_sent = m.resource_arn.is_some() || m.attempt > 0;
+            next.settled_attempt = 0;
+            next.request_hash = None;
+            next.lease_owner = None;
+            next.resource_arn = None;
+            next.last_error = None;
+            next.first_attempt_at = None;
+            next.origin = None;
+            self.settle(k, Some(next), Effect::Retried).await?;
+        } else {
+            self.stats.reopen_refused += 1;
+            self.settle(k, before, Effect::Unchanged).await?;
+        }
+        Ok(format!("reopen (stale {stale}) -> {got:?}"))
     }
 }
 
