@@ -59,7 +59,8 @@ impl Init {
         };
         Ok(Reconciler::new(
             self.engine.clone(),
-            IdentityCenterInstance::new(access()),
+            IdentityCenterInstance::new(access())
+                .with_management_account(self.settings.management_account_id.clone()),
             web,
             approval,
             settings,

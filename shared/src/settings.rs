@@ -19,6 +19,10 @@ pub struct Settings {
     pub partition: String,
     pub org_instance_arn: Option<String>,
     pub org_instance_region: Option<String>,
+    /// The organization's management account (`MANAGEMENT_ACCOUNT_ID`; template.yaml passes
+    /// the stack's own account, which must be the management account): AWS never creates an
+    /// account instance there, so the instance step refuses it before any call.
+    pub management_account_id: Option<String>,
     /// Where Multi-party approval is called: it exists only in us-east-1 (in the `aws`
     /// partition), whatever Region the stack runs in.
     pub approval_region: String,
@@ -70,6 +74,15 @@ impl Settings {
                 .unwrap_or_else(|| partition_of(get("AWS_REGION").as_deref().unwrap_or("")).into()),
             org_instance_arn: get("ORG_INSTANCE_ARN"),
             org_instance_region: get("ORG_INSTANCE_REGION"),
+            management_account_id: match get("MANAGEMENT_ACCOUNT_ID") {
+                None => None,
+                Some(v) if v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()) => Some(v),
+                Some(v) => {
+                    return Err(format!(
+                        "MANAGEMENT_ACCOUNT_ID must be a 12-digit account id, got {v:?}"
+                    ))
+                }
+            },
             approval_region: get("APPROVAL_REGION").unwrap_or_else(|| "us-east-1".into()),
             reconcile_interval: match get("RECONCILE_INTERVAL_MINUTES") {
                 None => Duration::from_secs(15 * 60),
@@ -169,6 +182,22 @@ mod tests {
         assert_eq!(s.reconcile_interval, Duration::from_secs(900));
         let err = settings(&[("LEDGER_TABLE", "t"), ("REPAIR_DRIFT", "yes")]).unwrap_err();
         assert!(err.contains("REPAIR_DRIFT"), "{err}");
+        assert_eq!(s.management_account_id, None);
         assert_eq!(s.engine.member_role_grace, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn the_management_account_is_an_account_id() {
+        let s = settings(&[
+            ("LEDGER_TABLE", "t"),
+            ("MANAGEMENT_ACCOUNT_ID", "111111111111"),
+        ]);
+        assert_eq!(
+            s.unwrap().management_account_id.as_deref(),
+            Some("111111111111")
+        );
+        let err =
+            settings(&[("LEDGER_TABLE", "t"), ("MANAGEMENT_ACCOUNT_ID", "o-abc")]).unwrap_err();
+        assert!(err.contains("MANAGEMENT_ACCOUNT_ID"), "{err}");
     }
 }

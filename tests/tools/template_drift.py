@@ -56,15 +56,18 @@ COMMON_ENV = {
     "RUST_LOG",
 }
 MEMBER_ENV = {"MEMBER_ROLE_NAME", "PARTITION"}
+# The instance step refuses the management account before any call (identity-center-instance,
+# and the reconciler, which runs that step too).
+INSTANCE_ENV = {"MANAGEMENT_ACCOUNT_ID"}
 ORG_ENV = {"ORG_INSTANCE_ARN", "ORG_INSTANCE_REGION", "APPROVAL_REGION"}
 # Read by the settings every function shares (shared/src/settings.rs).
-SETTINGS_ENV = COMMON_ENV | MEMBER_ENV | ORG_ENV
+SETTINGS_ENV = COMMON_ENV | MEMBER_ENV | ORG_ENV | INSTANCE_ENV
 RECONCILER_ENV = {"RECONCILE_INTERVAL_MINUTES", "REPAIR_DRIFT"}
 FUNCTIONS = {
-    "IdentityCenterInstanceFunction": ("identity-center-instance", COMMON_ENV | MEMBER_ENV),
+    "IdentityCenterInstanceFunction": ("identity-center-instance", COMMON_ENV | MEMBER_ENV | INSTANCE_ENV),
     "ApprovalIdentitySourceFunction": ("approval-identity-source", COMMON_ENV | ORG_ENV),
     "WebIdentityProviderFunction": ("web-identity-provider", COMMON_ENV | MEMBER_ENV),
-    "ReconcilerFunction": ("reconciler", COMMON_ENV | MEMBER_ENV | ORG_ENV | RECONCILER_ENV),
+    "ReconcilerFunction": ("reconciler", COMMON_ENV | MEMBER_ENV | ORG_ENV | INSTANCE_ENV | RECONCILER_ENV),
 }
 # The backoff of "not reachable yet" (README, Deploy): receive n+1 comes delay(n) =
 # min(base * 2^(n-1), max) after receive n, jittered down to JITTER_FLOOR x at worst; the first

@@ -39,6 +39,9 @@ fn sso_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, StepError> {
 
 pub struct IdentityCenterInstance {
     access: MemberAccess,
+    /// The organization's management account, when the function knows it
+    /// (`MANAGEMENT_ACCOUNT_ID`): a request for it is refused before any call.
+    management_account: Option<String>,
 }
 
 pub struct Input {
@@ -49,8 +52,68 @@ pub struct Input {
 
 impl IdentityCenterInstance {
     pub fn new(access: MemberAccess) -> Self {
-        Self { access }
+        Self {
+            access,
+            management_account: None,
+        }
     }
+
+    /// Refuses requests for `management_account` before any call (none: the service's own
+    /// refusal is still recognised, after the calls it took).
+    pub fn with_management_account(mut self, management_account: Option<String>) -> Self {
+        self.management_account = management_account;
+        self
+    }
+}
+
+/// What AWS answers CreateInstance in the organization's management account (HTTP 400).
+const MANAGEMENT_ACCOUNT_REFUSED: &str = "Organization management account is not allowed";
+
+/// The permanent failure of a request for the management account: nothing to retry, and
+/// what to do instead.
+fn for_management_account(account_id: &str) -> StepError {
+    StepError::permanent(
+        "ManagementAccount",
+        format!(
+            "account {account_id} is the organization's management account: IAM Identity \
+             Center account instances are for member accounts (AWS refuses CreateInstance in \
+             the management account), and the organization instance already serves the \
+             management account. Nothing was created; send onboarding requests for member \
+             accounts only"
+        ),
+    )
+}
+
+/// A request that can never apply, known before any call: an instance for the management
+/// account. (An organization instance in an opt-in Region also blocks account instances, but
+/// nothing the function holds tells where the organization instance lives or whether that
+/// Region is opt-in without calls of its own: the service's refusal is recognised instead,
+/// see [`refused`].)
+fn never_applies(account_id: &str, management_account: Option<&str>) -> Option<StepError> {
+    (management_account == Some(account_id)).then(|| for_management_account(account_id))
+}
+
+/// The service's refusals of CreateInstance that no retry changes, in words saying what to
+/// do: the management account, and an organization instance in an opt-in Region.
+fn refused(e: &StepError, account_id: &str) -> Option<StepError> {
+    let message = &e.reason().message;
+    if message.contains(MANAGEMENT_ACCOUNT_REFUSED) {
+        return Some(for_management_account(account_id));
+    }
+    if e.code() == "AccessDeniedException" && message.contains("opt-in Region") {
+        return Some(StepError::permanent(
+            "AccountInstancesBlockedByOptInRegion",
+            format!(
+                "{message}; account {account_id} cannot have an IAM Identity Center account \
+                 instance while the organization instance lives in an opt-in Region (AWS blocks \
+                 account instances then, whatever the organization's setting): no request can \
+                 change that. Give the account's users access through the organization \
+                 instance instead, or move the organization instance to a Region enabled by \
+                 default (delete it and enable it again there), then `onboarding retry`"
+            ),
+        ));
+    }
+    None
 }
 
 impl Step for IdentityCenterInstance {
@@ -79,7 +142,11 @@ impl Step for IdentityCenterInstance {
         })
     }
 
+    /// Refuses a request that can never apply before assuming any role.
     async fn connect(&self, input: &Input) -> Result<Client, StepError> {
+        if let Some(e) = never_applies(&input.account_id, self.management_account.as_deref()) {
+            return Err(e);
+        }
         Ok(Client::new(
             &self.access.config_for(&input.account_id, None).await?,
         ))
@@ -148,6 +215,9 @@ impl Step for IdentityCenterInstance {
             .await
             .map_err(|e| {
                 let e = StepError::from_sdk("sso-admin CreateInstance", e);
+                if let Some(refusal) = refused(&e, &input.account_id) {
+                    return refusal;
+                }
                 if e.code() != "AccessDeniedException" {
                     return e;
                 }
@@ -157,9 +227,13 @@ impl Step for IdentityCenterInstance {
                     format!(
                         "{}; account {} may not have an IAM Identity Center account instance: \
                          the organization instance does not allow account instances, or an SCP \
-                         denies sso:CreateInstance (or the member role lacks it). Enable account \
-                         instances in the organization instance's settings (management account, \
-                         IAM Identity Center > Settings) or change the SCP, then `onboarding retry`",
+                         denies sso:CreateInstance (or the member role lacks it), or the \
+                         organization instance lives in an opt-in Region (which blocks account \
+                         instances whatever the setting). Enable account instances in the \
+                         organization instance's settings (management account, IAM Identity \
+                         Center > Settings) or change the SCP, then `onboarding retry` (an \
+                         organization instance in an opt-in Region must be moved to a Region \
+                         enabled by default first)",
                         e.reason().message,
                         input.account_id
                     ),
@@ -311,5 +385,58 @@ impl Step for IdentityCenterInstance {
                 ),
             )),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANAGEMENT: &str = "111111111111";
+
+    #[test]
+    fn the_management_account_is_refused_before_any_call() {
+        let e = never_applies(MANAGEMENT, Some(MANAGEMENT)).expect("refused");
+        assert_eq!(e.code(), "ManagementAccount");
+        assert!(!e.is_retryable());
+        let message = &e.reason().message;
+        for needle in [MANAGEMENT, "member accounts", "organization instance"] {
+            assert!(message.contains(needle), "{needle:?} in {message}");
+        }
+        assert_eq!(never_applies("222222222222", Some(MANAGEMENT)), None);
+        assert_eq!(
+            never_applies(MANAGEMENT, None),
+            None,
+            "unknown: the service decides"
+        );
+    }
+
+    #[test]
+    fn the_services_refusals_that_never_change_say_what_to_do() {
+        let answer = StepError::permanent(
+            "ValidationException",
+            "sso-admin CreateInstance: Organization management account is not allowed to \
+             perform the operation.",
+        );
+        assert_eq!(
+            refused(&answer, MANAGEMENT).map(|e| e.code().to_string()),
+            Some("ManagementAccount".into())
+        );
+        let opt_in = StepError::permanent(
+            "AccessDeniedException",
+            "sso-admin CreateInstance: ... account instances of IAM Identity Center can't be \
+             created while the organization instance arn:aws:sso:::instance/ssoins-1 is in an \
+             opt-in Region",
+        );
+        let e = refused(&opt_in, "222222222222").expect("recognised");
+        assert_eq!(e.code(), "AccountInstancesBlockedByOptInRegion");
+        assert!(!e.is_retryable());
+        assert!(e.reason().message.contains("222222222222"));
+        assert!(e.reason().message.contains("Region enabled by default"));
+        let setting = StepError::permanent(
+            "AccessDeniedException",
+            "account instances are not enabled for the organization",
+        );
+        assert_eq!(refused(&setting, "222222222222"), None);
     }
 }
