@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_workspacesweb::types::{IdentityProviderType, Tag};
+use aws_sdk_workspacesweb::types::{AuthenticationType, IdentityProviderType, Tag};
 use aws_sdk_workspacesweb::Client;
 use serde_json::json;
 
@@ -261,6 +261,9 @@ impl Step for WebIdentityProvider {
         ))))
     }
 
+    /// Reads the portal first (GetPortal, only here: a duplicate makes no call): a portal
+    /// whose users come from IAM Identity Center takes no provider, and one sent anyway is
+    /// refused before the secret is read or anything is made.
     async fn create(
         &self,
         api: &Client,
@@ -268,6 +271,16 @@ impl Step for WebIdentityProvider {
         client_token: &str,
     ) -> Result<String, StepError> {
         let spec = &input.spec;
+        let portal = api
+            .get_portal()
+            .portal_arn(&spec.portal_arn)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("workspaces-web GetPortal", e))?;
+        let authentication = portal.portal().and_then(|p| p.authentication_type());
+        if let Some(refusal) = takes_no_provider(&spec.portal_arn, authentication) {
+            return Err(refusal);
+        }
         let mut details: HashMap<String, String> = spec.details.clone().into_iter().collect();
         details.extend(self.secret_details(spec).await?);
         let out = api
@@ -428,6 +441,27 @@ impl Step for WebIdentityProvider {
     }
 }
 
+/// The permanent refusal of a provider for a portal that takes none: an
+/// `IAM_Identity_Center` portal (its users come from IAM Identity Center). A portal without
+/// the field is `Standard`, the service's default.
+fn takes_no_provider(
+    portal_arn: &str,
+    authentication: Option<&AuthenticationType>,
+) -> Option<StepError> {
+    // A type this client does not know yet is the service's to judge.
+    let kind = authentication.filter(|a| **a == AuthenticationType::IamIdentityCenter)?;
+    Some(StepError::permanent(
+        "PortalTakesNoProvider",
+        format!(
+            "portal {portal_arn} has authenticationType {}: IAM_Identity_Center portals take \
+             their users from IAM Identity Center and need no identity provider. Nothing was \
+             created; send no webIdentityProvider for this portal (assign its users and groups \
+             in IAM Identity Center), or name a Standard portal",
+            kind.as_str()
+        ),
+    ))
+}
+
 fn tags(tags: &BTreeMap<String, String>) -> Result<Option<Vec<Tag>>, StepError> {
     if tags.is_empty() {
         return Ok(None);
@@ -437,4 +471,34 @@ fn tags(tags: &BTreeMap<String, String>) -> Result<Option<Vec<Tag>>, StepError> 
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
         .map_err(|e| StepError::permanent("InvalidTag", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PORTAL: &str =
+        "arn:aws:workspaces-web:us-east-1:222222222222:portal/0d5e1c8a-3b7f-4e2a-9c6d-1f2e3a4b5c6d";
+
+    #[test]
+    fn identity_center_portals_take_no_provider() {
+        let e = takes_no_provider(PORTAL, Some(&AuthenticationType::IamIdentityCenter))
+            .expect("refused");
+        assert_eq!(e.code(), "PortalTakesNoProvider");
+        assert!(!e.is_retryable());
+        let message = &e.reason().message;
+        for needle in [
+            PORTAL,
+            "IAM_Identity_Center",
+            "from IAM Identity Center",
+            "send no webIdentityProvider",
+        ] {
+            assert!(message.contains(needle), "{needle:?} in {message}");
+        }
+        assert_eq!(
+            takes_no_provider(PORTAL, Some(&AuthenticationType::Standard)),
+            None
+        );
+        assert_eq!(takes_no_provider(PORTAL, None), None, "Standard by default");
+    }
 }
