@@ -808,29 +808,23 @@ impl Ledger {
     /// All steps of one scope (one Query, more only if the scope exceeds 1 MB).
     pub async fn get(&self, scope: &str) -> Result<Vec<Record>, LedgerError> {
         let e = writes::scope_query(scope);
+        let mut items = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .consistent_read(true)
+            .set_key_condition_expression(e.condition.clone())
+            .set_expression_attribute_names(e.names_opt())
+            .set_expression_attribute_values(e.values_opt())
+            .into_paginator()
+            .items()
+            .send();
         let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table.as_ref())
-                .consistent_read(true)
-                .set_key_condition_expression(e.condition.clone())
-                .set_expression_attribute_names(e.names_opt())
-                .set_expression_attribute_values(e.values_opt())
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|err| error::classify("Query", err))?;
-            for item in out.items() {
-                records.push(Record::from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(records),
-            }
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|err| error::classify("Query", err))?;
+            records.push(Record::from_item(&item)?);
         }
+        Ok(records)
     }
 
     /// One step (consistent read).
@@ -857,28 +851,22 @@ impl Ledger {
             return Ok(records.into_iter().filter(|r| r.status == status).collect());
         }
         let e = writes::status_filter(status);
+        let mut items = self
+            .client
+            .scan()
+            .table_name(self.table.as_ref())
+            .set_filter_expression(e.condition.clone())
+            .set_expression_attribute_names(e.names_opt())
+            .set_expression_attribute_values(e.values_opt())
+            .into_paginator()
+            .items()
+            .send();
         let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(self.table.as_ref())
-                .set_filter_expression(e.condition.clone())
-                .set_expression_attribute_names(e.names_opt())
-                .set_expression_attribute_values(e.values_opt())
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|err| error::classify("Scan", err))?;
-            for item in out.items() {
-                records.push(Record::from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(records),
-            }
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|err| error::classify("Scan", err))?;
+            records.push(Record::from_item(&item)?);
         }
+        Ok(records)
     }
 
     /// Every step in one partition of the attention index (`IN_PROGRESS`, `CREATED`,
@@ -905,29 +893,23 @@ impl Ledger {
     }
 
     async fn query_index(&self, index: &str, e: &Expressions) -> Result<Vec<Record>, LedgerError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .index_name(index)
+            .set_key_condition_expression(e.condition.clone())
+            .set_expression_attribute_names(e.names_opt())
+            .set_expression_attribute_values(e.values_opt())
+            .into_paginator()
+            .items()
+            .send();
         let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table.as_ref())
-                .index_name(index)
-                .set_key_condition_expression(e.condition.clone())
-                .set_expression_attribute_names(e.names_opt())
-                .set_expression_attribute_values(e.values_opt())
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|err| error::classify("Query", err))?;
-            for item in out.items() {
-                records.push(Record::from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(records),
-            }
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|err| error::classify("Query", err))?;
+            records.push(Record::from_item(&item)?);
         }
+        Ok(records)
     }
 
     /// Records what the audit found on a `READY` step of `generation`: `drift` (JSON), or
