@@ -456,22 +456,16 @@ async fn list_organization(
     let mut parents = 0;
     match ou {
         None => {
-            let mut token: Option<String> = None;
-            loop {
-                let page = client
-                    .list_accounts()
-                    .max_results(PAGE)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| org_failure("ListAccounts", e))?;
+            let mut pages = client
+                .list_accounts()
+                .into_paginator()
+                .page_size(PAGE)
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| org_failure("ListAccounts", e))?;
                 calls += 1;
                 accounts.extend(page.accounts().iter().filter_map(|a| account_of(a, None)));
                 progress.listing(accounts.len());
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                    _ => break,
-                }
             }
         }
         Some(ou) => {
@@ -482,16 +476,14 @@ async fn list_organization(
                     continue;
                 }
                 parents += 1;
-                let mut token: Option<String> = None;
-                loop {
-                    let page = client
-                        .list_accounts_for_parent()
-                        .parent_id(&parent)
-                        .max_results(PAGE)
-                        .set_next_token(token.take())
-                        .send()
-                        .await
-                        .map_err(|e| org_failure("ListAccountsForParent", e))?;
+                let mut pages = client
+                    .list_accounts_for_parent()
+                    .parent_id(&parent)
+                    .into_paginator()
+                    .page_size(PAGE)
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| org_failure("ListAccountsForParent", e))?;
                     calls += 1;
                     accounts.extend(
                         page.accounts()
@@ -499,32 +491,23 @@ async fn list_organization(
                             .filter_map(|a| account_of(a, Some(&parent))),
                     );
                     progress.listing(accounts.len());
-                    match page.next_token() {
-                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                        _ => break,
-                    }
                 }
                 if include_nested {
-                    let mut token: Option<String> = None;
-                    loop {
-                        let page = client
-                            .list_organizational_units_for_parent()
-                            .parent_id(&parent)
-                            .max_results(PAGE)
-                            .set_next_token(token.take())
-                            .send()
-                            .await
-                            .map_err(|e| org_failure("ListOrganizationalUnitsForParent", e))?;
+                    let mut pages = client
+                        .list_organizational_units_for_parent()
+                        .parent_id(&parent)
+                        .into_paginator()
+                        .page_size(PAGE)
+                        .send();
+                    while let Some(page) = pages.next().await {
+                        let page =
+                            page.map_err(|e| org_failure("ListOrganizationalUnitsForParent", e))?;
                         calls += 1;
                         queue.extend(
                             page.organizational_units()
                                 .iter()
                                 .filter_map(|u| u.id().map(str::to_owned)),
                         );
-                        match page.next_token() {
-                            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                            _ => break,
-                        }
                     }
                 }
             }
