@@ -30,6 +30,9 @@ pub(crate) struct Caller {
 /// An STS session issued by `AssumeRole`.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
+    /// Assumed by an evaluated principal (a function role): the session is evaluated too.
+    /// The root user's sessions are not.
+    pub evaluated: bool,
     /// `aws`, `aws-cn`, `aws-us-gov`, ...: the partition of the assumed role's ARN.
     pub partition: String,
     pub account: String,
@@ -393,10 +396,12 @@ impl World {
         let iam = self.config.iam.as_ref();
         match access_key.and_then(|k| self.sessions.get(k)) {
             Some(s) => {
-                // only the member role's sessions are evaluated (others: the root user's)
-                let member = iam
-                    .and_then(|set| set.member_role.as_ref())
-                    .is_some_and(|m| m.name == s.role_name && s.account != *management);
+                // only the member role's sessions of evaluated callers are evaluated (the
+                // others are the root user's)
+                let member = s.evaluated
+                    && iam
+                        .and_then(|set| set.member_role.as_ref())
+                        .is_some_and(|m| m.name == s.role_name && s.account != *management);
                 Caller {
                     account: s.account.clone(),
                     arn: format!(

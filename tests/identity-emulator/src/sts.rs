@@ -236,7 +236,11 @@ fn assume_role(
         }
     }
     let access_key_id = ids::temporary_access_key_id();
+    // The root user's sessions are the harness acting as the account's administrator (a
+    // portal to create, a change made by hand): not evaluated, like the root user.
+    let evaluated = acting.is_some();
     let session = Session {
+        evaluated,
         partition: partition.clone(),
         account: account.clone(),
         role_name: role_name.clone(),
