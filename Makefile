@@ -4,6 +4,9 @@
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/identity-onboarding/target
 export CARGO_TERM_COLOR ?= never
+# Every call the tests make is evaluated against the shipped policies; the emulators write
+# what they saw here, and `least-privilege` checks it against the policies both ways.
+export IAM_OBSERVED_DIR ?= $(CARGO_TARGET_DIR)/iam-observed
 
 VENV := .venv
 VENV_SAM := .venv-sam
@@ -35,8 +38,10 @@ test: venv venv-sam test-rust check-template sam-build
 
 # tests/integration/tests/events.rs runs the real binaries through cargo-lambda.
 test-rust: venv venv-sam
+	rm -rf $(IAM_OBSERVED_DIR) && mkdir -p $(IAM_OBSERVED_DIR)
 	$(CARGO) test --workspace --locked
 	$(CARGO) test --locked -p bench --features driver --bin bench
+	tests/tools/least-privilege $(IAM_OBSERVED_DIR)
 
 lint:
 	$(CARGO) fmt --all -- --check

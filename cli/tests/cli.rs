@@ -7,6 +7,7 @@ use std::process::Output;
 
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
 use integration_tests::deliveries::{oidc_provider, onboarding_requested};
+use integration_tests::iam;
 use integration_tests::stack::{Stack, REGION};
 use onboarding::ledger::{
     Claim, ClaimRequest, ErrorReason, Failure, Ledger, Record, Status, StepKey,
@@ -77,11 +78,46 @@ async fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
     }
 }
 
+/// The operator policy a command runs under (template.yaml's `OperatorReadPolicy` for the
+/// commands that only read, `OperatorPolicy` for the others): the emulator evaluates each of
+/// the CLI's calls against it, so a call the policy lacks fails the test.
+fn operator_for(args: &[&str]) -> &'static str {
+    let reads = matches!(args.first(), Some(&"status" | &"list")) || args.contains(&"--dry-run");
+    if reads {
+        iam::OPERATOR_READ
+    } else {
+        iam::OPERATOR
+    }
+}
+
+/// Runs the CLI as the operator against the stack: every service at the emulator, which
+/// serves the identity services and forwards the others to moto after evaluating the call.
+async fn run_as_operator(stack: &Stack, extra: &[(&str, &str)], args: &[&str]) -> Run {
+    let url = stack.emulator.url();
+    let mut env: Vec<(&str, &str)> = vec![("AWS_ACCESS_KEY_ID", operator_for(args))];
+    for var in ENDPOINTS {
+        env.push((var, url.as_str()));
+    }
+    env.extend_from_slice(extra);
+    run_with(&env, args).await
+}
+
+/// Every service the CLI calls, all at the emulator.
+const ENDPOINTS: [&str; 8] = [
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_EVENTBRIDGE",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_ENDPOINT_URL_ORGANIZATIONS",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SSO_ADMIN",
+    "AWS_ENDPOINT_URL_MPA",
+    "AWS_ENDPOINT_URL_WORKSPACES_WEB",
+];
+
 async fn run(stack: &Stack, args: &[&str]) -> Run {
-    run_with(
+    run_as_operator(
+        stack,
         &[
-            ("AWS_ENDPOINT_URL_DYNAMODB", &stack.moto_url),
-            ("AWS_ENDPOINT_URL_EVENTBRIDGE", &stack.moto_url),
             ("LEDGER_TABLE", &stack.table),
             ("EVENT_BUS_NAME", &stack.bus),
             ("ORG_INSTANCE_ARN", &stack.organization_instance_arn),
@@ -720,20 +756,12 @@ async fn sweep_finishes_what_no_message_will_and_reports_drift() {
         .expect_err("created, not active yet");
     assert_eq!(err.code(), "NotReady");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let url = stack.emulator.url();
     let env = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", stack.moto_url.as_str()),
-        ("AWS_ENDPOINT_URL_EVENTBRIDGE", stack.moto_url.as_str()),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", stack.moto_url.as_str()),
-        ("AWS_ENDPOINT_URL_STS", url.as_str()),
-        ("AWS_ENDPOINT_URL_SSO_ADMIN", url.as_str()),
-        ("AWS_ENDPOINT_URL_MPA", url.as_str()),
-        ("AWS_ENDPOINT_URL_WORKSPACES_WEB", url.as_str()),
         ("LEDGER_TABLE", stack.table.as_str()),
         ("EVENT_BUS_NAME", stack.bus.as_str()),
         ("ORG_INSTANCE_ARN", stack.organization_instance_arn.as_str()),
     ];
-    let dry = run_with(&env, &["sweep", "--dry-run"]).await;
+    let dry = run_as_operator(&stack, &env, &["sweep", "--dry-run"]).await;
     assert_eq!(dry.code, 0, "{dry:?}");
     assert!(dry.stdout.contains("would re-drive"), "{dry:?}");
     assert!(dry.stdout.contains("Dry run"), "{dry:?}");
@@ -744,7 +772,7 @@ async fn sweep_finishes_what_no_message_will_and_reports_drift() {
         "a dry run changes nothing"
     );
 
-    let out = run_with(&env, &["sweep"]).await;
+    let out = run_as_operator(&stack, &env, &["sweep"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("1 re-driven (1 finished"), "{out:?}");
     let ready = step(&ledger, GOOD, "identity-center-instance").await;
@@ -757,9 +785,9 @@ async fn sweep_finishes_what_no_message_will_and_reports_drift() {
         .send()
         .await
         .unwrap();
-    let out = run_with(&env, &["sweep", "--json"]).await;
+    let out = run_as_operator(&stack, &env, &["sweep", "--json"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.json()["report"]["drift"], 1, "{out:?}");
-    let status = run_with(&env, &["status", GOOD]).await;
+    let status = run_as_operator(&stack, &env, &["status", GOOD]).await;
     assert!(status.stdout.contains("the resource is gone"), "{status:?}");
 }

@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -145,6 +146,22 @@ impl Announcer {
             source,
             pending: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The same announcer (client settings, interceptors, bus) signing with `credentials`;
+    /// it gathers its own announcements.
+    pub fn signing_as(&self, credentials: SharedCredentialsProvider) -> Announcer {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .credentials_provider(credentials)
+            .build();
+        Announcer::new(
+            aws_sdk_eventbridge::Client::from_conf(config),
+            self.bus.clone(),
+            self.source.clone(),
+        )
     }
 
     pub async fn ready(

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::future::BoxFuture;
 use tracing::{field, info, warn, Instrument};
 
@@ -217,6 +218,20 @@ impl Engine {
 
     pub fn announcer(&self) -> &Announcer {
         &self.announcer
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The same engine signing its ledger and announcer calls with `credentials` (a
+    /// function's role, where one process runs several functions).
+    pub fn signing_as(&self, credentials: SharedCredentialsProvider) -> Engine {
+        Engine::new(
+            self.ledger.signing_as(credentials.clone()),
+            self.announcer.signing_as(credentials),
+            self.settings.clone(),
+        )
     }
 
     /// Runs `step` for one delivery of `request`, finishing before `deadline` (less a

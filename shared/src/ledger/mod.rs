@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
@@ -243,6 +244,20 @@ impl Ledger {
     /// The table this ledger writes to.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The same ledger (client settings, interceptors, table) signing with `credentials`.
+    pub fn signing_as(&self, credentials: SharedCredentialsProvider) -> Ledger {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .credentials_provider(credentials)
+            .build();
+        Ledger {
+            client: Client::from_conf(config),
+            table: self.table.clone(),
+        }
     }
 
     fn key_attributes(key: &StepKey) -> Item {

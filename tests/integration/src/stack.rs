@@ -4,6 +4,9 @@
 //!
 //! Clients reach the stand-ins through the SDK's own per-service endpoint settings (the same
 //! mechanism as `AWS_ENDPOINT_URL_<SERVICE>`), so the code under test is production code.
+//! Every client of the code under test signs as the role the template gives its function,
+//! and the emulator (moto's services through its forwarder) evaluates each call against that
+//! role's shipped policy ([`crate::iam`]); the test's own set-up acts as the account's root.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,6 +25,8 @@ use onboarding::settings::Settings;
 use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use serde_json::Value;
 
+use crate::deliveries::queue_arn;
+use crate::iam::{self, APPROVAL_ROLE, INSTANCE_ROLE, RECONCILER_ROLE, WEB_ROLE};
 use crate::local::stack as local;
 use crate::moto::moto;
 
@@ -66,12 +71,18 @@ impl Stack {
     }
 
     pub async fn start_with(name: &str, emulator_config: EmulatorConfig) -> Stack {
+        Self::start_enforcing(name, emulator_config, iam::shipped()).await
+    }
+
+    /// A stack whose calls are evaluated against `policies` (the shipped ones, or a test's
+    /// edited copy) instead of [`iam::shipped`].
+    pub async fn start_enforcing(
+        name: &str,
+        mut emulator_config: EmulatorConfig,
+        policies: &identity_emulator::PolicySet,
+    ) -> Stack {
         let moto_url = moto().await.url.clone();
         let organization_instance_arn = emulator_config.organization_instance_arn().to_string();
-        let emulator = identity_emulator::start(emulator_config, "127.0.0.1:0")
-            .await
-            .expect("the identity emulator starts");
-        let config = sdk_config(&moto_url, &emulator.url());
         let unique = format!(
             "{name}-{}-{}",
             std::process::id(),
@@ -79,6 +90,27 @@ impl Stack {
         );
         let table = format!("ledger-{unique}");
         let bus = format!("bus-{unique}");
+        let queue = queue_arn("onboarding");
+        let queues = [
+            ("IdentityCenterInstanceQueue", queue.clone()),
+            ("ApprovalIdentitySourceQueue", queue.clone()),
+            ("WebIdentityProviderQueue", queue),
+        ];
+        emulator_config.iam = Some(iam::bound(
+            policies,
+            &iam::Names {
+                region: REGION,
+                table: &table,
+                bus: &bus,
+                organization_instance_arn: &organization_instance_arn,
+                queues: &queues,
+            },
+        ));
+        emulator_config.forward_url = Some(moto_url.clone());
+        let emulator = identity_emulator::start(emulator_config, "127.0.0.1:0")
+            .await
+            .expect("the identity emulator starts");
+        let config = sdk_config(&emulator.url());
 
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         schema::create_table(&dynamodb, &table)
@@ -111,20 +143,35 @@ impl Stack {
         }
     }
 
-    /// An engine whose ledger requests are counted in `ledger_requests`.
+    /// An engine whose ledger requests are counted in `ledger_requests`. It acts as the
+    /// account's root; the handlers and the reconciler below run it as their function's role.
     pub fn engine(&self) -> Engine {
         self.engine_with(self.settings.engine.clone())
     }
 
     pub fn engine_with(&self, settings: EngineSettings) -> Engine {
+        self.engine_as(&self.config, settings)
+    }
+
+    /// The client configuration of the function whose role is `principal`.
+    pub fn config_as(&self, principal: &str) -> SdkConfig {
+        iam::config_as(&self.config, principal)
+    }
+
+    /// `engine` signing as `principal`.
+    fn engine_of(&self, principal: &str, engine: &Engine) -> Engine {
+        engine.signing_as(iam::credentials(principal))
+    }
+
+    fn engine_as(&self, config: &SdkConfig, settings: EngineSettings) -> Engine {
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&self.config)
+            aws_sdk_dynamodb::config::Builder::from(config)
                 .interceptor(self.ledger_requests.clone())
                 .build(),
         );
         let ledger = onboarding::ledger::Ledger::new(dynamodb, self.table.clone());
         let eventbridge = aws_sdk_eventbridge::Client::from_conf(
-            aws_sdk_eventbridge::config::Builder::from(&self.config)
+            aws_sdk_eventbridge::config::Builder::from(config)
                 .interceptor(self.announce_requests.clone())
                 .build(),
         );
@@ -133,39 +180,64 @@ impl Stack {
         Engine::new(ledger, announcer, settings)
     }
 
+    /// The member roles as the root of the management account reaches them (test set-up).
     pub fn member_access(&self) -> MemberAccess {
+        self.member_access_as(&self.config)
+    }
+
+    fn member_access_as(&self, config: &SdkConfig) -> MemberAccess {
         MemberAccess::new(
-            &self.config,
+            config,
             &self.settings.member_role_name,
             &self.settings.partition,
         )
     }
 
+    /// The identity-center-instance function: `engine`'s settings, its role's credentials.
     pub fn instance_handler(&self, engine: Engine) -> Handler<IdentityCenterInstance> {
         Handler::new(
-            engine,
-            IdentityCenterInstance::new(self.member_access()),
+            self.engine_of(INSTANCE_ROLE, &engine),
+            self.instance_step(INSTANCE_ROLE),
             self.settings.accept.clone(),
         )
     }
 
     pub fn approval_handler(&self, engine: Engine) -> Handler<ApprovalIdentitySource> {
-        let step = ApprovalIdentitySource::new(
-            aws_sdk_mpa::Client::new(&self.config),
-            self.organization_instance_arn.clone(),
-            REGION.into(),
-        );
-        Handler::new(engine, step, self.settings.accept.clone())
+        Handler::new(
+            self.engine_of(APPROVAL_ROLE, &engine),
+            self.approval_step(APPROVAL_ROLE),
+            self.settings.accept.clone(),
+        )
     }
 
     pub fn web_handler(&self, engine: Engine) -> Handler<WebIdentityProvider> {
+        Handler::new(
+            self.engine_of(WEB_ROLE, &engine),
+            self.web_step(WEB_ROLE),
+            self.settings.accept.clone(),
+        )
+    }
+
+    fn instance_step(&self, principal: &str) -> IdentityCenterInstance {
+        IdentityCenterInstance::new(self.member_access_as(&self.config_as(principal)))
+    }
+
+    fn approval_step(&self, principal: &str) -> ApprovalIdentitySource {
+        ApprovalIdentitySource::new(
+            aws_sdk_mpa::Client::new(&self.config_as(principal)),
+            self.organization_instance_arn.clone(),
+            REGION.into(),
+        )
+    }
+
+    fn web_step(&self, principal: &str) -> WebIdentityProvider {
+        let config = self.config_as(principal);
         let secrets = aws_sdk_secretsmanager::Client::from_conf(
-            aws_sdk_secretsmanager::config::Builder::from(&self.config)
+            aws_sdk_secretsmanager::config::Builder::from(&config)
                 .interceptor(self.secret_requests.clone())
                 .build(),
         );
-        let step = WebIdentityProvider::new(self.member_access(), secrets);
-        Handler::new(engine, step, self.settings.accept.clone())
+        WebIdentityProvider::new(self.member_access_as(&config), secrets)
     }
 
     /// The reconciler over all three steps, auditing the whole day's slots in each run (so
@@ -181,22 +253,13 @@ impl Stack {
         )
     }
 
-    /// The reconciler over all three steps with `settings`.
+    /// The reconciler over all three steps with `settings`, as the reconciler's role.
     pub fn reconciler_with(&self, engine: Engine, settings: ReconcileSettings) -> Reconciler {
-        let approval = ApprovalIdentitySource::new(
-            aws_sdk_mpa::Client::new(&self.config),
-            self.organization_instance_arn.clone(),
-            REGION.into(),
-        );
-        let web = WebIdentityProvider::new(
-            self.member_access(),
-            aws_sdk_secretsmanager::Client::new(&self.config),
-        );
         Reconciler::new(
-            engine,
-            IdentityCenterInstance::new(self.member_access()),
-            web,
-            Some(approval),
+            self.engine_of(RECONCILER_ROLE, &engine),
+            self.instance_step(RECONCILER_ROLE),
+            self.web_step(RECONCILER_ROLE),
+            Some(self.approval_step(RECONCILER_ROLE)),
             settings,
         )
     }
@@ -232,12 +295,19 @@ impl Stack {
     }
 }
 
-fn sdk_config(moto_url: &str, emulator_url: &str) -> SdkConfig {
+/// Every service at the emulator: it serves the identity services and forwards moto's.
+fn sdk_config(emulator_url: &str) -> SdkConfig {
     let mut endpoints = HashMap::new();
-    for service in ["DynamoDB", "SQS", "EventBridge", "Secrets Manager"] {
-        endpoints.insert(service, moto_url.to_string());
-    }
-    for service in ["SSO Admin", "MPA", "WorkSpaces Web", "STS"] {
+    for service in [
+        "DynamoDB",
+        "SQS",
+        "EventBridge",
+        "Secrets Manager",
+        "SSO Admin",
+        "MPA",
+        "WorkSpaces Web",
+        "STS",
+    ] {
         endpoints.insert(service, emulator_url.to_string());
     }
     SdkConfig::builder()

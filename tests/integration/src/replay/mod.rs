@@ -70,6 +70,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 
 use crate::deliveries::{failed_ids, sqs_batch_from, Record as SqsRecord};
+use crate::iam;
 use crate::stack::{Stack, REGION, SOURCE};
 use chaos::{AnnounceCrashes, Chaos, Control, LedgerFaults, Rates, CRASH};
 use plan::Timing;
@@ -524,9 +525,13 @@ pub async fn run(opts: &Options) -> Run {
     let redelivery = |name: &str| -> Arc<dyn Redelivery> { queues[name].clone() };
     let instance = Arc::new(
         Handler::new(
-            engine.clone(),
+            engine.signing_as(iam::credentials(iam::INSTANCE_ROLE)),
             Chaos::new(
-                IdentityCenterInstance::new(MemberAccess::new(&config, role.as_str(), "aws")),
+                IdentityCenterInstance::new(MemberAccess::new(
+                    &iam::config_as(&config, iam::INSTANCE_ROLE),
+                    role.as_str(),
+                    "aws",
+                )),
                 ctl.clone(),
             ),
             accept.clone(),
@@ -535,10 +540,10 @@ pub async fn run(opts: &Options) -> Run {
     );
     let approval = Arc::new(
         Handler::new(
-            engine.clone(),
+            engine.signing_as(iam::credentials(iam::APPROVAL_ROLE)),
             Chaos::new(
                 ApprovalIdentitySource::new(
-                    aws_sdk_mpa::Client::new(&config),
+                    aws_sdk_mpa::Client::new(&iam::config_as(&config, iam::APPROVAL_ROLE)),
                     stack.organization_instance_arn.clone(),
                     REGION.into(),
                 ),
@@ -550,11 +555,15 @@ pub async fn run(opts: &Options) -> Run {
     );
     let web = Arc::new(
         Handler::new(
-            engine.clone(),
+            engine.signing_as(iam::credentials(iam::WEB_ROLE)),
             Chaos::new(
                 WebIdentityProvider::new(
-                    MemberAccess::new(&config, role.as_str(), "aws"),
-                    aws_sdk_secretsmanager::Client::new(&config),
+                    MemberAccess::new(
+                        &iam::config_as(&config, iam::WEB_ROLE),
+                        role.as_str(),
+                        "aws",
+                    ),
+                    aws_sdk_secretsmanager::Client::new(&iam::config_as(&config, iam::WEB_ROLE)),
                 ),
                 ctl.clone(),
             ),
