@@ -210,6 +210,16 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
             .filter_map(|r| {
                 let d = r.drift.as_ref()?;
                 let at = d.get("at").and_then(|v| v.as_u64());
+                if let Some(refused) = d.get("refused") {
+                    return Some(format!(
+                        "  {}: not audited since {}: {} {} - grant the permission it names \
+                         (member-role.yaml / template.yaml) or lift the SCP",
+                        r.key.step,
+                        time_or_dash(at),
+                        refused["code"].as_str().unwrap_or_default(),
+                        refused["message"].as_str().unwrap_or_default(),
+                    ));
+                }
                 Some(format!(
                     "  {}: {} (found {}){}",
                     r.key.step,

@@ -58,7 +58,8 @@ pub async fn sweep(ctx: &Context, dry_run: bool, repair: bool) -> Outcome {
     println!(
         "{}{} in the attention index: {} re-driven ({} finished, {} still waiting), {} not due, \
          {} stuck past the grace window, {} FAILED (see `onboarding list --status FAILED`); \
-         {} READY steps audited, {} with drift, {} repaired{}.",
+         {} READY steps audited, {} with drift, {} repaired, {} not audited (see the lines \
+         above){}.",
         if dry_run { "Dry run: " } else { "" },
         report.attention,
         report.redriven,
@@ -70,6 +71,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool, repair: bool) -> Outcome {
         report.audited,
         report.drift,
         report.repaired,
+        report.not_audited,
         if report.incomplete {
             " (stopped early: run it again)"
         } else {

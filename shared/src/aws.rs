@@ -135,7 +135,7 @@ impl MemberAccess {
                 let e = StepError::from_sdk(&format!("sts AssumeRole {role_arn}"), e);
                 // A new account gets our role minutes after its event (a StackSet or
                 // Customizations for Control Tower deploys it): not there *yet*.
-                if e.code() == "AccessDenied" || e.code() == "AccessDeniedException" {
+                if crate::error::is_access_denied(e.code()) {
                     StepError::not_yet(
                         MEMBER_ROLE_UNAVAILABLE,
                         format!(

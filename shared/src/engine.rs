@@ -20,7 +20,8 @@ use crate::error::StepError;
 use crate::events::{OffboardingRequest, OnboardingRequest};
 use crate::ledger::{
     request_hash, update_token, Applied, Claim, ClaimRequest, ErrorReason, Fields, Lease, Ledger,
-    Origin, Record, Release, Retirement, Status, StepKey, UpdateClaim, UpdateEnd, UpdateLease,
+    LedgerError, Origin, Record, Release, Retirement, Status, StepKey, UpdateClaim, UpdateEnd,
+    UpdateLease,
 };
 use crate::rebuild;
 use crate::revision::Revision;
@@ -29,6 +30,9 @@ use crate::telemetry::Tally;
 
 /// Time kept free before the invocation's deadline for the reply itself.
 const REPLY_MARGIN: Duration = Duration::from_millis(1500);
+/// Time kept free before the end of any lease a delivery takes, for the call in flight when
+/// its work is cut (and the clocks of two holders), capped at a tenth of the lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// Time a readiness wait leaves for announcing and recording after it.
 const FINISH_RESERVE: Duration = Duration::from_secs(3);
 const FIRST_READINESS_DELAY: Duration = Duration::from_millis(100);
@@ -80,6 +84,8 @@ pub enum Audit {
         changed: Vec<String>,
         repaired: Option<Outcome>,
     },
+    /// Not audited this time: an update of the step is in flight.
+    Deferred,
 }
 
 /// The error code of a resource the service no longer knows.
@@ -265,23 +271,7 @@ impl Engine {
                     tracing::Span::current().record("account_id", account.as_str());
                 }
                 let work = self.claimed(step, &plan, request, deadline);
-                let result = match deadline.and_then(|d| d.checked_sub(REPLY_MARGIN)) {
-                    None => work.await,
-                    Some(end) => {
-                        let left = end.duration_since(SystemTime::now()).unwrap_or_default();
-                        match tokio::time::timeout(left, work).await {
-                            Ok(result) => result,
-                            Err(_) => Err(StepError::retryable(
-                                "DeadlineReached",
-                                format!(
-                                    "{} was not finished before the invocation's deadline; \
-                                     the next delivery continues it",
-                                    plan.key
-                                ),
-                            )),
-                        }
-                    }
-                };
+                let result = self.bounded(&plan.key, deadline, work).await;
                 match &result {
                     Ok(outcome) => {
                         info!(outcome = outcome.label(), detail = ?outcome, "step handled")
@@ -292,6 +282,36 @@ impl Engine {
             }
             .instrument(span),
         )
+    }
+
+    /// Runs `work` (one step, holding whatever lease it takes) no longer than its holder
+    /// may act: before the invocation's reply is due (deadline less [`REPLY_MARGIN`]) and
+    /// before any lease it takes can expire. Every lease it takes lasts at least
+    /// `settings.lease` from now (or to the deadline, which ends sooner), so cutting the work
+    /// at now + lease less [`LEASE_MARGIN`] keeps every call inside its holder's lease, for
+    /// every caller: deliveries, the reconciler, `sweep` (no deadline at all), audits and
+    /// their repairs. Cut, not renewed: a renewal would cost a write before every call. What
+    /// is cut is retryable; its lease expires and the next holder continues.
+    async fn bounded<T>(
+        &self,
+        key: &StepKey,
+        deadline: Option<SystemTime>,
+        work: impl std::future::Future<Output = Result<T, StepError>>,
+    ) -> Result<T, StepError> {
+        let lease = self.settings.lease;
+        let lease_end = SystemTime::now() + lease.saturating_sub(LEASE_MARGIN.min(lease / 10));
+        let (end, what) = match deadline.and_then(|d| d.checked_sub(REPLY_MARGIN)) {
+            Some(reply) if reply < lease_end => (reply, "the invocation's deadline"),
+            _ => (lease_end, "the end of its lease"),
+        };
+        let left = end.duration_since(SystemTime::now()).unwrap_or_default();
+        match tokio::time::timeout(left, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError::retryable(
+                "DeadlineReached",
+                format!("{key} was not finished before {what}; the next delivery continues it"),
+            )),
+        }
     }
 
     async fn claimed<S: Step>(
@@ -794,6 +814,28 @@ impl Engine {
         repair: bool,
         deadline: Option<SystemTime>,
     ) -> Result<Audit, StepError> {
+        let key = record.key.clone();
+        self.bounded(
+            &key,
+            deadline,
+            self.audit_held(step, request, record, repair, deadline),
+        )
+        .await
+    }
+
+    async fn audit_held<S: Step>(
+        &self,
+        step: &S,
+        request: &OnboardingRequest,
+        record: Record,
+        repair: bool,
+        deadline: Option<SystemTime>,
+    ) -> Result<Audit, StepError> {
+        if record.update_owner.is_some() || record.wanted.is_some() {
+            // An update is in flight: the resource may already hold what the ledger does
+            // not yet; the update's holder (or the reconciler) finishes it first.
+            return Ok(Audit::Deferred);
+        }
         let plan = step
             .plan(request)
             .map_err(|why| StepError::permanent("NotRebuildable", why))?;
@@ -804,16 +846,17 @@ impl Engine {
             account_id: plan.account_id.as_deref(),
             request_event_id: &request.event_id,
         };
-        let api = step.connect(&plan.input).await?;
-        let gone = match step.readiness(&api, &arn).await {
-            Ok(Readiness::Ready | Readiness::Pending(_)) => false,
-            Ok(Readiness::Failed(_)) => true,
-            Err(e) if e.code() == NOT_FOUND => true,
-            Err(e) => return Err(e),
-        };
-        let (now, changed) = if gone {
-            (Fields::new(), Vec::new())
-        } else {
+        let observed = async {
+            let api = step.connect(&plan.input).await?;
+            let gone = match step.readiness(&api, &arn).await {
+                Ok(Readiness::Ready | Readiness::Pending(_)) => false,
+                Ok(Readiness::Failed(_)) => true,
+                Err(e) if e.code() == NOT_FOUND => true,
+                Err(e) => return Err(e),
+            };
+            if gone {
+                return Ok((true, Fields::new(), Vec::new()));
+            }
             let now = step
                 .current(&api, &plan.input, &arn, &state, &state)
                 .await?;
@@ -821,13 +864,36 @@ impl Engine {
                 .into_iter()
                 .filter(|f| state.contains_key(f) && !S::UNOBSERVABLE.contains(&f.as_str()))
                 .collect();
-            (now, changed)
+            Ok((false, now, changed))
+        }
+        .await;
+        let (gone, now, changed) = match observed {
+            Ok(found) => found,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                // Refused (a permission the member role lacks, ...): recorded on the step,
+                // which stays READY with its applied state, so `onboarding status` shows why
+                // it is not audited; the reconciler counts it apart from audited steps.
+                let finding = serde_json::json!({
+                    "refused": { "code": e.code(), "message": e.reason().message },
+                });
+                let known = record
+                    .drift
+                    .as_ref()
+                    .is_some_and(|d| d.get("refused") == finding.get("refused"));
+                if !known {
+                    let mut stored = finding;
+                    stored["at"] = serde_json::json!(epoch_ms_now());
+                    self.ledger
+                        .record_audit(&record, Some(&stored.to_string()))
+                        .await?;
+                }
+                return Err(e);
+            }
         };
         if !gone && changed.is_empty() {
             if record.drift.is_some() {
-                self.ledger
-                    .record_audit(&record.key, record.generation, None)
-                    .await?;
+                self.ledger.record_audit(&record, None).await?;
             }
             return Ok(Audit::Clean);
         }
@@ -840,7 +906,7 @@ impl Engine {
             stored["at"] = serde_json::json!(epoch_ms_now());
             if !self
                 .ledger
-                .record_audit(&record.key, record.generation, Some(&stored.to_string()))
+                .record_audit(&record, Some(&stored.to_string()))
                 .await?
             {
                 // The step moved on (a delivery or an operator): nothing to report.
@@ -854,8 +920,16 @@ impl Engine {
         let repaired = if !repair {
             None
         } else if gone {
-            self.ledger.repair(&record.key).await?;
-            Some(self.run(step, request, deadline).await?)
+            match self.ledger.repair(&record).await {
+                Ok(_) => Some(self.run(step, request, deadline).await?),
+                // Another repairer (or a delivery, an operator) moved the step on since this
+                // audit read it: theirs is the repair.
+                Err(LedgerError::NotAllowed(why)) => {
+                    info!(key = %record.key, reason = %why, "not repaired");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             let revision = record
                 .applied_revision

@@ -40,6 +40,19 @@ pub fn is_throttling(code: &str) -> bool {
     .contains(&code)
 }
 
+/// Whether an error code is IAM's refusal (AWS's message names the principal, the action
+/// and the resource).
+pub fn is_access_denied(code: &str) -> bool {
+    code == "AccessDenied" || code == "AccessDeniedException"
+}
+
+/// What an operator does about a refusal: the shipped roles are the only source of what each
+/// principal may do, so the fix is in them (or in the SCP that overrides them).
+const ACCESS_DENIED_ADVICE: &str = " (a permission is missing: grant the action above to the \
+     role that made the call - the member role in member-role.yaml, updated everywhere through \
+     its StackSet, or the function's role in template.yaml - or lift the SCP that denies it; \
+     then `onboarding retry`)";
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{} ({}): {}", .reason.code, if .reason.retryable { "retryable" } else { "permanent" }, .reason.message)]
 pub struct StepError {
@@ -130,7 +143,10 @@ impl StepError {
                     .message()
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("HTTP {status}"));
-                let message = format!("{action}: {message}");
+                let mut message = format!("{action}: {message}");
+                if is_access_denied(&code) {
+                    message.push_str(ACCESS_DENIED_ADVICE);
+                }
                 if status == 429 || status >= 500 || RETRYABLE_CODES.contains(&code.as_str()) {
                     Self::retryable(code, message)
                 } else {

@@ -61,6 +61,9 @@ pub struct Report {
     pub stuck: u32,
     pub failed: u32,
     pub audited: u32,
+    /// READY steps due for their audit that could not be audited (refused, unreachable):
+    /// never counted as audited; the refusal is recorded on the step.
+    pub not_audited: u32,
     pub drift: u32,
     pub repaired: u32,
     /// Steps the run could not rebuild a request for (their reason is in `steps`).
@@ -89,6 +92,7 @@ impl Report {
             ("StepsStuck", self.stuck),
             ("DriftDetected", self.drift),
             ("StepsAudited", self.audited),
+            ("StepsNotAudited", self.not_audited),
         ]);
         metrics
     }
@@ -224,6 +228,9 @@ impl Reconciler {
                     report.audited += 1;
                     report.line(&record, "audit", "clean");
                 }
+                Some(Some(Ok(Audit::Deferred))) => {
+                    report.line(&record, "audit", "deferred: an update is in flight");
+                }
                 Some(Some(Ok(Audit::Drift {
                     gone,
                     changed,
@@ -241,7 +248,7 @@ impl Reconciler {
                     );
                 }
                 Some(Some(Err(e))) => {
-                    report.audited += 1;
+                    report.not_audited += 1;
                     report.line(&record, "audit", format!("not audited: {e}"));
                 }
             }
@@ -253,6 +260,7 @@ impl Reconciler {
             waiting = report.waiting,
             stuck = report.stuck,
             audited = report.audited,
+            not_audited = report.not_audited,
             drift = report.drift,
             incomplete = report.incomplete,
             "reconciler run"

@@ -927,16 +927,21 @@ impl Ledger {
         Ok(records)
     }
 
-    /// Records what the audit found on a `READY` step of `generation`: `drift` (JSON), or
-    /// none (clears an earlier finding). `false` if the step moved on meanwhile.
+    /// Records what the audit found on the `READY` step it read as `seen`: `drift` (JSON), or
+    /// none (clears an earlier finding). `false` if the step moved on meanwhile (another
+    /// generation, another applied revision, an update begun).
     pub async fn record_audit(
         &self,
-        key: &StepKey,
-        generation: u32,
+        seen: &Record,
         drift: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        let e = writes::record_audit(generation, drift, epoch_ms(SystemTime::now()));
-        match self.update(key, &e, false).await? {
+        let e = writes::record_audit(
+            seen.generation,
+            seen.applied_revision.as_ref().map(|r| r.as_str()),
+            drift,
+            epoch_ms(SystemTime::now()),
+        );
+        match self.update(&seen.key, &e, false).await? {
             Written::Applied(_) => Ok(true),
             Written::ConditionFailed(_) => Ok(false),
         }
@@ -950,21 +955,34 @@ impl Ledger {
     /// before creating. `READY` and `CREATED` steps are [`LedgerError::NotAllowed`], saying
     /// why (a `CREATED` step needs only its request delivered again: readiness is checked).
     pub async fn retry(&self, key: &StepKey) -> Result<Record, LedgerError> {
-        self.restart(key, false).await
+        self.restart(key, None).await
     }
 
     /// The drift audit's repair of a `READY` step whose resource is gone: a new generation
-    /// (new token), as [`Ledger::retry`] does for a failed step.
-    pub async fn repair(&self, key: &StepKey) -> Result<Record, LedgerError> {
-        self.restart(key, true).await
+    /// (new token), as [`Ledger::retry`] does for a failed step. Only for the step as the
+    /// audit saw it (`seen`: its generation and resource): two repairers that saw the same
+    /// generation start one new generation between them, and a repairer that saw an older
+    /// one starts none.
+    pub async fn repair(&self, seen: &Record) -> Result<Record, LedgerError> {
+        self.restart(&seen.key, Some(seen)).await
     }
 
-    async fn restart(&self, key: &StepKey, repair: bool) -> Result<Record, LedgerError> {
+    async fn restart(&self, key: &StepKey, seen: Option<&Record>) -> Result<Record, LedgerError> {
         let current = self.get_step(key).await?.ok_or_else(|| {
             LedgerError::NotAllowed(format!(
                 "{key} has no ledger entry; send the onboarding request again instead"
             ))
         })?;
+        if let Some(seen) = seen {
+            if (current.generation, &current.resource_arn) != (seen.generation, &seen.resource_arn)
+            {
+                return Err(LedgerError::NotAllowed(format!(
+                    "{key} moved on since the audit (generation {} then, {} now): not repaired",
+                    seen.generation, current.generation
+                )));
+            }
+        }
+        let repair = seen.is_some();
         let now = SystemTime::now();
         match current.status {
             Status::Failed => {}

@@ -15,6 +15,10 @@ use crate::step::{Existing, Fields, Plan, Readiness, Step};
 
 use super::project_tags::{self, TAGS};
 
+/// IAM's words when no identity-based policy allows a call (as opposed to the organization's
+/// account-instance setting or an SCP).
+const NO_POLICY_ALLOWS: &str = "because no identity-based policy allows";
+
 const NAME: &str = "name";
 
 /// The fields a request specifies: a name if it gives one, tags if it gives any (a request
@@ -218,7 +222,11 @@ impl Step for IdentityCenterInstance {
                 if let Some(refusal) = refused(&e, &input.account_id) {
                     return refusal;
                 }
-                if e.code() != "AccessDeniedException" {
+                // A role without the action (or a dependent action) says so in IAM's words;
+                // the message names the action to grant.
+                if e.code() != "AccessDeniedException"
+                    || e.reason().message.contains(NO_POLICY_ALLOWS)
+                {
                     return e;
                 }
                 // The role was assumed, so this is the organization's decision.

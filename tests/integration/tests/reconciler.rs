@@ -433,3 +433,112 @@ async fn a_provider_changed_behind_our_back_is_reported_and_brought_back() {
     assert!(!everything.contains("DRIFT-CANARY"));
     let _ = SystemTime::now();
 }
+
+/// A holder never acts after its lease, even with no deadline at all (`onboarding sweep`,
+/// the reconciler's re-drives): a step still waiting when its lease is about to end is cut
+/// there, retryable, and makes no call afterwards.
+#[tokio::test]
+async fn a_holder_without_a_deadline_stops_before_its_lease_ends() {
+    let account = "930000000010";
+    let stack = Stack::start_with(
+        "lease-bound",
+        EmulatorConfig {
+            instance_activation_ms: 60_000,
+            ..EmulatorConfig::default()
+        },
+    )
+    .await;
+    let short_lease = EngineSettings {
+        lease: Duration::from_secs(1),
+        ready_wait: Duration::from_secs(30),
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(short_lease));
+    let started = std::time::Instant::now();
+    let err = handler
+        .handle(onboarding_requested("lb-1", account, json!({})), None)
+        .await
+        .expect_err("cut at the lease, not after the 30 s readiness wait");
+    assert_eq!(err.code(), "DeadlineReached", "{err}");
+    assert!(err.to_string().contains("the end of its lease"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let calls = stack.emulator.counters().calls("DescribeInstance");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stack.emulator.counters().calls("DescribeInstance"),
+        calls,
+        "nothing is called once the work is cut"
+    );
+}
+
+/// Two repairers that audited the same deleted instance (the scheduled reconciler and
+/// `sweep --repair` at once): one new generation between them, announced Ready once.
+#[tokio::test]
+async fn two_repairs_of_what_one_audit_saw_start_one_generation() {
+    use onboarding::steps::IdentityCenterInstance;
+    let account = "930000000011";
+    let stack = Stack::start("repair-fence").await;
+    let (reply, _) = stack
+        .instance_handler(stack.engine())
+        .handle(onboarding_requested("rf-1", account, json!({})), None)
+        .await
+        .unwrap();
+    let arn = reply["resourceArn"].as_str().unwrap().to_string();
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    sso.delete_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    stack.emitted().await;
+    let key = StepKey::account(account, INSTANCE);
+    // What both repairers read before either acted.
+    let seen = stack
+        .engine()
+        .ledger()
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    let request = onboarding::rebuild::request_of(&seen).unwrap();
+    let step = IdentityCenterInstance::new(stack.member_access());
+    let engine = stack.engine();
+    let first = engine
+        .audit(&step, &request, seen.clone(), true, None)
+        .await
+        .expect("first repairer");
+    // The second repairer recorded the same finding before the first repaired, and starts
+    // its repair after the first finished: the generation it saw is gone, so it repairs
+    // nothing.
+    let late = engine.ledger().repair(&seen).await;
+    assert!(
+        matches!(late, Err(onboarding::ledger::LedgerError::NotAllowed(_))),
+        "{late:?}"
+    );
+    let second = engine
+        .audit(&step, &request, seen, true, None)
+        .await
+        .expect("second repairer");
+    let repaired = |a: &onboarding::engine::Audit| {
+        matches!(
+            a,
+            onboarding::engine::Audit::Drift {
+                repaired: Some(_),
+                ..
+            }
+        )
+    };
+    assert!(repaired(&first), "{first:?}");
+    assert!(!repaired(&second), "the second saw an older generation: {second:?}");
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((record.status, record.generation), (Status::Ready, 1));
+    assert_eq!(stack.emulator.counters().created("CreateInstance"), 2);
+    let ready = of_type(&stack.emitted().await, "Identity Center Instance Ready");
+    assert_eq!(ready.len(), 1, "announced Ready once");
+}
