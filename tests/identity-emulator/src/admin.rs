@@ -1,5 +1,6 @@
 //! The admin API under `/_emulator/` (a prefix no AWS API uses): counters, state,
-//! reset, faults, quotas, forgetting ClientTokens, health. JSON in and out.
+//! reset, faults, quotas, forgetting ClientTokens, closing and reopening accounts, health.
+//! JSON in and out.
 
 use http::Method;
 use serde_json::{json, Value};
@@ -81,6 +82,23 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                 Err(e) => admin_json(400, &json!({"error": format!("invalid quota config: {e}")})),
             }
         }
+        (route, &Method::POST) if route.starts_with("accounts/") => {
+            match route.trim_start_matches("accounts/").split_once('/') {
+                Some((id, action @ ("close" | "reopen"))) if crate::config::is_account_id(id) => {
+                    let mut world = shared.world();
+                    if action == "close" {
+                        world.closed.insert(id.to_string());
+                    } else {
+                        world.closed.remove(id);
+                    }
+                    admin_json(200, &json!({"account_id": id, "closed": action == "close"}))
+                }
+                _ => admin_json(
+                    404,
+                    &json!({"error": format!("unknown admin path {path}: POST /_emulator/accounts/<12-digit id>/close or /reopen")}),
+                ),
+            }
+        }
         (
             "health" | "counters" | "state" | "reset" | "faults" | "quotas" | "forget-tokens"
             | "iam/observed",
@@ -96,7 +114,8 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
                               "GET /_emulator/state", "POST /_emulator/reset",
                               "GET /_emulator/faults", "POST /_emulator/faults",
                               "GET /_emulator/quotas", "POST /_emulator/quotas",
-                              "POST /_emulator/forget-tokens", "GET /_emulator/iam/observed"]}),
+                              "POST /_emulator/forget-tokens", "GET /_emulator/iam/observed",
+                              "POST /_emulator/accounts/<id>/close", "POST /_emulator/accounts/<id>/reopen"]}),
         ),
     }
 }

@@ -77,6 +77,11 @@ pub struct AccountConfig {
     /// An account instance of IAM Identity Center the account owns from the start.
     #[serde(default)]
     pub instance: Option<SeededInstance>,
+    /// The account is closed (SUSPENDED) from the start: every `AssumeRole` into it is
+    /// refused with `AccessDenied`, as AWS refuses signing in to a suspended account. Set and
+    /// cleared at run time with `POST /_emulator/accounts/<id>/close` and `.../reopen`.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 /// A seeded portal: `arn:aws:workspaces-web:<region>:<account>:portal/<uuid>`.
@@ -201,7 +206,14 @@ impl AccountConfig {
             instance_failure: None,
             role_appears_after_ms: None,
             instance: None,
+            closed: false,
         }
+    }
+
+    /// The account is closed from the start (its roles refuse `AssumeRole`).
+    pub fn closed(mut self) -> Self {
+        self.closed = true;
+        self
     }
 
     pub fn with_portal(mut self, portal_arn: impl Into<String>) -> Self {
@@ -260,7 +272,7 @@ impl AccountConfig {
     }
 }
 
-fn is_account_id(s: &str) -> bool {
+pub(crate) fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 

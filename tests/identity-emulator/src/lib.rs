@@ -145,9 +145,22 @@ impl Emulator {
         self.shared.world().quotas.config().cloned()
     }
 
+    /// Close `account_id` (AWS: `SUSPENDED`): from now on every `AssumeRole` into it is
+    /// refused with `AccessDenied`. Credentials issued earlier keep working (the emulator
+    /// does not model what a suspended account answers to them).
+    pub fn close_account(&self, account_id: &str) {
+        self.shared.world().closed.insert(account_id.to_string());
+    }
+
+    /// Reopen a closed account (AWS allows it within 90 days): its roles can be assumed again.
+    pub fn reopen_account(&self, account_id: &str) {
+        self.shared.world().closed.remove(account_id);
+    }
+
     /// Back to the configured organization: resources, tokens, counters, faults, quotas
-    /// (the configured ones, buckets full) and the clocks of late roles. Credentials
-    /// issued by `AssumeRole` stay valid, and seeded resources keep their ARNs.
+    /// (the configured ones, buckets full), closed accounts (the configured ones) and the
+    /// clocks of late roles. Credentials issued by `AssumeRole` stay valid, and seeded
+    /// resources keep their ARNs.
     pub fn reset(&self) {
         self.shared.world().reset();
     }

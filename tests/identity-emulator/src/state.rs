@@ -2,7 +2,7 @@
 //! records, STS sessions, counters, faults and quotas. One `World` lives under a mutex;
 //! operations run on it synchronously.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
@@ -150,6 +150,9 @@ pub(crate) struct World {
     seed_ids: SeedIds,
     /// account -> first `AssumeRole` into it (for `role_appears_after_ms`)
     pub role_clocks: HashMap<String, Instant>,
+    /// Closed accounts (configured `closed`, or closed at run time; `reset` goes back to
+    /// the configured ones): their roles refuse `AssumeRole`.
+    pub closed: BTreeSet<String>,
     pub instances: Vec<Instance>,
     pub identity_sources: Vec<IdentitySource>,
     pub portals: Vec<Portal>,
@@ -195,6 +198,12 @@ impl World {
             started,
             seed_ids,
             role_clocks: HashMap::new(),
+            closed: config
+                .accounts
+                .iter()
+                .filter(|a| a.closed)
+                .map(|a| a.account_id.clone())
+                .collect(),
             instances: Vec::new(),
             identity_sources: Vec::new(),
             portals: Vec::new(),

@@ -220,7 +220,9 @@ fn assume_role(
             first.elapsed() < Duration::from_millis(ms)
         }
     };
-    if refused || not_there_yet {
+    // A closed (suspended) account cannot be signed in to.
+    let closed = world.closed.contains(&account);
+    if refused || not_there_yet || closed {
         return Err(plain_denial());
     }
     // then the role: it must exist there and trust the caller

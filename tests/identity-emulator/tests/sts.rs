@@ -281,3 +281,61 @@ async fn role_arns_of_every_partition_are_accepted() {
         .into_service_error();
     assert_eq!(err.code(), Some("ValidationError"));
 }
+
+#[tokio::test]
+async fn a_closed_account_refuses_every_assume_role_until_it_is_reopened() {
+    const CLOSED: &str = "555555555555";
+    let emu = start(fast_config().with_account(AccountConfig::new(CLOSED).closed())).await;
+    let client = sts(&management(&emu));
+    let assume = |account: &'static str| {
+        client
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/{ROLE}"))
+            .role_session_name("closed")
+            .send()
+    };
+    let refused = |err: aws_sdk_sts::error::SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_sdk_sts::config::http::HttpResponse,
+    >| {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        (err.into_service_error().code().map(str::to_owned), status)
+    };
+    // Closed in the config.
+    let err = assume(CLOSED).await.unwrap_err();
+    assert_eq!(refused(err), (Some("AccessDenied".into()), Some(403)));
+    // Reopened and closed again at run time, through the admin API and the Rust API.
+    let (status, body) = raw(
+        &emu,
+        "POST",
+        &format!("/_emulator/accounts/{CLOSED}/reopen"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assume(CLOSED)
+        .await
+        .expect("a reopened account can be assumed into");
+    emu.close_account(MEMBER);
+    let err = assume(MEMBER).await.unwrap_err();
+    assert_eq!(refused(err), (Some("AccessDenied".into()), Some(403)));
+    emu.reopen_account(MEMBER);
+    assume(MEMBER).await.expect("reopened");
+    let (status, _) = raw(
+        &emu,
+        "POST",
+        &format!("/_emulator/accounts/{MEMBER}/close"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(assume(MEMBER).await.is_err());
+    // `reset` goes back to the configured closures.
+    emu.reset();
+    assume(MEMBER).await.expect("not closed in the config");
+    assert!(assume(CLOSED).await.is_err());
+    let (status, _) = raw(&emu, "POST", "/_emulator/accounts/12345/close", &[], b"").await;
+    assert_eq!(status, 404);
+}
