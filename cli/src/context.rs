@@ -20,15 +20,17 @@ pub fn parse_target(arg: &str) -> Result<Target, String> {
     if arg == "org" {
         return Ok(Target::Org);
     }
-    parse_account(arg).map(Target::Account)
+    parse_account(arg).map(Target::Account).map_err(|_| {
+        "expected a 12-digit AWS account id (or `org` for the organization's steps)".into()
+    })
 }
 
-/// A 12-digit account id for clap.
+/// A 12-digit account id for clap (`--account`, `--exclude`, a mapping file's `accountId`).
 pub fn parse_account(arg: &str) -> Result<String, String> {
     if arg.len() == 12 && arg.bytes().all(|b| b.is_ascii_digit()) {
         Ok(arg.to_owned())
     } else {
-        Err("expected a 12-digit AWS account id (or `org` for the organization's steps)".into())
+        Err("expected a 12-digit AWS account id".into())
     }
 }
 

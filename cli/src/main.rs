@@ -229,7 +229,7 @@ Examples:
         #[arg(long, requires = "ou")]
         include_nested: bool,
         /// Leave this account out (repeatable)
-        #[arg(long, value_name = "ACCOUNT", value_parser = backfill::parse_account)]
+        #[arg(long, value_name = "ACCOUNT", value_parser = context::parse_account)]
         exclude: Vec<String>,
         /// Accounts' web identity providers: JSON lines or a JSON array (see below)
         #[arg(long, value_name = "FILE")]

@@ -21,7 +21,7 @@ mod state;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-pub use options::{parse_account, parse_parent, parse_rate, Options, DEFAULT_STATE_FILE};
+pub use options::{parse_parent, parse_rate, Options, DEFAULT_STATE_FILE};
 
 use crate::context::Context;
 use crate::failure::{Failure, Outcome};

@@ -44,15 +44,6 @@ pub fn parse_parent(arg: &str) -> Result<String, String> {
     }
 }
 
-/// `--exclude` for clap: a 12-digit account id.
-pub fn parse_account(arg: &str) -> Result<String, String> {
-    if arg.len() == 12 && arg.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(arg.to_owned())
-    } else {
-        Err("expected a 12-digit AWS account id".into())
-    }
-}
-
 /// `--rate` for clap: events per second, 1 to 10,000.
 pub fn parse_rate(arg: &str) -> Result<u32, String> {
     match arg.parse::<u32>() {

@@ -7,8 +7,7 @@ use std::path::Path;
 use onboarding::events::SCHEMA_VERSION;
 use serde_json::{json, Map, Value};
 
-use super::options::parse_account;
-use crate::context::Context;
+use crate::context::{parse_account, Context};
 use crate::failure::{Failure, Outcome};
 use crate::publish;
 use crate::table::shorten;
