@@ -3,15 +3,18 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use onboarding::ledger::{Record, Status};
+use onboarding::step::Step;
+use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use serde_json::json;
 
 use crate::context::{target_name, Context, Target};
 use crate::failure::{Failure, Outcome};
 use crate::table::{shorten, time_or_dash, Table};
 
-pub const INSTANCE_STEP: &str = "identity-center-instance";
-pub const APPROVAL_STEP: &str = "approval-identity-source";
-pub const WEB_STEP: &str = "web-identity-provider";
+/// The steps' names (the ledger's sort keys, or their prefix), as the steps define them.
+pub const INSTANCE_STEP: &str = IdentityCenterInstance::NAME;
+pub const APPROVAL_STEP: &str = ApprovalIdentitySource::NAME;
+pub const WEB_STEP: &str = WebIdentityProvider::NAME;
 
 fn now_ms() -> u64 {
     SystemTime::now()
