@@ -213,6 +213,19 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
             .filter_map(|r| {
                 let d = r.drift.as_ref()?;
                 let at = d.get("at").and_then(|v| v.as_u64());
+                if let Some(unreachable) = d.get("unreachable") {
+                    return Some(format!(
+                        "  {}: not audited since {}: account {} cannot be reached (Organizations: \
+                         {}): {} {} - check that the member role exists there and trusts the \
+                         functions' roles (Deploy, Member account role)",
+                        r.key.step,
+                        time_or_dash(at),
+                        r.key.account_id().unwrap_or("?"),
+                        unreachable["accountState"].as_str().unwrap_or("?"),
+                        unreachable["code"].as_str().unwrap_or_default(),
+                        unreachable["message"].as_str().unwrap_or_default(),
+                    ));
+                }
                 if let Some(refused) = d.get("refused") {
                     return Some(format!(
                         "  {}: not audited since {}: {} {} - grant the permission it names \

@@ -59,7 +59,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool, repair: bool) -> Outcome {
         "{}{} in the attention index: {} re-driven ({} finished, {} still waiting), {} not due, \
          {} stuck past the grace window, {} FAILED (see `onboarding list --status FAILED`); \
          {} READY steps audited, {} with drift, {} repaired, {} not audited (see the lines \
-         above){}.",
+         above); {} steps retired (their account closing, closed or gone, per Organizations){}.",
         if dry_run { "Dry run: " } else { "" },
         report.attention,
         report.redriven,
@@ -72,6 +72,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool, repair: bool) -> Outcome {
         report.drift,
         report.repaired,
         report.not_audited,
+        report.retired,
         if report.incomplete {
             " (stopped early: run it again)"
         } else {

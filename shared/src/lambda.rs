@@ -64,7 +64,9 @@ impl Init {
             web,
             approval,
             settings,
-        ))
+        )
+        // Organizations is asked about an account whose member role refuses the audit.
+        .with_organizations(crate::organizations::Organizations::new(&self.config)))
     }
 
     /// Acting in member accounts through the configured role, in the function's partition.

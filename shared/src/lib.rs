@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod lambda;
+pub mod organizations;
 pub mod ledger;
 pub mod rebuild;
 pub mod reconcile;

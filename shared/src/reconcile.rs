@@ -12,19 +12,27 @@
 //! Then it audits the `READY` steps whose minute of the day (from the step's key, in the
 //! sparse `audit` index) fell since the previous run: each step once a day, the reads spread
 //! over the day. Drift is recorded and announced; repair (opt-in) goes through the engine.
+//! An audit that cannot assume the member role asks Organizations, once per account and run,
+//! what the account is: closing, closed or gone, its steps are retired through the engine
+//! (announced once, "Account Offboarded"); ACTIVE (or another state), its steps stay READY,
+//! counted `not_audited` with the account and the error, and recorded on each step.
 //!
 //! A run stops before the deadline and leaves the rest to the next: the oldest attention
 //! entries come first, and every step it touched moves to the back.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde::Serialize;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::aws::MEMBER_ROLE_UNAVAILABLE;
 use crate::engine::{Audit, Engine, Outcome};
 use crate::error::StepError;
+use crate::events::{Departure, OffboardingRequest};
 use crate::ledger::{Record, Status};
+use crate::organizations::{AccountState, Organizations};
 use crate::rebuild::{kind_of, request_of, Kind};
 use crate::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
 use crate::telemetry::Tally;
@@ -61,9 +69,13 @@ pub struct Report {
     pub stuck: u32,
     pub failed: u32,
     pub audited: u32,
-    /// READY steps due for their audit that could not be audited (refused, unreachable):
-    /// never counted as audited; the refusal is recorded on the step.
+    /// READY steps due for their audit that could not be audited (refused, an ACTIVE
+    /// account whose member role cannot be assumed): never counted as audited; why is
+    /// recorded on the step and in its line.
     pub not_audited: u32,
+    /// Steps retired because the audit could not reach their account and Organizations says
+    /// it is closing, closed or no longer in the organization.
+    pub retired: u32,
     pub drift: u32,
     pub repaired: u32,
     /// Steps the run could not rebuild a request for (their reason is in `steps`).
@@ -113,6 +125,8 @@ pub struct Reconciler {
     web: WebIdentityProvider,
     /// Absent when the organization instance is not configured (the CLI without it).
     approval: Option<ApprovalIdentitySource>,
+    /// Asked about an account whose member role refuses the audit (absent: not asked).
+    organizations: Option<Organizations>,
     settings: ReconcileSettings,
 }
 
@@ -129,8 +143,15 @@ impl Reconciler {
             instance,
             web,
             approval,
+            organizations: None,
             settings,
         }
+    }
+
+    /// Asks Organizations about accounts whose member role refuses the audit.
+    pub fn with_organizations(mut self, organizations: Organizations) -> Self {
+        self.organizations = Some(organizations);
+        self
     }
 
     /// One run: re-drive what is due, then audit this interval's slice of READY steps.
@@ -220,6 +241,8 @@ impl Reconciler {
             .buffer_unordered(CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
+        // Steps whose account's member role could not be assumed, by account.
+        let mut unreachable: BTreeMap<String, Vec<(Record, StepError)>> = BTreeMap::new();
         for (record, result) in audits {
             match result {
                 None => report.incomplete = true,
@@ -247,11 +270,20 @@ impl Reconciler {
                         format!("drift: gone {gone}, changed {changed:?}, repair {repaired:?}"),
                     );
                 }
-                Some(Some(Err(e))) => {
-                    report.not_audited += 1;
-                    report.line(&record, "audit", format!("not audited: {e}"));
-                }
+                Some(Some(Err(e))) => match record.key.account_id() {
+                    Some(account) if e.code() == MEMBER_ROLE_UNAVAILABLE => unreachable
+                        .entry(account.to_owned())
+                        .or_default()
+                        .push((record, e)),
+                    _ => {
+                        report.not_audited += 1;
+                        report.line(&record, "audit", format!("not audited: {e}"));
+                    }
+                },
             }
+        }
+        for (account, steps) in unreachable {
+            self.unreachable(&account, steps, &mut report).await;
         }
         info!(
             attention = report.attention,
@@ -261,11 +293,114 @@ impl Reconciler {
             stuck = report.stuck,
             audited = report.audited,
             not_audited = report.not_audited,
+            retired = report.retired,
             drift = report.drift,
             incomplete = report.incomplete,
             "reconciler run"
         );
         Ok(report)
+    }
+
+    /// The audit of `steps` could not assume the member role of `account`: one
+    /// `DescribeAccount`. Closing, closed or gone: the account's steps are retired through
+    /// the engine (every step of the account, as a closure event would, each announced once).
+    /// Otherwise each step is counted not audited, with the account's state and the error,
+    /// and the finding is recorded on the step for `onboarding status`.
+    async fn unreachable(
+        &self,
+        account: &str,
+        steps: Vec<(Record, StepError)>,
+        report: &mut Report,
+    ) {
+        let state = match &self.organizations {
+            None => Err("Organizations was not asked (not configured)".to_owned()),
+            Some(organizations) => organizations
+                .account_state(account)
+                .await
+                .map_err(|e| format!("Organizations could not say (DescribeAccount: {e})")),
+        };
+        let state = match state {
+            Ok(AccountState::Gone { state }) => match self.retire(account, &state).await {
+                Ok(retired) => {
+                    report.retired += retired;
+                    report.tally.retired += retired;
+                    for (record, _) in &steps {
+                        report.line(
+                            record,
+                            "retire",
+                            format!(
+                                "account {account} cannot be reached and Organizations says it \
+                                 is {state}: its steps are retired"
+                            ),
+                        );
+                    }
+                    return;
+                }
+                Err(e) => format!("{state}, but retiring its steps failed: {e}"),
+            },
+            Ok(AccountState::Active) => "ACTIVE".to_owned(),
+            Ok(AccountState::Other(state)) => state,
+            Err(why) => why,
+        };
+        warn!(account, state = %state, steps = steps.len(), "member role cannot be assumed");
+        for (record, e) in steps {
+            report.not_audited += 1;
+            report.line(
+                &record,
+                "audit",
+                format!(
+                    "not audited: account {account} cannot be reached (Organizations: \
+                     {state}): {e}"
+                ),
+            );
+            let finding = serde_json::json!({
+                "code": e.code(),
+                "message": e.reason().message,
+                "accountState": state,
+            });
+            let known = record
+                .drift
+                .as_ref()
+                .is_some_and(|d| d.get("unreachable") == Some(&finding));
+            if !known {
+                let stored = serde_json::json!({ "unreachable": finding, "at": epoch_ms_now() });
+                if let Err(e) = self
+                    .engine
+                    .ledger()
+                    .record_audit(&record, Some(&stored.to_string()))
+                    .await
+                {
+                    warn!(key = %record.key, error = %e, "the unreachable account was not recorded");
+                }
+            }
+        }
+    }
+
+    /// Retires every step of `account` (Organizations says it is `state`), as the step
+    /// functions do for a closure event; returns how many steps were retired.
+    async fn retire(&self, account: &str, state: &str) -> Result<u32, StepError> {
+        let now = SystemTime::now();
+        let request = OffboardingRequest {
+            event_id: format!("reconciler-{account}-{}", epoch_ms(now)),
+            departure: Departure::Found {
+                state: state.to_owned(),
+            },
+            replay_name: None,
+            time: aws_smithy_types::DateTime::from(now)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .ok(),
+            account_id: account.to_owned(),
+        };
+        let mut retired = 0;
+        for outcome in [
+            self.engine.retire(&self.instance, &request).await?,
+            self.engine.retire(&self.web, &request).await?,
+        ] {
+            if let Outcome::Offboarded { retired: keys, .. } = &outcome {
+                retired += keys.len() as u32;
+            }
+        }
+        Ok(retired)
     }
 
     fn is_stuck(&self, record: &Record, now: SystemTime) -> bool {
@@ -346,6 +481,10 @@ fn is_due(record: &Record, now_ms: u64) -> bool {
         _ => true,
     };
     backoff_over && lease_over
+}
+
+fn epoch_ms_now() -> u64 {
+    epoch_ms(SystemTime::now())
 }
 
 fn out_of_time(deadline: Option<SystemTime>) -> bool {

@@ -1,6 +1,7 @@
-//! A complete local AWS for one test: moto (DynamoDB, SQS, EventBridge, Secrets Manager), a
-//! fresh identity emulator (SSO Admin, MPA, WorkSpaces Web, STS), a ledger table and an event
-//! bus of the test's own, and a queue that captures every event the functions emit.
+//! A complete local AWS for one test: moto (DynamoDB, SQS, EventBridge, Secrets Manager,
+//! Organizations), a fresh identity emulator (SSO Admin, MPA, WorkSpaces Web, STS), a ledger
+//! table and an event bus of the test's own, and a queue that captures every event the
+//! functions emit.
 //!
 //! Clients reach the stand-ins through the SDK's own per-service endpoint settings (the same
 //! mechanism as `AWS_ENDPOINT_URL_<SERVICE>`), so the code under test is production code.
@@ -20,6 +21,7 @@ use onboarding::aws::MemberAccess;
 use onboarding::engine::{Engine, EngineSettings};
 use onboarding::handler::Handler;
 use onboarding::ledger::{schema, RequestCounter};
+use onboarding::organizations::Organizations;
 use onboarding::reconcile::{ReconcileSettings, Reconciler};
 use onboarding::settings::Settings;
 use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
@@ -253,7 +255,11 @@ impl Stack {
         )
     }
 
-    /// The reconciler over all three steps with `settings`, as the reconciler's role.
+    /// The reconciler over all three steps with `settings`, as the reconciler's role. It asks
+    /// moto's Organizations (through the emulator's forwarder, as that role) about accounts it
+    /// cannot reach: moto's organization is its default account's, which a test creates
+    /// (see tests/closed_accounts.rs); without one every answer is
+    /// `AWSOrganizationsNotInUseException`.
     pub fn reconciler_with(&self, engine: Engine, settings: ReconcileSettings) -> Reconciler {
         Reconciler::new(
             self.engine_of(RECONCILER_ROLE, &engine),
@@ -262,6 +268,7 @@ impl Stack {
             Some(self.approval_step(RECONCILER_ROLE)),
             settings,
         )
+        .with_organizations(Organizations::new(&self.config_as(RECONCILER_ROLE)))
     }
 
     /// A config acting in `account` (via the emulator's STS), e.g. to create a portal there.
@@ -307,6 +314,7 @@ fn sdk_config(emulator_url: &str) -> SdkConfig {
         "MPA",
         "WorkSpaces Web",
         "STS",
+        "Organizations",
     ] {
         endpoints.insert(service, emulator_url.to_string());
     }
