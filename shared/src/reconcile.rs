@@ -519,6 +519,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_metric_of_a_run_is_one_the_template_may_name() {
+        // tests/tools/template_drift.py reads the names from telemetry.rs.
+        let tally: Vec<&str> = Tally::default().metrics().iter().map(|m| m.0).collect();
+        for (name, _) in Report::default().metrics() {
+            assert!(
+                tally.contains(&name) || crate::telemetry::RECONCILER_METRICS.contains(&name),
+                "{name} is emitted but not listed in telemetry.rs"
+            );
+        }
+    }
+
+    #[test]
     fn audit_ranges_cover_the_interval_within_hours() {
         // 2026-11-30T10:07:30Z: the 15 minutes up to 10:07 span two hours.
         let now = UNIX_EPOCH + Duration::from_secs(1_796_033_250);

@@ -87,6 +87,7 @@ pub const RECONCILER_METRICS: &[&str] = &[
     "StepsStuck",
     "DriftDetected",
     "StepsAudited",
+    "StepsNotAudited",
 ];
 
 /// One CloudWatch embedded-metric-format line: `metrics` (name, count) in namespace
