@@ -383,6 +383,7 @@ mod tests {
             key: StepKey::account("222222222222", step),
             status,
             token: "t".into(),
+            token_salt: None,
             request_hash: Some("h".into()),
             generation: 0,
             attempt: 1,

@@ -488,6 +488,7 @@ impl Engine {
                     &arn,
                     &lease.key,
                     lease.generation,
+                    lease.salt.as_deref(),
                     revision,
                 )
                 .await;
@@ -975,7 +976,12 @@ impl Engine {
                 arn: arn.to_string(),
             });
         }
-        let token = update_token(&lease.key, lease.generation, &lease.revision);
+        let token = update_token(
+            &lease.key,
+            lease.generation,
+            &lease.revision,
+            lease.salt.as_deref(),
+        );
         let from = base.as_ref().unwrap_or(state);
         let made = async {
             let api = step.connect(&plan.input).await?;
@@ -1066,13 +1072,14 @@ impl Engine {
         arn: &str,
         key: &StepKey,
         generation: u32,
+        salt: Option<&str>,
         revision: &Revision,
     ) -> Result<(), StepError> {
         let now = step
             .current(api, &plan.input, arn, &Fields::new(), &plan.desired)
             .await?;
         if now != plan.desired {
-            let token = update_token(key, generation, revision);
+            let token = update_token(key, generation, revision, salt);
             step.update(api, &plan.input, arn, &now, &plan.desired, &token)
                 .await?;
         }

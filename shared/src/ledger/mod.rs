@@ -32,7 +32,7 @@ pub use error::LedgerError;
 pub use hash::{canonical_json, request_hash};
 pub use key::StepKey;
 pub use record::{ErrorReason, Failure, Origin, Record, Status, UnknownStatus};
-pub use token::{client_token, update_token};
+pub use token::{client_token, new_salt, update_token};
 
 use crate::revision::Revision;
 use writes::Expressions;
@@ -101,6 +101,9 @@ pub struct Lease {
     pub key: StepKey,
     /// The ClientToken to create the resource with.
     pub token: String,
+    /// The item's token salt (`None`: written before salts existed): what this generation's
+    /// update tokens are derived from.
+    pub salt: Option<String>,
     /// 1 for the first claim of a generation; more means an earlier attempt may have created
     /// the resource: look it up before creating.
     pub attempt: u32,
@@ -125,6 +128,7 @@ impl Lease {
             expires_at: from_epoch_ms(record.lease_expires_at.unwrap_or(0)),
             first_attempt_at: from_epoch_ms(record.first_attempt_at.unwrap_or(0)),
             token: record.token,
+            salt: record.token_salt,
             attempt: record.attempt,
             generation: record.generation,
             owner,
@@ -154,6 +158,9 @@ pub struct UpdateLease {
     pub wanted: Fields,
     pub revision: Revision,
     pub expires_at: SystemTime,
+    /// The item's token salt (`None`: written before salts existed): what the update's
+    /// token is derived from.
+    pub salt: Option<String>,
 }
 
 /// The outcome of [`Ledger::claim_update`].
@@ -327,7 +334,10 @@ impl Ledger {
             lease_end = lease_end.min(deadline);
         }
         let owner = Uuid::new_v4().to_string();
-        let first_token = client_token(key, 0);
+        // Kept only if this write creates the item; an existing item keeps its salt and its
+        // token (one written before salts keeps its unsalted token: never re-derived).
+        let salt = new_salt();
+        let first_token = client_token(key, 0, Some(&salt));
         let requested_json =
             requested.map(|r| serde_json::Value::Object(r.state.clone()).to_string());
         let e = writes::claim(&writes::ClaimInput {
@@ -335,6 +345,7 @@ impl Ledger {
                 .as_deref()
                 .zip(requested.map(|r| r.revision.as_str())),
             first_token: &first_token,
+            salt: &salt,
             request_hash: req.request_hash,
             event_id: req.event_id,
             owner: &owner,
@@ -669,11 +680,14 @@ impl Ledger {
             map.insert("at".into(), serde_json::json!(now_ms));
         }
         let why = why.to_string();
-        let first_token = client_token(key, 0);
+        // As in a claim: kept only if this write creates the item (a retired tombstone).
+        let salt = new_salt();
+        let first_token = client_token(key, 0, Some(&salt));
         let e = writes::retire(&writes::RetireInput {
             revision: revision.as_str(),
             why: &why,
             first_token: &first_token,
+            salt: &salt,
             now_ms,
         });
         match self.update(key, &e, true).await? {
@@ -711,7 +725,7 @@ impl Ledger {
         let next = retired.generation.checked_add(1).ok_or_else(|| {
             LedgerError::NotAllowed(format!("{} has exhausted its generations", retired.key))
         })?;
-        let token = client_token(&retired.key, next);
+        let token = client_token(&retired.key, next, retired.token_salt.as_deref());
         let e = writes::reopen(&writes::ReopenInput {
             generation: retired.generation,
             retired_revision: seen.as_str(),
@@ -767,6 +781,9 @@ impl Ledger {
                 wanted: wanted.clone(),
                 revision: revision.clone(),
                 expires_at: lease_end,
+                // A READY item's salt never changes (only a claim or a retirement writes
+                // one, and neither applies to a READY item that stays READY).
+                salt: current.token_salt.clone(),
             })),
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
                 "{} has no ledger entry; nothing to update",
@@ -1024,7 +1041,8 @@ impl Ledger {
         let next = current.generation.checked_add(1).ok_or_else(|| {
             LedgerError::NotAllowed(format!("{key} has exhausted its generations"))
         })?;
-        let token = client_token(key, next);
+        // From the item's salt; without one (an item written before salts), as before.
+        let token = client_token(key, next, current.token_salt.as_deref());
         let create_sent = current.status == Status::InProgress
             && current.attempt > 0
             && (current.create_may_have_been_sent() || current.settled_attempt < current.attempt);
@@ -1099,6 +1117,7 @@ mod tests {
             key: StepKey::account("123456789012", "identity-center-instance"),
             status,
             token: "t".into(),
+            token_salt: None,
             request_hash: hash.map(str::to_owned),
             generation: 0,
             attempt: 1,

@@ -166,6 +166,9 @@ pub struct Record {
     pub status: Status,
     /// The ClientToken of the current generation.
     pub token: String,
+    /// What every token of the item is derived from; `None` on an item written before
+    /// salts existed (its tokens are derived without one).
+    pub token_salt: Option<String>,
     pub request_hash: Option<String>,
     pub generation: u32,
     pub attempt: u32,
@@ -359,6 +362,7 @@ impl Record {
         Ok(Record {
             status,
             token: d.required_string(schema::CLIENT_TOKEN)?.to_owned(),
+            token_salt: d.string(schema::TOKEN_SALT)?.map(str::to_owned),
             request_hash: d.string(schema::REQUEST_HASH)?.map(str::to_owned),
             generation: d.required_u32(schema::GENERATION)?,
             attempt: d.required_u32(schema::ATTEMPT)?,

@@ -61,6 +61,12 @@ pub const RETIRED_REVISION: &str = "retired_revision";
 pub const STATUS: &str = "status";
 /// The deterministic ClientToken of the current generation (S).
 pub const CLIENT_TOKEN: &str = "client_token";
+/// The item's token salt (S, 32 hex digits): written by the write that creates the item
+/// (`if_not_exists`), never changed; every token of the item is derived from it
+/// ([`super::token::client_token`]). Items written before salts existed have none (their
+/// tokens are derived without one) until their next claim or retirement gives them one;
+/// a stored token is never re-derived.
+pub const TOKEN_SALT: &str = "token_salt";
 /// Hex SHA-256 of the canonical request that first claimed this generation (S).
 pub const REQUEST_HASH: &str = "request_hash";
 /// Bumped only by an operator's retry of a failed step (N).

@@ -12,27 +12,59 @@ use super::key::StepKey;
 /// `uuid5(NAMESPACE_URL, "urn:identity-onboarding:client-token:v1")`.
 pub const TOKEN_NAMESPACE: Uuid = Uuid::from_u128(0x1320f65c_8946_50f0_ab5e_084e928ede5a);
 
-/// The ClientToken of `key` in `generation`: the UUIDv5, under [`TOKEN_NAMESPACE`], of the
-/// JSON array `[scope, step, generation]` (JSON keeps the three parts unambiguous).
+/// A new item's token salt: 32 random hex digits, written once, by the write that creates
+/// the item (`if_not_exists`), and never changed. Every token of the item is derived from
+/// it, so an item deleted by TTL and created again (generation 0 again) never sends a token
+/// the deleted one sent: whatever the service remembers of the old token cannot answer.
+pub fn new_salt() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+/// The ClientToken of `key` in `generation`, for an item whose salt is `salt`.
+///
+/// With a salt: the UUIDv5, under [`TOKEN_NAMESPACE`], of the JSON array
+/// `["create", scope, step, generation, salt]`. Without one (an item written before salts
+/// existed): the UUIDv5 of `[scope, step, generation]`, exactly the token such items were
+/// given, so an upgrade never changes a token in flight. (The two name shapes never meet:
+/// JSON keeps the parts unambiguous, and the salted one starts with a tag.)
 ///
 /// 36 printable ASCII characters: fits SSO Admin (1-64, `^[!-~]+$`), MPA (0-4096) and
 /// WorkSpaces Web (1-512).
-pub fn client_token(key: &StepKey, generation: u32) -> String {
-    let name = serde_json::json!([key.scope, key.step, generation]).to_string();
-    Uuid::new_v5(&TOKEN_NAMESPACE, name.as_bytes())
-        .hyphenated()
-        .to_string()
+pub fn client_token(key: &StepKey, generation: u32, salt: Option<&str>) -> String {
+    let name = match salt {
+        Some(salt) => serde_json::json!(["create", key.scope, key.step, generation, salt]),
+        None => serde_json::json!([key.scope, key.step, generation]),
+    };
+    uuid5(&name)
 }
 
-/// The ClientToken of an update of `key` in `generation` to `revision`: the UUIDv5 of
-/// `[scope, step, generation, revision]`. Every holder of the same update sends the same one.
+/// The ClientToken of an update of `key` in `generation` to `revision`, for an item whose
+/// salt is `salt`: the UUIDv5 of `["update", scope, step, generation, revision, salt]`, or,
+/// without a salt (an item written before salts existed), of
+/// `[scope, step, generation, revision]` as before. Every holder of the same update sends
+/// the same one.
 pub fn update_token(
     key: &StepKey,
     generation: u32,
     revision: &crate::revision::Revision,
+    salt: Option<&str>,
 ) -> String {
-    let name = serde_json::json!([key.scope, key.step, generation, revision.as_str()]).to_string();
-    Uuid::new_v5(&TOKEN_NAMESPACE, name.as_bytes())
+    let name = match salt {
+        Some(salt) => serde_json::json!([
+            "update",
+            key.scope,
+            key.step,
+            generation,
+            revision.as_str(),
+            salt
+        ]),
+        None => serde_json::json!([key.scope, key.step, generation, revision.as_str()]),
+    };
+    uuid5(&name)
+}
+
+fn uuid5(name: &serde_json::Value) -> String {
+    Uuid::new_v5(&TOKEN_NAMESPACE, name.to_string().as_bytes())
         .hyphenated()
         .to_string()
 }
@@ -59,11 +91,11 @@ mod tests {
         // print(uuid.uuid5(ns, "[\"account#123456789012\",\"identity-center-instance\",0]"))'
         let key = StepKey::account("123456789012", "identity-center-instance");
         assert_eq!(
-            client_token(&key, 0),
+            client_token(&key, 0, None),
             "65d4c74c-3437-5006-bb96-154c53f941c5"
         );
         assert_eq!(
-            client_token(&key, 1),
+            client_token(&key, 1, None),
             "8b71d57b-0fbd-5abd-8cfa-ab6c70f7d183"
         );
     }
@@ -83,7 +115,13 @@ mod tests {
         ];
         for key in &keys {
             for generation in [0, 1, u32::MAX] {
-                let token = client_token(key, generation);
+                let token = client_token(key, generation, None);
+                let salted = client_token(key, generation, Some(&new_salt()));
+                assert_eq!(salted.len(), 36);
+                assert!(
+                    salted.bytes().all(|b| (b'!'..=b'~').contains(&b)),
+                    "{salted}"
+                );
                 assert_eq!(token.len(), 36);
                 // SSO Admin 1-64 ^[!-~]+$, MPA 0-4096, WorkSpaces Web 1-512.
                 assert!(token.bytes().all(|b| (b'!'..=b'~').contains(&b)), "{token}");
@@ -102,10 +140,53 @@ mod tests {
             scope: "account#".into(),
             step: "12".into(),
         };
-        assert_ne!(client_token(&a, 0), client_token(&b, 0));
-        assert_ne!(client_token(&a, 0), client_token(&a, 1));
+        assert_ne!(client_token(&a, 0, None), client_token(&b, 0, None));
+        assert_ne!(client_token(&a, 0, None), client_token(&a, 1, None));
         let c = StepKey::account("123456789012", "approval-identity-source");
         let d = StepKey::account("123456789012", "identity-center-instance");
-        assert_ne!(client_token(&c, 0), client_token(&d, 0));
+        assert_ne!(client_token(&c, 0, None), client_token(&d, 0, None));
+    }
+
+    #[test]
+    fn a_salt_separates_item_lifetimes_and_no_salt_keeps_the_old_token() {
+        let key = StepKey::account("123456789012", "identity-center-instance");
+        let revision = crate::revision::Revision::parse("2026-01-01T00:00:00.000Z#e");
+        let (a, b) = (new_salt(), new_salt());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        // A new item's generation 0 never has a deleted item's token.
+        assert_ne!(
+            client_token(&key, 0, Some(&a)),
+            client_token(&key, 0, Some(&b))
+        );
+        assert_ne!(client_token(&key, 0, Some(&a)), client_token(&key, 0, None));
+        assert_ne!(
+            client_token(&key, 0, Some(&a)),
+            client_token(&key, 1, Some(&a))
+        );
+        assert_ne!(
+            update_token(&key, 0, &revision, Some(&a)),
+            update_token(&key, 0, &revision, Some(&b))
+        );
+        // A create and an update never share a token.
+        assert_ne!(
+            update_token(&key, 0, &revision, Some(&a)),
+            client_token(&key, 0, Some(&a))
+        );
+        // Without a salt: exactly the tokens items written before salts were given
+        // (computed independently with Python's uuid.uuid5).
+        assert_eq!(
+            client_token(&key, 0, None),
+            "65d4c74c-3437-5006-bb96-154c53f941c5"
+        );
+        assert_eq!(
+            update_token(&key, 0, &revision, None),
+            Uuid::new_v5(
+                &TOKEN_NAMESPACE,
+                br#"["account#123456789012","identity-center-instance",0,"2026-01-01T00:00:00.000Z#e"]"#
+            )
+            .hyphenated()
+            .to_string()
+        );
     }
 }

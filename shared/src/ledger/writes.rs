@@ -57,8 +57,11 @@ pub(crate) struct ClaimInput<'a> {
     /// What the request asks (its fields as JSON) and its revision: kept, if the generation
     /// has none yet, as what the generation's create is made with (and for re-driving).
     pub requested: Option<(&'a str, &'a str)>,
-    /// Token of generation 0, used only when the item does not exist yet.
+    /// Token of generation 0 (derived from `salt`), used only when the item does not exist
+    /// yet.
     pub first_token: &'a str,
+    /// A new salt, kept only when the item has none (it is created by this write).
+    pub salt: &'a str,
     pub request_hash: &'a str,
     pub event_id: &'a str,
     pub owner: &'a str,
@@ -88,6 +91,8 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
     );
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let first_token = e.v("token", s(input.first_token));
+    let salt = e.n(TOKEN_SALT);
+    let salt_v = e.v("salt", s(input.salt));
     let zero = e.v("zero", num(0));
     let one = e.v("one", num(1));
     let owner_v = e.v("owner", s(input.owner));
@@ -115,6 +120,7 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
     e.update = Some(format!(
         "SET {status} = {in_progress}, {attention} = {in_progress}, \
          {token} = if_not_exists({token}, {first_token}), \
+         {salt} = if_not_exists({salt}, {salt_v}), \
          {generation} = if_not_exists({generation}, {zero}), \
          {attempt} = if_not_exists({attempt}, {zero}) + {one}, \
          {owner} = {owner_v}, {lease} = {lease_v}, {expires} = {ttl}, \
@@ -402,8 +408,11 @@ pub(crate) struct RetireInput<'a> {
     pub revision: &'a str,
     /// Why (JSON: the event, its id and time, a sentence).
     pub why: &'a str,
-    /// Token of generation 0, for a step retired before any request reached it.
+    /// Token of generation 0 (derived from `salt`), for a step retired before any request
+    /// reached it.
     pub first_token: &'a str,
+    /// A new salt, kept only when the item has none (it is created by this write).
+    pub salt: &'a str,
     pub now_ms: u64,
 }
 
@@ -450,10 +459,12 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
     let no = e.v("no", AttributeValue::Bool(false));
     let now = e.v("now", num(input.now_ms));
     let token_v = e.v("token", s(input.first_token));
+    let (salt, salt_v) = (e.n(TOKEN_SALT), e.v("salt", s(input.salt)));
     let zero = e.v("zero", num(0));
     e.update = Some(format!(
         "SET {status} = {retired_v}, {retired} = {why_v}, {retired_rev} = {revision_v}, \
          {announced} = {no}, {updated} = {now}, {token} = if_not_exists({token}, {token_v}), \
+         {salt} = if_not_exists({salt}, {salt_v}), \
          {generation} = if_not_exists({generation}, {zero}), \
          {attempt} = if_not_exists({attempt}, {zero}) \
          REMOVE {removed}, {wanted_rev}"
@@ -904,6 +915,7 @@ mod tests {
         let input = ClaimInput {
             requested: Some(("{}", "r")),
             first_token: "t",
+            salt: "s",
             request_hash: "h",
             event_id: "e",
             owner: "o",
@@ -987,6 +999,7 @@ mod tests {
                     revision: "r",
                     why: "{}",
                     first_token: "t",
+                    salt: "s",
                     now_ms: 1,
                 }),
             ),
@@ -1086,11 +1099,46 @@ mod tests {
     }
 
     #[test]
+    fn only_the_write_that_creates_an_item_fixes_its_salt_and_first_token() {
+        let claimed = claim(&ClaimInput {
+            requested: None,
+            first_token: "t",
+            salt: "s",
+            request_hash: "h",
+            event_id: "e",
+            owner: "o",
+            now_ms: 1,
+            lease_expires_ms: 2,
+            ttl_secs: 3,
+        });
+        let retired = retire(&RetireInput {
+            revision: "r",
+            why: "{}",
+            first_token: "t",
+            salt: "s",
+            now_ms: 1,
+        });
+        for (label, e) in [("claim", claimed), ("retire", retired)] {
+            let update = e.update.unwrap_or_default();
+            assert!(
+                update.contains("#tokensalt = if_not_exists(#tokensalt, :salt)"),
+                "{label}: {update}"
+            );
+            assert!(
+                update.contains("#clienttoken = if_not_exists(#clienttoken, :token)"),
+                "{label}: {update}"
+            );
+            assert_eq!(e.values.get(":salt"), Some(&s("s")), "{label}");
+        }
+    }
+
+    #[test]
     fn retirement_leaves_every_index_and_keeps_no_ttl() {
         let e = retire(&RetireInput {
             revision: "r",
             why: "{}",
             first_token: "t",
+            salt: "s",
             now_ms: 1,
         });
         let update = e.update.unwrap_or_default();

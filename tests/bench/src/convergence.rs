@@ -128,7 +128,7 @@ async fn reconciler_run(ready: usize, stuck: usize) -> Result<String, String> {
             (schema::STATUS, s("READY")),
             (
                 schema::CLIENT_TOKEN,
-                s(&onboarding::ledger::client_token(&key, 0)),
+                s(&onboarding::ledger::client_token(&key, 0, None)),
             ),
             (schema::GENERATION, n(0)),
             (schema::ATTEMPT, n(1)),

@@ -247,7 +247,11 @@ async fn every_sample_event_through_the_real_function_binaries_then_again_creati
             scope: scope.clone(),
             step: sort_key.clone(),
         };
-        assert_eq!(row.client_token, client_token(&key, 0), "{row:?}");
+        assert_eq!(
+            row.client_token,
+            client_token(&key, 0, row.token_salt.as_deref()),
+            "{row:?}"
+        );
     }
 
     // Emitted: one Ready event per resource (with the ledger's token), one rejection per

@@ -90,7 +90,8 @@ async fn first_claim_acquires_and_a_live_duplicate_is_in_progress_in_one_request
     assert_eq!(claim_new, 1);
     assert_eq!(lease.attempt, 1);
     assert_eq!(lease.generation, 0);
-    assert_eq!(lease.token, client_token(&key, 0));
+    let salt = lease.salt.clone().expect("a new item has a salt");
+    assert_eq!(lease.token, client_token(&key, 0, Some(&salt)));
     assert_eq!(lease.key, key);
 
     let record = ledger.get_step(&key).await.expect("get").expect("stored");
@@ -197,7 +198,10 @@ async fn a_different_request_waits_for_a_live_lease_and_takes_over_an_expired_on
     match ledger.claim(&short_key, &request(&other)).await {
         Ok(Claim::Acquired(lease)) => {
             assert_eq!(lease.attempt, 2);
-            assert_eq!(lease.token, client_token(&short_key, 0));
+            assert_eq!(
+                lease.token,
+                client_token(&short_key, 0, lease.salt.as_deref())
+            );
         }
         other => panic!("expected Acquired, got {other:?}"),
     }
@@ -482,7 +486,8 @@ async fn operator_retry_starts_a_new_generation_of_a_failed_step_only() {
     assert_eq!(retried.status, Status::InProgress);
     assert_eq!(retried.generation, 1);
     assert_eq!(retried.attempt, 0);
-    assert_eq!(retried.token, client_token(&key, 1));
+    assert_eq!(retried.token_salt, lease.salt, "the salt never changes");
+    assert_eq!(retried.token, client_token(&key, 1, lease.salt.as_deref()));
     assert_ne!(retried.token, lease.token);
     assert!(retried.request_hash.is_none());
     let item = raw(&table, &key).await.expect("stored");
@@ -494,7 +499,7 @@ async fn operator_retry_starts_a_new_generation_of_a_failed_step_only() {
     // The next request (here a corrected one) defines the new generation.
     let corrected = hash_of("payments-fixed");
     let next = acquire(&ledger, &key, &request(&corrected)).await;
-    assert_eq!(next.token, client_token(&key, 1));
+    assert_eq!(next.token, client_token(&key, 1, lease.salt.as_deref()));
     assert_eq!(next.generation, 1);
     assert_eq!(next.attempt, 1);
     ledger
@@ -613,15 +618,15 @@ async fn tokens_are_stable_and_fit_every_api_and_hashes_hold_no_secrets() {
     // Computed independently with Python's uuid.uuid5 (see the ledger's token module).
     let key = StepKey::account("123456789012", "identity-center-instance");
     assert_eq!(
-        client_token(&key, 0),
+        client_token(&key, 0, None),
         "65d4c74c-3437-5006-bb96-154c53f941c5"
     );
     assert_eq!(
-        client_token(&key, 1),
+        client_token(&key, 1, None),
         "8b71d57b-0fbd-5abd-8cfa-ab6c70f7d183"
     );
     for generation in 0..3 {
-        let token = client_token(&key, generation);
+        let token = client_token(&key, generation, Some("0123456789abcdef0123456789abcdef"));
         // SSO Admin 1-64 ^[!-~]+$; MPA 0-4096; WorkSpaces Web 1-512.
         assert!((1..=64).contains(&token.len()));
         assert!(token.bytes().all(|b| (b'!'..=b'~').contains(&b)));
@@ -814,7 +819,7 @@ async fn an_operator_retry_takes_over_a_stalled_step_without_writing_its_clock()
     let lease = acquire(&ledger, &key, &stalled).await;
     let retried = ledger.retry(&key).await.expect("retry of a stalled step");
     assert_eq!(retried.generation, 1);
-    assert_eq!(retried.token, client_token(&key, 1));
+    assert_eq!(retried.token, client_token(&key, 1, lease.salt.as_deref()));
     assert_ne!(retried.token, lease.token);
     assert_eq!(
         retried.lease_expires_at,
@@ -879,4 +884,194 @@ async fn the_first_claimant_of_a_generation_fixes_the_request_it_is_created_with
     let next = claim_as(&ledger, &key, &second, &r2).await;
     assert_eq!(next.generation, lease.generation + 1);
     assert_eq!(next.requested, Some((second, r2)));
+}
+
+/// Deletes `key`'s item, as DynamoDB's TTL does, with a separate, uncounted client.
+async fn expire(table: &str, key: &StepKey) {
+    dynamodb(&moto().await.url, None)
+        .delete_item()
+        .table_name(table)
+        .key(schema::PK, AttributeValue::S(key.scope.clone()))
+        .key(schema::SK, AttributeValue::S(key.step.clone()))
+        .send()
+        .await
+        .expect("DeleteItem");
+}
+
+/// Makes `key`'s item look as it did before salts existed: no salt, the unsalted token of
+/// its generation.
+async fn unsalt(table: &str, key: &StepKey, generation: u32) {
+    dynamodb(&moto().await.url, None)
+        .update_item()
+        .table_name(table)
+        .key(schema::PK, AttributeValue::S(key.scope.clone()))
+        .key(schema::SK, AttributeValue::S(key.step.clone()))
+        .update_expression("SET #token = :token REMOVE #salt")
+        .expression_attribute_names("#token", schema::CLIENT_TOKEN)
+        .expression_attribute_names("#salt", schema::TOKEN_SALT)
+        .expression_attribute_values(
+            ":token",
+            AttributeValue::S(client_token(key, generation, None)),
+        )
+        .send()
+        .await
+        .expect("UpdateItem");
+}
+
+/// A failed item expires after its TTL and the next request creates generation 0 again:
+/// with a new salt, so with a token the deleted item never had (whatever the service
+/// remembers of the old token cannot answer). The salt costs no request: a duplicate is
+/// still one.
+#[tokio::test]
+async fn an_item_deleted_by_ttl_and_created_again_never_reuses_a_token() {
+    let (ledger, requests, table) = ledger_table("ledger-lifetimes").await;
+    let key = key("100000000021");
+    let hash = hash_of("payments");
+
+    let first = acquire(&ledger, &key, &request(&hash)).await;
+    ledger
+        .fail(
+            &first,
+            Failure::Permanent,
+            &reason("ValidationException", false),
+        )
+        .await
+        .expect("fail");
+    let retried = ledger.retry(&key).await.expect("retry");
+    let old_tokens = [first.token.clone(), retried.token.clone()];
+    expire(&table, &key).await;
+
+    requests.reset();
+    let again = acquire(&ledger, &key, &request(&hash)).await;
+    assert_eq!(
+        requests.take(),
+        1,
+        "the first claim of a new item is one write"
+    );
+    assert_eq!(again.generation, 0);
+    assert_ne!(again.salt, first.salt, "a new item, a new salt");
+    assert!(
+        !old_tokens.contains(&again.token),
+        "generation 0 of the new item reuses a token of the deleted one: {} in {old_tokens:?}",
+        again.token
+    );
+    assert_eq!(again.token, client_token(&key, 0, again.salt.as_deref()));
+
+    // A takeover keeps the item's salt and token.
+    ledger
+        .release(&again, &reason("Throttled", true), Release::default())
+        .await
+        .expect("release");
+    let takeover = acquire(&ledger, &key, &request(&hash)).await;
+    assert_eq!(
+        (&takeover.token, &takeover.salt),
+        (&again.token, &again.salt)
+    );
+
+    ledger
+        .mark_ready(&takeover, ARN, Origin::Created, &applied())
+        .await
+        .expect("ready");
+    requests.reset();
+    assert!(matches!(
+        ledger.claim(&key, &request(&hash)).await.expect("claim"),
+        Claim::Ready(_)
+    ));
+    assert_eq!(requests.take(), 1, "a duplicate costs one request");
+
+    // A step retired before any request reached it gets a salt too: its reopening's token
+    // is no earlier lifetime's.
+    let tombstone = StepKey::account("100000000021", "approval-identity-source");
+    let why = json!({ "reason": "closed" });
+    let closed = Revision::parse("2026-11-30T00:00:00.000Z#closed");
+    match ledger
+        .retire(&tombstone, &closed, &why)
+        .await
+        .expect("retire")
+    {
+        onboarding::ledger::Retirement::Retired(r) => {
+            let salt = r
+                .token_salt
+                .clone()
+                .expect("a retired tombstone has a salt");
+            assert_eq!(r.token, client_token(&tombstone, 0, Some(&salt)));
+            assert!(ledger.reopen(&r).await.expect("reopen"));
+            let reopened = ledger.get_step(&tombstone).await.unwrap().unwrap();
+            assert_eq!(reopened.token, client_token(&tombstone, 1, Some(&salt)));
+            assert_ne!(reopened.token, client_token(&tombstone, 1, None));
+        }
+        other => panic!("expected Retired, got {other:?}"),
+    }
+}
+
+/// An item written before salts existed keeps its tokens: a claim takes it over with the
+/// token it has, an operator's retry and an update derive theirs without a salt. An upgrade
+/// never changes a token in flight.
+#[tokio::test]
+async fn an_item_without_a_salt_keeps_the_tokens_it_had() {
+    let (ledger, requests, table) = ledger_table("ledger-unsalted").await;
+    let key = key("100000000022");
+    let hash = hash_of("payments");
+    let short = ClaimRequest {
+        lease: Duration::from_millis(200),
+        ..request(&hash)
+    };
+
+    // In flight at the upgrade: IN_PROGRESS, its lease expired.
+    let old = acquire(&ledger, &key, &short).await;
+    unsalt(&table, &key, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    requests.reset();
+    let takeover = acquire(&ledger, &key, &request(&hash)).await;
+    assert_eq!(requests.take(), 1);
+    assert_eq!(
+        takeover.token,
+        client_token(&key, 0, None),
+        "the old token, kept"
+    );
+    assert_ne!(takeover.token, old.token);
+    let stored = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(stored.token, client_token(&key, 0, None));
+
+    // FAILED at the upgrade: the operator's retry derives the next generation's token
+    // without a salt, as before.
+    ledger
+        .fail(
+            &takeover,
+            Failure::Permanent,
+            &reason("ValidationException", false),
+        )
+        .await
+        .expect("fail");
+    unsalt(&table, &key, 0).await;
+    let retried = ledger.retry(&key).await.expect("retry");
+    assert_eq!(retried.token_salt, None);
+    assert_eq!(retried.token, client_token(&key, 1, None));
+
+    // READY at the upgrade: an update's token is derived without a salt.
+    let ready_key = StepKey::account("100000000022", "approval-identity-source");
+    let lease = acquire(&ledger, &ready_key, &request(&hash)).await;
+    ledger
+        .mark_ready(&lease, ARN, Origin::Created, &applied())
+        .await
+        .expect("ready");
+    unsalt(&table, &ready_key, 0).await;
+    let record = ledger.get_step(&ready_key).await.unwrap().unwrap();
+    assert_eq!(record.token_salt, None);
+    let newer = Revision::parse("2026-12-01T00:00:00.000Z#event-2");
+    let wanted: Fields = json!({ "name": "renamed" }).as_object().cloned().unwrap();
+    match ledger
+        .claim_update(&record, &wanted, &newer, LONG, None)
+        .await
+        .expect("claim update")
+    {
+        onboarding::ledger::UpdateClaim::Acquired(update) => {
+            assert_eq!(update.salt, None);
+            assert_eq!(
+                onboarding::ledger::update_token(&ready_key, 0, &newer, update.salt.as_deref()),
+                onboarding::ledger::update_token(&ready_key, 0, &newer, None)
+            );
+        }
+        other => panic!("expected Acquired, got {other:?}"),
+    }
 }

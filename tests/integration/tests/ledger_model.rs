@@ -57,7 +57,7 @@ const FENCE: &str = "only the current lease holder's fenced writes apply";
 const UNCHANGED: &str = "a refused write changes nothing";
 const READY_FINAL: &str = "READY never regresses";
 const GENERATION: &str = "generations only grow, by exactly 1 per operator retry";
-const TOKEN: &str = "the client token is client_token(key, generation)";
+const TOKEN: &str = "the client token is client_token(key, generation, salt), the salt fixed when the item is created";
 const ATTEMPT: &str = "attempt grows by 1 per acquired claim and is reset to 0 by retry";
 const CREATED_FENCE: &str =
     "promote_ready / fail_created apply only to the generation and ARN read";
@@ -410,12 +410,13 @@ fn acquired(
         format!("lease starts at {start}, outside the call ({t0}..={t1})")
     })?;
     ensure(
-        lease.token == client_token(key, lease.generation),
+        lease.salt.is_some()
+            && lease.token == client_token(key, lease.generation, lease.salt.as_deref()),
         TOKEN,
         || {
             format!(
-                "lease token {} in generation {}",
-                lease.token, lease.generation
+                "lease token {} in generation {} with salt {:?}",
+                lease.token, lease.generation, lease.salt
             )
         },
     )?;
@@ -641,6 +642,9 @@ impl Run {
             }
             (None, None) => {}
             (None, Some(a)) if effect == Effect::Retired => {
+                ensure(a.token_salt.is_some(), TOKEN, || {
+                    "a tombstone without a salt".into()
+                })?;
                 ensure(a.generation == 0 && a.attempt == 0, GENERATION, || {
                     format!(
                         "retired tombstone in generation {} attempt {}",
@@ -658,11 +662,20 @@ impl Run {
                 ensure(a.generation == 0, GENERATION, || {
                     format!("new item in generation {}", a.generation)
                 })?;
+                ensure(a.token_salt.is_some(), TOKEN, || {
+                    "a new item without a salt".into()
+                })?;
                 ensure(a.attempt == n, ATTEMPT, || {
                     format!("new item at attempt {} after {n} claims", a.attempt)
                 })?;
             }
             (Some(b), Some(a)) => {
+                ensure(a.token_salt == b.token_salt, TOKEN, || {
+                    format!(
+                        "salt {:?} -> {:?} after {effect:?}",
+                        b.token_salt, a.token_salt
+                    )
+                })?;
                 if b.status == Status::Ready && effect != Effect::Retired {
                     ensure(
                         a.status == Status::Ready
@@ -729,9 +742,16 @@ impl Run {
             }
         }
         if let (Some(a), Some(item)) = (&after, &after_item) {
-            ensure(a.token == client_token(&a.key, a.generation), TOKEN, || {
-                format!("token {} in generation {}", a.token, a.generation)
-            })?;
+            ensure(
+                a.token == client_token(&a.key, a.generation, a.token_salt.as_deref()),
+                TOKEN,
+                || {
+                    format!(
+                        "token {} in generation {} with salt {:?}",
+                        a.token, a.generation, a.token_salt
+                    )
+                },
+            )?;
             let attention = match item.get(schema::ATTENTION) {
                 Some(AttributeValue::S(s)) => Some(s.as_str()),
                 _ => None,

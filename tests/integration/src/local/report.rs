@@ -29,6 +29,8 @@ pub struct LedgerRow {
     pub status: String,
     pub arn: String,
     pub client_token: String,
+    /// What the item's tokens are derived from.
+    pub token_salt: Option<String>,
     pub attempts: u32,
 }
 
@@ -57,6 +59,7 @@ pub fn ledger_rows(items: &[Item]) -> Result<Vec<LedgerRow>, String> {
                 status: record.status.as_str().to_string(),
                 arn: record.resource_arn.clone().unwrap_or_else(|| "-".into()),
                 client_token: record.token.clone(),
+                token_salt: record.token_salt.clone(),
                 attempts: record.attempt,
             })
         })
