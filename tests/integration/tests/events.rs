@@ -6,12 +6,15 @@
 //! caller's shipped IAM policy. Checks the
 //! replies events/README.md documents (`batchItemFailures` included), the resources the
 //! emulator holds, the ledger items and the emitted events; then delivers every file again
-//! and checks that the second round creates nothing, and that IAM denied no call.
+//! and checks that the second round creates nothing, and that IAM denied no call. The
+//! departure samples come last (by name): 333333333333 closed, 444444444444 removed,
+//! 555555555555 (never onboarded) left; their steps end RETIRED, each announced once, and in
+//! round 2 the older requests for them are acknowledged as retired.
 
 use std::collections::BTreeMap;
 
 use integration_tests::local::deliver::Delivery;
-use integration_tests::local::expected::{expected, Expect};
+use integration_tests::local::expected::{expected, ledger_status, Expect, LEFT};
 use integration_tests::local::progress::Progress;
 use integration_tests::local::report::{ledger_rows, LedgerRow, Resources};
 use integration_tests::local::session::{Options, Session, START_STEPS};
@@ -193,8 +196,10 @@ async fn every_sample_event_through_the_real_function_binaries_then_again_creati
         );
     }
 
-    // Ledger: one READY item per step at its scope, first attempt, the deterministic token,
-    // the emulator's ARN.
+    // Ledger: one item per step at its scope, first attempt, the deterministic token, the
+    // emulator's ARN; READY, or RETIRED for the closed and removed accounts (closure deletes
+    // nothing: the resource and its ARN stay). The account that left without ever being
+    // onboarded has a retired placeholder for its instance step: no ARN, no attempt.
     let items = session
         .stack
         .ledger_items()
@@ -234,15 +239,21 @@ async fn every_sample_event_through_the_real_function_binaries_then_again_creati
             arn_of(source, "identity_source_arn"),
         ),
     ];
+    let mut expected_items = expected_items;
+    expected_items.push((
+        format!("account#{LEFT}"),
+        "identity-center-instance".into(),
+        "-".into(),
+    ));
     assert_eq!(rows.len(), expected_items.len(), "{rows:#?}");
     for (scope, sort_key, arn) in &expected_items {
         let row: &LedgerRow = rows
             .iter()
             .find(|r| &r.scope == scope && &r.sort_key == sort_key)
             .unwrap_or_else(|| fail(format!("no ledger item {scope} / {sort_key}: {rows:#?}")));
-        assert_eq!(row.status, "READY", "{row:?}");
+        assert_eq!(row.status, ledger_status(&row.account), "{row:?}");
         assert_eq!(&row.arn, arn, "{row:?}");
-        assert_eq!(row.attempts, 1, "{row:?}");
+        assert_eq!(row.attempts, u32::from(arn != "-"), "{row:?}");
         let key = StepKey {
             scope: scope.clone(),
             step: sort_key.clone(),
@@ -254,8 +265,11 @@ async fn every_sample_event_through_the_real_function_binaries_then_again_creati
         );
     }
 
+    let problems = verify::ledger_settled(&rows);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
     // Emitted: one Ready event per resource (with the ledger's token), one rejection per
-    // function for the invalid event.
+    // function for the invalid event, one Account Offboarded per retired step.
     let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
     let by_type = emitted_by_type(&emitted);
     let ready_accounts = |detail_type: &str| -> Vec<String> {
@@ -310,10 +324,21 @@ async fn every_sample_event_through_the_real_function_binaries_then_again_creati
             "d7c6b5a4-9382-4716-8f5e-4d3c2b1a0f9e"
         );
     }
-    assert_eq!(by_type.len(), 4, "{:?}", by_type.keys());
+    assert_eq!(
+        ready_accounts("Account Offboarded"),
+        ["333333333333", "333333333333", "444444444444", LEFT]
+    );
+    let problems = verify::offboarded_once(&rows, &emitted);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    for detail in &by_type["Account Offboarded"] {
+        assert_eq!(detail["schemaVersion"], "1", "{detail}");
+        assert!(detail["retired"]["reason"].is_string(), "{detail}");
+        assert!(detail["retired"]["event"].is_string(), "{detail}");
+    }
+    assert_eq!(by_type.len(), 5, "{:?}", by_type.keys());
 
     // Round 2: every file again. Nothing is created, the ledger stays as it is, nothing is
-    // announced again except the rejections.
+    // announced again except the rejections (not the retirements either).
     let second = session
         .deliver_all(&files, 2, |_| {})
         .await

@@ -165,7 +165,8 @@ async fn run(keep: bool) -> Result<bool, String> {
     let mut problems = Vec::new();
     problems.extend(verify::replies(&first, 1));
     problems.extend(verify::replies(&second, 2));
-    problems.extend(verify::ledger_ready(&rows));
+    problems.extend(verify::ledger_settled(&rows));
+    problems.extend(verify::offboarded_once(&rows, &emitted));
     problems.extend(verify::idempotent(&rows, &after_first, &now, &resources));
     problems.extend(verify::iam(&observed, &roles));
     problems.extend(verify::secret_absent(
@@ -180,11 +181,13 @@ async fn run(keep: bool) -> Result<bool, String> {
     println!();
     if problems.is_empty() {
         println!(
-            "Checks: every reply as events/README.md documents; {} ledger items, all READY; \
+            "Checks: every reply as events/README.md documents; {} ledger items, READY but \
+             for the {} of the closed and departed accounts, RETIRED and announced once; \
              one create call per resource; round 2 created nothing; every call allowed by its \
              role's shipped policy; the OIDC client secret appears in no log, reply, ledger \
              item or event.",
-            rows.len()
+            rows.len(),
+            rows.iter().filter(|r| r.status == "RETIRED").count()
         );
     } else {
         println!("Problems:");

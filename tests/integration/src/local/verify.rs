@@ -2,10 +2,14 @@
 //! (which asserts there are none, then looks closer).
 
 use identity_emulator::Counters;
+use serde_json::Value;
 
 use super::deliver::Delivery;
-use super::expected::{expected, Expect};
+use super::expected::{expected, ledger_status, Expect};
 use super::report::{LedgerRow, Resources, CREATE_OPERATIONS};
+
+/// The detail-type of a retirement's announcement.
+pub const OFFBOARDED: &str = "Account Offboarded";
 
 /// Deliveries whose first reply differs from `events/README.md`, and retries that did not
 /// end as the trigger would (a direct event still failing; records dead-lettered other than
@@ -45,21 +49,71 @@ pub fn replies(deliveries: &[Delivery], round: u32) -> Vec<String> {
     problems
 }
 
-/// Every ledger item READY, with an ARN.
-pub fn ledger_ready(rows: &[LedgerRow]) -> Vec<String> {
+/// Every ledger item as the run leaves it ([`super::expected::ledger_status`]): READY with an
+/// ARN; RETIRED for the departed accounts, with an ARN when a request had reached the step,
+/// `-` for the placeholder of a step no request reached.
+pub fn ledger_settled(rows: &[LedgerRow]) -> Vec<String> {
     rows.iter()
-        .filter(|r| r.status != "READY" || !r.arn.starts_with("arn:"))
+        .filter(|r| {
+            let want = ledger_status(&r.account);
+            r.status != want || (want == "READY" && !r.arn.starts_with("arn:"))
+        })
         .map(|r| {
             format!(
-                "ledger: {} {} is {} ({})",
-                r.account, r.step, r.status, r.arn
+                "ledger: {} {} is {} ({}), expected {}",
+                r.account,
+                r.step,
+                r.status,
+                r.arn,
+                ledger_status(&r.account)
             )
         })
         .collect()
 }
 
+/// Every RETIRED ledger item announced exactly once as "Account Offboarded" (its account, its
+/// step, its resource when it had one), and no such event for anything else.
+pub fn offboarded_once(rows: &[LedgerRow], emitted: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let announced: Vec<&Value> = emitted
+        .iter()
+        .filter(|e| e["detail-type"] == OFFBOARDED)
+        .map(|e| &e["detail"])
+        .collect();
+    let retired: Vec<&LedgerRow> = rows.iter().filter(|r| r.status == "RETIRED").collect();
+    for row in &retired {
+        let step = row.sort_key.split('#').next().unwrap_or(&row.sort_key);
+        let n = announced
+            .iter()
+            .filter(|d| {
+                d["accountId"] == row.account.as_str()
+                    && d["step"] == step
+                    && match row.arn.as_str() {
+                        "-" => d.get("resourceArn").is_none(),
+                        arn => d["resourceArn"] == arn,
+                    }
+            })
+            .count();
+        if n != 1 {
+            problems.push(format!(
+                "{OFFBOARDED}: {} {} announced {n} times (expected once)",
+                row.account, row.step
+            ));
+        }
+    }
+    if announced.len() != retired.len() {
+        problems.push(format!(
+            "{OFFBOARDED}: {} events for {} RETIRED ledger items",
+            announced.len(),
+            retired.len()
+        ));
+    }
+    problems
+}
+
 /// Exactly one resource per ledger item and create call: the emulator made as many resources
-/// as the ledger holds steps of that kind, every create call made a new one (no replays,
+/// as the ledger holds steps of that kind with a resource (a retired step keeps its resource:
+/// closure deletes nothing; a retired placeholder has none), every create call made a new one (no replays,
 /// no duplicates), and nothing was created after `after_first_round`.
 pub fn idempotent(
     rows: &[LedgerRow],
@@ -69,7 +123,10 @@ pub fn idempotent(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for (step, operation) in CREATE_OPERATIONS {
-        let steps = rows.iter().filter(|r| r.step.starts_with(step)).count() as u64;
+        let steps = rows
+            .iter()
+            .filter(|r| r.step.starts_with(step) && r.arn.starts_with("arn:"))
+            .count() as u64;
         let held = resources.of(operation);
         if held != steps {
             problems.push(format!(
