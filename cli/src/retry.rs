@@ -408,6 +408,7 @@ mod tests {
             update_owner: None,
             update_lease_expires_at: None,
             update_attempt: 0,
+            update_first_attempt_at: None,
             requested: None,
             requested_revision: None,
             drift: None,

@@ -998,13 +998,21 @@ impl Engine {
         }
         .await;
         if let Err(e) = made {
-            let e = if e.is_not_yet() {
+            // Not reachable yet (the member role gone, say): the update has the grace window
+            // of the step it updates, from the first attempt of the pending work (kept across
+            // releases); past it, it is refused like any refusal, never retried forever.
+            let waited = SystemTime::now()
+                .duration_since(lease.first_attempt_at)
+                .unwrap_or_default();
+            let window = self.settings.member_role_grace;
+            let past_window = e.is_not_yet() && waited >= window;
+            let e = if e.is_not_yet() && !past_window {
                 let delay = self.settings.backoff(lease.attempt);
                 e.after(delay)
             } else {
                 e
             };
-            if e.is_retryable() {
+            if e.is_retryable() && !past_window {
                 let end = UpdateEnd::Released {
                     reason: e.reason(),
                     retry_after: e.retry_after().map(|d| SystemTime::now() + d),
@@ -1015,16 +1023,31 @@ impl Engine {
                 return Err(e);
             }
             // Refused for good: recorded first (fenced), then announced; the step stays READY.
-            let reason = ErrorReason {
-                retryable: false,
-                code: e.code().to_string(),
-                message: format!(
+            let message = if past_window {
+                format!(
+                    "the update of {} to revision {} was not possible for {} after its first \
+                     attempt, past the grace window of {} (MEMBER_ROLE_GRACE_SECONDS): {}; \
+                     the resource keeps its applied state: fix the cause, then send the \
+                     request again",
+                    plan.key,
+                    lease.revision,
+                    human(waited),
+                    human(window),
+                    e.reason().message
+                )
+            } else {
+                format!(
                     "the update of {} to revision {} was refused: {}; the resource keeps its \
                      applied state",
                     plan.key,
                     lease.revision,
                     e.reason().message
-                ),
+                )
+            };
+            let reason = ErrorReason {
+                retryable: false,
+                code: e.code().to_string(),
+                message,
             };
             self.ledger
                 .end_update(&lease, UpdateEnd::Refused(&reason))

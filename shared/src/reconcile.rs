@@ -404,9 +404,14 @@ impl Reconciler {
     }
 
     fn is_stuck(&self, record: &Record, now: SystemTime) -> bool {
+        // From the first attempt of the pending work, which no retry or release restarts.
         let since = match record.status {
             Status::InProgress => record.first_attempt_at,
-            Status::Created | Status::Ready => record.updated_at,
+            // When it became CREATED: nothing writes `updated_at` while it stays CREATED.
+            Status::Created => record.updated_at,
+            // A pending update (a READY step is in the index only then): its first claim; an
+            // update pending from before that attribute existed, its last write.
+            Status::Ready => record.update_first_attempt_at.or(record.updated_at),
             Status::Failed | Status::Retired => return false,
         };
         since.is_some_and(|ms| {

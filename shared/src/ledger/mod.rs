@@ -161,6 +161,9 @@ pub struct UpdateLease {
     /// The item's token salt (`None`: written before salts existed): what the update's
     /// token is derived from.
     pub salt: Option<String>,
+    /// When the pending update was first claimed (by any holder, of any revision): its
+    /// grace window runs from here.
+    pub first_attempt_at: SystemTime,
 }
 
 /// The outcome of [`Ledger::claim_update`].
@@ -772,8 +775,15 @@ impl Ledger {
             now_ms: epoch_ms(now),
             lease_expires_ms: epoch_ms(lease_end),
         });
-        match self.update(&current.key, &e, false).await? {
-            Written::Applied(_) => Ok(UpdateClaim::Acquired(UpdateLease {
+        match self.update(&current.key, &e, true).await? {
+            Written::Applied(item) => Ok(UpdateClaim::Acquired(UpdateLease {
+                // As written (the same one request): an earlier holder's first attempt, kept.
+                first_attempt_at: item
+                    .as_ref()
+                    .map(Record::from_item)
+                    .transpose()?
+                    .and_then(|r| r.update_first_attempt_at)
+                    .map_or(now, from_epoch_ms),
                 key: current.key.clone(),
                 generation: current.generation,
                 owner,
@@ -1142,6 +1152,7 @@ mod tests {
             update_owner: None,
             update_lease_expires_at: None,
             update_attempt: 0,
+            update_first_attempt_at: None,
             requested: None,
             requested_revision: None,
             drift: None,

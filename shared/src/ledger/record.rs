@@ -205,6 +205,9 @@ pub struct Record {
     /// Epoch milliseconds.
     pub update_lease_expires_at: Option<u64>,
     pub update_attempt: u32,
+    /// Epoch milliseconds: when the pending update was first claimed (kept across
+    /// releases; gone once the update ends).
+    pub update_first_attempt_at: Option<u64>,
     /// What the generation's first claimant asked, and its revision: what every holder of
     /// the generation creates with (and what re-driving rebuilds).
     pub requested: Option<serde_json::Map<String, serde_json::Value>>,
@@ -397,6 +400,7 @@ impl Record {
                 .number(schema::UPDATE_ATTEMPT)?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
                 .unwrap_or(0),
+            update_first_attempt_at: d.number(schema::UPDATE_FIRST_ATTEMPT_AT)?,
             requested: d.json_map(schema::REQUESTED)?,
             requested_revision: d.string(schema::REQUESTED_REVISION)?.map(Revision::parse),
             drift: d.json_map(schema::DRIFT)?,

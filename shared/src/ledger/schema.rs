@@ -118,6 +118,10 @@ pub const WANTED_REVISION: &str = "wanted_revision";
 pub const UPDATE_OWNER: &str = "update_owner";
 pub const UPDATE_LEASE_EXPIRES_AT: &str = "update_lease_expires_at";
 pub const UPDATE_ATTEMPT: &str = "update_attempt";
+/// When the pending update was first claimed (N, epoch ms): kept across releases and
+/// supersessions by a newer revision, removed when the update ends (applied or refused).
+/// The update's grace window and the reconciler's stuck measure run from it.
+pub const UPDATE_FIRST_ATTEMPT_AT: &str = "update_first_attempt_at";
 
 /// Creates the ledger table as the SAM template declares it: on-demand billing, keys
 /// [`PK`]/[`SK`], the sparse GSIs [`ATTENTION_INDEX`] and [`AUDIT_INDEX`] (all attributes

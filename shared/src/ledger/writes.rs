@@ -450,6 +450,7 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
         UPDATE_OWNER,
         UPDATE_LEASE_EXPIRES_AT,
         UPDATE_ATTEMPT,
+        UPDATE_FIRST_ATTEMPT_AT,
     ]
     .map(|n| e.n(n))
     .join(", ");
@@ -589,6 +590,8 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
         e.n(RETRY_AFTER),
     );
     let (audit_hour, audit_minute, drift) = (e.n(AUDIT_HOUR), e.n(AUDIT_MINUTE), e.n(DRIFT));
+    // A repair's new generation bounds its own pending work afresh.
+    let update_first = e.n(UPDATE_FIRST_ATTEMPT_AT);
     let from = e.v("from", s(input.status.as_str()));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let current_v = e.v("current", num(u64::from(input.generation)));
@@ -612,7 +615,7 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
          {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
          {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} \
          REMOVE {hash}, {expires}, {lease_owner}, {resource}, {last_error}, {first}, {origin}, \
-         {retry_after}, {audit_hour}, {audit_minute}, {drift}{requested}"
+         {retry_after}, {audit_hour}, {audit_minute}, {drift}, {update_first}{requested}"
     ));
     e.condition = Some(format!(
         "{status} = {from} AND {generation} = {current_v} AND {attempt} = {attempt_v}"
@@ -676,9 +679,13 @@ pub(crate) fn claim_update(input: &UpdateClaimInput<'_>) -> Expressions {
     let lease_v = e.v("lease", num(input.lease_expires_ms));
     let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
     let updating = e.v("updating", s(UPDATING));
+    // The pending work's first attempt: kept by every later holder (and by a newer
+    // revision taking over the pending update), so the grace window never restarts.
+    let first = e.n(UPDATE_FIRST_ATTEMPT_AT);
     e.update = Some(format!(
         "SET {wanted} = {wanted_v}, {wanted_rev} = {revision_v}, {owner} = {owner_v}, \
-         {lease} = {lease_v}, {attempt} = {attempt_v}, {attention} = {updating}, {updated} = {now}"
+         {lease} = {lease_v}, {attempt} = {attempt_v}, {attention} = {updating}, {updated} = {now}, \
+         {first} = if_not_exists({first}, {now})"
     ));
     e
 }
@@ -721,6 +728,7 @@ pub(crate) fn end_update(owner: &str, end: &UpdateEnd<'_>, now_ms: u64) -> Expre
             UPDATE_OWNER,
             UPDATE_LEASE_EXPIRES_AT,
             UPDATE_ATTEMPT,
+            UPDATE_FIRST_ATTEMPT_AT,
             ATTENTION,
         ]
         .map(|n| e.n(n));
@@ -1129,6 +1137,36 @@ mod tests {
                 "{label}: {update}"
             );
             assert_eq!(e.values.get(":salt"), Some(&s("s")), "{label}");
+        }
+    }
+
+    #[test]
+    fn a_pending_update_keeps_its_first_attempt_until_it_ends() {
+        let claimed = claim_update(&update_claim(Some("r0")))
+            .update
+            .unwrap_or_default();
+        assert!(
+            claimed.contains("#updatefirstattemptat = if_not_exists(#updatefirstattemptat, :now)"),
+            "{claimed}"
+        );
+        let end = |end: &UpdateEnd<'_>| end_update("o", end, 1).update.unwrap_or_default();
+        let released = end(&UpdateEnd::Released {
+            reason: &REASON,
+            retry_after_ms: Some(2),
+        });
+        assert!(!released.contains("#updatefirstattemptat"), "{released}");
+        for ended in [
+            end(&UpdateEnd::Applied {
+                state: "{}",
+                revision: "r",
+            }),
+            end(&UpdateEnd::Refused {
+                revision: "r",
+                reason: &REASON,
+            }),
+        ] {
+            let (_, removed) = ended.split_once(" REMOVE ").unwrap_or_default();
+            assert!(removed.contains("#updatefirstattemptat"), "{ended}");
         }
     }
 

@@ -461,7 +461,11 @@ async fn a_holder_without_a_deadline_stops_before_its_lease_ends() {
         .expect_err("cut at the lease, not after the 30 s readiness wait");
     assert_eq!(err.code(), "DeadlineReached", "{err}");
     assert!(err.to_string().contains("the end of its lease"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let calls = stack.emulator.counters().calls("DescribeInstance");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -529,7 +533,10 @@ async fn two_repairs_of_what_one_audit_saw_start_one_generation() {
         )
     };
     assert!(repaired(&first), "{first:?}");
-    assert!(!repaired(&second), "the second saw an older generation: {second:?}");
+    assert!(
+        !repaired(&second),
+        "the second saw an older generation: {second:?}"
+    );
     let record = stack
         .engine()
         .ledger()
@@ -541,4 +548,126 @@ async fn two_repairs_of_what_one_audit_saw_start_one_generation() {
     assert_eq!(stack.emulator.counters().created("CreateInstance"), 2);
     let ready = of_type(&stack.emitted().await, "Identity Center Instance Ready");
     assert_eq!(ready.len(), 1, "announced Ready once");
+}
+
+/// Everything pending has a bound. The member role of an account is removed after its step
+/// is READY (the functions now meet a role the account refuses): the next update is retried
+/// within the step's grace window, measured from the pending update's first attempt (which
+/// no release restarts), and refused after it: the step stays READY with its applied state,
+/// the refusal is recorded, announced once and counted. Meanwhile the reconciler counts the
+/// pending update stuck from that first attempt, however recently it was released.
+#[tokio::test]
+async fn an_update_whose_member_role_was_removed_is_refused_after_the_grace_window() {
+    let account = "930000000031";
+    let removed = "IdentityOnboardingMemberRoleRemoved";
+    let mut stack = Stack::start_with(
+        "reconcile-role-removed",
+        EmulatorConfig::default().with_account(AccountConfig::new(account).refusing_role(removed)),
+    )
+    .await;
+    let mut first = onboarding_requested(
+        "g-1",
+        account,
+        json!({ "identityCenterInstance": { "name": "one" } }),
+    );
+    first["time"] = json!("2026-11-30T10:00:00Z");
+    stack
+        .instance_handler(stack.engine())
+        .handle(first, None)
+        .await
+        .expect("READY");
+    let ledger = stack.engine().ledger().clone();
+    let key = StepKey::account(account, INSTANCE);
+    let ready = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(ready.status, Status::Ready);
+    stack.emitted().await;
+
+    // The role is gone: every AssumeRole into the account is refused from now on.
+    stack.settings.member_role_name = removed.into();
+    let grace = Duration::from_secs(3);
+    let short = EngineSettings {
+        member_role_grace: grace,
+        ..stack.settings.engine.clone()
+    };
+    let handler = stack.instance_handler(stack.engine_with(short));
+    let mut second = onboarding_requested(
+        "g-2",
+        account,
+        json!({ "identityCenterInstance": { "name": "two" } }),
+    );
+    second["time"] = json!("2026-11-30T10:05:00Z");
+
+    // Within the window: released, retried.
+    let err = handler
+        .handle(second.clone(), None)
+        .await
+        .expect_err("within the window");
+    assert_eq!(err.code(), "MemberRoleUnavailable", "{err}");
+    let pending = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(pending.status, Status::Ready);
+    assert!(pending.wanted.is_some());
+    let first_attempt = pending
+        .update_first_attempt_at
+        .expect("the pending update's first attempt is recorded");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let err = handler
+        .handle(second.clone(), None)
+        .await
+        .expect_err("still within the window");
+    assert_eq!(err.code(), "MemberRoleUnavailable", "{err}");
+    let pending = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(
+        pending.update_first_attempt_at,
+        Some(first_attempt),
+        "kept across releases"
+    );
+    assert!(pending.updated_at > Some(first_attempt + 1000));
+
+    // The reconciler measures the pending work from its first attempt, not from the last
+    // release (a second ago): stuck.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counting = stack.reconciler_with(
+        stack.engine(),
+        onboarding::reconcile::ReconcileSettings {
+            interval: Duration::from_secs(24 * 3600),
+            repair_drift: false,
+            stuck_after: Duration::from_secs(1),
+        },
+    );
+    let report = counting.run(None, true).await.expect("dry run");
+    assert_eq!(report.stuck, 1, "{report:?}");
+
+    // Past the window: refused, acknowledged, counted.
+    tokio::time::sleep(grace).await;
+    let (_, tally) = handler
+        .handle(second.clone(), None)
+        .await
+        .expect("refused and acknowledged");
+    assert_eq!(tally.rejected, 1, "{tally:?}");
+    let refused = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(refused.status, Status::Ready);
+    assert_eq!(refused.resource_arn, ready.resource_arn);
+    assert_eq!(refused.state, ready.state, "the applied state stays");
+    assert_eq!(
+        refused.applied_revision.as_ref().map(Revision::as_str),
+        Some("2026-11-30T10:05:00.000Z#g-2"),
+        "a refused revision is never retried"
+    );
+    assert!(refused.wanted.is_none() && refused.update_first_attempt_at.is_none());
+    let error = refused.last_error.clone().expect("the refusal is recorded");
+    assert_eq!(error.code, "MemberRoleUnavailable");
+    assert!(error.message.contains("grace window"), "{}", error.message);
+
+    // Announced once: a redelivery is a duplicate, and nothing is pending or stuck.
+    let (_, tally) = handler.handle(second, None).await.expect("duplicate");
+    assert_eq!(tally.duplicates, 1, "{tally:?}");
+    let emitted = stack.emitted().await;
+    let failed = of_type(&emitted, "Onboarding Step Failed");
+    assert_eq!(failed.len(), 1, "{emitted:#?}");
+    assert_eq!(
+        failed[0]["detail"]["reason"]["code"],
+        "MemberRoleUnavailable"
+    );
+    let report = counting.run(None, true).await.expect("dry run");
+    assert_eq!(report.stuck, 0, "{report:?}");
 }
