@@ -1436,7 +1436,16 @@ fn retries_name(retries: &aws_config::retry::RetryConfig) -> String {
         },
         retries.max_attempts()
     );
-    if retries.mode() == deployed.mode() && retries.max_attempts() == deployed.max_attempts() {
+    let name = if retries.max_backoff() == aws_config::retry::RetryConfig::standard().max_backoff()
+    {
+        name
+    } else {
+        format!("{name}, max backoff {} s", retries.max_backoff().as_secs())
+    };
+    if retries.mode() == deployed.mode()
+        && retries.max_attempts() == deployed.max_attempts()
+        && retries.max_backoff() == deployed.max_backoff()
+    {
         format!("{name} (as deployed)")
     } else {
         name
@@ -1493,4 +1502,3 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }
-

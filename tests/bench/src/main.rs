@@ -4,7 +4,7 @@
 //! ```text
 //! bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict]
 //!       [--convergence | --backfill | --throttling] [--cli PATH] [--accounts N] [--rate N]
-//!       [--quota-scale F] [--sdk-retries MODE:ATTEMPTS]
+//!       [--quota-scale F] [--sdk-retries MODE:ATTEMPTS[:MAX_BACKOFF_S]]
 //! ```
 //! - `--bin-dir`: where `cargo build --release` put the binaries (default
 //!   `$CARGO_TARGET_DIR/release`, else `target/release`)
@@ -21,8 +21,9 @@
 //! - `--accounts`: the backfill's organization size (default 2000); `--rate`: its
 //!   `onboarding backfill --rate` (default 100 events per second); `--quota-scale`: every
 //!   quota's rate times F, bursts as documented (default 1, the documented quotas);
-//!   `--sdk-retries`: the functions' SDK retries in the backfill, `adaptive:3` or
-//!   `standard:3` (default: as deployed, `onboarding::aws::retries`)
+//!   `--sdk-retries`: the functions' SDK retries in the backfill, e.g. `adaptive:3`,
+//!   `standard:3` or `adaptive:3:2` (2 s max backoff; default: as deployed,
+//!   `onboarding::aws::retries`)
 //!
 //! Needs the moto venv (`make venv`).
 
@@ -126,20 +127,28 @@ fn parse_args() -> Result<Args, String> {
             }
             "--sdk-retries" => {
                 let v = value()?;
-                let (mode, attempts) = v
-                    .split_once(':')
-                    .and_then(|(m, a)| Some((m, a.parse::<u32>().ok().filter(|n| *n > 0)?)))
-                    .ok_or("--sdk-retries needs MODE:ATTEMPTS, e.g. standard:3")?;
-                let config = match mode {
-                    "adaptive" => aws_config::retry::RetryConfig::adaptive(),
-                    "standard" => aws_config::retry::RetryConfig::standard(),
+                let parts: Vec<&str> = v.split(':').collect();
+                let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+                let config = match parts.first() {
+                    Some(&"adaptive") => aws_config::retry::RetryConfig::adaptive(),
+                    Some(&"standard") => aws_config::retry::RetryConfig::standard(),
                     _ => return Err("--sdk-retries: MODE is adaptive or standard".into()),
                 };
-                args.backfill.retries = config.with_max_attempts(attempts);
+                let attempts = number(1)
+                    .filter(|n| *n > 0 && parts.len() <= 3)
+                    .ok_or("--sdk-retries needs MODE:ATTEMPTS[:MAX_BACKOFF_S], e.g. standard:3")?;
+                let mut config = config.with_max_attempts(attempts);
+                if parts.len() == 3 {
+                    let max = number(2).filter(|n| *n > 0).ok_or(
+                        "--sdk-retries: MAX_BACKOFF_S is a positive whole number of seconds",
+                    )?;
+                    config = config.with_max_backoff(Duration::from_secs(max.into()));
+                }
+                args.backfill.retries = config;
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence | --backfill | --throttling] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F] [--sdk-retries MODE:ATTEMPTS]"
+                    "usage: bench [--bin-dir DIR] [--sam-build DIR] [--runs N] [--python PATH] [--strict] [--convergence | --backfill | --throttling] [--cli PATH] [--accounts N] [--rate N] [--quota-scale F] [--sdk-retries MODE:ATTEMPTS[:MAX_BACKOFF_S]]"
                         .into(),
                 )
             }

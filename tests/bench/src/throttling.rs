@@ -45,6 +45,9 @@ const ACCOUNT: &str = "260000000001";
 pub struct Retries {
     pub adaptive: bool,
     pub attempts: u32,
+    /// The SDK's `max_backoff` in seconds, when not its default (20 s). In the adaptive mode
+    /// it also caps how long the rate limiter may hold a retry.
+    pub max_backoff_s: Option<u64>,
 }
 
 impl Retries {
@@ -54,11 +57,15 @@ impl Retries {
         } else {
             RetryConfig::standard()
         };
-        mode.with_max_attempts(self.attempts)
+        let config = mode.with_max_attempts(self.attempts);
+        match self.max_backoff_s {
+            Some(s) => config.with_max_backoff(Duration::from_secs(s)),
+            None => config,
+        }
     }
 
     fn label(self) -> String {
-        format!(
+        let mut label = format!(
             "{}, {} attempts",
             if self.adaptive {
                 "adaptive"
@@ -66,7 +73,11 @@ impl Retries {
                 "standard"
             },
             self.attempts
-        )
+        );
+        if let Some(s) = self.max_backoff_s {
+            label.push_str(&format!(", max backoff {s} s"));
+        }
+        label
     }
 
     fn arg(self) -> &'static str {
@@ -83,6 +94,8 @@ impl Retries {
         Retries {
             adaptive: config.mode() == aws_config::retry::RetryMode::Adaptive,
             attempts: config.max_attempts(),
+            max_backoff_s: (config.max_backoff() != RetryConfig::standard().max_backoff())
+                .then(|| config.max_backoff().as_secs()),
         }
     }
 }
@@ -264,14 +277,22 @@ pub fn cases() -> Vec<(Case, u32)> {
         Retries {
             adaptive: true,
             attempts: 3,
+            max_backoff_s: None,
+        },
+        Retries {
+            adaptive: true,
+            attempts: 3,
+            max_backoff_s: Some(2),
         },
         Retries {
             adaptive: false,
             attempts: 3,
+            max_backoff_s: None,
         },
         Retries {
             adaptive: false,
             attempts: 5,
+            max_backoff_s: None,
         },
     ];
     if !configs.contains(&Retries::deployed()) {
@@ -279,8 +300,13 @@ pub fn cases() -> Vec<(Case, u32)> {
     }
     let mut out = Vec::new();
     for retries in configs {
-        // The adaptive mode's runs take up to minutes and vary little: one each.
-        let reps = if retries.adaptive { 1 } else { 3 };
+        // The adaptive mode's runs with its default backoff take up to a minute each and vary
+        // little: one each.
+        let reps = if retries.adaptive && retries.max_backoff_s.is_none() {
+            1
+        } else {
+            3
+        };
         out.push((
             Case {
                 retries,
@@ -342,7 +368,10 @@ fn child(exe: &std::path::Path, case: Case) -> Result<Value, String> {
         .args([
             "--throttling-case",
             case.retries.arg(),
-            &case.retries.attempts.to_string(),
+            &match case.retries.max_backoff_s {
+                Some(s) => format!("{}:{s}", case.retries.attempts),
+                None => case.retries.attempts.to_string(),
+            },
             case.operation,
             &case.burst.to_string(),
         ])
@@ -437,7 +466,7 @@ fn row(case: Case, runs: &[Value], deployed: Retries) -> String {
     )
 }
 
-/// Parses `--throttling-case MODE ATTEMPTS OPERATION BURST`.
+/// Parses `--throttling-case MODE ATTEMPTS[:MAX_BACKOFF] OPERATION BURST`.
 pub fn parse_case(args: &[String]) -> Result<Case, String> {
     let [mode, attempts, operation, burst] = args else {
         return Err("--throttling-case needs MODE ATTEMPTS OPERATION BURST".into());
@@ -452,6 +481,13 @@ pub fn parse_case(args: &[String]) -> Result<Case, String> {
         "CreateInstance" => "CreateInstance",
         other => return Err(format!("unknown operation {other:?}")),
     };
+    let (attempts, max_backoff_s) = match attempts.split_once(':') {
+        Some((a, b)) => (
+            a,
+            Some(b.parse().map_err(|_| "MAX_BACKOFF must be whole seconds")?),
+        ),
+        None => (attempts.as_str(), None),
+    };
     Ok(Case {
         retries: Retries {
             adaptive,
@@ -460,6 +496,7 @@ pub fn parse_case(args: &[String]) -> Result<Case, String> {
                 .ok()
                 .filter(|n| *n > 0)
                 .ok_or("ATTEMPTS must be a positive whole number")?,
+            max_backoff_s,
         },
         operation,
         burst: burst.parse().map_err(|_| "BURST must be a whole number")?,
