@@ -29,12 +29,22 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The SDK retries of every client the functions make.
+/// The SDK retries of every client the functions make: standard mode, 3 attempts. A
+/// throttled call is sent again after the SDK's jittered exponential backoff (up to 1 s,
+/// then up to 2 s), so a brief burst of throttling costs about that backoff inside the same
+/// invocation. A longer burst fails the step retryably with the service's throttling error,
+/// and the engine brings its delivery back after its own jittered delay (1-2 s the first
+/// time, growing).
 ///
-/// Adaptive: after throttling, the SDK paces the next calls of the same service (its rate
-/// limiter is shared by every client of the execution environment).
+/// Not adaptive: its client-side rate limiter, shared by every client of a service in the
+/// execution environment, held a retry after a throttled answer for 8-20 s (its fill rate
+/// falls to 0.5 token/s and a throttled retry costs 10 tokens), so two throttled answers in
+/// a row ran into the 25 s operation timeout, and the record waited for the queue's
+/// visibility timeout. Capping that hold with a 2 s maximum backoff recovers inside the
+/// invocation, but paced a backfill at binding quotas to half their rate. Figures:
+/// tests/bench/README.md, "Throttling recovery".
 pub fn retries() -> RetryConfig {
-    RetryConfig::adaptive().with_max_attempts(3)
+    RetryConfig::standard().with_max_attempts(3)
 }
 
 /// The function's configuration from its environment (credentials, Region, endpoints).
