@@ -108,10 +108,15 @@ pub(crate) fn checks(
                     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
                     (segments.len() == 2).then(|| segments[1])
                 });
-            one(match queue {
+            let resource = match queue {
                 Some(name) => format!("arn:{PARTITION}:sqs:{region}:{account}:{name}"),
                 None => "*".to_string(),
-            })
+            };
+            // SQS authorizes its batch operations by the single action (the Service
+            // Authorization Reference lists no `...Batch` action): a policy granting
+            // sqs:ChangeMessageVisibility allows ChangeMessageVisibilityBatch.
+            let single = op.strip_suffix("Batch").unwrap_or(&op);
+            Ok(vec![Check::new(format!("sqs:{single}"), resource)])
         }
         ("events", Protocol::Json) => {
             let input = json(body);
@@ -436,6 +441,14 @@ mod tests {
         assert_eq!(
             derive("sqs", "AmazonSQS.GetQueueUrl", r#"{"QueueName": "work"}"#),
             vec![pair("sqs:GetQueueUrl", q)]
+        );
+        assert_eq!(
+            derive(
+                "sqs",
+                "AmazonSQS.ChangeMessageVisibilityBatch",
+                r#"{"QueueUrl": "http://localhost/111111111111/work", "Entries": []}"#
+            ),
+            vec![pair("sqs:ChangeMessageVisibility", q)]
         );
         let query = checks(
             "sqs",
