@@ -191,6 +191,15 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// The operator policy a backfill runs under: the read-only one for a dry run.
+fn operator_for(args: &[&str]) -> &'static str {
+    if args.contains(&"--dry-run") {
+        integration_tests::iam::OPERATOR_READ
+    } else {
+        integration_tests::iam::OPERATOR
+    }
+}
+
 /// `onboarding` in `dir` with only the stack's environment (and the organization's
 /// profile), nothing from the host's AWS configuration.
 fn command(stack: &Stack, dir: &TempDir, args: &[&str]) -> tokio::process::Command {
@@ -198,13 +207,15 @@ fn command(stack: &Stack, dir: &TempDir, args: &[&str]) -> tokio::process::Comma
     cmd.env_clear()
         .current_dir(&dir.0)
         .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
+        // The ledger and the bus as the operator, evaluated by the emulator (which forwards
+        // to moto); the organization is read with its own profile, straight from moto.
+        .env("AWS_ACCESS_KEY_ID", operator_for(args))
         .env("AWS_SECRET_ACCESS_KEY", "local-secret")
         .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.path("credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", &stack.moto_url)
-        .env("AWS_ENDPOINT_URL_EVENTBRIDGE", &stack.moto_url)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", stack.emulator.url())
+        .env("AWS_ENDPOINT_URL_EVENTBRIDGE", stack.emulator.url())
         .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &stack.moto_url)
         .env("LEDGER_TABLE", &stack.table)
         .env("EVENT_BUS_NAME", &stack.bus)

@@ -289,6 +289,10 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
     let out = run(&stack, &["list", "--status", "CREATED"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("No steps are CREATED"), "{out:?}");
+    // READY steps are in no index: the one listing that scans the table.
+    let out = run(&stack, &["list", "--status", "READY"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(GOOD), "{out:?}");
 
     // retry of a READY step: refused, nothing changed, nothing published.
     let out = run(&stack, &["retry", GOOD, "identity-center-instance"]).await;

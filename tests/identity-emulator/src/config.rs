@@ -45,6 +45,10 @@ pub struct Config {
     /// moto's URL: requests for services the emulator does not serve are authorized
     /// (when `iam` is set) and forwarded there unchanged.
     pub forward_url: Option<String>,
+    /// Append what IAM evaluated to `$IAM_OBSERVED_DIR` (see the README's "IAM"): set by
+    /// harnesses that enforce the shipped policies as they are, never by a test that edits
+    /// them to provoke a denial, so the least-privilege check sees only real runs.
+    pub record_observations: bool,
 }
 
 /// The seeded organization instance (always `ACTIVE`).
@@ -183,6 +187,7 @@ impl Default for Config {
             quotas: None,
             iam: None,
             forward_url: None,
+            record_observations: false,
         }
     }
 }

@@ -75,7 +75,9 @@ pub async fn start(config: Config, listen: &str) -> std::io::Result<Emulator> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let mut world = World::new(config.clone());
-    world.observed = iam::Observed::for_port(addr.port());
+    if config.record_observations {
+        world.observed = iam::Observed::for_port(addr.port());
+    }
     let shared = Arc::new(Shared {
         world: Mutex::new(world),
         models,

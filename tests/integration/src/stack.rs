@@ -92,7 +92,9 @@ impl Stack {
         );
         let table = format!("ledger-{unique}");
         let bus = format!("bus-{unique}");
-        let queue = queue_arn("onboarding");
+        // The functions' queues: the SQS records' `onboarding` queue, and the real queues
+        // tests create (named `onboarding-...`, see `queue_name`).
+        let queue = queue_arn("onboarding*");
         let queues = [
             ("IdentityCenterInstanceQueue", queue.clone()),
             ("ApprovalIdentitySourceQueue", queue.clone()),
@@ -109,6 +111,7 @@ impl Stack {
             },
         ));
         emulator_config.forward_url = Some(moto_url.clone());
+        emulator_config.record_observations = std::ptr::eq(policies, iam::shipped());
         let emulator = identity_emulator::start(emulator_config, "127.0.0.1:0")
             .await
             .expect("the identity emulator starts");

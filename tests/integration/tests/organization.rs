@@ -15,6 +15,7 @@ use identity_emulator::{
 use integration_tests::deliveries::{
     control_tower, failed_ids, oidc_provider, onboarding_requested, sqs_batch, Record,
 };
+use integration_tests::iam;
 use integration_tests::stack::Stack;
 use onboarding::aws::mpa_client;
 use onboarding::engine::EngineSettings;
@@ -65,7 +66,8 @@ impl Queue {
     /// the handler asked for it.
     async fn new(stack: &Stack, name: &str) -> Queue {
         let sqs = aws_sdk_sqs::Client::new(&stack.config);
-        let name = format!("{name}-{}", std::process::id());
+        // `onboarding-...`: the queue the function's role may use in these stacks.
+        let name = format!("onboarding-{name}-{}", std::process::id());
         let url = sqs
             .create_queue()
             .queue_name(&name)
@@ -187,7 +189,8 @@ async fn a_member_role_that_arrives_late_ends_ready_with_no_operator() {
     let config = EmulatorConfig::default()
         .with_account(AccountConfig::new(account).role_appearing_after(4_000));
     let stack = Stack::start_with("late-role", config).await;
-    let sqs = aws_sdk_sqs::Client::new(&stack.config);
+    // The handler sets its records' visibility as the function's role.
+    let sqs = aws_sdk_sqs::Client::new(&stack.config_as(iam::INSTANCE_ROLE));
     let handler = stack
         .instance_handler(stack.engine_with(compressed(&stack, Duration::from_secs(30))))
         .with_redelivery(Arc::new(SqsVisibility::new(sqs)));
@@ -236,7 +239,7 @@ async fn a_member_role_still_missing_after_the_grace_window_is_a_recorded_failur
     let config =
         EmulatorConfig::default().with_account(AccountConfig::new(account).refusing_role("*"));
     let stack = Stack::start_with("no-role", config).await;
-    let sqs = aws_sdk_sqs::Client::new(&stack.config);
+    let sqs = aws_sdk_sqs::Client::new(&stack.config_as(iam::INSTANCE_ROLE));
     let handler = stack
         .instance_handler(stack.engine_with(compressed(&stack, Duration::from_secs(3))))
         .with_redelivery(Arc::new(SqsVisibility::new(sqs)));

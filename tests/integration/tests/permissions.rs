@@ -46,6 +46,12 @@ fn instance_request(id: &str, account: &str, time: &str, name: &str, tags: Value
 }
 
 fn provider_request(id: &str, account: &str, portal: &str, time: &str, issuer: &str) -> Value {
+    // A new issuer also moves the project's tag: one key removed, another set.
+    let tags = if issuer.ends_with('a') {
+        json!({ "Team": "identity" })
+    } else {
+        json!({ "Owner": "platform" })
+    };
     at(
         onboarding_requested(
             id,
@@ -61,7 +67,7 @@ fn provider_request(id: &str, account: &str, portal: &str, time: &str, issuer: &
                     "attributes_request_method": "GET"
                 },
                 "secretId": "onboarding/perm",
-                "tags": { "Team": "identity" }
+                "tags": tags
             }}),
         ),
         time,

@@ -129,6 +129,7 @@ pub async fn start_emulator(
         },
     ));
     config.forward_url = Some(moto_url.to_string());
+    config.record_observations = true;
     identity_emulator::start(config, "127.0.0.1:0")
         .await
         .map_err(|e| format!("the identity emulator cannot listen on 127.0.0.1: {e}"))
