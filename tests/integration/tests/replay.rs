@@ -54,8 +54,8 @@ async fn stranded_work_is_finished_by_the_reconciler() {
 
 /// The burst mode: the requests arrive at a backfill's pace (100 events a second) while the
 /// emulator meters every API at 4% of its documented rate (the management account's
-/// AssumeRole at 4 a second, which the run exceeds), and the functions' clients retry
-/// adaptively as deployed; the verdict is the main run's (exactly one resource per key,
+/// AssumeRole at 4 a second, which the run exceeds), and the functions' clients retry as
+/// deployed (the standard mode); the verdict is the main run's (exactly one resource per key,
 /// nothing lost, nothing stuck).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_within_the_quotas_ends_exactly_once() {
@@ -63,9 +63,7 @@ async fn a_burst_within_the_quotas_ends_exactly_once() {
         burst: true,
         ..Options::from_env(150)
     };
-    // The quotas throttle here, not a fixed share of the ledger's requests: after those the
-    // adaptive retry mode paces the one ledger client all the run's invocations share (each
-    // execution environment has its own in AWS) down to a crawl, as it is meant to.
+    // The quotas throttle here, not a fixed share of the ledger's requests.
     options.rates.ddb_throttle = 0.0;
     options.rates.ddb_outage = 0.0;
     passes(options).await;

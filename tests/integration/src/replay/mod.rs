@@ -53,7 +53,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::retry::RetryConfig;
 use identity_emulator::{Counters, FaultConfig, FaultRule, QuotaConfig};
 use onboarding::announce::Announcer;
 use onboarding::aws::MemberAccess;
@@ -76,8 +75,11 @@ use chaos::{AnnounceCrashes, Chaos, Control, LedgerFaults, Rates, CRASH};
 use plan::Timing;
 use queue::{Message, QueueSettings, SimQueue};
 
-/// Lease on a claimed step (scaled down from the default 120 s).
-pub const LEASE: Duration = Duration::from_secs(2);
+/// Lease on a claimed step (scaled down from the default 120 s). A holder's work is cut at
+/// its lease's end, and the records of one invocation share one PutEvents (each waits for
+/// the batch's announcements): the lease must outlast a batch's slowest record under the
+/// injected faults, as 120 s does the functions' invocations.
+pub const LEASE: Duration = Duration::from_secs(5);
 /// A Lambda invocation's time limit.
 pub const INVOCATION_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -96,7 +98,7 @@ pub struct Options {
     pub stranded: bool,
     /// The burst mode: the emulator meters every API at [`BURST_QUOTA_SCALE`] of its
     /// documented (or assumed) rate, so that the quotas bind at this size; the functions'
-    /// clients retry in the SDK's adaptive mode as deployed, no throttling is injected, and
+    /// clients retry as deployed (the standard mode), no throttling is injected, and
     /// the messages arrive at [`BURST_RATE`] events a second (the backfill bench's `--rate`).
     pub burst: bool,
 }
@@ -451,19 +453,14 @@ pub async fn run(opts: &Options) -> Run {
             .await;
     }
 
-    // Every AWS client of the functions, with the SDK retry timing scaled down like the
-    // lease and the queue timings (the attempts stay the project's 3).
-    let retry = if opts.burst {
-        RetryConfig::adaptive()
-    } else {
-        RetryConfig::standard()
-    };
+    // Every AWS client of the functions retries as deployed (`onboarding::aws::retries`:
+    // the standard mode, 3 attempts), its backoff scaled down like the lease and the queue
+    // timings.
     let config = stack
         .config
         .to_builder()
         .retry_config(
-            retry
-                .with_max_attempts(3)
+            onboarding::aws::retries()
                 .with_initial_backoff(Duration::from_millis(20))
                 .with_max_backoff(Duration::from_millis(400)),
         )

@@ -953,6 +953,14 @@ pub fn expectations(originals: &[Original], config: &EmulatorConfig) -> Expectat
     }
 }
 
+/// Organizations events that retire an account's steps.
+const DEPARTURES: &[&str] = &[
+    "CloseAccountResult",
+    "RemoveAccountFromOrganization",
+    "LeaveOrganization",
+    "AccountDepartedOrganization",
+];
+
 /// Every file in `events/`: a direct event, or an SQS payload whose record bodies are events.
 fn sample_events(
     rng: &mut StdRng,
@@ -982,6 +990,16 @@ fn sample_events(
         };
         for (k, (body, direct)) in bodies.into_iter().enumerate() {
             let event: Option<Value> = serde_json::from_str(&body).ok().filter(Value::is_object);
+            // Closures and departures retire an account's steps: this verdict's oracle does
+            // not model them (lifecycle.rs and closed_accounts.rs test them), so the samples
+            // that would retire the samples' own accounts are left out of the torture.
+            if event
+                .as_ref()
+                .and_then(|e| e["detail"]["eventName"].as_str())
+                .is_some_and(|name| DEPARTURES.contains(&name))
+            {
+                continue;
+            }
             if let Some(portal) = event
                 .as_ref()
                 .and_then(|e| e["detail"]["webIdentityProvider"]["portalArn"].as_str())
