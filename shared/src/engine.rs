@@ -322,7 +322,7 @@ impl Engine {
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         let hash = request_hash(&plan.canonical);
-        let revision = Revision::of(request);
+        let revision = request.revision();
         let claim = self
             .ledger
             .claim_with(
@@ -935,7 +935,7 @@ impl Engine {
             let revision = record
                 .applied_revision
                 .clone()
-                .unwrap_or_else(|| Revision::of(request));
+                .unwrap_or_else(|| request.revision());
             match self
                 .ledger
                 .claim_update(&record, &state, &revision, self.settings.lease, deadline)

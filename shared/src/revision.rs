@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use crate::events::OnboardingRequest;
-
 /// A request's place in time, comparable as a string: `<time, UTC, milliseconds>#<event id>`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Revision(String);
@@ -14,10 +12,6 @@ pub struct Revision(String);
 const NO_TIME: &str = "0000-00-00T00:00:00.000Z";
 
 impl Revision {
-    pub fn of(request: &OnboardingRequest) -> Revision {
-        Revision::at(request.time.as_deref(), &request.event_id)
-    }
-
     /// The revision of any event: its envelope's `time` (if any) and its id.
     pub fn at(time: Option<&str>, event_id: &str) -> Revision {
         let time = time

@@ -56,6 +56,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::revision::{normalize_time, Revision};
+
 pub use invocation::{invocation, invocation_from_slice, Invocation, SqsRecord};
 pub use limits::{
     ACCOUNT_NAME_CHARS, DETAIL_VALUE_MAX_CHARS, INSTANCE_NAME_CHARS, MAX_INSTANCE_TAGS,
@@ -170,6 +172,13 @@ pub struct OnboardingRequest {
     pub instance: InstanceSpec,
     /// The web identity provider to create on a WorkSpaces Web portal, if any.
     pub web_identity_provider: Option<WebIdentityProviderSpec>,
+}
+
+impl OnboardingRequest {
+    /// This request's place in time among the requests for one step.
+    pub fn revision(&self) -> Revision {
+        Revision::at(self.time.as_deref(), &self.event_id)
+    }
 }
 
 /// How an account stopped being one to onboard.
@@ -300,7 +309,7 @@ pub fn decode(event: &Value, accept: &Accept) -> Result<Decoded, DecodeError> {
     }
     let time = fields.opt_str("time")?;
     if let Some(time) = time {
-        if crate::revision::normalize_time(time).is_none() {
+        if normalize_time(time).is_none() {
             return Err(DecodeError::new(format!(
                 "time: expected a UTC time like 2026-11-30T12:00:00Z, got {}",
                 json::echo(time)

@@ -880,7 +880,7 @@ pub fn expectations(originals: &[Original], config: &EmulatorConfig) -> Expectat
                     revs.entry(StepKey::account(id, INSTANCE).to_string())
                         .or_default()
                         .push(Rev {
-                            revision: Revision::of(&r),
+                            revision: r.revision(),
                             origin: i,
                             fields,
                         });
@@ -924,7 +924,7 @@ pub fn expectations(originals: &[Original], config: &EmulatorConfig) -> Expectat
                         revs.entry(StepKey::account(owner, &step).to_string())
                             .or_default()
                             .push(Rev {
-                                revision: Revision::of(&r),
+                                revision: r.revision(),
                                 origin: i,
                                 fields,
                             });
