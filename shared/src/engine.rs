@@ -1370,7 +1370,7 @@ fn first_request<S: Step>(
             ),
         )
     };
-    let request = rebuild::request_from(&lease.key, fields, revision).map_err(rebuilt)?;
+    let request = rebuild::request_from::<S>(&lease.key, fields, revision).map_err(rebuilt)?;
     let first = step.plan(&request).map_err(rebuilt)?;
     Ok(Some((first, revision.clone())))
 }

@@ -33,8 +33,11 @@ use crate::error::StepError;
 use crate::events::{Departure, OffboardingRequest};
 use crate::ledger::{Record, Status};
 use crate::organizations::{AccountState, Organizations};
-use crate::rebuild::{kind_of, request_of, Kind};
-use crate::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
+use crate::rebuild::request_of;
+use crate::step::Step;
+use crate::steps::{
+    with_step, ApprovalIdentitySource, IdentityCenterInstance, Steps, WebIdentityProvider,
+};
 use crate::telemetry::Tally;
 
 /// Work a run does not start this close to its deadline (a step's calls are bounded by it).
@@ -121,10 +124,7 @@ impl Report {
 
 pub struct Reconciler {
     engine: Engine,
-    instance: IdentityCenterInstance,
-    web: WebIdentityProvider,
-    /// Absent when the organization instance is not configured (the CLI without it).
-    approval: Option<ApprovalIdentitySource>,
+    steps: Steps,
     /// Asked about an account whose member role refuses the audit (absent: not asked).
     organizations: Option<Organizations>,
     settings: ReconcileSettings,
@@ -140,9 +140,11 @@ impl Reconciler {
     ) -> Self {
         Self {
             engine,
-            instance,
-            web,
-            approval,
+            steps: Steps {
+                instance,
+                web,
+                approval,
+            },
             organizations: None,
             settings,
         }
@@ -393,8 +395,8 @@ impl Reconciler {
         };
         let mut retired = 0;
         for outcome in [
-            self.engine.retire(&self.instance, &request).await?,
-            self.engine.retire(&self.web, &request).await?,
+            self.engine.retire(&self.steps.instance, &request).await?,
+            self.engine.retire(&self.steps.web, &request).await?,
         ] {
             if let Outcome::Offboarded { retired: keys, .. } = &outcome {
                 retired += keys.len() as u32;
@@ -425,23 +427,25 @@ impl Reconciler {
         record: &Record,
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
-        let request =
-            request_of(record).map_err(|why| StepError::permanent("NotRebuildable", why))?;
-        match kind_of(&record.key) {
-            Some(Kind::Instance) => self.engine.run(&self.instance, &request, deadline).await,
-            Some(Kind::Web) => self.engine.run(&self.web, &request, deadline).await,
-            Some(Kind::Approval) => match &self.approval {
-                Some(step) => self.engine.run(step, &request, deadline).await,
-                None => Err(StepError::permanent(
-                    "NotRebuildable",
-                    "the organization instance is not configured (ORG_INSTANCE_ARN)",
-                )),
-            },
-            None => Err(StepError::permanent(
-                "NotRebuildable",
-                format!("{} is not a step this version knows", record.key),
-            )),
-        }
+        with_step!(
+            self.steps,
+            &record.key,
+            step => self.redrive_with(step, record, deadline).await,
+            Err(unknown_step(record))
+        )
+    }
+
+    async fn redrive_with<S: Step>(
+        &self,
+        step: Option<&S>,
+        record: &Record,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, StepError> {
+        let request = request_of::<S>(record).map_err(not_rebuildable)?;
+        let step = step.ok_or_else(|| {
+            not_rebuildable("the organization instance is not configured (ORG_INSTANCE_ARN)")
+        })?;
+        self.engine.run(step, &request, deadline).await
     }
 
     async fn audit(
@@ -449,32 +453,39 @@ impl Reconciler {
         record: &Record,
         deadline: Option<SystemTime>,
     ) -> Result<Audit, StepError> {
-        let request =
-            request_of(record).map_err(|why| StepError::permanent("NotRebuildable", why))?;
-        let repair = self.settings.repair_drift;
-        let record = record.clone();
-        match kind_of(&record.key) {
-            Some(Kind::Instance) => {
-                self.engine
-                    .audit(&self.instance, &request, record, repair, deadline)
-                    .await
-            }
-            Some(Kind::Web) => {
-                self.engine
-                    .audit(&self.web, &request, record, repair, deadline)
-                    .await
-            }
-            Some(Kind::Approval) => match &self.approval {
-                Some(step) => {
-                    self.engine
-                        .audit(step, &request, record, repair, deadline)
-                        .await
-                }
-                None => Ok(Audit::Clean),
-            },
-            None => Ok(Audit::Clean),
-        }
+        with_step!(
+            self.steps,
+            &record.key,
+            step => self.audit_with(step, record, deadline).await,
+            Err(unknown_step(record))
+        )
     }
+
+    async fn audit_with<S: Step>(
+        &self,
+        step: Option<&S>,
+        record: &Record,
+        deadline: Option<SystemTime>,
+    ) -> Result<Audit, StepError> {
+        let request = request_of::<S>(record).map_err(not_rebuildable)?;
+        // The organization's step where it is not configured: nothing to audit it with.
+        let Some(step) = step else {
+            return Ok(Audit::Clean);
+        };
+        let repair = self.settings.repair_drift;
+        self.engine
+            .audit(step, &request, record.clone(), repair, deadline)
+            .await
+    }
+}
+
+/// A step whose request cannot be rebuilt: skipped, never retried.
+fn not_rebuildable(why: impl Into<String>) -> StepError {
+    StepError::permanent("NotRebuildable", why)
+}
+
+fn unknown_step(record: &Record) -> StepError {
+    not_rebuildable(format!("{} is not a step this version knows", record.key))
 }
 
 /// Whether a step that is not final should be re-driven now.

@@ -71,6 +71,16 @@ pub trait Step: Send + Sync {
     /// The step's plan for a request, or `Err(reason)` when the request does not ask for it.
     fn plan(&self, request: &OnboardingRequest) -> Result<Plan<Self::Input>, String>;
 
+    /// The request that `fields` stand for at `key` (what a request asked of this step, as the
+    /// ledger recorded it; see [`crate::rebuild`]): `request` already carries the account,
+    /// event id and time; the step adds what it reads. `Err(reason)` when the key or the
+    /// fields cannot say it. Secrets are named only.
+    fn request_from(
+        key: &StepKey,
+        fields: &Fields,
+        request: OnboardingRequest,
+    ) -> Result<OnboardingRequest, String>;
+
     /// A client acting where the step runs.
     fn connect(
         &self,

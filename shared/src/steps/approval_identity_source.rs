@@ -8,8 +8,9 @@ use serde_json::json;
 
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
+use crate::ledger::key::ORG_SCOPE_PREFIX;
 use crate::ledger::StepKey;
-use crate::step::{Existing, Plan, Readiness, Step, CONFLICT};
+use crate::step::{Existing, Fields, Plan, Readiness, Step, CONFLICT};
 
 pub struct ApprovalIdentitySource {
     client: Client,
@@ -47,6 +48,18 @@ impl Step for ApprovalIdentitySource {
             desired: Default::default(),
             input: (),
         })
+    }
+
+    /// The organization's step asks for nothing: its request only needs an organization key.
+    fn request_from(
+        key: &StepKey,
+        _fields: &Fields,
+        request: OnboardingRequest,
+    ) -> Result<OnboardingRequest, String> {
+        if !key.scope.starts_with(ORG_SCOPE_PREFIX) {
+            return Err(format!("{key} is not an organization step"));
+        }
+        Ok(request)
     }
 
     async fn connect(&self, _input: &()) -> Result<Client, StepError> {

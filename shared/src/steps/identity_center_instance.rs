@@ -9,8 +9,9 @@ use serde_json::json;
 
 use crate::aws::MemberAccess;
 use crate::error::StepError;
-use crate::events::OnboardingRequest;
+use crate::events::{InstanceSpec, OnboardingRequest};
 use crate::ledger::StepKey;
+use crate::rebuild::{map, text};
 use crate::step::{Existing, Fields, Plan, Readiness, Step};
 
 use super::project_tags::{self, TAGS};
@@ -144,6 +145,18 @@ impl Step for IdentityCenterInstance {
                 tags: instance.tags.clone(),
             },
         })
+    }
+
+    fn request_from(
+        _key: &StepKey,
+        fields: &Fields,
+        mut request: OnboardingRequest,
+    ) -> Result<OnboardingRequest, String> {
+        request.instance = InstanceSpec {
+            name: text(fields, NAME),
+            tags: map(fields, TAGS),
+        };
+        Ok(request)
     }
 
     /// Refuses a request that can never apply before assuming any role.

@@ -16,6 +16,7 @@ use crate::error::StepError;
 use crate::events::ProviderType;
 use crate::events::{OnboardingRequest, WebIdentityProviderSpec};
 use crate::ledger::StepKey;
+use crate::rebuild::{map, text};
 use crate::step::{Existing, Fields, Plan, Readiness, Step};
 
 const TYPE: &str = "type";
@@ -183,6 +184,28 @@ impl Step for WebIdentityProvider {
                 region,
             },
         })
+    }
+
+    /// The portal and the provider's name from the key, the rest from the recorded fields.
+    fn request_from(
+        key: &StepKey,
+        fields: &Fields,
+        mut request: OnboardingRequest,
+    ) -> Result<OnboardingRequest, String> {
+        let (portal, name) = portal_and_provider(key)?;
+        let provider_type = text(fields, TYPE)
+            .and_then(|t| t.parse().ok())
+            .ok_or("the ledger holds no provider type for it (claimed by an older version)")?;
+        request.web_identity_provider = Some(WebIdentityProviderSpec {
+            portal_arn: portal.to_string(),
+            portal_account_id: request.account_id.clone(),
+            provider_name: name.to_string(),
+            provider_type,
+            details: map(fields, DETAILS),
+            secret_id: text(fields, SECRET_ID),
+            tags: map(fields, TAGS),
+        });
+        Ok(request)
     }
 
     async fn connect(&self, input: &Input) -> Result<Client, StepError> {
@@ -441,6 +464,19 @@ impl Step for WebIdentityProvider {
     }
 }
 
+/// The portal ARN and the provider name of a step key `web-identity-provider#<portal>#<name>`.
+/// An ARN holds no `#` and a provider name may: the portal ends at the first `#`.
+fn portal_and_provider(key: &StepKey) -> Result<(&str, &str), String> {
+    let rest = key
+        .step
+        .strip_prefix(WebIdentityProvider::NAME)
+        .and_then(|r| r.strip_prefix('#'))
+        .ok_or("the step key names no portal")?;
+    Ok(rest
+        .split_once('#')
+        .ok_or("the step key names no provider")?)
+}
+
 /// The permanent refusal of a provider for a portal that takes none: an
 /// `IAM_Identity_Center` portal (its users come from IAM Identity Center). A portal without
 /// the field is `Standard`, the service's default.
@@ -479,6 +515,32 @@ mod tests {
 
     const PORTAL: &str =
         "arn:aws:workspaces-web:us-east-1:222222222222:portal/0d5e1c8a-3b7f-4e2a-9c6d-1f2e3a4b5c6d";
+
+    #[test]
+    fn a_rebuilt_request_keeps_a_provider_name_with_a_hash() {
+        let key = StepKey::account(
+            "222222222222",
+            &format!("{}#{PORTAL}#corp#idp", WebIdentityProvider::NAME),
+        );
+        let fields: Fields = [(TYPE.to_owned(), json!("OIDC"))].into_iter().collect();
+        let revision = crate::revision::Revision::parse("2026-11-30T12:00:00.000Z#e");
+        let request = crate::rebuild::request_from::<WebIdentityProvider>(&key, &fields, &revision)
+            .expect("rebuilt");
+        let spec = request.web_identity_provider.expect("a provider");
+        assert_eq!(spec.portal_arn, PORTAL);
+        assert_eq!(spec.provider_name, "corp#idp");
+        assert_eq!(spec.portal_account_id, "222222222222");
+        assert_eq!(request.event_id, "e");
+
+        let no_provider = StepKey::account(
+            "222222222222",
+            &format!("{}#{PORTAL}", WebIdentityProvider::NAME),
+        );
+        assert_eq!(
+            portal_and_provider(&no_provider).unwrap_err(),
+            "the step key names no provider"
+        );
+    }
 
     #[test]
     fn identity_center_portals_take_no_provider() {

@@ -504,7 +504,7 @@ async fn two_repairs_of_what_one_audit_saw_start_one_generation() {
         .await
         .unwrap()
         .unwrap();
-    let request = onboarding::rebuild::request_of(&seen).unwrap();
+    let request = onboarding::rebuild::request_of::<IdentityCenterInstance>(&seen).unwrap();
     let step = IdentityCenterInstance::new(stack.member_access());
     let engine = stack.engine();
     let first = engine

@@ -621,6 +621,14 @@ impl<S: Step> Step for Chaos<S> {
         })
     }
 
+    fn request_from(
+        key: &StepKey,
+        fields: &StateFields,
+        request: OnboardingRequest,
+    ) -> Result<OnboardingRequest, String> {
+        S::request_from(key, fields, request)
+    }
+
     async fn connect(&self, input: &Self::Input) -> Result<S::Api, StepError> {
         let connected = self.inner.connect(&input.inner).await;
         // An answer of the role itself (credentials, or AccessDenied) proves the emulator
