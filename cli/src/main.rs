@@ -8,6 +8,7 @@ mod backfill;
 mod context;
 mod failure;
 mod publish;
+mod replace;
 mod replay;
 mod retry;
 mod status;
@@ -155,8 +156,19 @@ STEP is the step as `status` shows it; a unique prefix such as `web-identity-pro
 enough when the account has only one such step. If publishing fails after the reset, run
 the same command again: it publishes without another reset.
 
+--replace (identity-center-instance only): an account holds one IAM Identity Center
+instance, and one that ended CREATE_FAILED stays until deleted, so a new generation cannot
+create another. For a FAILED step whose instance (the recorded one, or the account's only
+one) is CREATE_FAILED, --replace assumes the member role in the account (MEMBER_ROLE_NAME),
+shows the instance, asks you to type the account id to confirm (or --yes), deletes it
+(sso-admin DeleteInstance, with its identity store), waits until it is gone, then retries as
+above. Anything else (another step, another status, an instance that is not CREATE_FAILED)
+is refused (exit 3) and nothing is deleted; without a terminal and without --yes it is
+refused too.
+
 Examples:
   onboarding retry 222222222222 identity-center-instance
+  onboarding retry 222222222222 identity-center-instance --replace
   onboarding retry 222222222222 web-identity-provider --event events/onboarding-requested.json
   onboarding retry org approval-identity-source --account 222222222222")]
     Retry {
@@ -172,6 +184,13 @@ Examples:
         /// default request carries the retry
         #[arg(long, value_name = "ACCOUNT", value_parser = context::parse_account)]
         account: Option<String>,
+        /// identity-center-instance only: delete the account's CREATE_FAILED instance first
+        /// (after confirmation), then retry
+        #[arg(long)]
+        replace: bool,
+        /// With --replace: confirm the deletion in advance (no question asked)
+        #[arg(long, requires = "replace")]
+        yes: bool,
     },
     /// Publish events from files to the bus (EventBridge assigns new ids)
     #[command(after_help = "\
@@ -380,7 +399,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             step,
             event,
             account,
-        } => retry::retry(&ctx, &target, &step, event.as_deref(), account.as_deref()).await,
+            replace,
+            yes,
+        } => {
+            let replace = replace.then_some(retry::Replace { yes });
+            retry::retry(
+                &ctx,
+                &target,
+                &step,
+                event.as_deref(),
+                account.as_deref(),
+                replace,
+            )
+            .await
+        }
         Command::Replay {
             paths,
             dry_run,
@@ -432,6 +464,13 @@ mod tests {
             vec!["onboarding", "status", "12ab"],
             vec!["onboarding", "list", "--status", "DONE"],
             vec!["onboarding", "retry", "222222222222"],
+            vec![
+                "onboarding",
+                "retry",
+                "222222222222",
+                "identity-center-instance",
+                "--yes",
+            ],
             vec!["onboarding", "replay"],
             vec!["onboarding", "backfill", "--include-nested"],
             vec!["onboarding", "backfill", "--ou", "222222222222"],

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::context::{target_name, Context, Target};
 use crate::failure::{Failure, Outcome};
 use crate::publish::{self, Prepared, Sent};
+use crate::replace;
 use crate::status::{awaiting_delivery, pretty, APPROVAL_STEP, INSTANCE_STEP, WEB_STEP};
 
 /// The step named on the command line: exactly, or by a unique prefix.
@@ -258,12 +259,19 @@ async fn request_for(
     .hint("publish the original request with `onboarding replay FILE`"))
 }
 
+/// `--replace`: delete the account's CREATE_FAILED instance before the retry.
+pub struct Replace {
+    /// Confirmed in advance (`--yes`).
+    pub yes: bool,
+}
+
 pub async fn retry(
     ctx: &Context,
     target: &Target,
     step: &str,
     event: Option<&Path>,
     via: Option<&str>,
+    replace: Option<Replace>,
 ) -> Outcome {
     let ledger = ctx.ledger()?;
     let scope = ctx.scope(target)?;
@@ -283,6 +291,11 @@ pub async fn retry(
         .hint("to onboard it, publish an onboarding request: `onboarding replay FILE`"));
     }
     let record = pick(&records, step, &who)?;
+    if replace.is_some() {
+        if let Some(refused) = replace::refusal(record) {
+            return Err(refused);
+        }
+    }
     let reset_earlier = awaiting_delivery(record);
     // CREATED: the resource exists; publishing the request again re-checks its readiness
     // (and records a failure if it is gone). FAILED and a stalled IN_PROGRESS (lease run out,
@@ -293,6 +306,24 @@ pub async fn retry(
     }
     // Decide what to publish before changing anything.
     let (prepared, note) = request_for(ctx, record, event, via).await?;
+    // --replace: the failed instance goes first (confirmed), then the step is reset.
+    let replaced = match &replace {
+        Some(Replace { yes }) => {
+            let doomed = replace::find(ctx, record).await?;
+            replace::confirm(&doomed, *yes)?;
+            replace::delete(&doomed).await?;
+            if !ctx.json {
+                println!(
+                    "Deleted instance {} of account {} ({}).",
+                    doomed.describe()["instanceArn"].as_str().unwrap_or("?"),
+                    target_name(&record.key),
+                    doomed.describe()["status"].as_str().unwrap_or("?"),
+                );
+            }
+            Some(doomed.describe())
+        }
+        None => None,
+    };
 
     let previous = record.generation;
     let now = if republish_only {
@@ -336,6 +367,7 @@ pub async fn retry(
                 "detail": detail,
             },
             "note": note,
+            "replaced": replaced,
         });
         println!("{}", pretty(&doc));
         return Ok(());

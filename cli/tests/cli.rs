@@ -795,3 +795,123 @@ async fn sweep_finishes_what_no_message_will_and_reports_drift() {
     let status = run_as_operator(&stack, &env, &["status", GOOD]).await;
     assert!(status.stdout.contains("the resource is gone"), "{status:?}");
 }
+
+/// The account's instances, as its member role lists them: (ARN, status).
+async fn instances_of(stack: &Stack, account: &str) -> Vec<(String, String)> {
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    let out = sso.list_instances().send().await.expect("ListInstances");
+    out.instances()
+        .iter()
+        .filter(|i| i.owner_account_id() == Some(account))
+        .map(|i| {
+            (
+                i.instance_arn().unwrap_or_default().to_owned(),
+                i.status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn retry_replace_deletes_a_create_failed_instance_only_when_confirmed() {
+    const FAILING: &str = "600000000003";
+    const STEP: &str = "identity-center-instance";
+    let mut config = EmulatorConfig::default();
+    // The account's first instance ends CREATE_FAILED; the next one it is asked for works.
+    config.accounts.push(
+        AccountConfig::new(FAILING).failing_instance_creation_times("KMS key unavailable", 1),
+    );
+    let stack = Stack::start_with("cli-replace", config).await;
+    let instance = stack.instance_handler(stack.engine());
+    let (reply, _) = instance
+        .handle(onboarding_requested("r-1", GOOD, json!({})), None)
+        .await
+        .expect("good");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let (reply, _) = instance
+        .handle(onboarding_requested("r-2", FAILING, json!({})), None)
+        .await
+        .expect("failing");
+    assert_eq!(reply["status"], "failed", "{reply}");
+    stack.emitted().await;
+    let ledger = stack.engine().ledger().clone();
+    let failed = step(&ledger, FAILING, STEP).await;
+    assert_eq!(failed.status, Status::Failed);
+    // The ledger may not keep a failed instance's ARN: --replace finds it with ListInstances.
+    let listed = instances_of(&stack, FAILING).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let (failed_arn, status) = listed[0].clone();
+    assert_eq!(status, "CREATE_FAILED");
+    if let Some(recorded) = &failed.resource_arn {
+        assert_eq!(recorded, &failed_arn);
+    }
+    // A plain retry could never succeed: the account holds its failed instance.
+
+    // No terminal to confirm on, no --yes: refused, nothing deleted, nothing reset.
+    let out = run(&stack, &["retry", FAILING, STEP, "--replace"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("no terminal"), "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    assert!(out.stderr.contains("nothing was deleted"), "{out:?}");
+    assert_eq!(instances_of(&stack, FAILING).await.len(), 1);
+    let record = step(&ledger, FAILING, STEP).await;
+    assert_eq!((record.status, record.generation), (Status::Failed, 0));
+    assert!(requests(&stack.emitted().await).is_empty());
+
+    // A READY step: refused, its instance untouched.
+    let good_arn = step(&ledger, GOOD, STEP).await.resource_arn.expect("ARN");
+    let out = run(&stack, &["retry", GOOD, STEP, "--replace", "--yes"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("READY"), "{out:?}");
+    assert!(out.stderr.contains("nothing was deleted"), "{out:?}");
+    assert_eq!(
+        instances_of(&stack, GOOD).await,
+        vec![(good_arn, "ACTIVE".to_owned())]
+    );
+    assert_eq!(step(&ledger, GOOD, STEP).await.generation, 0);
+    assert!(requests(&stack.emitted().await).is_empty());
+
+    // Confirmed: the failed instance is deleted, the step starts a new generation and its
+    // request is published.
+    let out = run(&stack, &["retry", FAILING, STEP, "--replace", "--yes"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&failed_arn),
+        "shows what it deletes: {out:?}"
+    );
+    assert!(out.stderr.contains("KMS key unavailable"), "{out:?}");
+    assert!(out.stdout.contains("Deleted instance"), "{out:?}");
+    assert!(out.stdout.contains("generation 0 -> 1"), "{out:?}");
+    assert!(instances_of(&stack, FAILING).await.is_empty());
+    let record = step(&ledger, FAILING, STEP).await;
+    assert_eq!((record.status, record.generation), (Status::InProgress, 1));
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(
+        published[0]["detail"],
+        json!({ "schemaVersion": "1", "accountId": FAILING })
+    );
+
+    // The next delivery creates a new instance, which becomes READY.
+    let (reply, _) = instance
+        .handle(published[0].clone(), None)
+        .await
+        .expect("handled");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let ready = step(&ledger, FAILING, STEP).await;
+    assert_eq!((ready.status, ready.generation), (Status::Ready, 1));
+    let new_arn = ready.resource_arn.expect("READY has an ARN");
+    assert_ne!(new_arn, failed_arn);
+    assert_eq!(
+        instances_of(&stack, FAILING).await,
+        vec![(new_arn, "ACTIVE".to_owned())]
+    );
+
+    // Nothing left to replace: a READY step is refused again.
+    let out = run(&stack, &["retry", FAILING, STEP, "--replace", "--yes"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(instances_of(&stack, FAILING).await.len(), 1);
+}

@@ -486,11 +486,14 @@ def check_partition(root: pathlib.Path, problems: Problems) -> None:
 
 
 MEMBER_ROLE_TEMPLATE = iam_policies.MEMBER_ROLE_TEMPLATE
-# The steps that act in member accounts with the member role's credentials, and the IAM prefix of
+# The code that acts in member accounts with the member role's credentials (the steps, and the
+# CLI's `retry --replace`), and the IAM prefix of
 # the SDK client they call (every other client call in them is named in MEMBER_CODE_OTHER).
 MEMBER_CODE = {
     "shared/src/steps/identity_center_instance.rs": "sso",
     "shared/src/steps/web_identity_provider.rs": "workspaces-web",
+    # `onboarding retry --replace` deletes a CREATE_FAILED instance with the member role.
+    "cli/src/replace.rs": "sso",
 }
 MEMBER_CODE_OTHER = {"get_secret_value"}  # Secrets Manager, with the function's own role
 SDK_CALL_RE = re.compile(r"\.\s*((?:create|describe|list|update|tag|untag|get|delete|put)_[a-z_]+)\(\)")

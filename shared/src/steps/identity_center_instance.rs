@@ -205,10 +205,13 @@ impl Step for IdentityCenterInstance {
                     "InstanceNotAdoptable",
                     format!(
                         "account {} already has instance {arn} in status {} ({}); an account \
-                         holds one instance: delete it, then `onboarding retry`",
+                         holds one instance: `onboarding retry {} {} --replace` deletes a \
+                         CREATE_FAILED one and starts a new generation",
                         input.account_id,
                         status.as_str(),
-                        instance.status_reason().unwrap_or("no reason given")
+                        instance.status_reason().unwrap_or("no reason given"),
+                        input.account_id,
+                        Self::NAME,
                     ),
                 )))),
             };
@@ -400,7 +403,9 @@ impl Step for IdentityCenterInstance {
             Some(status) => Readiness::Failed(StepError::permanent(
                 status.as_str(),
                 format!(
-                    "instance {arn} is {}: {}; delete it, then `onboarding retry`",
+                    "instance {arn} is {}: {}; an account holds one instance: `onboarding \
+                     retry ACCOUNT identity-center-instance --replace` deletes it and starts a \
+                     new generation",
                     status.as_str(),
                     out.status_reason().unwrap_or("no reason given")
                 ),

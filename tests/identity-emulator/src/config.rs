@@ -74,6 +74,10 @@ pub struct AccountConfig {
     /// When set, a `CreateInstance` in this account ends in `CREATE_FAILED` with this reason.
     #[serde(default)]
     pub instance_failure: Option<String>,
+    /// With `instance_failure`: only the account's first this many `CreateInstance` calls end
+    /// in `CREATE_FAILED`, the later ones succeed (none: every one fails).
+    #[serde(default)]
+    pub instance_failures: Option<u32>,
     /// The account's member roles do not exist yet: every `AssumeRole` into the account is
     /// refused with `AccessDenied` until this many milliseconds after the first attempt.
     #[serde(default)]
@@ -209,6 +213,7 @@ impl AccountConfig {
             portals: Vec::new(),
             refused_roles: Vec::new(),
             instance_failure: None,
+            instance_failures: None,
             role_appears_after_ms: None,
             instance: None,
             closed: false,
@@ -273,6 +278,18 @@ impl AccountConfig {
 
     pub fn failing_instance_creation(mut self, reason: impl Into<String>) -> Self {
         self.instance_failure = Some(reason.into());
+        self
+    }
+
+    /// Only the account's first `times` `CreateInstance` calls end in `CREATE_FAILED` with
+    /// `reason`; the later ones succeed (an instance replaced after a failure).
+    pub fn failing_instance_creation_times(
+        mut self,
+        reason: impl Into<String>,
+        times: u32,
+    ) -> Self {
+        self.instance_failure = Some(reason.into());
+        self.instance_failures = Some(times);
         self
     }
 }

@@ -116,7 +116,18 @@ fn create_instance(
     let failure = world
         .config
         .account(&caller.account)
-        .and_then(|a| a.instance_failure.clone());
+        .and_then(|a| Some((a.instance_failure.clone()?, a.instance_failures)))
+        .and_then(|(reason, times)| {
+            let failed = world
+                .failed_creations
+                .entry(caller.account.clone())
+                .or_default();
+            if times.is_some_and(|times| *failed >= times) {
+                return None;
+            }
+            *failed += 1;
+            Some(reason)
+        });
     let instance = Instance {
         arn: ids::instance_arn(),
         identity_store_id: ids::identity_store_id(),

@@ -153,6 +153,8 @@ pub(crate) struct World {
     /// Closed accounts (configured `closed`, or closed at run time; `reset` goes back to
     /// the configured ones): their roles refuse `AssumeRole`.
     pub closed: BTreeSet<String>,
+    /// account -> how many of its created instances were made to fail (`instance_failures`)
+    pub failed_creations: HashMap<String, u32>,
     pub instances: Vec<Instance>,
     pub identity_sources: Vec<IdentitySource>,
     pub portals: Vec<Portal>,
@@ -204,6 +206,7 @@ impl World {
                 .filter(|a| a.closed)
                 .map(|a| a.account_id.clone())
                 .collect(),
+            failed_creations: HashMap::new(),
             instances: Vec::new(),
             identity_sources: Vec::new(),
             portals: Vec::new(),
