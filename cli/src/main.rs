@@ -134,20 +134,22 @@ Examples:
         #[arg(long, value_enum, ignore_case = true, value_name = "STATUS")]
         status: Vec<StatusArg>,
     },
-    /// Retry a FAILED step: new generation, then the onboarding request is published again
+    /// Retry a FAILED or stalled step: new generation, then the request is published again
     #[command(after_help = "\
-Only a FAILED step can be retried (anything else exits 3 and says why). The step moves to
-a new generation (a new ClientToken) and an `Account Onboarding Requested` event for the
-account is published to the bus, which the functions pick up.
+A FAILED step, or an IN_PROGRESS one whose lease ran out (its request gone to a DLQ, say),
+moves to a new generation (a new ClientToken) and an `Account Onboarding Requested` event
+for the account is published to the bus, which the functions pick up. A CREATED step only
+has its request published again (its readiness is checked). Anything else (READY, a live
+lease) exits 3 and says why.
 
 What is published:
   identity-center-instance   the request with default settings ({schemaVersion, accountId}),
-                             when the failed request had default settings too; the ledger
-                             keeps only a hash of the request, so when the failed one set an
-                             instance name or tags, pass --event FILE with it (or a
-                             corrected one)
-  web-identity-provider#...  the ledger does not keep the provider's details: --event FILE
-                             with the original request is required
+                             when the failed request had default settings too (retry
+                             compares the request's hash and does not rebuild one from the
+                             ledger's fields), so when the failed one set an instance name or
+                             tags, pass --event FILE with it (or a corrected one)
+  web-identity-provider#...  retry does not rebuild a provider's request from the ledger:
+                             --event FILE with the original request is required
   approval-identity-source   (`retry org ...`) a default request for an account whose
                              identity-center-instance is READY (--account), or --event FILE
 With --event FILE the file's event is published as it is (source, detail-type, detail).

@@ -1,5 +1,23 @@
 //! The library every onboarding function shares: the idempotency ledger, event decoding,
 //! the step engine and the AWS adapters.
+//!
+//! A map. The data path runs down: `functions/*/src/main.rs` -> [`lambda`] (wiring) ->
+//! [`handler`] (a payload in: EventBridge event or SQS batch) -> [`events`] (decoded and
+//! validated requests) -> [`engine`] (one runner for every step) -> a step; [`reconcile`]
+//! runs what no event finishes through the same engine, rebuilding requests ([`rebuild`]).
+//!
+//! - **Steps** are defined in [`steps`], one file each, implementing the [`step::Step`]
+//!   trait; [`steps::Known`] is the registry of which step a ledger key belongs to.
+//! - **Idempotency** lives in [`ledger`]: one DynamoDB item per step keyed by its business
+//!   key ([`ledger::StepKey`]), taken with one conditional write (the claim), held under a
+//!   lease whose owner (new at each claim) fences every later write; the ClientToken
+//!   ([`ledger::client_token`], per generation) and the update token ([`ledger::update_token`],
+//!   per revision) make retried AWS calls the same call. [`revision`] orders requests.
+//! - **AWS** is touched in: DynamoDB, [`ledger`] only; STS (AssumeRole into member accounts),
+//!   [`aws`]; sso-admin, [`steps`]`/identity_center_instance.rs`; WorkSpaces Web and Secrets
+//!   Manager, `steps/web_identity_provider.rs`; MPA, `steps/approval_identity_source.rs`;
+//!   EventBridge PutEvents, [`announce`]; SQS visibility, [`redelivery`]; Organizations,
+//!   [`organizations`]. CloudWatch metrics are log lines ([`telemetry`], EMF).
 pub mod announce;
 pub mod aws;
 pub mod engine;

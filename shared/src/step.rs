@@ -1,5 +1,8 @@
-//! What a step is: the four things that differ between the three functions. Everything else
-//! (claiming, reconciling, recording, waiting, announcing) is the engine's, written once.
+//! What a step is: what differs between the three functions. A step names itself and what it
+//! announces, plans a request (its key, canonical request and wanted fields), rebuilds one
+//! from the ledger, and makes the service calls (connect, look up, create, readiness and,
+//! where it can change a resource, read and update). Everything else (claiming, reconciling,
+//! recording, waiting, announcing) is the engine's, written once.
 
 use std::future::Future;
 use std::time::SystemTime;

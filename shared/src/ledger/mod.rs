@@ -1,10 +1,15 @@
 //! The idempotency ledger: one DynamoDB item per onboarding step, claimed with one
 //! conditional write, completed under a lease (fencing), never expiring once done.
 //!
-//! A step calls [`Ledger::claim`]; a duplicate of a finished step costs exactly one request
-//! and no read (`ReturnValuesOnConditionCheckFailure=ALL_OLD`). The holder of the lease
-//! creates the resource with [`Lease::token`] (deterministic, see [`client_token`]) and records
-//! the outcome with [`Ledger::mark_created`] / [`Ledger::mark_ready`] / [`Ledger::fail`].
+//! The engine claims a step with [`Ledger::claim_with`] (which also records the generation's
+//! first request); a duplicate of a finished step costs exactly one request and no read
+//! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`). The holder of the lease creates the
+//! resource with [`Lease::token`] (deterministic, see [`client_token`]) and records the
+//! outcome, fenced on the lease: [`Ledger::mark_created`], [`Ledger::mark_ready`] or
+//! [`Ledger::mark_ready_unannounced`], [`Ledger::release`] (retryable) or
+//! [`Ledger::fail_permanent`]. A `CREATED` step ends with [`Ledger::promote_ready`] or
+//! [`Ledger::fail_created`]. A later request's fields are recorded with [`Ledger::want`] and
+//! applied under an update lease ([`Ledger::claim_update`], [`Ledger::end_update`]).
 
 mod batch;
 pub mod counter;

@@ -70,8 +70,9 @@ pub(crate) struct ClaimInput<'a> {
     pub ttl_secs: u64,
 }
 
-/// Claim: create the item, or take over an `IN_PROGRESS` item whose lease expired and whose
-/// request hash is unset or equal.
+/// Claim: create the item, or take over an `IN_PROGRESS` item whose lease expired, whatever
+/// request it was claimed for (the request hash is overwritten; `requested`, the generation's
+/// first request, is kept).
 pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
     let mut e = Expressions::default();
     let (pk, status, attention, token) = (e.n(PK), e.n(STATUS), e.n(ATTENTION), e.n(CLIENT_TOKEN));

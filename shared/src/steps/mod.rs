@@ -1,6 +1,6 @@
 //! The three steps of an onboarding, one per function, and their registry: which step a
 //! ledger key belongs to. Adding a step adds its module here, a variant of [`Known`] with its
-//! name, a field of [`Steps`] and an arm of [`with_step!`]; nothing else reads step names.
+//! name, a field of [`Steps`] and an arm of `with_step!`; nothing else reads step names.
 
 mod approval_identity_source;
 mod identity_center_instance;
