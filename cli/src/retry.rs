@@ -195,8 +195,8 @@ async fn request_for(
         if let (Some(stored), Some(hash)) = (record.request_hash.as_deref(), hash) {
             if stored != hash {
                 return Err(Failure::refused(format!(
-                    "the request that failed {} set an instance name or tags, which the \
-                     ledger does not keep; nothing was changed",
+                    "the request that failed {} set an instance name or tags, which this \
+                     command does not rebuild from the ledger yet; nothing was changed",
                     record.key
                 ))
                 .hint(format!(
@@ -214,8 +214,8 @@ async fn request_for(
     }
     if step.starts_with(WEB_STEP) {
         return Err(Failure::usage(format!(
-            "the ledger does not keep a web identity provider's details, so {} cannot be \
-             rebuilt from it",
+            "this command does not rebuild a web identity provider's request from the \
+             ledger yet, so {} needs its original event",
             record.key
         ))
         .hint(format!(

@@ -335,7 +335,7 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
         (Status::Failed, 1, 1)
     );
 
-    // The failed request named the instance: the ledger cannot rebuild it, so a retry
+    // The failed request named the instance: retry does not rebuild it, so a retry
     // without the event is refused before anything changes...
     let out = run(&stack, &["retry", NAMED, "identity-center-instance"]).await;
     assert_eq!(out.code, 3, "{out:?}");
@@ -439,7 +439,7 @@ async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_n
     assert!(out.stdout.contains("ResourceNotFoundException"), "{out:?}");
     assert!(out.stdout.contains("--event FILE"), "{out:?}");
 
-    // The ledger cannot rebuild a provider request: the CLI asks for it.
+    // retry does not rebuild a provider request: the CLI asks for it.
     let out = run(&stack, &["retry", GOOD, "web-identity-provider"]).await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--event FILE"), "{out:?}");
