@@ -76,12 +76,29 @@ impl Stack {
         Self::start_enforcing(name, emulator_config, iam::shipped()).await
     }
 
+    /// [`Stack::start_with`] whose calls are enforced but not recorded for the
+    /// least-privilege check: the replay's fault injection turns ledger requests into calls
+    /// no role makes (ListTables), which would read as the code outgrowing its policy.
+    pub async fn start_unobserved(name: &str, emulator_config: EmulatorConfig) -> Stack {
+        Self::start_inner(name, emulator_config, iam::shipped(), false).await
+    }
+
     /// A stack whose calls are evaluated against `policies` (the shipped ones, or a test's
     /// edited copy) instead of [`iam::shipped`].
     pub async fn start_enforcing(
         name: &str,
+        emulator_config: EmulatorConfig,
+        policies: &identity_emulator::PolicySet,
+    ) -> Stack {
+        let observed = std::ptr::eq(policies, iam::shipped());
+        Self::start_inner(name, emulator_config, policies, observed).await
+    }
+
+    async fn start_inner(
+        name: &str,
         mut emulator_config: EmulatorConfig,
         policies: &identity_emulator::PolicySet,
+        observed: bool,
     ) -> Stack {
         let moto_url = moto().await.url.clone();
         let organization_instance_arn = emulator_config.organization_instance_arn().to_string();
@@ -111,7 +128,7 @@ impl Stack {
             },
         ));
         emulator_config.forward_url = Some(moto_url.clone());
-        emulator_config.record_observations = std::ptr::eq(policies, iam::shipped());
+        emulator_config.record_observations = observed;
         let emulator = identity_emulator::start(emulator_config, "127.0.0.1:0")
             .await
             .expect("the identity emulator starts");

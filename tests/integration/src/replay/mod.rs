@@ -446,7 +446,7 @@ pub async fn run(opts: &Options) -> Run {
         plan.emulator.instance_activation_ms = STRANDED_ACTIVATION.as_millis() as u64;
     }
     let emulator_config = plan.emulator.clone();
-    let stack = Arc::new(Stack::start_with("replay", plan.emulator.clone()).await);
+    let stack = Arc::new(Stack::start_unobserved("replay", plan.emulator.clone()).await);
     for (id, secret) in plan::SECRETS {
         stack
             .put_secret(id, &json!({ "client_secret": secret }))
