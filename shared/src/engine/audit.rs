@@ -1,0 +1,177 @@
+//! The drift audit of READY steps: is the resource still there and in its applied state.
+//!
+//! Invariants: a step with an update in flight is not audited; a finding is written only
+//! when it changes and announced once; repairs go through the same claims and fences as any
+//! delivery.
+
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::timing::epoch_ms_now;
+use super::update::changed_fields;
+use super::{record_arn, Audit, Engine};
+use crate::announce::Subject;
+use crate::error::StepError;
+use crate::events::OnboardingRequest;
+use crate::ledger::{Fields, LedgerError, Record, UpdateClaim};
+use crate::step::{Readiness, Step};
+
+/// The error code of a resource the service no longer knows.
+const NOT_FOUND: &str = "ResourceNotFoundException";
+
+impl Engine {
+    /// The drift audit of one READY step (`record`, re-planned from `request`): is the
+    /// resource still there, and does it still hold the applied state? Drift is recorded
+    /// (a write only when the finding changes) and announced once ("Onboarding Drift
+    /// Detected"); with `repair`, a resource that is gone is created again as a new
+    /// generation, and one that changed is brought back by an update, both through the
+    /// same claims and fences as any delivery.
+    pub async fn audit<S: Step>(
+        &self,
+        step: &S,
+        request: &OnboardingRequest,
+        record: Record,
+        repair: bool,
+        deadline: Option<SystemTime>,
+    ) -> Result<Audit, StepError> {
+        let key = record.key.clone();
+        self.bounded(
+            &key,
+            deadline,
+            self.audit_held(step, request, record, repair, deadline),
+        )
+        .await
+    }
+
+    async fn audit_held<S: Step>(
+        &self,
+        step: &S,
+        request: &OnboardingRequest,
+        record: Record,
+        repair: bool,
+        deadline: Option<SystemTime>,
+    ) -> Result<Audit, StepError> {
+        if record.update_owner.is_some() || record.wanted.is_some() {
+            // An update is in flight: the resource may already hold what the ledger does
+            // not yet; the update's holder (or the reconciler) finishes it first.
+            return Ok(Audit::Deferred);
+        }
+        let plan = step
+            .plan(request)
+            .map_err(|why| StepError::permanent("NotRebuildable", why))?;
+        let arn = record_arn(&record)?;
+        let state = record.state.clone().unwrap_or_default();
+        let subject = Subject {
+            step: S::NAME,
+            account_id: plan.account_id.as_deref(),
+            request_event_id: &request.event_id,
+        };
+        let observed = async {
+            let api = step.connect(&plan.input).await?;
+            let gone = match step.readiness(&api, &arn).await {
+                Ok(Readiness::Ready | Readiness::Pending(_)) => false,
+                Ok(Readiness::Failed(_)) => true,
+                Err(e) if e.code() == NOT_FOUND => true,
+                Err(e) => return Err(e),
+            };
+            if gone {
+                return Ok((true, Fields::new(), Vec::new()));
+            }
+            let now = step
+                .current(&api, &plan.input, &arn, &state, &state)
+                .await?;
+            let changed: Vec<String> = changed_fields(&now, &state)
+                .into_iter()
+                .filter(|f| state.contains_key(f) && !S::UNOBSERVABLE.contains(&f.as_str()))
+                .collect();
+            Ok((false, now, changed))
+        }
+        .await;
+        let (gone, now, changed) = match observed {
+            Ok(found) => found,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                // Refused (a permission the member role lacks, ...): recorded on the step,
+                // which stays READY with its applied state, so `onboarding status` shows why
+                // it is not audited; the reconciler counts it apart from audited steps.
+                let finding = serde_json::json!({
+                    "refused": { "code": e.code(), "message": e.reason().message },
+                });
+                let known = record
+                    .drift
+                    .as_ref()
+                    .is_some_and(|d| d.get("refused") == finding.get("refused"));
+                if !known {
+                    let mut stored = finding;
+                    stored["at"] = serde_json::json!(epoch_ms_now());
+                    self.ledger
+                        .record_audit(&record, Some(&stored.to_string()))
+                        .await?;
+                }
+                return Err(e);
+            }
+        };
+        if !gone && changed.is_empty() {
+            if record.drift.is_some() {
+                self.ledger.record_audit(&record, None).await?;
+            }
+            return Ok(Audit::Clean);
+        }
+        let finding = serde_json::json!({ "gone": gone, "changed": changed });
+        let known = record.drift.as_ref().is_some_and(|d| {
+            d.get("gone") == finding.get("gone") && d.get("changed") == finding.get("changed")
+        });
+        if !known {
+            let mut stored = finding.clone();
+            stored["at"] = serde_json::json!(epoch_ms_now());
+            if !self
+                .ledger
+                .record_audit(&record, Some(&stored.to_string()))
+                .await?
+            {
+                // The step moved on (a delivery or an operator): nothing to report.
+                return Ok(Audit::Clean);
+            }
+            self.announcer
+                .drift(&subject, &arn, gone, &changed, repair)
+                .await?;
+            warn!(arn = %arn, gone, changed = ?changed, "drift detected");
+        }
+        let repaired = if !repair {
+            None
+        } else if gone {
+            match self.ledger.repair(&record).await {
+                Ok(_) => Some(self.run(step, request, deadline).await?),
+                // Another repairer (or a delivery, an operator) moved the step on since this
+                // audit read it: theirs is the repair.
+                Err(LedgerError::NotAllowed(why)) => {
+                    info!(key = %record.key, reason = %why, "not repaired");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            let revision = record
+                .applied_revision
+                .clone()
+                .unwrap_or_else(|| request.revision());
+            match self
+                .ledger
+                .claim_update(&record, &state, &revision, self.settings.lease, deadline)
+                .await?
+            {
+                UpdateClaim::Acquired(lease) => Some(
+                    self.apply_update(step, &plan, &subject, &arn, &now, None, lease)
+                        .await?,
+                ),
+                UpdateClaim::Busy { .. } | UpdateClaim::Moved(_) => None,
+            }
+        };
+        Ok(Audit::Drift {
+            gone,
+            changed,
+            repaired,
+        })
+    }
+}

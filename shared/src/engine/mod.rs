@@ -1,0 +1,365 @@
+//! The one runner every step goes through. It does four things to a step's resource:
+//!
+//! - **create** (`create.rs`): plan -> claim -> (look up when an earlier create may have
+//!   been sent) -> create with the ledger's ClientToken (a create that finds the resource
+//!   there looks it up) -> wait for readiness -> announce -> record;
+//! - **update** (`update.rs`): a request newer than a READY step's applied revision puts
+//!   its fields over the applied state; a difference is claimed as an update, made with the
+//!   revision's update token, announced and recorded;
+//! - **audit** (`audit.rs`): is a READY step's resource still there and still in the
+//!   applied state; drift is recorded, announced once and, on request, repaired through the
+//!   same claims;
+//! - **retire** (`retire.rs`): an account's departure retires its steps; a newer request
+//!   reopens one as a new generation.
+//!
+//! A delivery runs in phases: [`Engine::run`] plans and bounds the work by the deadline and
+//! the lease; `claimed` (here) dispatches on what the claim found (retired, ready, failed,
+//! held elsewhere, created, acquired); the create path holds the lease, the update path the
+//! update's lease. `timing.rs` says when to come back (backoff, grace window, throttling
+//! spread, recheck); `outcome.rs` ends a held step that cannot finish (release, or record
+//! the failure and announce it) and names outcomes.
+//!
+//! Every path either finishes the step, records a permanent failure (and then announces it),
+//! or returns a retryable error so the delivery comes back; nothing is dropped. A target that
+//! is not reachable *yet* (a new account's member role, a write still propagating) is retried
+//! with growing delays during a grace window from the step's first attempt, and recorded as a
+//! permanent failure only after it. Every ledger write of a holder is fenced by its lease.
+
+mod audit;
+mod create;
+mod outcome;
+mod retire;
+mod timing;
+mod update;
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use futures::future::BoxFuture;
+use tracing::{field, info, warn, Instrument};
+
+use crate::announce::{Announcer, Subject};
+use crate::error::StepError;
+use crate::events::OnboardingRequest;
+use crate::ledger::{
+    request_hash, Applied, Claim, ClaimRequest, ErrorReason, Ledger, Origin, Record, StepKey,
+};
+use crate::step::{Plan, Step};
+
+use retire::reopens;
+use timing::{from_epoch_ms, recheck_in};
+
+/// Time kept free before the invocation's deadline for the reply itself.
+const REPLY_MARGIN: Duration = Duration::from_millis(1500);
+
+/// Time kept free before the end of any lease a delivery takes, for the call in flight when
+/// its work is cut (and the clocks of two holders), capped at a tenth of the lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// How a delivery ended for one step, when it did not need to be retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The request does not ask for this step.
+    Skipped(String),
+    /// The step became ready in this delivery.
+    Ready { arn: String, how: How },
+    /// The step was already ready: a duplicate (or an older request, or one that asks for
+    /// nothing new), acknowledged.
+    Duplicate { arn: String },
+    /// A newer request changed the ready resource: `changed` names the fields.
+    Updated { arn: String, changed: Vec<String> },
+    /// The step failed permanently (now or earlier): recorded and announced.
+    Failed(ErrorReason),
+    /// A newer request the service refused to apply: announced; the resource keeps its
+    /// applied state and the step stays READY.
+    Rejected(ErrorReason),
+    /// The step is retired (its account closed or left the organization): acknowledged with
+    /// the reason, nothing created.
+    Retired { reason: String },
+    /// An account's departure retired these steps (`retired`: their keys); `kept`: steps that
+    /// know a request newer than the departure (a reopened account), left as they are.
+    Offboarded {
+        retired: Vec<String>,
+        kept: Vec<String>,
+        reason: String,
+    },
+}
+
+/// What the drift audit found on a READY step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audit {
+    /// Still there, still in the applied state.
+    Clean,
+    /// Deleted (`gone`) or changed (`changed` names the fields) behind the project's back;
+    /// `repaired` is the outcome of the repair when repair is on.
+    Drift {
+        gone: bool,
+        changed: Vec<String>,
+        repaired: Option<Outcome>,
+    },
+    /// Not audited this time: an update of the step is in flight.
+    Deferred,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// This delivery's create call made the resource.
+    Created,
+    /// An earlier attempt had made it (its response was lost); this one found and adopted it.
+    Adopted,
+    /// It was there before the step's first attempt and is what the request asks for.
+    PreExisting,
+    /// An earlier delivery created or adopted it; this one saw it become ready.
+    Settled,
+}
+
+impl From<Origin> for How {
+    fn from(origin: Origin) -> Self {
+        match origin {
+            Origin::Created => How::Created,
+            Origin::Adopted => How::Adopted,
+            Origin::PreExisting => How::PreExisting,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Lease on a claimed step; capped by the invocation's deadline.
+    pub lease: Duration,
+    /// How long one delivery waits for a created resource to become ready before handing
+    /// the wait back to the queue.
+    pub ready_wait: Duration,
+    /// How long "not reachable yet" is retried, from the step's first attempt.
+    pub member_role_grace: Duration,
+    /// First delay of the growing backoff while not reachable yet.
+    pub retry_base: Duration,
+    /// Longest delay of that backoff.
+    pub retry_max: Duration,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    ledger: Ledger,
+    announcer: Announcer,
+    settings: EngineSettings,
+}
+
+impl Engine {
+    pub fn new(ledger: Ledger, announcer: Announcer, settings: EngineSettings) -> Self {
+        Self {
+            ledger,
+            announcer,
+            settings,
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn announcer(&self) -> &Announcer {
+        &self.announcer
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The same engine signing its ledger and announcer calls with `credentials` (a
+    /// function's role, where one process runs several functions).
+    pub fn signing_as(&self, credentials: SharedCredentialsProvider) -> Engine {
+        Engine::new(
+            self.ledger.signing_as(credentials.clone()),
+            self.announcer.signing_as(credentials),
+            self.settings.clone(),
+        )
+    }
+
+    /// Runs `step` for one delivery of `request`, finishing before `deadline` (less a
+    /// margin for the reply): whatever is still running then is abandoned as retryable, its
+    /// lease (capped by the deadline) left to expire. Boxed: the step's SDK futures are deep,
+    /// and one allocation per delivery keeps every caller's future small.
+    pub fn run<'a, S: Step>(
+        &'a self,
+        step: &'a S,
+        request: &'a OnboardingRequest,
+        deadline: Option<SystemTime>,
+    ) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        let span = tracing::info_span!(
+            "step",
+            step = S::NAME,
+            account_id = field::Empty,
+            event_id = %request.event_id,
+            client_token = field::Empty,
+            attempt = field::Empty,
+        );
+        Box::pin(
+            async move {
+                let plan = match step.plan(request) {
+                    Ok(plan) => plan,
+                    Err(why) => {
+                        info!(outcome = "skipped", reason = %why, "step not requested");
+                        return Ok(Outcome::Skipped(why));
+                    }
+                };
+                if let Some(account) = &plan.account_id {
+                    tracing::Span::current().record("account_id", account.as_str());
+                }
+                let work = self.claimed(step, &plan, request, deadline);
+                let result = self.bounded(&plan.key, deadline, work).await;
+                match &result {
+                    Ok(outcome) => {
+                        info!(outcome = outcome.label(), detail = ?outcome, "step handled")
+                    }
+                    Err(e) => warn!(outcome = "retry", error = %e, "step will be retried"),
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+
+    /// Runs `work` (one step, holding whatever lease it takes) no longer than its holder
+    /// may act: before the invocation's reply is due (deadline less [`REPLY_MARGIN`]) and
+    /// before any lease it takes can expire. Every lease it takes lasts at least
+    /// `settings.lease` from now (or to the deadline, which ends sooner), so cutting the work
+    /// at now + lease less [`LEASE_MARGIN`] keeps every call inside its holder's lease, for
+    /// every caller: deliveries, the reconciler, `sweep` (no deadline at all), audits and
+    /// their repairs. Cut, not renewed: a renewal would cost a write before every call. What
+    /// is cut is retryable; its lease expires and the next holder continues.
+    async fn bounded<T>(
+        &self,
+        key: &StepKey,
+        deadline: Option<SystemTime>,
+        work: impl std::future::Future<Output = Result<T, StepError>>,
+    ) -> Result<T, StepError> {
+        let lease = self.settings.lease;
+        let lease_end = SystemTime::now() + lease.saturating_sub(LEASE_MARGIN.min(lease / 10));
+        let (end, what) = match deadline.and_then(|d| d.checked_sub(REPLY_MARGIN)) {
+            Some(reply) if reply < lease_end => (reply, "the invocation's deadline"),
+            _ => (lease_end, "the end of its lease"),
+        };
+        let left = end.duration_since(SystemTime::now()).unwrap_or_default();
+        match tokio::time::timeout(left, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError::retryable(
+                "DeadlineReached",
+                format!("{key} was not finished before {what}; the next delivery continues it"),
+            )),
+        }
+    }
+
+    async fn claimed<S: Step>(
+        &self,
+        step: &S,
+        plan: &Plan<S::Input>,
+        request: &OnboardingRequest,
+        deadline: Option<SystemTime>,
+    ) -> Result<Outcome, StepError> {
+        let hash = request_hash(&plan.canonical);
+        let revision = request.revision();
+        let claim = self
+            .ledger
+            .claim_with(
+                &plan.key,
+                &ClaimRequest {
+                    request_hash: &hash,
+                    event_id: &request.event_id,
+                    lease: self.settings.lease,
+                    deadline,
+                },
+                Some(Applied {
+                    state: &plan.desired,
+                    revision: &revision,
+                }),
+            )
+            .await?;
+        // A retired step whose account was reopened: a new generation, claimed again.
+        let claim = match claim {
+            Claim::Retired(record) if reopens(&record, &revision) => {
+                self.reopened(plan, request, &hash, &revision, record, deadline)
+                    .await?
+            }
+            other => other,
+        };
+        let subject = Subject {
+            step: S::NAME,
+            account_id: plan.account_id.as_deref(),
+            request_event_id: &request.event_id,
+        };
+        match claim {
+            Claim::Retired(record) => self.retired(&subject, record).await,
+            Claim::Ready(record) => {
+                if !record.announced {
+                    let arn = record_arn(&record)?;
+                    let announce = self.announcer.ready(
+                        S::READY_DETAIL_TYPE,
+                        &subject,
+                        &arn,
+                        &record.token,
+                        record.origin,
+                    );
+                    self.announce_late(&record, announce).await?;
+                }
+                self.converge(step, plan, &subject, record, &revision, deadline)
+                    .await
+            }
+            Claim::Failed(record) => {
+                let reason = record.last_error.clone().unwrap_or_else(|| ErrorReason {
+                    retryable: false,
+                    code: "Failed".into(),
+                    message: "failed earlier; no reason was recorded".into(),
+                });
+                if !record.announced {
+                    let announce = self.announcer.failed(&subject, &reason);
+                    self.announce_late(&record, announce).await?;
+                }
+                Ok(Outcome::Failed(reason))
+            }
+            Claim::InProgress {
+                lease_expires_at,
+                record,
+            } => {
+                self.want(plan, &record, &revision).await?;
+                let now = SystemTime::now();
+                let left = lease_expires_at.duration_since(now).unwrap_or_default();
+                let held_for = record
+                    .updated_at
+                    .and_then(|claimed| now.duration_since(from_epoch_ms(claimed)).ok())
+                    .unwrap_or_default();
+                Err(StepError::retryable(
+                    "InProgressElsewhere",
+                    format!(
+                        "{} is being handled by another delivery (held for {:.1}s, lease ends \
+                         in {:.1}s)",
+                        plan.key,
+                        held_for.as_secs_f32(),
+                        left.as_secs_f32()
+                    ),
+                )
+                .after(recheck_in(held_for, left)))
+            }
+            Claim::Created(record) => {
+                self.settle(step, plan, &subject, record, &revision, deadline)
+                    .await
+            }
+            Claim::Acquired(lease) => {
+                self.acquired(step, plan, &subject, lease, &revision, deadline)
+                    .await
+            }
+        }
+    }
+}
+
+fn record_arn(record: &Record) -> Result<String, StepError> {
+    record.resource_arn.clone().ok_or_else(|| {
+        StepError::permanent(
+            "LedgerCorrupt",
+            format!(
+                "{} is {} but has no resource ARN",
+                record.key, record.status
+            ),
+        )
+    })
+}

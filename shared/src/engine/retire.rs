@@ -1,0 +1,176 @@
+//! The end of an account's life: its departure retires its steps, a retired step refuses
+//! every older request, and a newer one reopens it as a new generation.
+
+use std::time::SystemTime;
+
+use tracing::info;
+
+use super::{Engine, Outcome};
+use crate::announce::Subject;
+use crate::error::StepError;
+use crate::events::{OffboardingRequest, OnboardingRequest};
+use crate::ledger::{Applied, Claim, ClaimRequest, Record, Retirement, StepKey};
+use crate::revision::Revision;
+use crate::step::Step;
+
+/// A request newer than the retirement of `record` reopens it (a closed account reopened
+/// within AWS's 90 days and sent to onboarding again); an older one (a late redelivery, an
+/// archive replay) is acknowledged as retired.
+pub(super) fn reopens(record: &Record, revision: &Revision) -> bool {
+    record
+        .retired_revision
+        .as_ref()
+        .is_some_and(|retired| revision > retired)
+}
+
+impl Engine {
+    /// An account closed or left the organization: retire `step`'s steps of that account.
+    /// The step's own key for the account (when the step is keyed by account alone) is
+    /// retired even if no request reached it yet, so a late request is refused; steps keyed
+    /// further (a portal's providers) are found with one Query of the account's scope. Each
+    /// retirement is recorded (fenced: never over a request newer than the departure), then
+    /// announced "Account Offboarded", then marked announced; a retirement recorded earlier
+    /// and not yet announced is announced now. Steps of the organization are not the
+    /// account's: nothing to retire.
+    pub async fn retire<S: Step>(
+        &self,
+        step: &S,
+        request: &OffboardingRequest,
+    ) -> Result<Outcome, StepError> {
+        let reason = request.reason();
+        let scope = StepKey::account(&request.account_id, S::NAME).scope;
+        let own_key = step
+            .plan(&OnboardingRequest {
+                event_id: request.event_id.clone(),
+                origin: crate::events::Origin::Organizations,
+                replay_name: None,
+                time: request.time.clone(),
+                account_id: request.account_id.clone(),
+                account_name: None,
+                instance: Default::default(),
+                web_identity_provider: None,
+            })
+            .ok()
+            .map(|plan| plan.key);
+        let mut keys = Vec::new();
+        match own_key {
+            Some(key) if key.scope == scope => keys.push(key),
+            Some(_) => {
+                info!(outcome = "skipped", reason = %reason, "the organization's step outlives its member accounts");
+                return Ok(Outcome::Skipped(format!(
+                    "{} belongs to the organization, not to account {}: nothing to retire",
+                    S::NAME,
+                    request.account_id
+                )));
+            }
+            None => {
+                let prefix = format!("{}#", S::NAME);
+                for record in self.ledger.get(&scope).await? {
+                    if record.key.step.starts_with(&prefix) {
+                        keys.push(record.key);
+                    }
+                }
+            }
+        }
+        let revision = Revision::at(request.time.as_deref(), &request.event_id);
+        let why = serde_json::json!({
+            "event": request.departure.event_name(),
+            "eventId": request.event_id,
+            "time": request.time,
+            "departure": request.departure,
+            "reason": reason,
+        });
+        let subject = Subject {
+            step: S::NAME,
+            account_id: Some(&request.account_id),
+            request_event_id: &request.event_id,
+        };
+        let (mut retired, mut kept) = (Vec::new(), Vec::new());
+        for key in keys {
+            match self.ledger.retire(&key, &revision, &why).await? {
+                Retirement::Retired(record) | Retirement::Already(record) => {
+                    if !record.announced {
+                        let details = record.retired.clone().unwrap_or_default();
+                        let announce = self.announcer.offboarded(
+                            &subject,
+                            record.resource_arn.as_deref(),
+                            &details,
+                        );
+                        self.announce_late(&record, announce).await?;
+                    }
+                    info!(key = %key, reason = %reason, "step retired");
+                    retired.push(key.to_string());
+                }
+                Retirement::Newer(record) => {
+                    info!(key = %key, status = %record.status,
+                        "not retired: the step knows a request newer than the departure");
+                    kept.push(key.to_string());
+                }
+            }
+        }
+        Ok(Outcome::Offboarded {
+            retired,
+            kept,
+            reason,
+        })
+    }
+
+    /// A delivery for a retired step: acknowledged with why (its retirement announced if an
+    /// earlier delivery recorded it and crashed before announcing); nothing is created.
+    pub(super) async fn retired(
+        &self,
+        subject: &Subject<'_>,
+        record: Record,
+    ) -> Result<Outcome, StepError> {
+        let details = record.retired.clone().unwrap_or_default();
+        if !record.announced {
+            let announce =
+                self.announcer
+                    .offboarded(subject, record.resource_arn.as_deref(), &details);
+            self.announce_late(&record, announce).await?;
+        }
+        let why = details
+            .get("reason")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("its account closed or left the organization");
+        Ok(Outcome::Retired {
+            reason: format!(
+                "{} is RETIRED ({why}); a request newer than the retirement starts it again",
+                record.key
+            ),
+        })
+    }
+
+    /// Reopens a retired step for a request newer than its retirement (a new generation
+    /// that looks the old resource up before creating) and claims it again.
+    pub(super) async fn reopened(
+        &self,
+        plan: &crate::step::Plan<impl Send + Sync>,
+        request: &OnboardingRequest,
+        hash: &str,
+        revision: &Revision,
+        record: Record,
+        deadline: Option<SystemTime>,
+    ) -> Result<Claim, StepError> {
+        if self.ledger.reopen(&record).await? {
+            info!(key = %record.key, generation = record.generation + 1,
+                "retired step reopened by a newer request");
+        }
+        Ok(self
+            .ledger
+            .claim_with(
+                &plan.key,
+                &ClaimRequest {
+                    request_hash: hash,
+                    event_id: &request.event_id,
+                    lease: self.settings.lease,
+                    deadline,
+                },
+                Some(Applied {
+                    state: &plan.desired,
+                    revision,
+                }),
+            )
+            .await?)
+    }
+}
