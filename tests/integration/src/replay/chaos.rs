@@ -45,6 +45,8 @@ pub const CRASH_BEFORE_PUT_EVENTS: &str =
     "before PutEvents (the resource exists; the ledger may say CREATED or READY)";
 pub const CRASH_AFTER_PUT_EVENTS: &str = "after PutEvents, before the ledger write";
 pub const CRASH_BEFORE_ANNOUNCED_FLAG: &str = "after PutEvents, before the announced flag";
+pub const CRASH_BEFORE_WRITE: &str = "before a ledger write (nothing written)";
+pub const CRASH_AFTER_WRITE: &str = "after a ledger write applied, before its answer";
 pub const KILLED: &str = "killed at a random point";
 pub const TIMED_OUT: &str = "invocation timed out";
 
@@ -68,7 +70,15 @@ pub struct Rates {
     pub crash_after_put_events: f64,
     /// Per "announced" ledger write: crash just before it (the event was already sent).
     pub crash_before_announced_flag: f64,
-    /// Per invocation: killed after a random 0-400 ms.
+    /// Per ledger UpdateItem: crash just before it is sent / right after DynamoDB applied
+    /// it (the answer never seen). Reconciler and `sweep` runs crash here too.
+    pub crash_before_write: f64,
+    pub crash_after_write: f64,
+    /// Per PutEvents: the call returns an error and nothing is put on the bus (no crash):
+    /// the whole call fails, or every entry comes back failed in a 200 answer.
+    pub put_events_error: f64,
+    pub put_events_entries_failed: f64,
+    /// Per invocation (and per reconciler or `sweep` run): killed after a random 0-400 ms.
     pub kill: f64,
     /// Per DynamoDB attempt: throttled / 500 before anything is written (the SDK retries).
     pub ddb_throttle: f64,
@@ -90,6 +100,10 @@ impl Default for Rates {
             crash_before_put_events: 0.03,
             crash_after_put_events: 0.03,
             crash_before_announced_flag: 0.03,
+            crash_before_write: 0.01,
+            crash_after_write: 0.01,
+            put_events_error: 0.03,
+            put_events_entries_failed: 0.02,
             kill: 0.015,
             ddb_throttle: 0.03,
             ddb_server_error: 0.02,
@@ -112,6 +126,8 @@ pub struct Injected {
     pub stale_without_takeover: AtomicU64,
     pub stale_conflicts: AtomicU64,
     pub stale_creates: AtomicU64,
+    pub put_events_failed: AtomicU64,
+    pub put_events_entries_failed: AtomicU64,
 }
 
 fn get(c: &AtomicU64) -> u64 {
@@ -124,7 +140,8 @@ impl Injected {
             "ledger: {} throttled + {} 5xx attempts (not written), {} lost responses after the write, \
              {} operations fully unavailable, {} operations written with every response lost; \
              stale holders: {} taken over ({} then created with the same token, {} then hit a \
-             permanent error), {} not taken over in time",
+             permanent error), {} not taken over in time; PutEvents: {} calls failed, {} \
+             answered with every entry failed (nothing put on the bus, no crash)",
             get(&self.ddb_throttled),
             get(&self.ddb_server_errors),
             get(&self.ddb_lost_responses),
@@ -134,6 +151,8 @@ impl Injected {
             get(&self.stale_creates),
             get(&self.stale_conflicts),
             get(&self.stale_without_takeover),
+            get(&self.put_events_failed),
+            get(&self.put_events_entries_failed),
         )
     }
 }
@@ -236,8 +255,18 @@ pub enum WriteKind {
     /// A newer request recorded as wanted on a step being created (conditioned on the step
     /// being IN_PROGRESS or CREATED in its generation: never applied to a finished one).
     Want,
-    /// An operator's retry (a new generation).
+    /// An operator's retry (a new generation, from FAILED or a stuck step).
     OperatorRetry,
+    /// A drift repair: a READY step restarted as a new generation.
+    Repair,
+    /// The audit's record of what it found (drift, or the applied state it read).
+    Audit,
+    /// A request's fields merged into the desired state.
+    Desired,
+    /// The account closed or left the organization: the step is RETIRED.
+    Retire,
+    /// A retired step reopened by a newer request (a new generation).
+    Reopen,
     /// None of the above: the harness does not know this write.
     Unknown,
 }
@@ -270,9 +299,34 @@ impl WriteKind {
         )
     }
 
-    /// Allowed on a READY step: the announced flag and the update writes.
+    /// Allowed on a READY step: the announced flag, the update writes, the audit's record,
+    /// a merge of the desired state, and a retirement.
     pub fn after_ready(self) -> bool {
-        self == WriteKind::Announced || self == WriteKind::UpdateClaim || self.update_leased()
+        matches!(
+            self,
+            WriteKind::Announced
+                | WriteKind::UpdateClaim
+                | WriteKind::Audit
+                | WriteKind::Desired
+                | WriteKind::Retire
+        ) || self.update_leased()
+    }
+
+    /// Allowed on a FAILED step: the announced flag, a merge of the desired state, and a
+    /// retirement.
+    pub fn after_failed(self) -> bool {
+        matches!(
+            self,
+            WriteKind::Announced | WriteKind::Desired | WriteKind::Retire
+        )
+    }
+
+    /// Starts a new generation: what was final before it is not final after it.
+    pub fn new_generation(self) -> bool {
+        matches!(
+            self,
+            WriteKind::Reopen | WriteKind::Repair | WriteKind::OperatorRetry
+        )
     }
 }
 
@@ -295,6 +349,11 @@ pub struct LedgerWrite {
     pub found: Option<(Status, bool)>,
     /// The error code a release or a failure records.
     pub code: Option<String>,
+    /// The applied state and revision a completion or an update's end records (as stored).
+    pub state: Option<String>,
+    pub revision: Option<String>,
+    /// What an audit records as drift (as stored).
+    pub drift: Option<String>,
 }
 
 /// The key, kind and owner of a ledger UpdateItem.
@@ -304,6 +363,9 @@ struct WriteInfo {
     kind: WriteKind,
     owner: Option<String>,
     code: Option<String>,
+    state: Option<String>,
+    revision: Option<String>,
+    drift: Option<String>,
 }
 
 impl Storable for WriteInfo {
@@ -337,12 +399,23 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
     };
     let update = input.update_expression().unwrap_or("");
     let condition = input.condition_expression().unwrap_or("");
-    let kind = if has(":updating") {
+    let kind = if update.starts_with("SET #announced ") {
+        WriteKind::Announced
+    } else if has(":why") && has(":retired") {
+        WriteKind::Retire
+    } else if has(":retired") && has(":next") {
+        WriteKind::Reopen
+    } else if has(":updating") {
         WriteKind::UpdateClaim
     } else if has(":event") && condition.contains("attribute_not_exists") {
         WriteKind::Claim
+    } else if has(":desired") && has(":newest") {
+        WriteKind::Desired
     } else if has(":next") {
-        WriteKind::OperatorRetry
+        match string(":from") {
+            Some(from) if from == Status::Ready.as_str() => WriteKind::Repair,
+            _ => WriteKind::OperatorRetry,
+        }
     } else if has(":owner") && has(":ready") {
         // Fenced on the update owner of a READY step.
         if has(":state") {
@@ -371,8 +444,8 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
         } else {
             WriteKind::Unknown
         }
-    } else if update.starts_with("SET #announced ") {
-        WriteKind::Announced
+    } else if has(":ready") && has(":generation") {
+        WriteKind::Audit
     } else {
         WriteKind::Unknown
     };
@@ -395,6 +468,9 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
         kind,
         owner: string(":owner"),
         code,
+        state: string(":state"),
+        revision: string(":revision"),
+        drift: string(":drift"),
     }
 }
 
@@ -810,6 +886,10 @@ impl Intercept for LedgerFaults {
         {
             return Err("the worker crashed".into());
         }
+        let write = context.input().downcast_ref::<UpdateItemInput>().is_some();
+        if write && ctl.draw(ctl.rates.crash_before_write) && crash_here(CRASH_BEFORE_WRITE) {
+            return Err("the worker crashed".into());
+        }
         let fate = OperationFate {
             outage: ctl.draw(ctl.rates.ddb_outage),
             lose_all: ctl.draw(ctl.rates.ddb_lost_all),
@@ -892,8 +972,18 @@ impl Intercept for LedgerFaults {
                     seen: fate == Some(AttemptFate::Pass),
                     found: None,
                     code: info.code,
+                    state: info.state,
+                    revision: info.revision,
+                    drift: info.drift,
                 });
                 cfg.interceptor_state().store_put(Logged(index));
+                let ctl = &self.0;
+                if context.response().status().as_u16() == 200
+                    && ctl.draw(ctl.rates.crash_after_write)
+                    && crash_here(CRASH_AFTER_WRITE)
+                {
+                    return Err("the worker crashed".into());
+                }
             }
         }
         let (status, code) = match fate {
@@ -948,7 +1038,9 @@ impl Intercept for LedgerFaults {
 }
 
 /// An interceptor on the announcer's EventBridge client: crashes just before PutEvents and
-/// just after a successful one.
+/// just after a successful one, and PutEvents failures without a crash: the call returns an
+/// error before anything is sent, or it is answered (200) with every entry failed while
+/// nothing reaches the bus (the request is turned into a harmless ListEventBuses).
 #[derive(Clone)]
 pub struct AnnounceCrashes(pub Arc<Control>);
 
@@ -956,6 +1048,14 @@ impl std::fmt::Debug for AnnounceCrashes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AnnounceCrashes")
     }
+}
+
+/// A PutEvents call answered with this many entries, every one failed.
+#[derive(Clone, Copy, Debug)]
+struct EntriesFail(usize);
+
+impl Storable for EntriesFail {
+    type Storer = StoreReplace<Self>;
 }
 
 impl Intercept for AnnounceCrashes {
@@ -966,15 +1066,74 @@ impl Intercept for AnnounceCrashes {
     fn read_before_execution(
         &self,
         context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let ctl = &self.0;
-        if context.input().downcast_ref::<PutEventsInput>().is_some()
-            && ctl.draw(ctl.rates.crash_before_put_events)
-            && crash_here(CRASH_BEFORE_PUT_EVENTS)
-        {
+        let Some(input) = context.input().downcast_ref::<PutEventsInput>() else {
+            return Ok(());
+        };
+        if ctl.draw(ctl.rates.crash_before_put_events) && crash_here(CRASH_BEFORE_PUT_EVENTS) {
             return Err("the worker crashed".into());
         }
+        if ctl.draw(ctl.rates.put_events_error) {
+            ctl.injected
+                .put_events_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return Err("PutEvents failed (injected by the replay; nothing was sent)".into());
+        }
+        if ctl.draw(ctl.rates.put_events_entries_failed) {
+            ctl.injected
+                .put_events_entries_failed
+                .fetch_add(1, Ordering::Relaxed);
+            cfg.interceptor_state()
+                .store_put(EntriesFail(input.entries().len()));
+        }
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<EntriesFail>().is_some() {
+            let request = context.request_mut();
+            request
+                .headers_mut()
+                .insert("x-amz-target", "AWSEvents.ListEventBuses");
+            request.headers_mut().insert("content-length", "2");
+            *request.body_mut() = SdkBody::from("{}");
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(EntriesFail(n)) = cfg.load::<EntriesFail>().copied() else {
+            return Ok(());
+        };
+        let entries = (0..n)
+            .map(|_| {
+                serde_json::json!({
+                    "ErrorCode": "InternalFailure",
+                    "ErrorMessage": "injected by the replay"
+                })
+            })
+            .collect::<Vec<_>>();
+        let body = serde_json::json!({ "FailedEntryCount": n, "Entries": entries }).to_string();
+        let mut response = HttpResponse::new(
+            StatusCode::try_from(200).map_err(|e| format!("{e}"))?,
+            SdkBody::from(body),
+        );
+        response
+            .headers_mut()
+            .insert("content-type", "application/x-amz-json-1.1");
+        *context.response_mut() = response;
         Ok(())
     }
 
@@ -982,10 +1141,11 @@ impl Intercept for AnnounceCrashes {
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let ctl = &self.0;
-        if matches!(context.output_or_error(), Some(Ok(_)))
+        if cfg.load::<EntriesFail>().is_none()
+            && matches!(context.output_or_error(), Some(Ok(_)))
             && ctl.draw(ctl.rates.crash_after_put_events)
             && crash_here(CRASH_AFTER_PUT_EVENTS)
         {

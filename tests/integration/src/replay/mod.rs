@@ -60,6 +60,8 @@ use onboarding::engine::{Engine, EngineSettings};
 use onboarding::error::StepError;
 use onboarding::handler::Handler;
 use onboarding::ledger::{Ledger, Record};
+use onboarding::organizations::Organizations;
+use onboarding::reconcile::{ReconcileSettings, Reconciler};
 use onboarding::redelivery::Redelivery;
 use onboarding::step::Step;
 use onboarding::steps::{ApprovalIdentitySource, IdentityCenterInstance, WebIdentityProvider};
@@ -159,6 +161,9 @@ struct Stats {
     replay_records: u64,
     tally: Tally,
     crashes: BTreeMap<&'static str, u64>,
+    /// Reconciler and `sweep --repair` runs: started, and crashed by point.
+    runs: BTreeMap<&'static str, u64>,
+    run_crashes: BTreeMap<String, u64>,
 }
 
 struct Shared {
@@ -212,6 +217,49 @@ async fn invoke<S: Step>(handler: &Handler<Chaos<S>>, payload: Value, shared: &S
         *shared.stats().crashes.entry(point).or_default() += 1;
     }
     ended
+}
+
+/// One reconciler (or `sweep --repair`) run, crashable as an invocation is: dropped the
+/// moment something fires its crash signal (at a ledger write, around PutEvents, before the
+/// announced flag), or killed at a random time. `None` when it crashed or failed.
+async fn run_crashable(
+    reconciler: &Reconciler,
+    what: &'static str,
+    deadline: Option<SystemTime>,
+    shared: &Shared,
+) -> Option<onboarding::reconcile::Report> {
+    *shared.stats().runs.entry(what).or_default() += 1;
+    let signal = Arc::new(chaos::CrashSignal::default());
+    let kill = shared
+        .ctl
+        .draw(shared.ctl.rates.kill)
+        .then(|| shared.ctl.uniform(400));
+    let run = CRASH.scope(signal.clone(), reconciler.run(deadline, false));
+    let killer = async {
+        match kill {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    let crashed = |point: &'static str| {
+        *shared
+            .stats()
+            .run_crashes
+            .entry(format!("{what}: {point}"))
+            .or_default() += 1;
+        None
+    };
+    tokio::select! {
+        biased;
+        _ = signal.wait() => crashed(signal.fired().unwrap_or(chaos::KILLED)),
+        _ = killer => crashed(chaos::KILLED),
+        r = run => match (r, signal.fired()) {
+            (_, Some(point)) => crashed(point),
+            (Ok(report), None) => Some(report),
+            // A run that fails (a throttled index read) is the next run's to redo.
+            (Err(_), None) => None,
+        },
+    }
 }
 
 /// Receives and handles batches until the queue is drained.
@@ -373,6 +421,9 @@ const STRANDED_ACTIVATION: Duration = Duration::from_secs(5);
 const RECONCILER_TIMEOUT: Duration = Duration::from_secs(50);
 /// The stranded variant: the reconciler's schedule (15 minutes in production).
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// `onboarding sweep --repair` by hand, alongside the scheduled reconciler: every so often.
+const SWEEP_EVERY: Duration = Duration::from_secs(3);
+
 /// The stranded variant: runs after the deliveries, beyond the grace window's seconds (a run
 /// a second), before a step still not final is a violation.
 const SPARE_RECONCILER_RUNS: u32 = 70;
@@ -421,6 +472,7 @@ async fn finish_stranded(
 /// Runs the whole replay; the report and the verdict's violations.
 pub async fn run(opts: &Options) -> Run {
     let started = Instant::now();
+    let started_at = SystemTime::now();
     let seed = opts.seed;
     let timing = &opts.timing;
     println!(
@@ -724,32 +776,69 @@ pub async fn run(opts: &Options) -> Run {
         futures::future::join_all(tasks)
     };
     let mut failures = Vec::new();
-    // The stranded variant's reconciler, alongside the deliveries.
-    let reconciler = opts.stranded.then(|| {
+    // The scheduled reconciler (every variant but the burst), alongside the deliveries, and
+    // an operator's `onboarding sweep --repair` beside it: the CLI builds the reconciler
+    // with a whole day's audit interval and drift repair on, and runs it with no deadline
+    // (cli/src/sweep.rs); here with the operator's policy and the run's engine (its faults
+    // and crashes, its scaled lease). Both crash as invocations do.
+    let reconciler = (!opts.burst).then(|| {
         Arc::new(stack.reconciler_with(
             engine.clone(),
-            onboarding::reconcile::ReconcileSettings {
+            ReconcileSettings {
                 interval: Duration::from_secs(60),
                 repair_drift: false,
                 stuck_after: timing.grace,
             },
         ))
     });
+    let sweep = (!opts.burst).then(|| {
+        let operator = iam::config_as(&config, iam::OPERATOR);
+        Arc::new(
+            Reconciler::new(
+                engine.signing_as(iam::credentials(iam::OPERATOR)),
+                IdentityCenterInstance::new(MemberAccess::new(&operator, role.as_str(), "aws")),
+                WebIdentityProvider::new(
+                    MemberAccess::new(&operator, role.as_str(), "aws"),
+                    aws_sdk_secretsmanager::Client::new(&operator),
+                ),
+                Some(ApprovalIdentitySource::new(
+                    aws_sdk_mpa::Client::new(&operator),
+                    stack.organization_instance_arn.clone(),
+                    REGION.into(),
+                )),
+                ReconcileSettings {
+                    interval: Duration::from_secs(24 * 3600),
+                    repair_drift: true,
+                    stuck_after: timing.grace,
+                },
+            )
+            .with_organizations(Organizations::new(&operator)),
+        )
+    });
     let deliveries_over = Arc::new(AtomicBool::new(false));
     let alongside = reconciler.clone().map(|reconciler| {
-        let over = deliveries_over.clone();
+        let (over, shared) = (deliveries_over.clone(), shared.clone());
         tokio::spawn(async move {
             let (mut runs, mut redriven) = (0u32, 0u32);
             while !over.load(Ordering::SeqCst) {
                 let deadline = SystemTime::now() + RECONCILER_TIMEOUT;
-                // A run that fails (a throttled index read) is the next run's to redo.
-                if let Ok(report) = reconciler.run(Some(deadline), false).await {
+                let run = run_crashable(&reconciler, "reconciler", Some(deadline), &shared);
+                if let Some(report) = run.await {
                     redriven += report.redriven;
                 }
                 runs += 1;
                 tokio::time::sleep(RECONCILE_EVERY).await;
             }
             (runs, redriven)
+        })
+    });
+    let sweeping = sweep.clone().map(|sweep| {
+        let (over, shared) = (deliveries_over.clone(), shared.clone());
+        tokio::spawn(async move {
+            while !over.load(Ordering::SeqCst) {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                run_crashable(&sweep, "sweep --repair", None, &shared).await;
+            }
         })
     });
     for r in phase(shared.clone()).await {
@@ -781,9 +870,17 @@ pub async fn run(opts: &Options) -> Run {
 
     // Leases expire; is every step finished before the archive replay?
     tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
-    let mut stranded = match (&reconciler, alongside) {
-        (Some(reconciler), Some(alongside)) => {
-            let during = alongside.await.unwrap_or_default();
+    let during = match alongside {
+        Some(alongside) => alongside.await.unwrap_or_default(),
+        None => (0, 0),
+    };
+    if let Some(sweeping) = sweeping {
+        if let Err(e) = sweeping.await {
+            failures.push(format!("the sweep task failed: {e} [seed {seed}]"));
+        }
+    }
+    let mut stranded = match &reconciler {
+        Some(reconciler) if opts.stranded => {
             Some(finish_stranded(reconciler, during, timing.grace, &mut failures, seed).await)
         }
         _ => None,
@@ -804,7 +901,9 @@ pub async fn run(opts: &Options) -> Run {
                 r.key.to_string(),
                 matches!(
                     r.status,
-                    onboarding::ledger::Status::Ready | onboarding::ledger::Status::Failed
+                    onboarding::ledger::Status::Ready
+                        | onboarding::ledger::Status::Failed
+                        | onboarding::ledger::Status::Retired
                 ),
             )
         })
@@ -837,7 +936,7 @@ pub async fn run(opts: &Options) -> Run {
         }
     }
     // What the archive replay's own stranded messages left is the reconciler's again.
-    if let (Some(reconciler), Some(line)) = (&reconciler, &mut stranded) {
+    if let (Some(reconciler), Some(line)) = (reconciler.as_deref(), &mut stranded) {
         let again = finish_stranded(reconciler, (0, 0), timing.grace, &mut failures, seed).await;
         line.push_str(&format!("\n  after the archive replay: {again}"));
     }
@@ -857,6 +956,23 @@ pub async fn run(opts: &Options) -> Run {
     ctl.set_enabled(false);
     stack.emulator.set_faults(FaultConfig::new(seed));
     tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    // The scheduled reconciler's next run, without faults: whatever was recorded and not
+    // marked announced is its to announce (the outbox), before the verdict counts events.
+    let mut quiet_run = String::new();
+    if let Some(reconciler) = &reconciler {
+        let deadline = SystemTime::now() + RECONCILER_TIMEOUT;
+        quiet_run = match reconciler.run(Some(deadline), false).await {
+            Ok(r) => format!(
+                "\n  the quiet reconciler run: {} in the attention index, {} re-driven, {} audited, {} drift",
+                r.attention, r.redriven, r.audited, r.drift
+            ),
+            Err(e) => {
+                failures.push(format!("the quiet reconciler run failed: {e} [seed {seed}]"));
+                String::new()
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     stop_drain.store(true, Ordering::SeqCst);
     if let Err(e) = drain.await {
         failures.push(format!("draining the emitted events failed: {e}"));
@@ -902,6 +1018,7 @@ pub async fn run(opts: &Options) -> Run {
         dead_before_replay: &dead_before_replay,
         replay_calls: replay_calls.clone(),
         replay_created,
+        started_at,
     });
     failures.extend(violations);
 
@@ -933,7 +1050,19 @@ pub async fn run(opts: &Options) -> Run {
         .crashes
         .iter()
         .map(|(p, n)| format!("\n    {n:>5}  {p}"))
+        .chain(
+            stats
+                .run_crashes
+                .iter()
+                .map(|(p, n)| format!("\n    {n:>5}  {p}")),
+        )
         .collect::<String>();
+    let runs = stats
+        .runs
+        .iter()
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let dlq_by_queue = queues
         .iter()
         .map(|(n, q)| format!("{n} {}", q.dead_letters().len()))
@@ -1001,6 +1130,7 @@ pub async fn run(opts: &Options) -> Run {
          \x20 {lifetime}\n\
          \x20 {}\n\
          \x20 refused stale writes (lost lease): {}; ledger writes logged: {} ({applied_writes} applied)\n\
+         \x20 reconciler runs alongside the deliveries: {runs}{quiet_run}\n\
          \x20 crashes:{crashes}\n\
          \x20 archive replay: {} control-plane calls, {replay_created} new resources\n\
          \x20 {summary}{}\n\
@@ -1046,8 +1176,9 @@ pub async fn run(opts: &Options) -> Run {
     Run { report, failures }
 }
 
-/// Each foreign provider, and each provider of the revisions population, as its owner reads
-/// it now (GetIdentityProvider and ListTagsForResource in its account), by key.
+/// Each provider a request names, as its owner reads it now (GetIdentityProvider and
+/// ListTagsForResource in its account), by key: foreign ones must be untouched, ours must
+/// hold what the ledger records.
 async fn read_foreign_providers(
     stack: &Stack,
     expect: &plan::Expectations,
@@ -1055,9 +1186,6 @@ async fn read_foreign_providers(
 ) -> HashMap<String, Result<verdict::ProviderNow, String>> {
     let mut out = HashMap::new();
     for (name, x) in &expect.keys {
-        if x.population != plan::Population::ForeignProvider && x.revisions.is_none() {
-            continue;
-        }
         if x.step != plan::WEB {
             continue;
         }
@@ -1066,7 +1194,7 @@ async fn read_foreign_providers(
             .key
             .step
             .strip_prefix("web-identity-provider#")
-            .and_then(|rest| rest.rsplit_once('#'))
+            .and_then(|rest| rest.split_once('#'))
             .unwrap_or(("", ""));
         let arn = state["accounts"][account]["identity_providers"]
             .as_array()

@@ -41,7 +41,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use identity_emulator::{Config as EmulatorConfig, Counters};
-use onboarding::announce::STEP_FAILED_DETAIL_TYPE;
+use onboarding::announce::{
+    ACCOUNT_OFFBOARDED_DETAIL_TYPE, DRIFT_DETECTED_DETAIL_TYPE, STEP_FAILED_DETAIL_TYPE,
+};
 use onboarding::ledger::{Origin, Record, Status};
 use serde_json::Value;
 
@@ -95,8 +97,8 @@ pub struct Evidence<'a> {
     pub origin_of: &'a HashMap<String, usize>,
     /// Every ledger write that reached DynamoDB.
     pub writes: &'a [LedgerWrite],
-    /// Each foreign provider and each provider of the revisions population, by key, as
-    /// GetIdentityProvider shows it at the end.
+    /// Each provider a request names, by key, as GetIdentityProvider and
+    /// ListTagsForResource show it at the end.
     pub foreign_now: &'a HashMap<String, Result<ProviderNow, String>>,
     /// Account -> epoch ms of the first AssumeRole into it the role answered (the emulator's
     /// role clock had started by then: a late role had appeared `after_ms` later at the latest).
@@ -118,6 +120,8 @@ pub struct Evidence<'a> {
     pub dead_before_replay: &'a [DeadLetter],
     pub replay_calls: BTreeMap<String, u64>,
     pub replay_created: u64,
+    /// The wall-clock time of `started` (the emulator's history is in wall-clock time).
+    pub started_at: std::time::SystemTime,
 }
 
 /// A resource the emulator holds.
@@ -164,12 +168,13 @@ fn resources(state: &Value) -> HashMap<String, Resource> {
     out
 }
 
-/// The portal and provider name of a web identity provider key.
+/// The portal and provider name of a web identity provider key (split at the first `#`
+/// after the step name: an ARN holds none, a provider name may).
 fn portal_and_name(x: &Expect) -> (&str, &str) {
     x.key
         .step
         .strip_prefix("web-identity-provider#")
-        .and_then(|rest| rest.rsplit_once('#'))
+        .and_then(|rest| rest.split_once('#'))
         .unwrap_or(("", ""))
 }
 
@@ -304,6 +309,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
     let mut dead_lettered_valid = Vec::new();
     let mut reannounced = 0u64;
     let mut revision_stats = RevisionStats::default();
+    let mut departure_stats = DepartureStats::default();
     let mut ready = 0;
     let mut failed = 0;
 
@@ -418,9 +424,16 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             }
             _ => {}
         }
-        if rec.generation != 0 {
+        // A new generation comes only from a newer request reopening a retired step (or an
+        // operator's retry or a drift repair, which the run never calls for).
+        let reopened = e
+            .writes
+            .iter()
+            .filter(|w| w.applied && w.kind == WriteKind::Reopen && w.key == *name)
+            .count() as u32;
+        if rec.generation != reopened {
             fail(format!(
-                "STALE WRITE: {name} is in generation {} but nobody retried it (a new generation needs an operator's retry)",
+                "STALE WRITE: {name} is in generation {} after {reopened} reopening(s) (a new generation needs a reopening; the run has no drift to repair and makes no operator retry)",
                 rec.generation
             ));
         }
@@ -451,7 +464,11 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                 found[0].0,
                 history(e.writes, name)
             ));
-        } else if found.len() != want_resources {
+        } else if found.len() != want_resources
+            && !(population == Population::Departed && found.len() <= 1)
+        {
+            // A departed account's step may have been made before its retirement, or by a
+            // holder whose create was on its way (check_departure judges when it was made).
             fail(format!(
                 "DUPLICATE OR MISSING RESOURCE: {name} ({}): the emulator holds {} resource(s) {:?}; expected exactly {want_resources} (ledger: {} {:?})",
                 population.name(), found.len(), found, rec.status, arn
@@ -462,7 +479,8 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             let named_in_reason = rec.status == Status::Failed
                 && arn.is_none()
                 && reason.is_some_and(|r| r.message.contains(res_arn.as_str()));
-            if Some(res_arn.as_str()) != arn && !named_in_reason {
+            let retired_unmade = rec.status == Status::Retired && arn.is_none();
+            if Some(res_arn.as_str()) != arn && !named_in_reason && !retired_unmade {
                 fail(format!(
                     "LEDGER/RESOURCE MISMATCH: {name} ({}, from {}): the ledger records {} {arn:?} (attempt {}, last error {:?}), the emulator holds {res_arn} ({status})",
                     population.name(), label(k), rec.status, rec.attempt, rec.last_error
@@ -528,14 +546,17 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                     .iter()
                     .filter(|v| v["detail-type"] == wanted_type)
                     .collect();
-                if events.is_empty() {
+                // A reopened step's earlier generation announced its own Ready (its token).
+                let current = |v: &&&Value| v["detail"]["clientToken"] == rec.token.as_str();
+                if !events.iter().any(&current) {
                     fail(format!(
-                        "NEVER ANNOUNCED: {name} is READY ({arn:?}) but no \"{wanted_type}\" event was emitted"
+                        "NEVER ANNOUNCED: {name} is READY ({arn:?}, generation {}) but no \"{wanted_type}\" event was emitted for its generation (token {})",
+                        rec.generation, rec.token
                     ));
                 }
                 for v in events {
                     if v["detail"]["resourceArn"].as_str() != arn
-                        || v["detail"]["clientToken"].as_str() != Some(rec.token.as_str())
+                        || (!current(&v) && rec.generation == 0)
                         || (k.step != APPROVAL && v["detail"]["accountId"] != account)
                     {
                         fail(format!(
@@ -616,6 +637,16 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         if population == Population::ForeignProvider {
             check_foreign(e, name, k, rec, &found, &mut fail);
         }
+        check_departure(
+            e,
+            name,
+            k,
+            rec,
+            &found,
+            &step_failures,
+            &mut departure_stats,
+            &mut fail,
+        );
         if let Some(revs) = &k.revisions {
             let updated = updated_by_key
                 .get(name.as_str())
@@ -699,6 +730,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
     }
     let updates: usize = updated_by_key.values().map(Vec::len).sum();
 
+    let outbox = check_outbox(e, &ledger, &ready_by_key, &updated_by_key, &mut fail);
     check_writes(e, &mut fail);
 
     // A valid request never ends in a dead-letter list (unless the run strands it).
@@ -725,7 +757,10 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         .collect();
     for (name, k) in &x.keys {
         let status = before.get(name).map(|r| r.status);
-        if matches!(status, Some(Status::Ready) | Some(Status::Failed)) {
+        if matches!(
+            status,
+            Some(Status::Ready) | Some(Status::Failed) | Some(Status::Retired)
+        ) {
             continue;
         }
         let dead = e
@@ -902,6 +937,8 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
          \x20 not-propagated Conflicts: {} steps retried one, {conflicts_ready} of them READY, {} met one after the grace window (FAILED, as designed){}\n\
          \x20 late roles that appeared in the second half of the window or after it (their step's first AssumeRole came late; FAILED as designed): {}{}\n\
          \x20 revisions population: {} keys ({} instances, {} providers) from {} own revisions; {} update calls (UpdateInstance / UpdateIdentityProvider) applied {} revisions, {} of them announced Updated, {} superseded before their update ended (a newer revision's Updated event covers them), {} keys whose latest revision was dead-lettered (stranded variant)\n\
+         \x20 announcements: {} Ready event(s) repeated with the same detail; {} updates recorded as changing the applied state ({} announced), {} refusals, {} drift findings recorded; {} finished step(s) not marked announced at the end; {} READY resources compared with their ledger item\n\
+         \x20 departures: {} keys of departed accounts, {} RETIRED ({} announced \"Account Offboarded\", {} re-announcements of the same retirement), {} READY in a reopened generation; {} resource(s) made while the closure was being recorded (a create on its way)\n\
          \x20 findings (reported, not failed): {} origin label(s) calling a resource made during the run pre-existing (or the like){}; {} resource(s) made by a stalled holder after its step was recorded FAILED{}",
         x.keys.len(),
         x.invalid.len(),
@@ -922,6 +959,19 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         revision_stats.announced,
         revision_stats.superseded,
         revision_stats.dropped,
+        outbox.ready_repeats,
+        outbox.updates_recorded,
+        outbox.updates_announced,
+        outbox.refusals_recorded,
+        outbox.drift_recorded,
+        outbox.unmarked,
+        outbox.compared,
+        departure_stats.keys,
+        departure_stats.retired,
+        departure_stats.announced,
+        departure_stats.repeats,
+        departure_stats.reopened,
+        departure_stats.in_flight,
         mislabelled.len(),
         first_five(&mislabelled),
         orphaned.len(),
@@ -1001,6 +1051,8 @@ fn population_group(p: Population) -> &'static str {
         Population::RoleRefused => "role refused",
         Population::InstanceFails => "instance fails",
         Population::UnknownPortal => "unknown portal",
+        Population::Departed => "departed",
+        Population::Reopened => "reopened",
     }
 }
 
@@ -1108,11 +1160,17 @@ fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
                 w.key,
                 at(e.started, w.sent)
             )),
+            WriteKind::Repair if w.applied => fail(format!(
+                "FALSE DRIFT REPAIR: {} was restarted as a new generation by a drift repair at {}; nothing changes a resource behind the project's back in this run",
+                w.key,
+                at(e.started, w.sent)
+            )),
             _ => {}
         }
     }
     for (key, writes) in by_key {
-        let applied: Vec<&LedgerWrite> = writes.iter().copied().filter(|w| w.applied).collect();
+        let mut applied: Vec<&LedgerWrite> = writes.iter().copied().filter(|w| w.applied).collect();
+        applied.sort_by_key(|w| w.answered);
         // A holder's write after another claim took the step (or its update) over.
         for (claim_kind, held) in [
             (WriteKind::Claim, WriteKind::leased as fn(WriteKind) -> bool),
@@ -1141,34 +1199,68 @@ fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
                 }
             }
         }
+        // Each generation (split where a reopening, a repair or a retry starts the next):
         // READY and FAILED are final: one terminal write, then only the announced flag (and,
-        // on a READY step, the update writes of newer requests).
-        let terminal: Vec<&LedgerWrite> = applied
-            .iter()
-            .copied()
-            .filter(|w| w.kind.terminal())
-            .collect();
-        if terminal.len() > 1 {
-            fail(format!(
-                "STALE WRITE: {key}: {} writes made it READY or FAILED ({:?})",
-                terminal.len(),
-                terminal.iter().map(|w| w.kind).collect::<Vec<_>>()
-            ));
+        // on a READY step, the update writes, the audit's record, a merge of the desired
+        // state); RETIRED: only the announced flag, a merge, or the reopening.
+        let mut generations: Vec<Vec<&LedgerWrite>> = vec![Vec::new()];
+        for w in applied {
+            if w.kind.new_generation() {
+                generations.push(Vec::new());
+            }
+            if let Some(g) = generations.last_mut() {
+                g.push(w);
+            }
         }
-        if let Some(t) = terminal.first().copied() {
-            let ready = matches!(t.kind, WriteKind::Ready | WriteKind::Promote);
-            let allowed = |k: WriteKind| k == WriteKind::Announced || (ready && k.after_ready());
-            for w in applied
+        for applied in generations {
+            let terminal: Vec<&LedgerWrite> = applied
                 .iter()
-                .filter(|w| !allowed(w.kind) && !std::ptr::eq(**w, t) && t.answered < w.sent)
-            {
+                .copied()
+                .filter(|w| w.kind.terminal())
+                .collect();
+            if terminal.len() > 1 {
                 fail(format!(
-                    "STALE WRITE: {key}: {:?} applied at {} after {:?} had finished the step at {}",
-                    w.kind,
-                    at(e.started, w.answered),
-                    t.kind,
-                    at(e.started, t.answered)
+                    "STALE WRITE: {key}: {} writes made it READY or FAILED in one generation ({:?})",
+                    terminal.len(),
+                    terminal.iter().map(|w| w.kind).collect::<Vec<_>>()
                 ));
+            }
+            if let Some(t) = terminal.first().copied() {
+                let ready = matches!(t.kind, WriteKind::Ready | WriteKind::Promote);
+                let allowed = |k: WriteKind| {
+                    if ready {
+                        k.after_ready()
+                    } else {
+                        k.after_failed()
+                    }
+                };
+                for w in applied
+                    .iter()
+                    .filter(|w| !allowed(w.kind) && !std::ptr::eq(**w, t) && t.answered < w.sent)
+                {
+                    fail(format!(
+                        "STALE WRITE: {key}: {:?} applied at {} after {:?} had finished the step at {}",
+                        w.kind,
+                        at(e.started, w.answered),
+                        t.kind,
+                        at(e.started, t.answered)
+                    ));
+                }
+            }
+            if let Some(r) = applied.iter().find(|w| w.kind == WriteKind::Retire) {
+                for w in applied.iter().filter(|w| {
+                    !matches!(
+                        w.kind,
+                        WriteKind::Announced | WriteKind::Desired | WriteKind::Retire
+                    ) && r.answered < w.sent
+                }) {
+                    fail(format!(
+                        "WRITE TO A RETIRED STEP: {key}: {:?} applied at {} after the step was retired at {}",
+                        w.kind,
+                        at(e.started, w.answered),
+                        at(e.started, r.answered)
+                    ));
+                }
             }
         }
     }
@@ -1259,7 +1351,13 @@ fn check_revisions(
             .map(|(key, v)| (key.clone(), v.as_str().unwrap_or_default().to_string()))
             .collect()
     };
-    let wanted_tags = project_tags(revs.wanted.get("tags").unwrap_or(&Value::Null));
+    // The per-field merge: each tag key the requests name, present with the newest value
+    // or absent when the newest request naming it removed it (`null`).
+    let wanted_tags: BTreeMap<String, String> = revs
+        .wanted_map("tags")
+        .into_iter()
+        .filter_map(|(key, v)| Some((key, v.as_str()?.to_string())))
+        .collect();
     // The revisions an Updated event of the key announced (by the original it names), or a
     // Ready event: a holder that adopted the resource another request's create had made
     // brings it to its own request before the step is first READY, and announces Ready.
@@ -1287,6 +1385,69 @@ fn check_revisions(
                 "UPDATED BY NO OWN REVISION: {name}: an Updated event names {}, which is none of the key's own requests",
                 v["detail"]["revision"]
             ));
+        }
+    }
+    // Each Updated event names the fields it changed, and each really changed: some state
+    // of the resource's history differs from the one before it in that field (a provider's
+    // details and tags are fingerprinted: its tag keys, or the fingerprint).
+    let owner = k.key.account_id().unwrap_or_default();
+    let resource_history: Vec<Value> = if k.step == INSTANCE {
+        list(e.emulator_state, owner, "instances")
+            .into_iter()
+            .find(|i| i["organization"] != true)
+            .and_then(|i| i["history"].as_array().cloned())
+            .unwrap_or_default()
+    } else {
+        let (portal, provider) = portal_and_name(k);
+        list(e.emulator_state, owner, "identity_providers")
+            .into_iter()
+            .find(|p| p["portal_arn"] == portal && p["identity_provider_name"] == provider)
+            .and_then(|p| p["history"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let differs = |label: &str, a: &Value, b: &Value| -> bool {
+        if k.step == INSTANCE {
+            match label.split_once('.') {
+                Some(("tags", key)) => a["tags"][key] != b["tags"][key],
+                _ if label == "name" || label == "tags" => a[label] != b[label],
+                _ => a["name"] != b["name"] || a["tags"] != b["tags"],
+            }
+        } else {
+            let has = |s: &Value, key: &str| {
+                s["tag_keys"]
+                    .as_array()
+                    .is_some_and(|keys| keys.iter().any(|k| k == key))
+            };
+            let fingerprint = a["fingerprint"] != b["fingerprint"];
+            match label.split_once('.') {
+                Some(("tags", key)) => has(a, key) != has(b, key) || fingerprint,
+                _ => fingerprint,
+            }
+        }
+    };
+    for v in updated {
+        let changed: Vec<&str> = v["detail"]["changed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if changed.is_empty() {
+            fail(format!(
+                "UPDATED NOTHING: {name}: an Updated event names no changed field (a no-op is not announced): {}",
+                v["detail"]
+            ));
+        }
+        for label in changed {
+            let really = resource_history
+                .windows(2)
+                .any(|pair| differs(label, &pair[0], &pair[1]));
+            if !really {
+                fail(format!(
+                    "UPDATED A FIELD THAT DID NOT CHANGE: {name}: an Updated event (revision {}) names {label:?}, which no state of the resource's history changed",
+                    v["detail"]["revision"]
+                ));
+            }
         }
     }
     // The ledger holds the latest revision as applied (an archive replay of it keeps its time).
@@ -1327,7 +1488,7 @@ fn check_revisions(
         let tags_now = project_tags(&now["tags"]);
         if now["name"] != wanted_name || tags_now != wanted_tags {
             fail(format!(
-                "NOT THE LATEST REVISION: {name}: the instance is named {} with the project's tags {tags_now:?}; its latest revision ({}, {}) wants {wanted_name} and {wanted_tags:?}",
+                "NOT THE PER-FIELD MERGE: {name}: the instance is named {} with the project's tags {tags_now:?}; the merge of its requests (latest {}, {}) wants {wanted_name} and {wanted_tags:?}",
                 now["name"],
                 latest.revision,
                 e.originals[latest.origin].label
@@ -1418,12 +1579,9 @@ fn check_revisions(
         return; // reported as a missing resource above
     };
     let mut wanted_details: BTreeMap<String, String> = revs
-        .wanted
-        .get("details")
-        .and_then(Value::as_object)
+        .wanted_map("details")
         .into_iter()
-        .flatten()
-        .map(|(key, v)| (key.clone(), v.as_str().unwrap_or_default().to_string()))
+        .filter_map(|(key, v)| Some((key, v.as_str()?.to_string())))
         .collect();
     if let Some(secret) = revs.wanted.get("secretId").and_then(Value::as_str) {
         let value = plan::SECRETS
@@ -1466,7 +1624,7 @@ fn check_revisions(
                         .collect::<BTreeMap<_, _>>()
                 };
                 fail(format!(
-                    "NOT THE LATEST REVISION: {name}: the provider is {} {:?} with the project's tags {tags_now:?}; its latest revision ({}, {}) wants {wanted_type} {:?} and {wanted_tags:?}",
+                    "NOT THE PER-FIELD MERGE: {name}: the provider is {} {:?} with the project's tags {tags_now:?}; the merge of its requests (latest {}, {}) wants {wanted_type} {:?} and {wanted_tags:?}",
                     read.provider_type,
                     hide(&read.details),
                     latest.revision,
@@ -1532,4 +1690,503 @@ fn check_revisions(
 /// The first five lines of a finding list, each on its own indented line of the report.
 fn first_five(items: &[String]) -> String {
     items.iter().take(5).map(|d| format!("\n    {d}")).collect()
+}
+
+/// What the announcement checks found, for the report.
+#[derive(Default)]
+struct OutboxStats {
+    /// Ready events repeated with the same detail (one outcome announced again: at least once).
+    ready_repeats: u64,
+    /// Updates recorded as changing the applied state, and those announced.
+    updates_recorded: u64,
+    updates_announced: u64,
+    refusals_recorded: u64,
+    drift_recorded: u64,
+    /// Finished steps whose outcome is recorded as not yet announced at the end.
+    unmarked: u64,
+    /// READY steps whose resource was compared with the ledger's applied state.
+    compared: u64,
+}
+
+/// The detail-types of the project's events whose kind the verdict knows.
+fn known_detail_type(detail_type: &str) -> bool {
+    detail_type.ends_with(" Ready")
+        || detail_type.ends_with(" Updated")
+        || detail_type == STEP_FAILED_DETAIL_TYPE
+        || detail_type == DRIFT_DETECTED_DETAIL_TYPE
+        || detail_type == ACCOUNT_OFFBOARDED_DETAIL_TYPE
+}
+
+/// Every recorded outcome is announced at least once (from the log of applied ledger
+/// writes: updates that changed the applied state, refused updates, drift), with at most
+/// one Ready per generation (the same Ready again is a re-announcement; two different ones
+/// are two announcements of one outcome), nothing drifts in a run where nothing changes
+/// resources behind the project's back, and every READY step's resource holds exactly the
+/// applied state its ledger item records.
+#[allow(clippy::too_many_arguments)]
+fn check_outbox(
+    e: &Evidence<'_>,
+    ledger: &HashMap<String, &Record>,
+    ready_by_key: &HashMap<&str, Vec<&Value>>,
+    updated_by_key: &HashMap<&str, Vec<&Value>>,
+    fail: &mut impl FnMut(String),
+) -> OutboxStats {
+    let x = e.expect;
+    let mut stats = OutboxStats::default();
+    // At most one Ready per generation (a generation is its ClientToken).
+    for (name, events) in ready_by_key {
+        let mut by_token: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+        for v in events {
+            by_token
+                .entry(v["detail"]["clientToken"].as_str().unwrap_or_default())
+                .or_default()
+                .push(v);
+        }
+        for (token, events) in by_token {
+            let distinct: std::collections::BTreeSet<String> =
+                events.iter().map(|v| v["detail"].to_string()).collect();
+            stats.ready_repeats += (events.len() - distinct.len()) as u64;
+            if distinct.len() > 1 {
+                fail(format!(
+                    "MORE THAN ONE READY IN A GENERATION: {name}: {} different Ready events for the generation of token {token}: {}",
+                    distinct.len(),
+                    events
+                        .iter()
+                        .map(|v| format!(
+                            "(request {}, origin {}, {})",
+                            v["detail"]["requestEventId"],
+                            v["detail"]["origin"],
+                            v["detail"]["resourceArn"]
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    // Nothing is changed behind the project's back in this run: any drift is a false one.
+    for v in e.emitted {
+        if v["detail-type"] == DRIFT_DETECTED_DETAIL_TYPE {
+            fail(format!(
+                "FALSE DRIFT: an \"Onboarding Drift Detected\" event in a run where nothing changes a resource behind the project's back: {}",
+                v["detail"]
+            ));
+        }
+    }
+    // The events that are neither Ready, Updated, Failed, drift nor offboarding, by step:
+    // a refused update's own detail-type among them.
+    let refusals: Vec<&Value> = e
+        .emitted
+        .iter()
+        .filter(|v| !known_detail_type(v["detail-type"].as_str().unwrap_or_default()))
+        .collect();
+    let mut by_key: BTreeMap<&str, Vec<&LedgerWrite>> = BTreeMap::new();
+    for w in e.writes.iter().filter(|w| w.applied) {
+        by_key.entry(w.key.as_str()).or_default().push(w);
+    }
+    for (key, mut writes) in by_key {
+        writes.sort_by_key(|w| w.answered);
+        let k = x.keys.get(key);
+        let origins: HashSet<usize> = k
+            .map(|k| k.origins.iter().copied().collect())
+            .unwrap_or_default();
+        let names_key = |v: &Value| {
+            let step_ok = k.is_some_and(|k| v["detail"]["step"] == k.step);
+            let ids = [
+                v["detail"]["requestEventId"].as_str(),
+                v["detail"]["revision"]["eventId"].as_str(),
+            ];
+            step_ok
+                && ids
+                    .iter()
+                    .flatten()
+                    .any(|id| e.origin_of.get(*id).is_some_and(|o| origins.contains(o)))
+        };
+        let mut applied_state: Option<Value> = None;
+        for w in writes {
+            let state = w
+                .state
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok());
+            match w.kind {
+                WriteKind::Ready | WriteKind::Created => applied_state = state,
+                WriteKind::UpdateApplied => {
+                    let changed = state.is_some() && state != applied_state;
+                    applied_state = state;
+                    if !changed {
+                        continue;
+                    }
+                    stats.updates_recorded += 1;
+                    let event_id = w.revision.as_deref().map(|r| {
+                        onboarding::revision::Revision::parse(r)
+                            .event_id()
+                            .to_string()
+                    });
+                    let updated = updated_by_key.get(key).cloned().unwrap_or_default();
+                    let announced = updated.iter().any(|v| match &event_id {
+                        Some(id) => v["detail"]["revision"]["eventId"] == id.as_str(),
+                        None => true,
+                    });
+                    if announced {
+                        stats.updates_announced += 1;
+                    } else {
+                        fail(format!(
+                            "RECORDED, NEVER ANNOUNCED: {key}: an update to revision {:?} was recorded (the applied state changed) but no \"Updated\" event names it; Updated events: {:?}",
+                            w.revision,
+                            updated.iter().map(|v| &v["detail"]["revision"]).collect::<Vec<_>>()
+                        ));
+                    }
+                }
+                WriteKind::UpdateRefused => {
+                    stats.refusals_recorded += 1;
+                    if !refusals.iter().any(|v| names_key(v)) {
+                        fail(format!(
+                            "REFUSAL NEVER ANNOUNCED: {key}: an update (revision {:?}, {}) was recorded refused, but no event of a refusal's own detail-type names it (a READY step's refused update is not \"Onboarding Step Failed\")",
+                            w.revision,
+                            w.code.as_deref().unwrap_or("no code")
+                        ));
+                    }
+                }
+                WriteKind::Audit if w.drift.is_some() => {
+                    stats.drift_recorded += 1;
+                    let account = k.and_then(|k| k.key.account_id());
+                    let announced = e.emitted.iter().any(|v| {
+                        v["detail-type"] == DRIFT_DETECTED_DETAIL_TYPE
+                            && k.is_some_and(|k| v["detail"]["step"] == k.step)
+                            && (account.is_none() || v["detail"]["accountId"].as_str() == account)
+                    });
+                    if !announced {
+                        fail(format!(
+                            "RECORDED, NEVER ANNOUNCED: {key}: the audit recorded drift {:?} but no \"Onboarding Drift Detected\" event names the step",
+                            w.drift
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // The end: finished steps recorded as announced (reported), and every READY step's
+    // resource exactly in the applied state its item records.
+    for (name, k) in &x.keys {
+        let Some(rec) = ledger.get(name) else {
+            continue;
+        };
+        if matches!(rec.status, Status::Ready | Status::Failed | Status::Retired) && !rec.announced
+        {
+            stats.unmarked += 1;
+        }
+        if rec.status != Status::Ready {
+            continue;
+        }
+        let Some(applied) = &rec.state else { continue };
+        let account = k.key.account_id().unwrap_or_default();
+        let mut differs = Vec::new();
+        if k.step == INSTANCE {
+            let Some(now) = list(e.emulator_state, account, "instances")
+                .into_iter()
+                .find(|i| i["organization"] != true)
+            else {
+                continue;
+            };
+            stats.compared += 1;
+            if let Some(name_wanted) = applied.get("name") {
+                if &now["name"] != name_wanted {
+                    differs.push(format!("name {} (ledger {name_wanted})", now["name"]));
+                }
+            }
+            compare_map(applied.get("tags"), &now["tags"], "tags", &mut differs);
+        } else if k.step == WEB {
+            let Some(Ok(now)) = e.foreign_now.get(name) else {
+                continue;
+            };
+            stats.compared += 1;
+            if let Some(t) = applied.get("type").and_then(Value::as_str) {
+                if now.provider_type != t {
+                    differs.push(format!("type {} (ledger {t})", now.provider_type));
+                }
+            }
+            let details: serde_json::Map<String, Value> = now
+                .details
+                .iter()
+                .filter(|(key, _)| key.as_str() != "client_secret")
+                .map(|(key, v)| (key.clone(), Value::from(v.as_str())))
+                .collect();
+            compare_map(
+                applied.get("details"),
+                &Value::Object(details),
+                "details",
+                &mut differs,
+            );
+            if let Some(secret) = applied.get("secretId").and_then(Value::as_str) {
+                let want = plan::SECRETS
+                    .iter()
+                    .find(|(id, _)| *id == secret)
+                    .map(|(_, v)| *v);
+                if want.is_some() && now.details.get("client_secret").map(String::as_str) != want {
+                    differs.push(format!("the client secret is not the value of {secret}"));
+                }
+            }
+            match &now.tags {
+                Some(tags) => {
+                    let tags: serde_json::Map<String, Value> = tags
+                        .iter()
+                        .map(|(key, v)| (key.clone(), Value::from(v.as_str())))
+                        .collect();
+                    compare_map(
+                        applied.get("tags"),
+                        &Value::Object(tags),
+                        "tags",
+                        &mut differs,
+                    );
+                }
+                None if applied.get("tags").is_some() => {
+                    differs.push("tags unreadable".to_string())
+                }
+                None => {}
+            }
+        }
+        if !differs.is_empty() {
+            fail(format!(
+                "RESOURCE DIFFERS FROM THE LEDGER: {name} ({}) is READY with applied state {} (revision {:?}) but its resource has {}",
+                k.population.name(),
+                Value::Object(applied.clone()),
+                rec.applied_revision.as_ref().map(|r| r.as_str()),
+                differs.join(", ")
+            ));
+        }
+    }
+    stats
+}
+
+/// Each key of the recorded map `recorded` (a JSON null: the key must be absent) against
+/// the resource's map `now`.
+fn compare_map(recorded: Option<&Value>, now: &Value, what: &str, differs: &mut Vec<String>) {
+    let Some(recorded) = recorded.and_then(Value::as_object) else {
+        return;
+    };
+    for (key, want) in recorded {
+        let have = now.get(key).filter(|v| !v.is_null());
+        match (want.is_null(), have) {
+            (true, Some(have)) => differs.push(format!("{what}.{key} = {have} (ledger: removed)")),
+            (false, None) => differs.push(format!("{what}.{key} absent (ledger {want})")),
+            (false, Some(have)) if have != want => {
+                differs.push(format!("{what}.{key} = {have} (ledger {want})"))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the closure population came to, for the report.
+#[derive(Default)]
+struct DepartureStats {
+    keys: u64,
+    retired: u64,
+    announced: u64,
+    repeats: u64,
+    reopened: u64,
+    in_flight: u64,
+}
+
+/// How long after the closure was recorded a create may still land: one on its way when
+/// the retirement was written (no fence reaches a call already sent).
+const IN_FLIGHT: Duration = Duration::from_secs(1);
+
+/// Epoch milliseconds of `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (the emulator's history times).
+fn epoch_ms_of(iso: &str) -> Option<u64> {
+    let b = iso.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| iso.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let millis = if b.get(19) == Some(&b'.') {
+        n(20..23)?
+    } else {
+        0
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + millis;
+    u64::try_from(ms).ok()
+}
+
+/// A key of a departed account. RETIRED: by one of the account's departures, announced
+/// "Account Offboarded" (the same retirement each time it is announced again), no failure
+/// announced that was not recorded before the retirement, and no resource of the key made
+/// after the account's closure was recorded (beyond a create already on its way). A key
+/// that was never retired announces no offboarding; a reopened one is READY (checked with
+/// every key: one resource, its generation's Ready).
+#[allow(clippy::too_many_arguments)]
+fn check_departure(
+    e: &Evidence<'_>,
+    name: &str,
+    k: &Expect,
+    rec: &Record,
+    found: &[(String, String, bool)],
+    step_failures: &[&Value],
+    stats: &mut DepartureStats,
+    fail: &mut impl FnMut(String),
+) {
+    if k.departures.is_empty() {
+        return;
+    }
+    stats.keys += 1;
+    let account = k.key.account_id().unwrap_or_default();
+    let offboarded: Vec<&Value> = e
+        .emitted
+        .iter()
+        .filter(|v| {
+            v["detail-type"] == ACCOUNT_OFFBOARDED_DETAIL_TYPE
+                && v["detail"]["step"] == k.step
+                && v["detail"]["accountId"] == account
+                && match (
+                    v["detail"]["resourceArn"].as_str(),
+                    rec.resource_arn.as_deref(),
+                ) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+        })
+        .collect();
+    let retires: Vec<&LedgerWrite> = e
+        .writes
+        .iter()
+        .filter(|w| w.applied && w.kind == WriteKind::Retire && w.key == name)
+        .collect();
+    let wall = |t: Instant| {
+        let since = t.saturating_duration_since(e.started);
+        e.started_at
+            .checked_add(since)
+            .and_then(|w| w.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    if retires.is_empty() && !offboarded.is_empty() {
+        fail(format!(
+            "OFFBOARDED WITHOUT A RETIREMENT: {name} ({}) was never recorded RETIRED, yet {} \"Account Offboarded\" event(s) name it: {}",
+            k.population.name(),
+            offboarded.len(),
+            offboarded[0]["detail"]
+        ));
+    }
+    if rec.status == Status::Retired {
+        stats.retired += 1;
+        let by_departure = rec.retired_revision.as_ref().is_some_and(|r| {
+            k.departures
+                .iter()
+                .any(|(_, d)| d.time() == r.time() && d.event_id() == r.event_id())
+        });
+        if !by_departure {
+            fail(format!(
+                "RETIRED BY NO DEPARTURE: {name} is RETIRED at revision {:?}, none of its account's departures ({})",
+                rec.retired_revision.as_ref().map(|r| r.as_str()),
+                k.departures
+                    .iter()
+                    .map(|(i, r)| format!("{r} from {}", e.originals[*i].label))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if offboarded.is_empty() {
+            fail(format!(
+                "RETIREMENT NEVER ANNOUNCED: {name} ({}) is RETIRED ({:?}) but no \"Account Offboarded\" event names it",
+                k.population.name(),
+                rec.retired
+            ));
+        } else {
+            stats.announced += 1;
+            let distinct: std::collections::BTreeSet<String> = offboarded
+                .iter()
+                .map(|v| v["detail"]["retired"].to_string())
+                .collect();
+            stats.repeats += (offboarded.len() - distinct.len()) as u64;
+            if distinct.len() > 1 {
+                fail(format!(
+                    "RETIREMENT ANNOUNCED MORE THAN ONCE: {name}: {} \"Account Offboarded\" events announce {} different retirements: {}",
+                    offboarded.len(),
+                    distinct.len(),
+                    distinct.into_iter().collect::<Vec<_>>().join(" / ")
+                ));
+            }
+        }
+        // A failure announced for the step must have been recorded before it was retired.
+        let retired_at = retires.iter().map(|w| w.answered).min();
+        let failed_before = e.writes.iter().any(|w| {
+            w.applied
+                && w.key == name
+                && matches!(w.kind, WriteKind::FailPermanent | WriteKind::FailCreated)
+                && retired_at.is_some_and(|r| w.answered < r)
+        });
+        if !step_failures.is_empty() && !failed_before {
+            fail(format!(
+                "FAILURE ANNOUNCED FOR A RETIRED STEP: {name} ({}) is RETIRED and no failure was recorded before its retirement, yet {} \"Onboarding Step Failed\" event(s) name it ({})",
+                k.population.name(),
+                step_failures.len(),
+                step_failures[0]["detail"]["reason"]["code"]
+            ));
+        }
+    }
+    if rec.status == Status::Ready && rec.generation > 0 {
+        stats.reopened += 1;
+    }
+    // Nothing made after the account's closure was recorded (its first retirement of any
+    // step), unless a request newer than the closure asks for the step.
+    if k.population != Population::Departed {
+        return;
+    }
+    let closed = e
+        .writes
+        .iter()
+        .filter(|w| {
+            w.applied && w.kind == WriteKind::Retire && StepKeyOf(&w.key).account() == Some(account)
+        })
+        .map(|w| w.answered)
+        .min();
+    let Some(closed) = closed else { return };
+    let closed_ms = wall(closed);
+    for (arn, _, seeded) in found {
+        if *seeded {
+            continue;
+        }
+        let made = e.emulator_state["history"][arn.as_str()]
+            .as_array()
+            .and_then(|h| {
+                h.iter().find(|s| {
+                    s["operation"]
+                        .as_str()
+                        .is_some_and(|o| o.starts_with("Create"))
+                })
+            })
+            .and_then(|s| s["at"].as_str())
+            .and_then(epoch_ms_of);
+        let Some(made) = made else { continue };
+        if made > closed_ms + IN_FLIGHT.as_millis() as u64 {
+            fail(format!(
+                "CREATED AFTER THE CLOSURE WAS RECORDED: {name} ({}): {arn} was made {:.3}s after the account's closure was recorded (the departure is newer than every request for the step)",
+                k.population.name(),
+                (made - closed_ms) as f64 / 1000.0
+            ));
+        } else if made > closed_ms {
+            stats.in_flight += 1;
+        }
+    }
+}
+
+/// The account of a logged write's key (`account#<id>/<step>`).
+struct StepKeyOf<'a>(&'a str);
+
+impl StepKeyOf<'_> {
+    fn account(&self) -> Option<&str> {
+        self.0
+            .strip_prefix("account#")
+            .and_then(|rest| rest.split('/').next())
+    }
 }
