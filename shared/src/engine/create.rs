@@ -283,7 +283,7 @@ impl Engine {
         };
         // Unreachable since it became CREATED for longer than the window: permanent.
         let since = record.updated_at.map_or(SystemTime::now(), from_epoch_ms);
-        let e = self.grace(since, record.attempt, e);
+        let e = self.settings.grace(since, record.attempt, e);
         if e.is_retryable() {
             return Err(e);
         }

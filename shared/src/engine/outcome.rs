@@ -76,7 +76,8 @@ impl Engine {
         sent: bool,
     ) -> Result<Outcome, StepError> {
         let e = spread_throttling(
-            self.grace(lease.first_attempt_at, lease.attempt, e),
+            self.settings
+                .grace(lease.first_attempt_at, lease.attempt, e),
             lease.attempt,
         );
         if e.is_retryable() {

@@ -27,15 +27,6 @@ impl EngineSettings {
         let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
         full.mul_f64(1.0 - 0.2 * unit)
     }
-}
-
-impl Engine {
-    /// Whether `lease` has time left to announce before it could be taken over: a quarter
-    /// of a lease's length, at most 5 s.
-    pub(super) fn lease_fresh(&self, lease: &Lease) -> bool {
-        let margin = (self.settings.lease / 4).min(Duration::from_secs(5));
-        SystemTime::now() + margin < lease.expires_at
-    }
 
     /// Not reachable yet: retryable with a growing delay inside the grace window from
     /// `since`, permanent after it with a message that says so. Other errors pass unchanged.
@@ -44,9 +35,9 @@ impl Engine {
             return e;
         }
         let waited = SystemTime::now().duration_since(since).unwrap_or_default();
-        let window = self.settings.member_role_grace;
+        let window = self.member_role_grace;
         if waited < window {
-            let delay = self.settings.backoff(attempt);
+            let delay = self.backoff(attempt);
             return e.after(delay);
         }
         let message = format!(
@@ -58,6 +49,15 @@ impl Engine {
             human(window),
         );
         e.into_permanent(message)
+    }
+}
+
+impl Engine {
+    /// Whether `lease` has time left to announce before it could be taken over: a quarter
+    /// of a lease's length, at most 5 s.
+    pub(super) fn lease_fresh(&self, lease: &Lease) -> bool {
+        let margin = (self.settings.lease / 4).min(Duration::from_secs(5));
+        SystemTime::now() + margin < lease.expires_at
     }
 }
 
@@ -108,4 +108,170 @@ pub(super) fn epoch_ms_now() -> u64 {
 
 pub(super) fn from_epoch_ms(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn settings() -> EngineSettings {
+        EngineSettings {
+            lease: secs(60),
+            ready_wait: secs(10),
+            member_role_grace: secs(3600),
+            retry_base: secs(10),
+            retry_max: secs(300),
+        }
+    }
+
+    /// `d` lies between `low` times `full` and `full`.
+    fn jittered(d: Duration, full: Duration, low: f64) -> bool {
+        d <= full && d >= full.mul_f64(low)
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let s = settings();
+        let expected = [
+            (0, 10),
+            (1, 10),
+            (2, 20),
+            (3, 40),
+            (5, 160),
+            (6, 300),
+            (7, 300),
+            (40, 300),
+            (u32::MAX, 300),
+        ];
+        for _ in 0..50 {
+            for (attempt, full) in expected {
+                let d = s.backoff(attempt);
+                assert!(jittered(d, secs(full), 0.8), "attempt {attempt}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_spreads_a_burst() {
+        let s = settings();
+        let mut delays: Vec<Duration> = (0..20).map(|_| s.backoff(3)).collect();
+        delays.sort();
+        delays.dedup();
+        assert!(delays.len() > 1, "20 new accounts would come back at once");
+    }
+
+    #[test]
+    fn grace_retries_not_yet_inside_the_window_with_the_backoff() {
+        let s = settings();
+        let since = SystemTime::now() - secs(60);
+        let e = s.grace(
+            since,
+            2,
+            StepError::not_yet("AccessDenied", "role not there"),
+        );
+        assert!(e.is_retryable() && e.is_not_yet());
+        let delay = e.retry_after().expect("a delay");
+        assert!(jittered(delay, secs(20), 0.8), "{delay:?}");
+    }
+
+    #[test]
+    fn grace_turns_not_yet_permanent_after_the_window() {
+        let s = settings();
+        let since = SystemTime::now() - secs(2 * 3600 + 60);
+        let e = s.grace(
+            since,
+            9,
+            StepError::not_yet("AccessDenied", "role not there"),
+        );
+        assert!(!e.is_retryable());
+        assert_eq!(e.code(), "AccessDenied");
+        let message = &e.reason().message;
+        assert!(
+            message.starts_with("role not there - still so 2h 1m"),
+            "{message}"
+        );
+        assert!(message.contains("grace window of 1h 0m"), "{message}");
+        assert!(message.contains("onboarding retry"), "{message}");
+    }
+
+    #[test]
+    fn grace_leaves_other_errors_alone() {
+        let s = settings();
+        let long_ago = SystemTime::now() - secs(10 * 3600);
+        let retryable = s.grace(long_ago, 3, StepError::retryable("InternalError", "x"));
+        assert!(retryable.is_retryable());
+        assert_eq!(retryable.retry_after(), None);
+        let permanent = s.grace(long_ago, 3, StepError::permanent("Validation", "x"));
+        assert!(!permanent.is_retryable());
+        assert_eq!(permanent.reason().message, "x");
+    }
+
+    #[test]
+    fn throttling_comes_back_after_a_growing_delay_capped_at_two_minutes() {
+        for _ in 0..50 {
+            for (attempt, full) in [(0, 2), (1, 2), (2, 4), (4, 16), (7, 120), (30, 120)] {
+                let e =
+                    spread_throttling(StepError::retryable("ThrottlingException", "x"), attempt);
+                let delay = e.retry_after().expect("a delay");
+                assert!(
+                    jittered(delay, secs(full), 0.5),
+                    "attempt {attempt}: {delay:?}"
+                );
+                assert!(e.is_retryable());
+            }
+        }
+    }
+
+    #[test]
+    fn throttling_spread_keeps_other_errors_and_given_delays() {
+        let other = spread_throttling(StepError::retryable("InternalError", "x"), 3);
+        assert_eq!(other.retry_after(), None);
+        let given = spread_throttling(
+            StepError::retryable("ThrottlingException", "x").after(secs(7)),
+            3,
+        );
+        assert_eq!(given.retry_after(), Some(secs(7)));
+        let permanent = spread_throttling(StepError::permanent("ThrottlingException", "x"), 3);
+        assert_eq!(permanent.retry_after(), None);
+        assert!(!permanent.is_retryable());
+    }
+
+    #[test]
+    fn recheck_follows_how_long_the_step_was_held() {
+        for _ in 0..50 {
+            // Held a second ago: back after about the minimum, not sooner.
+            assert!(jittered(recheck_in(secs(1), secs(60)), MIN_RECHECK, 0.8));
+            // Held for half a minute: back after about as long again.
+            assert!(jittered(recheck_in(secs(30), secs(60)), secs(30), 0.8));
+            // Never later than just after the lease ends.
+            assert_eq!(recheck_in(secs(120), secs(10)), secs(11));
+            assert!(recheck_in(secs(1), Duration::ZERO) <= secs(1));
+        }
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human(secs(7200)), "2h 0m");
+        assert_eq!(human(secs(303)), "5m 3s");
+        assert_eq!(human(Duration::from_millis(4200)), "4.2s");
+    }
+
+    #[test]
+    fn epoch_milliseconds_round_trip() {
+        let now = epoch_ms_now();
+        assert_eq!(
+            from_epoch_ms(now),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(now)
+        );
+        assert!(
+            SystemTime::now()
+                .duration_since(from_epoch_ms(now))
+                .unwrap()
+                < secs(5)
+        );
+    }
 }

@@ -339,3 +339,85 @@ pub(super) fn changed_fields(before: &Fields, after: &Fields) -> Vec<String> {
     names.dedup();
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn fields(v: Value) -> Fields {
+        match v {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn overlay_takes_what_the_request_specifies_and_keeps_the_rest() {
+        let state = fields(json!({"name": "a", "description": "d", "tags": {"x": "1", "y": "2"}}));
+        let request = fields(json!({"name": "b", "tags": {"x": "3"}, "owner": "o"}));
+        assert_eq!(
+            overlay(&state, &request),
+            fields(json!({
+                "name": "b",
+                "description": "d",
+                // A map is the request's whole map: keys it does not name are removed.
+                "tags": {"x": "3"},
+                "owner": "o",
+            }))
+        );
+        assert_eq!(overlay(&state, &Fields::new()), state);
+    }
+
+    #[test]
+    fn changed_fields_names_each_difference_once_in_order() {
+        let before = fields(json!({"name": "a", "tags": {"x": "1"}, "gone": 1, "same": true}));
+        let after = fields(json!({"tags": {"x": "2"}, "name": "b", "new": 2, "same": true}));
+        assert_eq!(
+            changed_fields(&before, &after),
+            ["gone", "name", "new", "tags"].map(String::from).to_vec()
+        );
+        assert!(changed_fields(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn unknown_base_makes_an_update_set_every_field_and_key_again() {
+        let state = fields(json!({"name": "a", "tags": {"x": "1"}}));
+        let pending = fields(json!({"name": "b", "tags": {"y": "2"}, "owner": "o"}));
+        let base = unknown_base(&state, Some(&pending));
+
+        let mut keys: Vec<&String> = base.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["name", "owner", "tags"]);
+        // Every key either state named is in play, each with a value no request holds.
+        let tags = base["tags"].as_object().expect("a map stays a map");
+        let mut tag_keys: Vec<&String> = tags.keys().collect();
+        tag_keys.sort();
+        assert_eq!(tag_keys, ["x", "y"]);
+        for value in tags.values().chain([&base["name"], &base["owner"]]) {
+            assert!(
+                value.as_str().is_some_and(|s| s.contains('\u{0}')),
+                "{value}"
+            );
+        }
+        // So an update from it towards either state changes every field that state names.
+        assert_eq!(
+            changed_fields(&base, &state),
+            ["name", "owner", "tags"].map(String::from).to_vec()
+        );
+        assert_eq!(
+            changed_fields(&base, &pending),
+            ["name", "owner", "tags"].map(String::from).to_vec()
+        );
+    }
+
+    #[test]
+    fn unknown_base_without_a_pending_update_covers_the_state() {
+        let state = fields(json!({"name": "a", "tags": {"x": "1"}}));
+        let base = unknown_base(&state, None);
+        assert_eq!(base.len(), 2);
+        assert_ne!(base["name"], state["name"]);
+        assert_eq!(base["tags"].as_object().map(|t| t.len()), Some(1));
+        assert_ne!(base["tags"]["x"], state["tags"]["x"]);
+    }
+}
