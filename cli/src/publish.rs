@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use aws_sdk_eventbridge::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use onboarding::events::{decode, Accept, Decoded, OnboardingRequest, MAX_EVENT_BYTES};
+use onboarding::revision::normalize_time;
 use serde_json::Value;
 
 use crate::failure::{Failure, Outcome};
@@ -23,11 +25,35 @@ pub struct Entry {
     pub event: Result<Value, String>,
 }
 
+/// An event's own time (its envelope's `time`), published as the entry's `Time`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventTime {
+    /// As the functions order requests by it: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    pub text: String,
+    pub at: DateTime,
+}
+
+impl EventTime {
+    /// The envelope's `time`: RFC 3339 in UTC, as EventBridge writes it
+    /// (`2026-11-20T10:15:30Z`, a fraction of a second allowed).
+    pub fn parse(time: &str) -> Result<EventTime, String> {
+        let text = normalize_time(time).ok_or_else(|| {
+            format!("time: expected a UTC time like 2026-11-20T10:15:30Z, got {time:?}")
+        })?;
+        let at = DateTime::from_str(&text, DateTimeFormat::DateTime)
+            .map_err(|e| format!("time: {time:?} is not a valid RFC 3339 time: {e}"))?;
+        Ok(EventTime { text, at })
+    }
+}
+
 /// An event ready for PutEvents, kept as the file had it.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub source: String,
     pub detail_type: String,
+    /// The event's own time, sent as `Time`; `None` (an event made here, not replayed):
+    /// EventBridge stamps the time of the call.
+    pub time: Option<EventTime>,
     /// `detail` as compact JSON.
     pub detail: String,
     pub resources: Vec<String>,
@@ -40,7 +66,9 @@ pub struct Prepared {
 impl Prepared {
     /// The entry size EventBridge counts against its limits.
     fn size(&self) -> usize {
-        self.source.len()
+        // A `Time` counts 14 bytes.
+        self.time.as_ref().map_or(0, |_| 14)
+            + self.source.len()
             + self.detail_type.len()
             + self.detail.len()
             + self.resources.iter().map(String::len).sum::<usize>()
@@ -56,6 +84,7 @@ impl Prepared {
             .source(&self.source)
             .detail_type(&self.detail_type)
             .detail(&self.detail)
+            .set_time(self.time.as_ref().map(|t| t.at))
             .set_resources((!self.resources.is_empty()).then(|| self.resources.clone()))
             .build()
     }
@@ -158,8 +187,24 @@ fn sqs_entry(name: &str, i: usize, record: &Value) -> Entry {
     Entry { label, event }
 }
 
+/// Why an event without a time is not published again.
+pub const NO_TIME: &str = "time: missing; an event is published again with its own time \
+     (EventBridge's Time), so that it keeps its place among the requests for its steps, and \
+     one without a time would get the time of publishing and pass every request made since. \
+     Add the time the request was made (\"time\": \"2026-11-20T10:15:30Z\", UTC)";
+
+/// [`prepare`] for an event published again (`replay`, `retry --event`): it must carry its
+/// own time, which the entry keeps.
+pub fn prepare_again(event: &Value, accept: &Accept) -> Result<Prepared, String> {
+    let prepared = prepare(event, accept)?;
+    if prepared.time.is_none() {
+        return Err(NO_TIME.to_owned());
+    }
+    Ok(prepared)
+}
+
 /// Checks one event as PutEvents and the functions will see it; `Err` says why it cannot
-/// (or should not) be published.
+/// (or should not) be published. The event's `time`, if any, is kept for the entry.
 pub fn prepare(event: &Value, accept: &Accept) -> Result<Prepared, String> {
     let map = event
         .as_object()
@@ -186,6 +231,11 @@ pub fn prepare(event: &Value, accept: &Accept) -> Result<Prepared, String> {
             .collect::<Option<Vec<_>>>()
             .ok_or("resources: expected an array of strings")?,
         Some(_) => return Err("resources: expected an array of strings".into()),
+    };
+    let time = match map.get("time") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(EventTime::parse(t)?),
+        Some(_) => return Err("time: expected a string like 2026-11-20T10:15:30Z".into()),
     };
 
     // EventBridge assigns new ids; the decoder only needs one to be present.
@@ -222,6 +272,7 @@ pub fn prepare(event: &Value, accept: &Accept) -> Result<Prepared, String> {
     let prepared = Prepared {
         source,
         detail_type,
+        time,
         detail,
         resources,
         request,
@@ -343,6 +394,48 @@ mod tests {
             m.remove("id");
         }
         assert!(prepare(&no_id, &Accept::default()).is_ok());
+    }
+
+    #[test]
+    fn the_entry_keeps_the_events_own_time() {
+        let p = prepare_again(&request("222222222222"), &Accept::default()).expect("valid");
+        let time = p.time.clone().expect("the event's time");
+        assert_eq!(time.text, "2026-11-20T10:15:30.000Z");
+        let entry = p.entry("bus");
+        assert_eq!(entry.time(), Some(&time.at));
+        assert_eq!(time.at.secs(), 1_795_169_730, "2026-11-20T10:15:30Z");
+        // A fraction of a second is kept, to the millisecond.
+        let mut fraction = request("222222222222");
+        fraction["time"] = json!("2026-11-20T10:15:30.25Z");
+        let p = prepare_again(&fraction, &Accept::default()).expect("valid");
+        let at = p.entry("bus").time().copied().expect("time");
+        assert_eq!((at.secs(), at.subsec_nanos()), (1_795_169_730, 250_000_000));
+    }
+
+    #[test]
+    fn an_event_published_again_needs_a_time_that_is_one() {
+        let accept = Accept::default();
+        let mut timeless = request("222222222222");
+        if let Some(m) = timeless.as_object_mut() {
+            m.remove("time");
+        }
+        let why = prepare_again(&timeless, &accept).expect_err("no time");
+        assert!(why.starts_with("time: missing"), "{why}");
+        // A new request (backfill) has none, and EventBridge stamps it.
+        let fresh = prepare(&timeless, &accept).expect("a new request");
+        assert!(fresh.time.is_none() && fresh.entry("bus").time().is_none());
+        for bad in [
+            json!("2026-11-20"),
+            json!("2026-11-20T10:15:30+01:00"),
+            json!("2026-13-20T10:15:30Z"),
+            json!("2026-02-30T10:15:30Z"),
+            json!(1795688130),
+        ] {
+            let mut event = request("222222222222");
+            event["time"] = bad.clone();
+            let why = prepare(&event, &accept).expect_err("not a time");
+            assert!(why.starts_with("time: "), "{bad}: {why}");
+        }
     }
 
     #[test]

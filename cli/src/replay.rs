@@ -1,4 +1,6 @@
-//! `replay`: publish the events of files to the bus, as the files have them.
+//! `replay`: publish the events of files to the bus, as the files have them, each with its
+//! own time (EventBridge's `Time`): a replayed request keeps its place among the requests for
+//! its steps, so an old one stays older than a newer one that already applied.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,11 @@ use crate::failure::{Failure, Outcome};
 use crate::publish::{self, Prepared, Sent};
 use crate::status::pretty;
 use crate::table::{shorten, Table};
+
+/// What the operator should know about a replay's order.
+const KEEPS_TIME: &str = "Each event keeps its own time (EventBridge's Time, the TIME column): \
+     a replayed request stays older than a newer one that already applied, so it changes \
+     nothing that request set.";
 
 enum Fate {
     Invalid(String),
@@ -35,7 +42,7 @@ pub async fn replay(
         for file in publish::files(path)? {
             for entry in publish::load(&file) {
                 let fate = match entry.event {
-                    Ok(event) => match publish::prepare(&event, &ctx.accept) {
+                    Ok(event) => match publish::prepare_again(&event, &ctx.accept) {
                         Ok(p) => Fate::Ready(Box::new(p)),
                         Err(why) => Fate::Invalid(why),
                     },
@@ -107,11 +114,12 @@ pub async fn replay(
         let entries: Vec<serde_json::Value> = lines
             .iter()
             .map(|l| {
-                let (source, detail_type, account, state) = match &l.fate {
+                let (source, detail_type, account, time, state) = match &l.fate {
                     Fate::Ready(p) => (
                         Some(p.source.as_str()),
                         Some(p.detail_type.as_str()),
                         p.account_id(),
+                        p.time.as_ref().map(|t| t.text.as_str()),
                         if l.event_id.is_some() {
                             "sent"
                         } else if l.error.is_some() {
@@ -126,6 +134,7 @@ pub async fn replay(
                         None,
                         None,
                         None,
+                        None,
                         if refused { "invalid" } else { "skipped" },
                     ),
                 };
@@ -135,6 +144,7 @@ pub async fn replay(
                     "source": source,
                     "detailType": detail_type,
                     "accountId": account,
+                    "time": time,
                     "eventId": l.event_id,
                     "result": l.result,
                     "error": l.error.as_ref().map(|(c, m)| json!({ "code": c, "message": m })),
@@ -153,20 +163,21 @@ pub async fn replay(
             }))
         );
     } else {
-        let mut table = Table::new(&["ENTRY", "DETAIL-TYPE", "ACCOUNT", "RESULT"]);
+        let mut table = Table::new(&["ENTRY", "DETAIL-TYPE", "ACCOUNT", "TIME", "RESULT"]);
         for l in &lines {
-            let (detail_type, account) = match &l.fate {
+            let (detail_type, account, time) = match &l.fate {
                 Fate::Ready(p) => (
                     p.detail_type.clone(),
                     p.account_id().unwrap_or("-").to_owned(),
+                    p.time.as_ref().map_or("-", |t| t.text.as_str()).to_owned(),
                 ),
-                Fate::Invalid(_) => ("-".into(), "-".into()),
+                Fate::Invalid(_) => ("-".into(), "-".into(), "-".into()),
             };
             let mut result = shorten(&l.result, 160);
             if let Some(id) = &l.event_id {
                 result.push_str(&format!(" (event id {id})"));
             }
-            table.row(vec![l.label.clone(), detail_type, account, result]);
+            table.row(vec![l.label.clone(), detail_type, account, time, result]);
         }
         print!("{}", table.render());
         if dry_run && !refused {
@@ -191,6 +202,9 @@ pub async fn replay(
                     String::new()
                 }
             );
+        }
+        if !ready.is_empty() && !refused {
+            println!("{KEEPS_TIME}");
         }
     }
 
