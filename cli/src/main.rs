@@ -8,6 +8,7 @@ mod backfill;
 mod context;
 mod failure;
 mod publish;
+mod recorded;
 mod replace;
 mod replay;
 mod retry;
@@ -142,17 +143,17 @@ for the account is published to the bus, which the functions pick up. A CREATED 
 has its request published again (its readiness is checked). Anything else (READY, a live
 lease) exits 3 and says why.
 
-What is published:
-  identity-center-instance   the request with default settings ({schemaVersion, accountId}),
-                             when the failed request had default settings too (retry
-                             compares the request's hash and does not rebuild one from the
-                             ledger's fields), so when the failed one set an instance name or
-                             tags, pass --event FILE with it (or a corrected one)
-  web-identity-provider#...  retry does not rebuild a provider's request from the ledger:
-                             --event FILE with the original request is required
-  approval-identity-source   (`retry org ...`) a default request for an account whose
-                             identity-center-instance is READY (--account), or --event FILE
-With --event FILE the file's event is published as it is (source, detail-type, detail).
+What is published: the request the ledger recorded for the step's generation (its first
+claimant's, `requested`), rebuilt by the step (instance name and tags; the provider's portal,
+name, type, details, secret name and tags), with that request's time (EventBridge's Time):
+it stays older than any request made after it, so it changes nothing a newer request set.
+EventBridge gives it a new event id. A step with no recorded request (an item of an older
+version, or one an earlier retry reset) is refused (exit 3): pass --event FILE.
+  approval-identity-source   (`retry org ...`) the request of an account whose
+                             identity-center-instance is READY (--account), as that step
+                             applied it (for that account a duplicate), or --event FILE
+With --event FILE the file's event is published as it is (source, detail-type, detail) with
+its own time; an event without a time is refused.
 
 STEP is the step as `status` shows it; a unique prefix such as `web-identity-provider` is
 enough when the account has only one such step. If publishing fails after the reset, run
@@ -179,11 +180,12 @@ Examples:
         target: Target,
         /// The step, as `status` shows it, or a unique prefix of it
         step: String,
-        /// The onboarding request to publish (one event: the original, or a corrected one)
+        /// The onboarding request to publish (one event with its time: the original, or a
+        /// corrected one)
         #[arg(long, value_name = "FILE")]
         event: Option<PathBuf>,
         /// For `retry org`: an onboarded account (identity-center-instance READY) whose
-        /// default request carries the retry
+        /// recorded request carries the retry
         #[arg(long, value_name = "ACCOUNT", value_parser = context::parse_account)]
         account: Option<String>,
         /// identity-center-instance only: delete the account's CREATE_FAILED instance first
@@ -194,15 +196,21 @@ Examples:
         #[arg(long, requires = "replace")]
         yes: bool,
     },
-    /// Publish events from files to the bus (EventBridge assigns new ids)
+    /// Publish events from files to the bus, each with its own time (EventBridge assigns new ids)
     #[command(after_help = "\
 Each file holds one EventBridge event, a JSON array of events, or an SQS batch
 ({\"Records\": [...]}) whose bodies are events; a directory means its *.json files. Every
 event is checked first, as the functions will decode it; if any is invalid nothing is sent
 (exit 3) unless --skip-invalid. Events are sent as the files have them (source,
 detail-type, detail, resources), ten per PutEvents call; a failed entry is reported and the
-exit code is 1. Replaying is safe: the functions create each resource once, so a replayed
-request for a finished step is a duplicate.
+exit code is 1.
+
+Each event keeps its own time: the file's `time` is sent as EventBridge's Time, and the
+functions order a step's requests by it (then by event id). A replayed request therefore
+stays older than a newer one that already applied and changes nothing it set. An event
+without a time, or with one that is not an RFC 3339 UTC time, is invalid (it would get the
+time of publishing and pass every request made since). Replaying is safe: the functions
+create each resource once, so a replayed request for a finished step is a duplicate.
 
 Examples:
   onboarding replay events/onboarding-requested.json

@@ -1,18 +1,22 @@
 //! `retry`: a FAILED step moves to a new generation, then the onboarding request that the
-//! functions act on is published again.
+//! functions act on is published again: the request the ledger recorded for the step's
+//! generation (`requested`, at `requested_revision`), rebuilt by its step, with its time, or
+//! the operator's event file, with the file's time.
 
 use std::path::Path;
 
 use onboarding::aws::MemberAccess;
-use onboarding::events::{decode, Decoded, OnboardingRequest, SCHEMA_VERSION};
-use onboarding::ledger::{request_hash, Record, Status, StepKey};
+use onboarding::events::{decode, Decoded, OnboardingRequest};
+use onboarding::ledger::{Fields, Record, Status, StepKey};
+use onboarding::revision::Revision;
 use onboarding::step::Step;
-use onboarding::steps::{IdentityCenterInstance, WebIdentityProvider};
+use onboarding::steps::{IdentityCenterInstance, Known, WebIdentityProvider};
 use serde_json::{json, Value};
 
 use crate::context::{target_name, Context, Target};
 use crate::failure::{Failure, Outcome};
 use crate::publish::{self, Prepared, Sent};
+use crate::recorded;
 use crate::replace;
 use crate::status::{awaiting_delivery, pretty, APPROVAL_STEP, INSTANCE_STEP, WEB_STEP};
 
@@ -72,16 +76,17 @@ fn refusal(r: &Record) -> Failure {
     }
 }
 
-/// An onboarding request with default settings for `account`, as the functions decode it.
-fn default_request(ctx: &Context, account: &str) -> Outcome<(Prepared, OnboardingRequest)> {
-    let detail = json!({ "schemaVersion": SCHEMA_VERSION, "accountId": account });
-    let event = json!({
-        "id": "onboarding-retry",
-        "source": ctx.accept.source,
-        "detail-type": ctx.accept.detail_type,
-        "detail": detail,
-    });
-    prepared_request(ctx, &event, "the default request")
+/// What `retry` publishes, and what the operator should know about it.
+struct Publish {
+    prepared: Prepared,
+    /// The event published (its id is EventBridge's to assign), for the operator to keep
+    /// when publishing fails.
+    event: Value,
+    /// The recorded request it publishes again (`<time>#<event id>`), when it is one.
+    recorded: Option<Revision>,
+    /// What the request asks of the step, when the step is one that records it.
+    desired: Option<Fields>,
+    note: Option<String>,
 }
 
 fn prepared_request(
@@ -89,7 +94,7 @@ fn prepared_request(
     event: &Value,
     what: &str,
 ) -> Outcome<(Prepared, OnboardingRequest)> {
-    let prepared = publish::prepare(event, &ctx.accept)
+    let prepared = publish::prepare_again(event, &ctx.accept)
         .map_err(|why| Failure::refused(format!("{what} cannot be published: {why}")))?;
     match decode(event, &ctx.accept).ok() {
         Some(Decoded::Request(request)) => Ok((prepared, request)),
@@ -103,17 +108,20 @@ fn prepared_request(
     }
 }
 
-/// The one event in `file`.
-fn event_from_file(ctx: &Context, file: &Path) -> Outcome<(Prepared, OnboardingRequest)> {
+/// The one event in `file`, which must carry its own time.
+fn event_from_file(ctx: &Context, file: &Path) -> Outcome<(Prepared, OnboardingRequest, Value)> {
     let paths = publish::files(file)?;
     let mut entries = Vec::new();
     for p in &paths {
         entries.extend(publish::load(p));
     }
-    let what = format!("the event in {}", file.display());
     match entries.as_slice() {
         [one] => match &one.event {
-            Ok(event) => prepared_request(ctx, event, &what),
+            Ok(event) => {
+                let what = format!("the event in {}", one.label);
+                let (prepared, request) = prepared_request(ctx, event, &what)?;
+                Ok((prepared, request, event.clone()))
+            }
             Err(why) => Err(Failure::refused(format!("{}: {why}", one.label))),
         },
         _ => Err(Failure::refused(format!(
@@ -124,23 +132,53 @@ fn event_from_file(ctx: &Context, file: &Path) -> Outcome<(Prepared, OnboardingR
     }
 }
 
-/// The step key and request hash the functions would compute for `request`.
-fn plan_of<S: Step>(step: &S, request: &OnboardingRequest) -> Option<(StepKey, String)> {
-    step.plan(request)
-        .ok()
-        .map(|plan| (plan.key, request_hash(&plan.canonical)))
+/// Why the request recorded for `record` cannot be published again, and what to do.
+fn not_rebuilt(record: &Record, why: &str) -> Failure {
+    let who = target_name(&record.key);
+    let reset = if awaiting_delivery(record) && record.requested.is_none() {
+        format!(
+            " (an earlier `onboarding retry` reset it to generation {}, and a reset clears the \
+             recorded request of a generation that sent no create)",
+            record.generation
+        )
+    } else {
+        String::new()
+    };
+    Failure::refused(format!(
+        "the request of {} cannot be published again from the ledger: {why}{reset}; nothing \
+         was changed",
+        record.key
+    ))
+    .hint(format!(
+        "pass the request: `onboarding retry {who} {} --event FILE` with the original event \
+         (from events/ or the bus's archive) or a corrected one; it is published with the \
+         file's time",
+        record.key.step
+    ))
 }
 
-/// What will be published for `record`, and a note for the operator when it is not the
-/// request that failed.
+/// The event for `request`, checked as the functions will decode it.
+fn publishable(
+    ctx: &Context,
+    request: &OnboardingRequest,
+    what: &str,
+) -> Outcome<(Prepared, Value)> {
+    let event = recorded::event(request, &ctx.accept);
+    let prepared = publish::prepare(&event, &ctx.accept)
+        .map_err(|why| Failure::refused(format!("{what} cannot be published: {why}")))?;
+    Ok((prepared, event))
+}
+
+/// What will be published for `record`: with `--event`, the file's request; else the
+/// request the ledger recorded for the step's generation (`requested`), rebuilt by its step,
+/// with its fields, its time and its event id.
 async fn request_for(
     ctx: &Context,
     record: &Record,
     event: Option<&Path>,
     via: Option<&str>,
-) -> Outcome<(Prepared, Option<String>)> {
+) -> Outcome<Publish> {
     let step = record.key.step.as_str();
-    let who = target_name(&record.key);
     if via.is_some() && step != APPROVAL_STEP {
         return Err(Failure::usage(
             "--account applies only to `retry org approval-identity-source`",
@@ -148,23 +186,30 @@ async fn request_for(
     }
     // The steps only plan here: nothing is assumed or called.
     let access = || MemberAccess::new(&ctx.config, "unused", "aws");
-    let planned = |request: &OnboardingRequest| -> Option<(StepKey, String)> {
-        if step == INSTANCE_STEP {
-            plan_of(&IdentityCenterInstance::new(access()), request)
-        } else if step.starts_with(WEB_STEP) {
-            let secrets = aws_sdk_secretsmanager::Client::new(&ctx.config);
-            plan_of(&WebIdentityProvider::new(access(), secrets), request)
-        } else {
-            None
+    let instance = || IdentityCenterInstance::new(access());
+    let web =
+        || WebIdentityProvider::new(access(), aws_sdk_secretsmanager::Client::new(&ctx.config));
+    let kind = Known::of(&record.key);
+    let planned = |request: &OnboardingRequest| -> Option<(StepKey, Fields)> {
+        match kind {
+            Some(Known::Instance) => instance().plan(request).ok().map(|p| (p.key, p.desired)),
+            Some(Known::Web) => web().plan(request).ok().map(|p| (p.key, p.desired)),
+            _ => None,
         }
     };
 
     if let Some(file) = event {
-        let (prepared, request) = event_from_file(ctx, file)?;
+        let (prepared, request, event) = event_from_file(ctx, file)?;
         if step == APPROVAL_STEP {
-            return Ok((prepared, None));
+            return Ok(Publish {
+                prepared,
+                event,
+                recorded: None,
+                desired: None,
+                note: None,
+            });
         }
-        let (key, hash) = planned(&request).ok_or_else(|| {
+        let (key, desired) = planned(&request).ok_or_else(|| {
             Failure::refused(format!(
                 "the request in {} does not ask for {step}",
                 file.display()
@@ -178,85 +223,119 @@ async fn request_for(
             ))
             .hint("pass the request of this account's step"));
         }
-        let note = match record.request_hash.as_deref() {
-            Some(stored) if stored != hash => Some(format!(
-                "the request in {} differs from the one that failed: the step is now \
-                 created as this file asks",
-                file.display()
+        let note = match (&record.requested, &record.requested_revision) {
+            (Some(fields), revision) if *fields != desired => Some(format!(
+                "the request in {} differs from the one the ledger recorded for this \
+                 generation ({}): the step is now created as this file asks",
+                file.display(),
+                revision.as_ref().map_or("no revision", |r| r.as_str())
             )),
             _ => None,
         };
-        return Ok((prepared, note));
+        return Ok(Publish {
+            prepared,
+            event,
+            recorded: None,
+            desired: Some(desired),
+            note,
+        });
     }
 
-    if step == INSTANCE_STEP {
-        let (prepared, request) = default_request(ctx, &who)?;
-        let hash = planned(&request).map(|(_, h)| h);
-        if let (Some(stored), Some(hash)) = (record.request_hash.as_deref(), hash) {
-            if stored != hash {
-                return Err(Failure::refused(format!(
-                    "the request that failed {} set an instance name or tags, which this \
-                     command does not rebuild from the ledger yet; nothing was changed",
-                    record.key
-                ))
-                .hint(format!(
-                    "publish it again: `onboarding retry {who} {step} --event FILE` with the \
-                     original event (from events/ or the bus's archive) or a corrected one"
-                )));
-            }
+    match kind {
+        Some(Known::Instance | Known::Web) => {
+            let request =
+                recorded::first_request(record).map_err(|why| not_rebuilt(record, &why))?;
+            let faithful = match kind {
+                Some(Known::Instance) => recorded::asks_as_recorded(&instance(), &request, record),
+                _ => recorded::asks_as_recorded(&web(), &request, record),
+            };
+            faithful.map_err(|why| not_rebuilt(record, &format!("rebuilt, {why}")))?;
+            let what = format!("the request recorded for {}", record.key);
+            let (prepared, event) = publishable(ctx, &request, &what)?;
+            let note = prepared.time.is_none().then(|| {
+                "the recorded request has no time (its event carried none), so EventBridge \
+                 gives it the time of publishing"
+                    .to_owned()
+            });
+            Ok(Publish {
+                prepared,
+                event,
+                recorded: record.requested_revision.clone(),
+                desired: record.requested.clone(),
+                note,
+            })
         }
-        let note = awaiting_delivery(record).then(|| {
-            "the step was already reset; the request is published with default settings \
-             (pass --event FILE if the original set an instance name or tags)"
-                .to_owned()
-        });
-        return Ok((prepared, note));
-    }
-    if step.starts_with(WEB_STEP) {
-        return Err(Failure::usage(format!(
-            "this command does not rebuild a web identity provider's request from the \
-             ledger yet, so {} needs its original event",
+        Some(Known::Approval) => {
+            let Some(account) = via else {
+                return Err(Failure::usage(
+                    "`retry org approval-identity-source` publishes an onboarding request of \
+                     some account; name one",
+                )
+                .hint(
+                    "pass --account ACCOUNT (an account whose identity-center-instance is \
+                     READY, see `onboarding list --status READY`) or --event FILE",
+                ));
+            };
+            let key = StepKey::account(account, INSTANCE_STEP);
+            let instance = ctx
+                .ledger()?
+                .get_step(&key)
+                .await
+                .map_err(|e| ctx.ledger_failure(e))?;
+            let carrier = match instance {
+                Some(r) if r.status == Status::Ready => r,
+                other => {
+                    return Err(Failure::refused(format!(
+                        "{key} is {}: its request would do more than carry the retry",
+                        other
+                            .map(|r| r.status.to_string())
+                            .unwrap_or_else(|| "not in the ledger".into())
+                    ))
+                    .hint(
+                        "pass --account with an account whose identity-center-instance is \
+                         READY (`onboarding list --status READY`), or --event FILE",
+                    ))
+                }
+            };
+            // The carrying account's own request, as its step applied it: for that account
+            // a duplicate.
+            let request = recorded::applied_instance_request(&carrier)
+                .map_err(|why| not_rebuilt(&carrier, &why))?;
+            let what = format!("the request applied for {key}");
+            let (prepared, event) = publishable(ctx, &request, &what)?;
+            Ok(Publish {
+                prepared,
+                event,
+                recorded: carrier.applied_revision.clone(),
+                desired: None,
+                note: None,
+            })
+        }
+        None => Err(Failure::refused(format!(
+            "{} is not a step this version knows how to publish a request for",
             record.key
         ))
-        .hint(format!(
-            "pass the original request: `onboarding retry {who} {step} --event FILE`"
-        )));
+        .hint("publish the original request with `onboarding replay FILE`")),
     }
-    if step == APPROVAL_STEP {
-        let Some(account) = via else {
-            return Err(Failure::usage(
-                "`retry org approval-identity-source` publishes an onboarding request of some \
-                 account; name one",
-            )
-            .hint(
-                "pass --account ACCOUNT (an account whose identity-center-instance is READY, \
-                 see `onboarding list --status READY`) or --event FILE",
-            ));
-        };
-        let key = StepKey::account(account, INSTANCE_STEP);
-        let instance = ctx
-            .ledger()?
-            .get_step(&key)
-            .await
-            .map_err(|e| ctx.ledger_failure(e))?;
-        match instance {
-            Some(r) if r.status == onboarding::ledger::Status::Ready => {}
-            other => {
-                return Err(Failure::refused(format!(
-                    "{key} is {}: its request would do more than carry the retry",
-                    other.map(|r| r.status.to_string()).unwrap_or_else(|| "not in the ledger".into())
-                ))
-                .hint("pass --account with an account whose identity-center-instance is READY (`onboarding list --status READY`), or --event FILE"))
-            }
-        }
-        let (prepared, _) = default_request(ctx, account)?;
-        return Ok((prepared, None));
+}
+
+/// What the published request keeps, in a sentence.
+fn kept(publish: &Publish) -> String {
+    let time = match &publish.prepared.time {
+        Some(t) => format!(
+            "its time {} (EventBridge's Time), so it stays older than any request made after \
+             it",
+            t.text
+        ),
+        None => "the time of publishing (it had none)".to_owned(),
+    };
+    match &publish.recorded {
+        Some(revision) => format!(
+            "It is the request the ledger recorded ({revision}), published with its fields and \
+             {time}; EventBridge gives it a new event id."
+        ),
+        None => format!("It is published with {time}; EventBridge gives it a new event id."),
     }
-    Err(Failure::refused(format!(
-        "{} is not a step this version knows how to publish a request for",
-        record.key
-    ))
-    .hint("publish the original request with `onboarding replay FILE`"))
 }
 
 /// `--replace`: delete the account's CREATE_FAILED instance before the retry.
@@ -305,7 +384,8 @@ pub async fn retry(
         return Err(refusal(record));
     }
     // Decide what to publish before changing anything.
-    let (prepared, note) = request_for(ctx, record, event, via).await?;
+    let publish = request_for(ctx, record, event, via).await?;
+    let prepared = &publish.prepared;
     // --replace: the failed instance goes first (confirmed), then the step is reset.
     let replaced = match &replace {
         Some(Replace { yes }) => {
@@ -334,7 +414,22 @@ pub async fn retry(
             .await
             .map_err(|e| ctx.ledger_failure(e))?
     };
-    let sent = publish::put_events(&ctx.events(), &ctx.bus, std::slice::from_ref(&prepared)).await;
+    // A reset keeps the generation's request when a create may have been sent (the new
+    // generation looks for that resource): the step is made as that request asks.
+    let mut note = publish.note.clone();
+    if let (false, Some(kept), Some(desired)) = (republish_only, &now.requested, &publish.desired) {
+        if kept != desired {
+            note = Some(format!(
+                "the ledger kept this generation's request ({}), since a create may have been \
+                 sent with it: the step is made as that request asks, and this one applies \
+                 after it if its time is newer",
+                now.requested_revision
+                    .as_ref()
+                    .map_or("no revision", |r| r.as_str())
+            ));
+        }
+    }
+    let sent = publish::put_events(&ctx.events(), &ctx.bus, std::slice::from_ref(prepared)).await;
     let event_id = match sent.first() {
         Some(Sent::Accepted { event_id }) => event_id.clone(),
         Some(Sent::Failed { code, message }) => {
@@ -343,10 +438,13 @@ pub async fn retry(
                  {code}: {message}",
                 now.key, now.generation, ctx.bus
             ))
-            .hint(
+            .hint(format!(
                 "run the same command again: it publishes the request without another reset \
-                 (check --bus / EVENT_BUS_NAME and the credentials' events:PutEvents)",
-            ))
+                 (check --bus / EVENT_BUS_NAME and the credentials' events:PutEvents); if it \
+                 says the ledger no longer holds the request, save this event to a file and \
+                 pass it with --event FILE: {}",
+                publish.event
+            )))
         }
         None => return Err(Failure::runtime("PutEvents returned no result")),
     };
@@ -365,6 +463,8 @@ pub async fn retry(
                 "source": prepared.source,
                 "detailType": prepared.detail_type,
                 "detail": detail,
+                "time": prepared.time.as_ref().map(|t| t.text.as_str()),
+                "republishes": publish.recorded,
             },
             "note": note,
             "replaced": replaced,
@@ -395,6 +495,7 @@ pub async fn retry(
         account.as_deref().unwrap_or("?"),
         ctx.bus
     );
+    println!("{}", kept(&publish));
     if let Some(note) = note {
         println!("Note: {note}.");
     }
@@ -407,47 +508,29 @@ pub async fn retry(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use onboarding::ledger::schema;
+
     use super::*;
     use crate::failure::Exit;
 
+    /// An item as the ledger stores it (read as the ledger reads it).
     fn record(step: &str, status: Status) -> Record {
-        Record {
-            key: StepKey::account("222222222222", step),
-            status,
-            token: "t".into(),
-            token_salt: None,
-            request_hash: Some("h".into()),
-            generation: 0,
-            attempt: 1,
-            resource_arn: None,
-            last_error: None,
-            announced: false,
-            lease_owner: Some("o".into()),
-            lease_expires_at: None,
-            first_attempt_at: None,
-            updated_at: None,
-            expires_at: None,
-            recent_events: Vec::new(),
-            account_id: Some("222222222222".into()),
-            origin: None,
-            create_sent: false,
-            settled_attempt: 0,
-            retry_after: None,
-            state: None,
-            applied_revision: None,
-            wanted: None,
-            wanted_revision: None,
-            update_owner: None,
-            update_lease_expires_at: None,
-            update_attempt: 0,
-            update_first_attempt_at: None,
-            requested: None,
-            requested_revision: None,
-            drift: None,
-            audited_at: None,
-            retired: None,
-            retired_revision: None,
-        }
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let key = StepKey::account("222222222222", step);
+        let item = HashMap::from([
+            (schema::PK.to_owned(), s(&key.scope)),
+            (schema::SK.to_owned(), s(&key.step)),
+            (schema::STATUS.to_owned(), s(status.as_str())),
+            (schema::CLIENT_TOKEN.to_owned(), s("t")),
+            (schema::REQUEST_HASH.to_owned(), s("h")),
+            (schema::LEASE_OWNER.to_owned(), s("o")),
+            (schema::GENERATION.to_owned(), AttributeValue::N("0".into())),
+            (schema::ATTEMPT.to_owned(), AttributeValue::N("1".into())),
+        ]);
+        Record::from_item(&item).expect("a ledger item")
     }
 
     #[test]

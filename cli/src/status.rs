@@ -50,10 +50,11 @@ pub fn next_step(r: &Record) -> Option<String> {
             ))
         }
         Status::Failed => {
-            let extra = if step.starts_with(WEB_STEP) {
-                " --event FILE (the original request)"
-            } else if step == APPROVAL_STEP {
+            let extra = if step == APPROVAL_STEP {
                 " --account ACCOUNT (an onboarded account)"
+            } else if r.requested.is_none() {
+                // Nothing recorded to publish again: the operator names the request.
+                " --event FILE (the original request)"
             } else {
                 ""
             };
@@ -72,8 +73,13 @@ pub fn next_step(r: &Record) -> Option<String> {
         )),
         Status::InProgress if awaiting_delivery(r) => Some(format!(
             "reset by a retry (generation {}), waiting for its onboarding request: \
-             `onboarding retry {who} {step}` publishes it again",
-            r.generation
+             `onboarding retry {who} {step}{}` publishes it again",
+            r.generation,
+            if r.requested.is_none() && step != APPROVAL_STEP {
+                " --event FILE"
+            } else {
+                ""
+            }
         )),
         Status::InProgress => match r.lease_expires_at {
             Some(until) if until > now_ms() => Some(format!(
