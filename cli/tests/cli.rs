@@ -335,27 +335,11 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
         (Status::Failed, 1, 1)
     );
 
-    // The failed request named the instance: retry does not rebuild it, so a retry
-    // without the event is refused before anything changes...
-    let out = run(&stack, &["retry", NAMED, "identity-center-instance"]).await;
-    assert_eq!(out.code, 3, "{out:?}");
-    assert!(out.stderr.contains("--event FILE"), "{out:?}");
-    let record = step(&ledger, NAMED, "identity-center-instance").await;
-    assert_eq!((record.status, record.generation), (Status::Failed, 0));
-    assert!(requests(&stack.emitted().await).is_empty());
-    // ... and with the original event it publishes exactly that request.
-    let dir = TempDir::new("retry");
-    let file = dir.write("named.json", &named);
+    // The failed request named and tagged the instance: retry publishes it again as the
+    // ledger recorded it (`requested`), with its fields and its time, not a default request.
     let out = run(
         &stack,
-        &[
-            "retry",
-            NAMED,
-            "identity-center-instance",
-            "--event",
-            &file,
-            "--json",
-        ],
+        &["retry", NAMED, "identity-center-instance", "--json"],
     )
     .await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -363,13 +347,57 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
     assert_eq!(doc["previousGeneration"], 0);
     assert_eq!(doc["generation"], 1);
     assert_eq!(doc["record"]["status"], "IN_PROGRESS");
+    assert_eq!(
+        doc["published"]["republishes"],
+        "2026-11-22T09:00:00.000Z#c-3"
+    );
+    assert_eq!(doc["published"]["time"], "2026-11-22T09:00:00.000Z");
     let emitted = stack.emitted().await;
     let published = requests(&emitted);
     assert_eq!(published.len(), 1, "{emitted:?}");
-    assert_eq!(published[0]["detail"], named["detail"]);
+    let recorded = json!({
+        "schemaVersion": "1",
+        "accountId": NAMED,
+        "identityCenterInstance": { "name": "named-prod", "tags": { "Team": "a" } }
+    });
+    assert_eq!(published[0]["detail"], recorded);
+    // It reaches the bus with the request's own time, under a new event id.
+    assert_eq!(published[0]["time"], named["time"], "{:?}", published[0]);
+    assert_ne!(published[0]["id"], named["id"]);
     assert_eq!(doc["published"]["eventId"], published[0]["id"]);
+    let republished = published[0].clone();
 
-    // Retrying again before a delivery picks it up publishes again, without a second reset.
+    // The reset cleared the failed generation's request (no create was sent with it), so
+    // retrying again before a delivery picks it up needs the request named...
+    let out = run(&stack, &["retry", NAMED, "identity-center-instance"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("--event FILE"), "{out:?}");
+    assert!(out.stderr.contains("reset"), "{out:?}");
+    assert!(requests(&stack.emitted().await).is_empty());
+    // ... by an event that carries its time: one without is refused, naming the file...
+    let dir = TempDir::new("retry");
+    let mut timeless = named.clone();
+    if let Some(map) = timeless.as_object_mut() {
+        map.remove("time");
+    }
+    let timeless_file = dir.write("timeless.json", &timeless);
+    let out = run(
+        &stack,
+        &[
+            "retry",
+            NAMED,
+            "identity-center-instance",
+            "--event",
+            &timeless_file,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("time: missing"), "{out:?}");
+    assert!(out.stderr.contains("timeless.json"), "{out:?}");
+    assert!(requests(&stack.emitted().await).is_empty());
+    // ... and the original event is published again, without a second reset, at its time.
+    let file = dir.write("named.json", &named);
     let out = run(
         &stack,
         &["retry", NAMED, "identity-center-instance", "--event", &file],
@@ -377,13 +405,36 @@ async fn status_list_and_retry_work_on_ready_and_failed_steps() {
     .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("already reset"), "{out:?}");
+    assert!(
+        out.stdout.contains("2026-11-22T09:00:00.000Z"),
+        "the output names the time it keeps: {out:?}"
+    );
     assert_eq!(
         step(&ledger, NAMED, "identity-center-instance")
             .await
             .generation,
         1
     );
-    assert_eq!(requests(&stack.emitted().await).len(), 1);
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(published[0]["detail"], named["detail"]);
+    assert_eq!(published[0]["time"], named["time"]);
+
+    // The function receives the republished request as the one that failed: the new
+    // generation records its fields at its time (and fails again, the role still refusing).
+    let (reply, _) = instance.handle(republished, None).await.expect("handled");
+    assert_eq!(reply["status"], "failed", "{reply}");
+    let record = step(&ledger, NAMED, "identity-center-instance").await;
+    assert_eq!((record.status, record.generation), (Status::Failed, 1));
+    assert_eq!(
+        record.requested.map(Value::Object),
+        Some(recorded["identityCenterInstance"].clone())
+    );
+    assert_eq!(
+        record.requested_revision.as_ref().map(|r| r.time()),
+        Some("2026-11-22T09:00:00.000Z")
+    );
 
     // A step the account does not have; the web provider step needs its event.
     let out = run(&stack, &["retry", GOOD, "web-identity-provider"]).await;
@@ -437,12 +488,13 @@ async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_n
     let out = run(&stack, &["status", GOOD]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("ResourceNotFoundException"), "{out:?}");
-    assert!(out.stdout.contains("--event FILE"), "{out:?}");
-
-    // retry does not rebuild a provider request: the CLI asks for it.
-    let out = run(&stack, &["retry", GOOD, "web-identity-provider"]).await;
-    assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("--event FILE"), "{out:?}");
+    // The ledger recorded the provider's request: retry rebuilds it, no file needed.
+    assert!(
+        out.stdout
+            .contains(&format!("onboarding retry {GOOD} web-identity-provider#")),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("--event FILE"), "{out:?}");
     // A request for another provider is not this step's.
     let dir = TempDir::new("web");
     let other = onboarding_requested(
@@ -465,24 +517,27 @@ async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_n
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("other-oidc"), "{out:?}");
 
-    // The operator creates the secret and retries with the original request: the function
-    // consuming the published request creates the provider.
+    // The operator creates the secret and retries: the request the ledger recorded is
+    // published again (the provider's fields, its time), and the function consuming it
+    // creates the provider.
     stack
         .put_secret(
             "onboarding/cli-oidc",
             &json!({ "client_secret": "canary-cli-secret" }),
         )
         .await;
-    let file = dir.write("request.json", &request);
-    let out = run(
-        &stack,
-        &["retry", GOOD, "web-identity-provider", "--event", &file],
-    )
-    .await;
+    let out = run(&stack, &["retry", GOOD, "web-identity-provider"]).await;
     assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("the ledger recorded"), "{out:?}");
     let emitted = stack.emitted().await;
     let published = requests(&emitted);
     assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(
+        published[0]["detail"]["webIdentityProvider"],
+        request["detail"]["webIdentityProvider"]
+    );
+    assert_eq!(published[0]["detail"]["accountId"], GOOD);
+    assert_eq!(published[0]["time"], request["time"]);
     let (reply, _) = web
         .handle(published[0].clone(), None)
         .await
@@ -549,7 +604,12 @@ async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_n
     let emitted = stack.emitted().await;
     let published = requests(&emitted);
     assert_eq!(published.len(), 1, "{emitted:?}");
-    assert_eq!(published[0]["detail"]["accountId"], GOOD);
+    // The carrying account's own request, as its step applied it, at its time.
+    assert_eq!(
+        published[0]["detail"],
+        json!({ "schemaVersion": "1", "accountId": GOOD })
+    );
+    assert_eq!(published[0]["time"], request["time"]);
     let (reply, _) = approval
         .handle(published[0].clone(), None)
         .await
@@ -592,6 +652,10 @@ async fn replay_publishes_events_from_files_and_directories() {
     assert_eq!(emitted[0]["source"], original["source"]);
     assert_eq!(emitted[0]["detail-type"], original["detail-type"]);
     assert_eq!(emitted[0]["detail"], original["detail"]);
+    assert_eq!(
+        emitted[0]["time"], original["time"],
+        "the event keeps its time"
+    );
     assert_ne!(emitted[0]["id"], original["id"]);
 
     // The samples directory holds events that cannot be published (Control Tower's aws.*
@@ -656,6 +720,117 @@ async fn replay_publishes_events_from_files_and_directories() {
     let out = run(&stack, &["replay", &junk]).await;
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stdout.contains("source: missing"), "{out:?}");
+    assert!(stack.emitted().await.is_empty());
+}
+
+/// The instance's name, read through the member account.
+async fn instance_name(stack: &Stack, account: &str, arn: &str) -> String {
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    sso.describe_instance()
+        .instance_arn(arn)
+        .send()
+        .await
+        .expect("DescribeInstance")
+        .name()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_replayed_request_keeps_its_time_and_stays_older_than_a_newer_one() {
+    const ACCOUNT: &str = "600000000010";
+    let stack = Stack::start("cli-time").await;
+    let instance = stack.instance_handler(stack.engine());
+    let ledger = stack.engine().ledger().clone();
+    let named_at = |id: &str, time: &str, name: &str| {
+        let mut event = onboarding_requested(
+            id,
+            ACCOUNT,
+            json!({ "identityCenterInstance": { "name": name } }),
+        );
+        event["time"] = json!(time);
+        event
+    };
+    let ten = named_at("t-10", "2026-11-20T10:00:00Z", "one");
+    let eleven = named_at("t-11", "2026-11-20T11:00:00Z", "two");
+    let (reply, _) = instance.handle(ten.clone(), None).await.expect("10:00");
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let (reply, _) = instance.handle(eleven, None).await.expect("11:00");
+    assert_eq!(reply["status"], "updated", "{reply}");
+    let arn = reply["resourceArn"].as_str().expect("ARN").to_owned();
+    assert_eq!(instance_name(&stack, ACCOUNT, &arn).await, "two");
+    stack.emitted().await;
+
+    // The operator replays the 10:00 request. The plan shows the time each event keeps.
+    let dir = TempDir::new("time");
+    let file = dir.write("ten.json", &ten);
+    let out = run(&stack, &["replay", &file, "--dry-run"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("2026-11-20T10:00:00.000Z"), "{out:?}");
+    assert!(out.stdout.contains("keeps its own time"), "{out:?}");
+    let out = run(&stack, &["replay", &file, "--json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["entries"][0]["time"], "2026-11-20T10:00:00.000Z");
+
+    // It reaches the bus with its own time (a new id) ...
+    let emitted = stack.emitted().await;
+    let published = requests(&emitted);
+    assert_eq!(published.len(), 1, "{emitted:?}");
+    assert_eq!(
+        published[0]["time"], "2026-11-20T10:00:00Z",
+        "{:?}",
+        published[0]
+    );
+    assert_ne!(published[0]["id"], ten["id"]);
+    // ... so the function takes it for what it is, older than the 11:00 request that
+    // applied: a duplicate. The instance keeps the 11:00 name; nothing is announced.
+    let (reply, _) = instance
+        .handle(published[0].clone(), None)
+        .await
+        .expect("replayed");
+    assert_eq!(reply["status"], "duplicate", "{reply}");
+    assert_eq!(instance_name(&stack, ACCOUNT, &arn).await, "two");
+    let record = step(&ledger, ACCOUNT, "identity-center-instance").await;
+    assert_eq!(
+        record.applied_revision.as_ref().map(|r| r.as_str()),
+        Some("2026-11-20T11:00:00.000Z#t-11")
+    );
+    assert!(
+        stack
+            .emitted()
+            .await
+            .iter()
+            .all(|e| e["detail-type"] != "Identity Center Instance Updated"),
+        "a replay of an older request announces nothing"
+    );
+    assert_eq!(stack.emulator.counters().calls("UpdateInstance"), 1);
+
+    // An event without a time is refused, naming the file; nothing is sent.
+    let mut timeless = ten.clone();
+    if let Some(map) = timeless.as_object_mut() {
+        map.remove("time");
+    }
+    let timeless_file = dir.write("timeless.json", &timeless);
+    let out = run(&stack, &["replay", &timeless_file]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stdout.contains("timeless.json"), "{out:?}");
+    assert!(out.stdout.contains("time: missing"), "{out:?}");
+    assert!(out.stderr.contains("nothing was sent"), "{out:?}");
+    // So is one whose time is not a time.
+    let mut bad = ten.clone();
+    bad["time"] = json!("2026-13-40T10:00:00Z");
+    let bad_file = dir.write("bad-time.json", &bad);
+    let out = run(&stack, &["replay", &bad_file, "--json"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    let entry = &out.json()["entries"][0];
+    assert_eq!(entry["state"], "invalid", "{entry}");
+    assert!(
+        entry["result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("time"),
+        "{entry}"
+    );
     assert!(stack.emitted().await.is_empty());
 }
 
