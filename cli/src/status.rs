@@ -188,22 +188,30 @@ pub async fn status(ctx: &Context, target: &Target) -> Outcome {
         }
         // The applied revision (time#event id of the latest request applied) and a newer
         // one waiting to be applied, if any.
+        // What the requests ask that the resource does not hold yet: the newest revision
+        // of the desired state and the fields to change.
+        let waiting = |r: &Record| -> Option<(String, String)> {
+            let state = r.state.clone().unwrap_or_default();
+            r.desired.pending(&state).then(|| {
+                let target = r.desired.target(&state);
+                (
+                    r.desired.newest().map_or("-".to_owned(), |v| v.to_string()),
+                    onboarding::desired::changed(&state, &target).join(", "),
+                )
+            })
+        };
         let revisions: Vec<String> = all
             .clone()
-            .filter(|r| r.applied_revision.is_some() || r.wanted_revision.is_some())
+            .filter(|r| r.applied_revision.is_some() || waiting(r).is_some())
             .map(|r| {
                 let applied = r
                     .applied_revision
                     .as_ref()
                     .map_or("-".to_owned(), |v| v.to_string());
-                match &r.wanted_revision {
-                    Some(wanted) => format!(
-                        "  {}: applied {applied}; waiting {wanted} ({})",
-                        r.key.step,
-                        r.wanted
-                            .as_ref()
-                            .map(|w| w.keys().cloned().collect::<Vec<_>>().join(", "))
-                            .unwrap_or_default()
+                match waiting(r) {
+                    Some((wanted, fields)) => format!(
+                        "  {}: applied {applied}; waiting {wanted} ({fields})",
+                        r.key.step
                     ),
                     None => format!("  {}: applied {applied}", r.key.step),
                 }

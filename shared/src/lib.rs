@@ -20,6 +20,7 @@
 //!   [`organizations`]. CloudWatch metrics are log lines ([`telemetry`], EMF).
 pub mod announce;
 pub mod aws;
+pub mod desired;
 pub mod engine;
 pub mod error;
 pub mod events;

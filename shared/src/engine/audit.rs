@@ -14,7 +14,7 @@ use super::{record_arn, Audit, Engine};
 use crate::announce::Subject;
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
-use crate::ledger::{Fields, LedgerError, Record, UpdateClaim};
+use crate::ledger::{Fields, LedgerError, Record, UpdateClaim, UpdateKind};
 use crate::step::{Readiness, Step};
 
 /// The error code of a resource the service no longer knows.
@@ -52,7 +52,7 @@ impl Engine {
         repair: bool,
         deadline: Option<SystemTime>,
     ) -> Result<Audit, StepError> {
-        if record.update_owner.is_some() || record.wanted.is_some() {
+        if record.update_owner.is_some() || record.update_pending() {
             // An update is in flight: the resource may already hold what the ledger does
             // not yet; the update's holder (or the reconciler) finishes it first.
             return Ok(Audit::Deferred);
@@ -152,13 +152,11 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         } else {
-            let revision = record
-                .applied_revision
-                .clone()
-                .unwrap_or_else(|| request.revision());
+            // A new version of the same desired state: the repair's calls are new calls,
+            // never a replay of the update that last set these fields.
             match self
                 .ledger
-                .claim_update(&record, &state, &revision, self.settings.lease, deadline)
+                .claim_update(&record, UpdateKind::Repair, self.settings.lease, deadline)
                 .await?
             {
                 UpdateClaim::Acquired(lease) => Some(

@@ -6,6 +6,10 @@
 //! first request (so a retried create is the same call); a step recorded CREATED is never
 //! created again, only checked for readiness; every write is fenced by the lease (or, once
 //! CREATED, by the generation and resource read with the claim).
+//!
+//! The phases are methods of [`Delivery`] (one delivery's step, plan, subject, revision and
+//! deadline): `create` (the lease is ours) -> `make_ready` -> `find_or_create`, `wait_ready`;
+//! `finish_created` for a step an earlier delivery created. Both end in the update path.
 
 use std::time::{Duration, SystemTime};
 
@@ -30,73 +34,84 @@ const MAX_READINESS_DELAY: Duration = Duration::from_secs(2);
 /// less than this before the step's first attempt may still be an earlier attempt's.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
-impl Engine {
-    /// The step is held by this delivery: obtain the resource (look up, create), wait for
+/// One delivery's work on one step, as the create path needs it: the step, the plan of the
+/// request (at `revision`) and the subject announced, bounded by the invocation's `deadline`.
+pub(super) struct Delivery<'a, S: Step> {
+    pub(super) engine: &'a Engine,
+    pub(super) step: &'a S,
+    pub(super) plan: &'a Plan<S::Input>,
+    pub(super) subject: &'a Subject<'a>,
+    pub(super) revision: &'a Revision,
+    pub(super) deadline: Option<SystemTime>,
+}
+
+impl<S: Step> Clone for Delivery<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Step> Copy for Delivery<'_, S> {}
+
+impl<S: Step> Delivery<'_, S> {
+    /// The step is held by this delivery: make the resource (look up, create), wait for
     /// it, announce it and record it, all fenced by the lease. The resource is made as the
     /// generation's first claimant asked (whichever request holds the lease now); what this
     /// request asks beyond that is then applied as an update.
-    pub(super) async fn acquired<S: Step>(
-        &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        subject: &Subject<'_>,
-        lease: Lease,
-        revision: &Revision,
-        deadline: Option<SystemTime>,
-    ) -> Result<Outcome, StepError> {
+    pub(super) async fn create(&self, lease: Lease) -> Result<Outcome, StepError> {
+        let engine = self.engine;
         record_token(&lease.token, lease.attempt);
-        let first = match first_request(step, plan, &lease) {
+        let first = match first_request(self.step, self.plan, &lease) {
             Ok(first) => first,
-            Err(e) => return self.give_up(&lease, subject, e, false).await,
+            Err(e) => return engine.give_up(&lease, self.subject, e, false).await,
         };
-        let (made, made_revision) = match &first {
-            Some((made, made_revision)) => (made, made_revision),
-            None => (plan, revision),
+        let made = match &first {
+            Some((plan, revision)) => Delivery {
+                plan,
+                revision,
+                ..*self
+            },
+            None => *self,
         };
-        let outcome = self
-            .obtained(step, made, made_revision, subject, &lease, deadline)
-            .await?;
-        match outcome {
+        match made.make_ready(&lease).await? {
             // What this request or a newer one recorded meanwhile asks beyond what was made
             // is applied now (nothing to do, and no request, when it is what was made).
-            Obtained::Ready(record) => {
+            Made::Ready(record) => {
                 let how = record.origin.map_or(How::Created, How::from);
-                match self
-                    .converge(step, plan, subject, *record, revision, deadline)
-                    .await?
-                {
+                match self.converge(*record).await? {
                     Outcome::Duplicate { arn } => Ok(Outcome::Ready { arn, how }),
                     other => Ok(other),
                 }
             }
-            Obtained::Done(outcome) => Ok(outcome),
+            Made::Done(outcome) => Ok(outcome),
         }
     }
 
-    /// [`Engine::acquired`] for the request the resource is made with (`plan` at `revision`).
-    async fn obtained<S: Step>(
-        &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        revision: &Revision,
-        subject: &Subject<'_>,
-        lease: &Lease,
-        deadline: Option<SystemTime>,
-    ) -> Result<Obtained, StepError> {
+    /// [`Delivery::create`] for the request the resource is made with: find or create it,
+    /// bring a pre-existing one to the request, wait for readiness, announce and record.
+    async fn make_ready(&self, lease: &Lease) -> Result<Made, StepError> {
+        let Delivery {
+            engine,
+            step,
+            plan,
+            subject,
+            revision,
+            ..
+        } = *self;
         let mut sent = false;
-        let (api, arn, origin) = match self.obtain(step, plan, lease, &mut sent).await {
-            Ok(obtained) => obtained,
+        let (api, arn, origin) = match self.find_or_create(lease, &mut sent).await {
+            Ok(found) => found,
             Err(e) => {
-                return self
+                return engine
                     .give_up(lease, subject, e, sent)
                     .await
-                    .map(Obtained::Done)
+                    .map(Made::Done)
             }
         };
         // A resource that was there before us is brought to what the request asks. One we
         // adopted was made by this generation's create: with these very parameters.
         if origin == Origin::PreExisting && !plan.desired.is_empty() {
-            let aligned = self
+            let aligned = engine
                 .align(
                     step,
                     plan,
@@ -109,23 +124,23 @@ impl Engine {
                 )
                 .await;
             if let Err(e) = aligned {
-                return self
+                return engine
                     .give_up(lease, subject, e, true)
                     .await
-                    .map(Obtained::Done);
+                    .map(Made::Done);
             }
         }
         let applied = Applied {
             state: &plan.desired,
             revision,
         };
-        let settled = if step.ready_on_create() {
-            Ok(Settled::Ready)
+        let readiness = if step.ready_on_create() {
+            Ok(Readiness::Ready)
         } else {
-            self.wait_ready(step, &api, &arn, deadline).await
+            self.wait_ready(&api, &arn).await
         };
         let announce_ready = || {
-            self.announcer.ready(
+            engine.announcer.ready(
                 S::READY_DETAIL_TYPE,
                 subject,
                 &arn,
@@ -133,83 +148,68 @@ impl Engine {
                 Some(origin),
             )
         };
-        match settled {
-            // Adopted on what a lookup saw, or created by a holder whose lease is running
-            // out (it stalled; another delivery may take the step over and record another
-            // outcome): record first, fenced by the lease, so a holder that lost its lease
-            // announces nothing; then announce and mark it.
-            Ok(Settled::Ready) if origin != Origin::Created || !self.lease_fresh(lease) => {
-                let record = self
-                    .ledger
-                    .mark_ready_unannounced(lease, &arn, origin, &applied)
-                    .await?;
-                announce_ready().await?;
-                self.ledger
-                    .mark_announced(&lease.key, lease.generation)
-                    .await?;
-                Ok(Obtained::Ready(Box::new(record)))
-            }
-            // Announce first, then one write that records READY and announced: two writes
-            // for a first pass, and a crash in between re-announces. Safe while the lease
-            // has time left: nobody else can take the step over before it ends.
-            Ok(Settled::Ready) => {
-                let announced = announce_ready().await;
-                if let Err(e) = announced {
-                    self.release(lease, &e, true).await;
-                    return Err(e);
-                }
-                let record = self
+        match readiness {
+            // Recorded first, fenced by the lease, so a holder that lost its lease announces
+            // nothing; then announced, then marked (leaving the attention index in the same
+            // write). A crash in between leaves it unannounced in the attention index, for
+            // the next delivery or the reconciler: announced at least once, never before it
+            // is recorded.
+            Ok(Readiness::Ready) => {
+                let record = engine
                     .ledger
                     .mark_ready(lease, &arn, origin, &applied)
                     .await?;
-                Ok(Obtained::Ready(Box::new(record)))
+                announce_ready().await?;
+                let record = engine.ledger.mark_ready_announced(&record).await?;
+                Ok(Made::Ready(Box::new(record)))
             }
-            Ok(Settled::Failed(e)) => self
+            Ok(Readiness::Failed(e)) => engine
                 .give_up(lease, subject, e, true)
                 .await
-                .map(Obtained::Done),
+                .map(Made::Done),
             // Not ready in time (or the check failed for now): record what exists so later
             // deliveries only check readiness.
-            Ok(Settled::Pending(status)) => {
-                self.ledger
+            Ok(Readiness::Pending(status)) => {
+                engine
+                    .ledger
                     .mark_created(lease, &arn, origin, &applied)
                     .await?;
                 Err(not_ready(&arn, &status))
             }
             Err(e) if e.is_retryable() => {
-                self.ledger
+                engine
+                    .ledger
                     .mark_created(lease, &arn, origin, &applied)
                     .await?;
                 Err(e)
             }
-            Err(e) => self
+            Err(e) => engine
                 .give_up(lease, subject, e, true)
                 .await
-                .map(Obtained::Done),
+                .map(Made::Done),
         }
     }
 
     /// Connects; looks the resource up when an earlier attempt may have sent a create; else
     /// creates it with the lease's token, and looks it up when the create says it exists.
     /// `sent` tells the caller whether a create call went out.
-    async fn obtain<S: Step>(
+    async fn find_or_create(
         &self,
-        step: &S,
-        plan: &Plan<S::Input>,
         lease: &Lease,
         sent: &mut bool,
     ) -> Result<(S::Api, String, Origin), StepError> {
-        let api = step.connect(&plan.input).await?;
+        let (step, input) = (self.step, &self.plan.input);
+        let api = step.connect(input).await?;
         if lease.may_have_sent {
-            if let Some(found) = step.lookup(&api, &plan.input).await? {
+            if let Some(found) = step.lookup(&api, input).await? {
                 let (arn, origin) = adopt(found, lease, true)?;
                 return Ok((api, arn, origin));
             }
         }
         *sent = true;
-        match step.create(&api, &plan.input, &lease.token).await {
+        match step.create(&api, input, &lease.token).await {
             Ok(arn) => Ok((api, arn, Origin::Created)),
-            Err(e) if step.says_exists(&e) => match step.lookup(&api, &plan.input).await? {
+            Err(e) if step.says_exists(&e) => match step.lookup(&api, input).await? {
                 Some(found) => {
                     let (arn, origin) = adopt(found, lease, lease.may_have_sent)?;
                     Ok((api, arn, origin))
@@ -230,44 +230,51 @@ impl Engine {
 
     /// The CREATED path: the resource exists; check readiness, never create again. Every
     /// write here is fenced on the generation and resource read with the claim.
-    pub(super) async fn settle<S: Step>(
-        &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        subject: &Subject<'_>,
-        record: Record,
-        revision: &Revision,
-        deadline: Option<SystemTime>,
-    ) -> Result<Outcome, StepError> {
+    pub(super) async fn finish_created(&self, record: Record) -> Result<Outcome, StepError> {
+        let Delivery {
+            engine,
+            step,
+            plan,
+            subject,
+            revision,
+            ..
+        } = *self;
         let arn = record_arn(&record)?;
         record_token(&record.token, record.attempt);
-        let settled = match step.connect(&plan.input).await {
-            Ok(api) => self.wait_ready(step, &api, &arn, deadline).await,
+        let readiness = match step.connect(&plan.input).await {
+            Ok(api) => self.wait_ready(&api, &arn).await,
             Err(e) => Err(e),
         };
-        let e = match settled {
-            Ok(Settled::Ready) => {
-                self.announcer
-                    .ready(
-                        S::READY_DETAIL_TYPE,
-                        subject,
-                        &arn,
-                        &record.token,
-                        record.origin,
-                    )
+        let e = match readiness {
+            Ok(Readiness::Ready) => {
+                // Recorded first, then announced by the one delivery whose write promoted it
+                // (one Ready per generation); a crash in between leaves it unannounced in the
+                // attention index, for the next delivery or the reconciler.
+                let promoted = engine
+                    .ledger
+                    .promote_ready(&record.key, record.generation, &arn)
                     .await?;
-                self.ledger
-                    .promote_ready(&plan.key, record.generation, &arn)
-                    .await?;
-                // What this request asks beyond the creator's is applied now.
-                let ready = Record {
+                let mut ready = Record {
                     status: Status::Ready,
+                    announced: false,
+                    attention: Some(String::from("UPDATING")),
                     ..record
                 };
-                return match self
-                    .converge(step, plan, subject, ready, revision, deadline)
-                    .await?
-                {
+                if promoted {
+                    engine
+                        .announcer
+                        .ready(
+                            S::READY_DETAIL_TYPE,
+                            subject,
+                            &arn,
+                            &ready.token,
+                            ready.origin,
+                        )
+                        .await?;
+                    ready = engine.ledger.mark_ready_announced(&ready).await?;
+                }
+                // What this request asks beyond the creator's is applied now.
+                return match self.converge(ready).await? {
                     Outcome::Duplicate { arn } => Ok(Outcome::Ready {
                         arn,
                         how: How::Settled,
@@ -275,24 +282,25 @@ impl Engine {
                     other => Ok(other),
                 };
             }
-            Ok(Settled::Pending(status)) => {
-                self.want(plan, &record, revision).await?;
+            Ok(Readiness::Pending(status)) => {
+                engine.merge(plan, record, revision).await?;
                 return Err(not_ready(&arn, &status));
             }
-            Ok(Settled::Failed(e)) | Err(e) => e,
+            Ok(Readiness::Failed(e)) | Err(e) => e,
         };
         // Unreachable since it became CREATED for longer than the window: permanent.
         let since = record.updated_at.map_or(SystemTime::now(), from_epoch_ms);
-        let e = self.settings.grace(since, record.attempt, e);
+        let e = engine.settings.grace(since, record.attempt, e);
         if e.is_retryable() {
             return Err(e);
         }
-        if self
+        if engine
             .ledger
             .fail_created(&plan.key, record.generation, &arn, e.reason())
             .await?
         {
-            self.announce_failure(&plan.key, record.generation, subject, e.reason())
+            engine
+                .announce_failure(&plan.key, record.generation, subject, e.reason())
                 .await?;
         }
         Ok(Outcome::Failed(e.reason().clone()))
@@ -301,33 +309,43 @@ impl Engine {
     /// Checks readiness until the resource is ready or failed, or the wait is over. The wait
     /// leaves time before the deadline to announce and record; with no time left it makes a
     /// single check.
-    async fn wait_ready<S: Step>(
-        &self,
-        step: &S,
-        api: &S::Api,
-        arn: &str,
-        deadline: Option<SystemTime>,
-    ) -> Result<Settled, StepError> {
-        let mut until = SystemTime::now() + self.settings.ready_wait;
-        if let Some(end) = deadline.and_then(|d| d.checked_sub(REPLY_MARGIN + FINISH_RESERVE)) {
+    async fn wait_ready(&self, api: &S::Api, arn: &str) -> Result<Readiness, StepError> {
+        let mut until = SystemTime::now() + self.engine.settings.ready_wait;
+        let reserve = REPLY_MARGIN + FINISH_RESERVE;
+        if let Some(end) = self.deadline.and_then(|d| d.checked_sub(reserve)) {
             until = until.min(end);
         }
         let mut delay = FIRST_READINESS_DELAY;
         loop {
-            match step.readiness(api, arn).await? {
-                Readiness::Ready => return Ok(Settled::Ready),
-                Readiness::Failed(e) => return Ok(Settled::Failed(e)),
+            match self.step.readiness(api, arn).await? {
                 Readiness::Pending(status) => {
                     if SystemTime::now() + delay > until {
-                        return Ok(Settled::Pending(status));
+                        return Ok(Readiness::Pending(status));
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_READINESS_DELAY);
                 }
+                done => return Ok(done),
             }
         }
     }
 
+    /// The ready resource brought to what this request asks (the update path).
+    async fn converge(&self, record: Record) -> Result<Outcome, StepError> {
+        self.engine
+            .converge(
+                self.step,
+                self.plan,
+                self.subject,
+                record,
+                self.revision,
+                self.deadline,
+            )
+            .await
+    }
+}
+
+impl Engine {
     /// Announces a finished step whose record says it was not announced yet (a crash or a
     /// failed PutEvents after the record was written), then marks it, in its generation.
     pub(super) async fn announce_late(
@@ -399,18 +417,11 @@ fn first_request<S: Step>(
 /// The plan of a generation's first request, and its revision.
 type FirstRequest<I> = (Plan<I>, Revision);
 
-/// How holding the lease ended: the resource recorded `READY` (the item as written), or
-/// another outcome (retry, failure) already recorded.
-enum Obtained {
+/// How making the resource ended: recorded `READY` (the item as written), or another
+/// outcome (retry, failure) already recorded.
+enum Made {
     Ready(Box<Record>),
     Done(Outcome),
-}
-
-/// Where a readiness wait ended.
-enum Settled {
-    Ready,
-    Failed(StepError),
-    Pending(String),
 }
 
 fn not_ready(arn: &str, status: &str) -> StepError {

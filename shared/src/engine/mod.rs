@@ -14,10 +14,10 @@
 //!
 //! A delivery runs in phases: [`Engine::run`] plans and bounds the work by the deadline and
 //! the lease; `claimed` (here) dispatches on what the claim found (retired, ready, failed,
-//! held elsewhere, created, acquired); the create path holds the lease, the update path the
-//! update's lease. `timing.rs` says when to come back (backoff, grace window, throttling
-//! spread, recheck); `outcome.rs` ends a held step that cannot finish (release, or record
-//! the failure and announce it) and names outcomes.
+//! held elsewhere, created, acquired); the create path (a `Delivery`) holds the lease, the
+//! update path the update's lease. `timing.rs` says when to come back (backoff, grace
+//! window, throttling spread, recheck); `outcome.rs` ends a held step that cannot finish
+//! (release, or record the failure and announce it) and names outcomes.
 //!
 //! Every path either finishes the step, records a permanent failure (and then announces it),
 //! or returns a retryable error so the delivery comes back; nothing is dropped. A target that
@@ -46,6 +46,7 @@ use crate::ledger::{
 };
 use crate::step::{Plan, Step};
 
+use create::Delivery;
 use retire::reopens;
 use timing::{from_epoch_ms, recheck_in};
 
@@ -288,19 +289,31 @@ impl Engine {
             account_id: plan.account_id.as_deref(),
             request_event_id: &request.event_id,
         };
+        let delivery = Delivery {
+            engine: self,
+            step,
+            plan,
+            subject: &subject,
+            revision: &revision,
+            deadline,
+        };
         match claim {
             Claim::Retired(record) => self.retired(&subject, record).await,
-            Claim::Ready(record) => {
+            Claim::Ready(mut record) => {
+                // Recorded but not announced (its holder died, or its PutEvents failed):
+                // announced now, then marked.
                 if !record.announced {
                     let arn = record_arn(&record)?;
-                    let announce = self.announcer.ready(
-                        S::READY_DETAIL_TYPE,
-                        &subject,
-                        &arn,
-                        &record.token,
-                        record.origin,
-                    );
-                    self.announce_late(&record, announce).await?;
+                    self.announcer
+                        .ready(
+                            S::READY_DETAIL_TYPE,
+                            &subject,
+                            &arn,
+                            &record.token,
+                            record.origin,
+                        )
+                        .await?;
+                    record = self.ledger.mark_ready_announced(&record).await?;
                 }
                 self.converge(step, plan, &subject, record, &revision, deadline)
                     .await
@@ -321,7 +334,8 @@ impl Engine {
                 lease_expires_at,
                 record,
             } => {
-                self.want(plan, &record, &revision).await?;
+                // Recorded, so that whoever holds the step applies it: nothing asked is lost.
+                let record = Box::new(self.merge(plan, *record, &revision).await?);
                 let now = SystemTime::now();
                 let left = lease_expires_at.duration_since(now).unwrap_or_default();
                 let held_for = record
@@ -340,14 +354,8 @@ impl Engine {
                 )
                 .after(recheck_in(held_for, left)))
             }
-            Claim::Created(record) => {
-                self.settle(step, plan, &subject, record, &revision, deadline)
-                    .await
-            }
-            Claim::Acquired(lease) => {
-                self.acquired(step, plan, &subject, lease, &revision, deadline)
-                    .await
-            }
+            Claim::Created(record) => delivery.finish_created(record).await,
+            Claim::Acquired(lease) => delivery.create(lease).await,
         }
     }
 }

@@ -6,9 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Engine, EngineSettings};
+use super::EngineSettings;
 use crate::error::StepError;
-use crate::ledger::Lease;
 
 /// The earliest a delivery that found its step held comes back (see [`recheck_in`]).
 const MIN_RECHECK: Duration = Duration::from_secs(5);
@@ -49,15 +48,6 @@ impl EngineSettings {
             human(window),
         );
         e.into_permanent(message)
-    }
-}
-
-impl Engine {
-    /// Whether `lease` has time left to announce before it could be taken over: a quarter
-    /// of a lease's length, at most 5 s.
-    pub(super) fn lease_fresh(&self, lease: &Lease) -> bool {
-        let margin = (self.settings.lease / 4).min(Duration::from_secs(5));
-        SystemTime::now() + margin < lease.expires_at
     }
 }
 

@@ -1,9 +1,11 @@
-//! Updating a READY step's resource to a newer request, and the field algebra behind it
-//! (overlay, changed fields, the unknown base after an unfinished update).
+//! Updating a READY step's resource to its desired state ([`crate::desired`]), and the
+//! field algebra behind it (changed fields, the unknown base after an unfinished update).
 //!
-//! Invariants: a request never rolls back a newer applied revision; only the fields a request
-//! specifies are applied; an update is claimed (one conditional write) and fenced by its own
-//! lease; a refused update leaves the step READY in its applied state.
+//! Invariants: every field takes the value of the newest request that names it, whatever the
+//! order of delivery (an older request never rolls back a newer one's field, and one that
+//! names nothing changes nothing); an update is claimed (one conditional write) and fenced by
+//! its own lease and the generation; every call carries a token bound to the desired version
+//! and its own parameters; a refused update leaves the step READY in its applied state.
 
 use std::time::{Duration, SystemTime};
 
@@ -12,19 +14,22 @@ use tracing::{info, warn};
 use super::timing::human;
 use super::{record_arn, Engine, Outcome};
 use crate::announce::Subject;
+use crate::desired::{self, Desired};
 use crate::error::StepError;
 use crate::ledger::{
-    update_token, ErrorReason, Fields, Record, StepKey, UpdateClaim, UpdateEnd, UpdateLease,
+    update_token, ErrorReason, Fields, Record, Status, StepKey, UpdateClaim, UpdateEnd, UpdateKind,
+    UpdateLease,
 };
 use crate::revision::Revision;
 use crate::step::{Plan, Step};
 
 impl Engine {
-    /// A request for a READY step. Older than (or equal to) the applied revision: a duplicate,
-    /// never a rollback. Newer: its fields (only those it specifies) over the applied state
-    /// are the wanted state; if that differs, the update is claimed (one conditional write),
-    /// made, announced "<Step> Updated" and recorded, fenced by the update's lease. A pending
-    /// update newer than this request is carried on instead.
+    /// A request for a READY step: its fields are merged into the desired state (one write
+    /// only if it asks something the desired state does not hold as new), then whatever the
+    /// desired state asks beyond what the resource holds is applied: the update is claimed
+    /// (one conditional write), made, announced "<Step> Updated" and recorded, fenced by the
+    /// update's lease and the generation. A duplicate, an older request, or one that names
+    /// nothing costs no write at all.
     pub(super) async fn converge<S: Step>(
         &self,
         step: &S,
@@ -35,108 +40,124 @@ impl Engine {
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         let arn = record_arn(&record)?;
+        let asked = Desired::of(&plan.desired, revision);
+        let mut merged = record.desired.clone();
+        // Something to record: a field this request is the newest to name (or a desired
+        // state derived from an item written before it was stored).
+        let news = !asked.is_empty() && (merged.merge(&asked) || !record.desired_stored);
         let state = record.state.clone().unwrap_or_default();
-        let pending = record
-            .wanted
-            .clone()
-            .zip(record.wanted_revision.clone())
-            .filter(|(_, pending)| pending > revision);
-        let (wanted, target) = match pending {
-            // Recorded while the step was created, it holds only the fields it specifies.
-            Some((newer, target)) => (overlay(&state, &newer), target),
-            None => {
-                if record
-                    .applied_revision
-                    .as_ref()
-                    .is_some_and(|a| a >= revision)
-                {
-                    if overlay(&state, &plan.desired) != state {
-                        info!(applied = %record.applied_revision.as_ref().map(Revision::as_str).unwrap_or(""),
-                            request = %revision, "an older request than the applied one: not applied");
-                    }
-                    return Ok(Outcome::Duplicate { arn });
-                }
-                (overlay(&state, &plan.desired), revision.clone())
-            }
+        let owed = if news {
+            merged.pending(&state)
+        } else {
+            record.update_pending()
         };
-        if wanted == state && record.wanted.is_none() {
-            // Newer, but it asks for nothing the resource does not have.
+        if !owed {
+            let record = if news {
+                self.merge(plan, record, revision).await?
+            } else {
+                record
+            };
+            // Still in the attention index with nothing owed (an update ended while a newer
+            // version was merged, a Ready announced late): it leaves it now.
+            if record.attention.is_some() && record.announced && record.update_owner.is_none() {
+                self.ledger.settle(&record, false).await?;
+            }
             return Ok(Outcome::Duplicate { arn });
         }
+        // The merge is recorded by the update claim itself: one write.
+        let kind = if news {
+            UpdateKind::Merged(&merged)
+        } else {
+            UpdateKind::Pending
+        };
         let update = self
             .ledger
-            .claim_update(&record, &wanted, &target, self.settings.lease, deadline)
+            .claim_update(&record, kind, self.settings.lease, deadline)
             .await?;
         let lease = match update {
             UpdateClaim::Acquired(lease) => lease,
             UpdateClaim::Busy { lease_expires_at } => {
+                // Held by another delivery: this request's fields are recorded all the same,
+                // so its holder (or the next) applies them.
+                if news {
+                    self.merge(plan, record, revision).await?;
+                }
                 let left = lease_expires_at
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
                 return Err(StepError::retryable(
                     "UpdateInProgressElsewhere",
-                    format!("{} is being updated by another delivery", plan.key),
+                    format!(
+                        "{} is being updated by another delivery; this request's fields are \
+                         recorded in its desired state",
+                        plan.key
+                    ),
                 )
                 .after(left + Duration::from_secs(1)));
             }
             UpdateClaim::Moved(now) => {
+                let (status, version) = (now.status, now.desired_version);
+                if news && now.status == Status::Ready {
+                    self.merge(plan, *now, revision).await?;
+                }
                 return Err(StepError::retryable(
                     "ChangedMeanwhile",
                     format!(
-                        "{} changed while this request was compared with it (now {} at {}); \
-                         it is compared again on the next delivery",
-                        plan.key,
-                        now.status,
-                        now.applied_revision
-                            .as_ref()
-                            .map(Revision::as_str)
-                            .unwrap_or("-")
+                        "{} changed while this request was compared with it (now {status}, \
+                         desired version {version}); it is compared again on the next delivery",
+                        plan.key
                     ),
                 )
-                .after(Duration::from_secs(1)))
+                .after(Duration::from_secs(1)));
             }
         };
+        let state = record.state.clone().unwrap_or_default();
         // An earlier holder's update that never ended may have landed, wholly or in part
         // (several calls: a name, tags): the recorded state is then no base to compute calls
-        // from. Every wanted value is set again and every key either state names is in play.
-        let base = record
-            .update_owner
-            .is_some()
-            .then(|| unknown_base(&state, record.wanted.as_ref()));
+        // from. Every desired value is set again and every key the state or any request
+        // names (a removal too) is in play.
+        let base = record.update_owner.is_some().then(|| {
+            let named = if news { &merged } else { &record.desired }.named();
+            unknown_base(&state, Some(&named))
+        });
         self.apply_update(step, plan, subject, &arn, &state, base, lease)
             .await
     }
 
-    /// A request newer than any the step being created knows (`record`, as the claim read
-    /// it) is recorded as the wanted one, so whoever makes the step READY applies it (a
-    /// delivery, or the reconciler re-driving the step). Its delivery still comes back, in
-    /// case that never happens before its message would otherwise be gone.
-    pub(super) async fn want(
+    /// Merges what this request asks (`plan.desired` at `revision`) into the step's desired
+    /// state (`record`, as read): nothing is written when it asks nothing new, so a
+    /// duplicate costs no write; a request that acquires nothing (the step held elsewhere,
+    /// being created) is recorded all the same, so nothing asked is lost. Returns the step
+    /// with the merged desired state.
+    pub(super) async fn merge(
         &self,
         plan: &Plan<impl Send + Sync>,
-        record: &Record,
+        record: Record,
         revision: &Revision,
-    ) -> Result<(), StepError> {
-        let known = [
-            &record.requested_revision,
-            &record.wanted_revision,
-            &record.applied_revision,
-        ]
-        .into_iter()
-        .flatten()
-        .max();
-        // A request that specifies nothing (Control Tower's) has nothing to apply.
-        if plan.desired.is_empty() || known.is_some_and(|known| known >= revision) {
-            return Ok(());
+    ) -> Result<Record, StepError> {
+        let asked = Desired::of(&plan.desired, revision);
+        if asked.is_empty() {
+            return Ok(record);
         }
-        if self
-            .ledger
-            .want(&plan.key, record.generation, &plan.desired, revision)
-            .await?
-        {
-            info!(revision = %revision, "a newer request recorded as wanted while the step is created");
+        let mut merged = record.desired.clone();
+        if !merged.merge(&asked) && record.desired_stored {
+            return Ok(record);
         }
-        Ok(())
+        match self.ledger.record_desired(&record, &asked).await? {
+            Some(now) => {
+                info!(revision = %revision, version = now.desired_version, "desired state merged");
+                Ok(now)
+            }
+            None => Err(StepError::retryable(
+                "ChangedMeanwhile",
+                format!(
+                    "{} moved on while this request's fields were recorded; it is compared \
+                     again on the next delivery",
+                    plan.key
+                ),
+            )
+            .after(Duration::from_secs(1))),
+        }
     }
 
     /// Holding the update: bring the resource from `state` to the lease's wanted state. A
@@ -154,16 +175,18 @@ impl Engine {
         lease: UpdateLease,
     ) -> Result<Outcome, StepError> {
         if lease.wanted == *state && base.is_none() {
-            // A newer request that asks for what is there: only its revision is recorded.
+            // The desired state asks for what is there: only its version is recorded.
             self.ledger.end_update(&lease, UpdateEnd::Applied).await?;
             return Ok(Outcome::Duplicate {
                 arn: arn.to_string(),
             });
         }
+        // One token per desired version: every holder of this update sends the same calls
+        // with the same tokens; a newer version or a repair (a new version) sends new ones.
         let token = update_token(
             &lease.key,
             lease.generation,
-            &lease.revision,
+            &format!("v{}", lease.version),
             lease.salt.as_deref(),
         );
         let from = base.as_ref().unwrap_or(state);
@@ -239,7 +262,7 @@ impl Engine {
             self.announcer.failed(subject, &reason).await?;
             return Ok(Outcome::Rejected(reason));
         }
-        let changed = changed_fields(state, &lease.wanted);
+        let changed = desired::changed(state, &lease.wanted);
         let announced = self
             .announcer
             .updated(
@@ -286,7 +309,7 @@ impl Engine {
             .current(api, &plan.input, arn, &Fields::new(), &plan.desired)
             .await?;
         if now != plan.desired {
-            let token = update_token(key, generation, revision, salt);
+            let token = update_token(key, generation, revision.as_str(), salt);
             step.update(api, &plan.input, arn, &now, &plan.desired, &token)
                 .await?;
         }
@@ -318,15 +341,6 @@ fn unknown_base(state: &Fields, pending: Option<&Fields>) -> Fields {
     base
 }
 
-/// `state` with every field `request` specifies taken from it.
-fn overlay(state: &Fields, request: &Fields) -> Fields {
-    let mut merged = state.clone();
-    for (field, value) in request {
-        merged.insert(field.clone(), value.clone());
-    }
-    merged
-}
-
 /// The fields whose values differ between two states.
 pub(super) fn changed_fields(before: &Fields, after: &Fields) -> Vec<String> {
     let mut names: Vec<String> = before
@@ -350,23 +364,6 @@ mod tests {
             Value::Object(map) => map,
             other => panic!("not an object: {other}"),
         }
-    }
-
-    #[test]
-    fn overlay_takes_what_the_request_specifies_and_keeps_the_rest() {
-        let state = fields(json!({"name": "a", "description": "d", "tags": {"x": "1", "y": "2"}}));
-        let request = fields(json!({"name": "b", "tags": {"x": "3"}, "owner": "o"}));
-        assert_eq!(
-            overlay(&state, &request),
-            fields(json!({
-                "name": "b",
-                "description": "d",
-                // A map is the request's whole map: keys it does not name are removed.
-                "tags": {"x": "3"},
-                "owner": "o",
-            }))
-        );
-        assert_eq!(overlay(&state, &Fields::new()), state);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! them. Every check returns a [`DecodeError`] naming the field; values under secret keys are
 //! never echoed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -92,13 +92,14 @@ fn is_tag_char(c: char) -> bool {
         || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '@')
 }
 
-/// A tag map: a JSON object of string values, at most `max_count` entries, keys and values per
-/// the models' `TagKey` / `TagValue`; keys starting with `aws:` are reserved by AWS.
+/// A tag map: a JSON object of string values (or `null`: remove the tag), at most
+/// `max_count` entries, keys and values per the models' `TagKey` / `TagValue`; keys starting
+/// with `aws:` are reserved by AWS. Returns the tags to set and the keys to remove.
 pub(crate) fn tags(
     path: &str,
     v: &Value,
     max_count: usize,
-) -> Result<BTreeMap<String, String>, DecodeError> {
+) -> Result<(BTreeMap<String, String>, BTreeSet<String>), DecodeError> {
     let map = match v {
         Value::Object(map) => map,
         other => {
@@ -114,7 +115,7 @@ pub(crate) fn tags(
             map.len()
         )));
     }
-    let mut out = BTreeMap::new();
+    let (mut out, mut removed) = (BTreeMap::new(), BTreeSet::new());
     for (key, value) in map {
         let at = super::json::join(path, key);
         check_len(&at, key, TAG_KEY_CHARS.0, TAG_KEY_CHARS.1)
@@ -128,6 +129,10 @@ pub(crate) fn tags(
             return Err(DecodeError::new(format!(
                 "{at}: tag keys starting with \"aws:\" are reserved by AWS"
             )));
+        }
+        if value.is_null() {
+            removed.insert(key.clone());
+            continue;
         }
         let value = as_str(value, &at)?;
         check_len(&at, value, TAG_VALUE_CHARS.0, TAG_VALUE_CHARS.1)?;
@@ -143,7 +148,7 @@ pub(crate) fn tags(
         }
         out.insert(key.clone(), value.to_owned());
     }
-    Ok(out)
+    Ok((out, removed))
 }
 
 /// A WorkSpaces Web portal ARN, checked against the model's `ARN` pattern and narrowed to a
@@ -372,7 +377,10 @@ mod tests {
     #[test]
     fn tags_follow_the_models() {
         let ok = serde_json::json!({"CostCenter": "1234", "owner:team": "a b/c=d+e-f@g", "Ünïcode": "値", "empty": ""});
-        assert_eq!(tags("t", &ok, 75).unwrap().len(), 4);
+        assert_eq!(tags("t", &ok, 75).unwrap().0.len(), 4);
+        let (set, removed) = tags("t", &serde_json::json!({"a": "1", "b": null}), 75).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(removed.into_iter().collect::<Vec<_>>(), ["b"]);
         let e = tags("t", &serde_json::json!({"aws:createdBy": "x"}), 75).unwrap_err();
         assert!(e.reason.contains("reserved"), "{e}");
         let e = tags("t", &serde_json::json!({"k": "semi;colon"}), 75).unwrap_err();

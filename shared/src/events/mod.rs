@@ -52,7 +52,7 @@ mod props;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -264,6 +264,9 @@ pub struct InstanceSpec {
     pub name: Option<String>,
     /// At most 75 tags (SSO Admin `TagList`).
     pub tags: BTreeMap<String, String>,
+    /// Tags the request removes (given as `null`): a tag the project set goes.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub removed_tags: BTreeSet<String>,
 }
 
 /// A WorkSpaces Web identity provider. Holds no secret: the secret's keys
@@ -281,6 +284,9 @@ pub struct WebIdentityProviderSpec {
     pub secret_id: Option<String>,
     /// At most 200 tags (WorkSpaces Web `TagList`).
     pub tags: BTreeMap<String, String>,
+    /// Tags the request removes (given as `null`).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub removed_tags: BTreeSet<String>,
 }
 
 /// The envelope fields every decoder needs.

@@ -79,11 +79,15 @@ fn instance(fields: Fields<'_>) -> Result<InstanceSpec, DecodeError> {
         .opt_str("name")?
         .map(|s| limits::instance_name(&fields.at("name"), s))
         .transpose()?;
-    let tags = match fields.get("tags") {
+    let (tags, removed_tags) = match fields.get("tags") {
         None => Default::default(),
         Some(v) => limits::tags(&fields.at("tags"), v, MAX_INSTANCE_TAGS)?,
     };
-    Ok(InstanceSpec { name, tags })
+    Ok(InstanceSpec {
+        name,
+        tags,
+        removed_tags,
+    })
 }
 
 fn provider(fields: Fields<'_>) -> Result<WebIdentityProviderSpec, DecodeError> {
@@ -126,7 +130,7 @@ fn provider(fields: Fields<'_>) -> Result<WebIdentityProviderSpec, DecodeError> 
         }
         _ => {}
     }
-    let tags = match fields.get("tags") {
+    let (tags, removed_tags) = match fields.get("tags") {
         None => Default::default(),
         Some(v) => limits::tags(&fields.at("tags"), v, MAX_PROVIDER_TAGS)?,
     };
@@ -138,5 +142,6 @@ fn provider(fields: Fields<'_>) -> Result<WebIdentityProviderSpec, DecodeError> 
         details,
         secret_id,
         tags,
+        removed_tags,
     })
 }

@@ -298,6 +298,7 @@ fn arb_provider() -> impl Strategy<Value = WebIdentityProviderSpec> {
                     details,
                     secret_id: (!t.secret_keys().is_empty()).then_some(secret),
                     tags,
+                    removed_tags: Default::default(),
                 }
             })
     })
@@ -322,7 +323,11 @@ fn arb_request() -> impl Strategy<Value = OnboardingRequest> {
                     time: Some("2026-11-20T10:15:30Z".into()),
                     account_id,
                     account_name,
-                    instance: InstanceSpec { name, tags },
+                    instance: InstanceSpec {
+                        name,
+                        tags,
+                        removed_tags: Default::default(),
+                    },
                     web_identity_provider: provider,
                 }
             },

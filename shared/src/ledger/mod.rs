@@ -37,8 +37,9 @@ pub use error::LedgerError;
 pub use hash::{canonical_json, request_hash};
 pub use key::StepKey;
 pub use record::{ErrorReason, Failure, Origin, Record, Status, UnknownStatus};
-pub use token::{client_token, new_salt, update_token};
+pub use token::{call_token, client_token, new_salt, update_token};
 
+use crate::desired::Desired;
 use crate::revision::Revision;
 use writes::Expressions;
 
@@ -157,10 +158,15 @@ pub struct UpdateLease {
     pub key: StepKey,
     pub generation: u32,
     pub owner: String,
-    /// 1 for the first holder of this wanted revision; more means an earlier holder may
-    /// have called the service: read the resource before calling.
+    /// 1 for the first holder of this version; more means an earlier holder may have
+    /// called the service: read the resource before calling.
     pub attempt: u32,
+    /// The desired version this update brings the resource to: what its tokens are
+    /// derived from.
+    pub version: u64,
+    /// The resource's state once updated: the desired state over the applied one.
     pub wanted: Fields,
+    /// The newest revision in the desired state.
     pub revision: Revision,
     pub expires_at: SystemTime,
     /// The item's token salt (`None`: written before salts existed): what the update's
@@ -169,6 +175,18 @@ pub struct UpdateLease {
     /// When the pending update was first claimed (by any holder, of any revision): its
     /// grace window runs from here.
     pub first_attempt_at: SystemTime,
+}
+
+/// What an update claim ([`Ledger::claim_update`]) brings the resource to.
+#[derive(Clone, Copy, Debug)]
+pub enum UpdateKind<'a> {
+    /// The desired state as read (recorded earlier, not yet applied).
+    Pending,
+    /// The desired state read with a request merged in: recorded by the claim itself.
+    Merged(&'a Desired),
+    /// The desired state as read, as a new version: drift found by the audit is repaired
+    /// with new calls, never a replay of the update that last set these fields.
+    Repair,
 }
 
 /// The outcome of [`Ledger::claim_update`].
@@ -348,8 +366,16 @@ impl Ledger {
         let first_token = client_token(key, 0, Some(&salt));
         let requested_json =
             requested.map(|r| serde_json::Value::Object(r.state.clone()).to_string());
+        // A new item's desired state is this request's, written by the claim itself.
+        let desired_json = requested
+            .map(|r| Desired::of(r.state, r.revision))
+            .filter(|d| !d.is_empty())
+            .map(|d| d.to_json());
         let e = writes::claim(&writes::ClaimInput {
             requested: requested_json
+                .as_deref()
+                .zip(requested.map(|r| r.revision.as_str())),
+            desired: desired_json
                 .as_deref()
                 .zip(requested.map(|r| r.revision.as_str())),
             first_token: &first_token,
@@ -387,7 +413,6 @@ impl Ledger {
         arn: &str,
         origin: Origin,
         applied: &Applied<'_>,
-        announced: bool,
     ) -> Result<Record, LedgerError> {
         let state = serde_json::Value::Object(applied.state.clone()).to_string();
         let e = writes::complete(
@@ -399,7 +424,6 @@ impl Ledger {
                 state: &state,
                 revision: applied.revision.as_str(),
                 audit_slot: audit_slot(&lease.key),
-                announced,
             },
             epoch_ms(SystemTime::now()),
         );
@@ -437,13 +461,16 @@ impl Ledger {
         origin: Origin,
         applied: &Applied<'_>,
     ) -> Result<(), LedgerError> {
-        self.complete(lease, Status::Created, arn, origin, applied, false)
+        self.complete(lease, Status::Created, arn, origin, applied)
             .await
             .map(drop)
     }
 
-    /// `IN_PROGRESS` held by `lease` -> `READY`, announced (the engine announces first).
-    /// Returns the item as written.
+    /// `IN_PROGRESS` held by `lease` -> `READY`, not yet announced and in the attention
+    /// index: recorded before it is announced, so a holder that lost its lease announces
+    /// nothing, and a holder that dies before announcing leaves it for the next delivery or
+    /// the reconciler. [`Ledger::mark_ready_announced`] follows the announcement. Returns the
+    /// item as written.
     pub async fn mark_ready(
         &self,
         lease: &Lease,
@@ -451,35 +478,22 @@ impl Ledger {
         origin: Origin,
         applied: &Applied<'_>,
     ) -> Result<Record, LedgerError> {
-        self.complete(lease, Status::Ready, arn, origin, applied, true)
+        self.complete(lease, Status::Ready, arn, origin, applied)
             .await
     }
 
-    /// `IN_PROGRESS` held by `lease` -> `READY`, not yet announced: for a resource the step
-    /// adopted, recorded before it is announced, so a holder that lost its lease announces
-    /// nothing. [`Ledger::mark_announced`] follows the announcement. Returns the item as
-    /// written.
-    pub async fn mark_ready_unannounced(
-        &self,
-        lease: &Lease,
-        arn: &str,
-        origin: Origin,
-        applied: &Applied<'_>,
-    ) -> Result<Record, LedgerError> {
-        self.complete(lease, Status::Ready, arn, origin, applied, false)
-            .await
-    }
-
-    /// `CREATED` with `arn` in `generation` -> `READY`. No lease needed (the change is
-    /// monotonic), but fenced on the generation and ARN read: a delivery that saw an older
-    /// generation's resource never promotes the current one. `Ok` if the step is already
-    /// `READY` with that ARN in that generation.
+    /// `CREATED` with `arn` in `generation` -> `READY`. No lease needed
+    /// (the change is monotonic), but fenced on the generation and ARN read: a delivery that
+    /// saw an older generation's resource never promotes the current one. `Ok(true)` if this
+    /// write promoted it, `Ok(false)` if the step is already `READY` with that ARN in that
+    /// generation (another delivery promoted it): only the promoter announces Ready, so a
+    /// generation is announced Ready once (again only after a crash before its mark).
     pub async fn promote_ready(
         &self,
         key: &StepKey,
         generation: u32,
         arn: &str,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<bool, LedgerError> {
         let e = writes::promote(
             generation,
             arn,
@@ -487,17 +501,15 @@ impl Ledger {
             epoch_ms(SystemTime::now()),
         );
         match self.update(key, &e, false).await? {
-            Written::Applied(_) => Ok(()),
+            Written::Applied(_) => Ok(true),
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
                 "{key} has no ledger entry; nothing to promote"
             ))),
             Written::ConditionFailed(Some(old)) => {
                 let r = Record::from_item(&old)?;
-                if r.status == Status::Ready
-                    && r.resource_arn.as_deref() == Some(arn)
-                    && r.generation == generation
-                {
-                    Ok(())
+                let same = r.resource_arn.as_deref() == Some(arn) && r.generation == generation;
+                if same && r.status == Status::Ready {
+                    Ok(false)
                 } else {
                     Err(LedgerError::LostLease {
                         key: format!(
@@ -632,6 +644,37 @@ impl Ledger {
         }
     }
 
+    /// A `READY` step (`seen`, as read) with nothing outstanding leaves the attention index;
+    /// with `announced`, its Ready is marked announced in the same write. `false` (nothing
+    /// written) if something is outstanding after all (a merge, an update claimed, the
+    /// outcome not announced): the step stays in the index for whoever does it.
+    pub async fn settle(&self, seen: &Record, announced: bool) -> Result<bool, LedgerError> {
+        let e = writes::settle(seen.generation, seen.seen_version(), announced);
+        Ok(matches!(
+            self.update(&seen.key, &e, false).await?,
+            Written::Applied(_)
+        ))
+    }
+
+    /// Records that a `READY` step's (`seen`, as read) Ready was announced, leaving the
+    /// attention index in the same write when nothing else is owed. Returns the step as it
+    /// now stands (as far as this write knows).
+    pub async fn mark_ready_announced(&self, seen: &Record) -> Result<Record, LedgerError> {
+        let settled = self.settle(seen, true).await?;
+        if !settled {
+            self.mark_announced(&seen.key, seen.generation).await?;
+        }
+        Ok(Record {
+            announced: true,
+            attention: if settled {
+                None
+            } else {
+                seen.attention.clone()
+            },
+            ..seen.clone()
+        })
+    }
+
     /// Records that a `READY`, `FAILED` or `RETIRED` step's outcome in `generation` was
     /// announced.
     pub async fn mark_announced(&self, key: &StepKey, generation: u32) -> Result<(), LedgerError> {
@@ -654,23 +697,49 @@ impl Ledger {
         }
     }
 
-    /// Records a request newer than any the step being created knows (it is `IN_PROGRESS` or
-    /// `CREATED` in `generation`; `fields` are what the request specifies) as the wanted one:
-    /// whoever makes the step `READY` applies it next. `false` (nothing written) if the step
-    /// moved on or knows a request as new.
-    pub async fn want(
+    /// Merges a request's desired state (`request`) into the step's (`seen`, as read): one
+    /// conditional write if it changes anything, none otherwise. A concurrent merge is read
+    /// and merged again (the merge is commutative: the order never matters). Returns the
+    /// step with the merged desired state, or `None` if the step moved on (another status or
+    /// generation: its new holder reads the desired state itself).
+    pub async fn record_desired(
         &self,
-        key: &StepKey,
-        generation: u32,
-        fields: &Fields,
-        revision: &Revision,
-    ) -> Result<bool, LedgerError> {
-        let fields = serde_json::Value::Object(fields.clone()).to_string();
-        let e = writes::want(generation, &fields, revision.as_str());
-        Ok(matches!(
-            self.update(key, &e, false).await?,
-            Written::Applied(_)
-        ))
+        seen: &Record,
+        request: &Desired,
+    ) -> Result<Option<Record>, LedgerError> {
+        let mut current = seen.clone();
+        for _ in 0..8 {
+            let mut merged = current.desired.clone();
+            if !merged.merge(request) && current.desired_stored {
+                return Ok(Some(current));
+            }
+            let state = current.state.clone().unwrap_or_default();
+            let json = merged.to_json();
+            let newest = merged.newest().map(Revision::as_str).unwrap_or("");
+            let e = writes::record_desired(&writes::DesiredInput {
+                status: current.status,
+                generation: current.generation,
+                seen_version: current.seen_version(),
+                desired: &json,
+                newest,
+                outstanding: current.status == Status::Ready && merged.pending(&state),
+            });
+            match self.update(&current.key, &e, true).await? {
+                Written::Applied(Some(item)) => return Record::from_item(&item).map(Some),
+                Written::Applied(None) | Written::ConditionFailed(None) => return Ok(None),
+                Written::ConditionFailed(Some(old)) => {
+                    let now = Record::from_item(&old)?;
+                    if now.status != current.status || now.generation != current.generation {
+                        return Ok(None);
+                    }
+                    current = now;
+                }
+            }
+        }
+        Err(LedgerError::Unavailable(format!(
+            "{}: the desired state kept changing while this request was merged in",
+            seen.key
+        )))
     }
 
     /// The account of `key` closed or left the organization (`revision`: the event's; `why`:
@@ -747,39 +816,53 @@ impl Ledger {
         ))
     }
 
-    /// Takes the update of a `READY` step (`current`, as read) to `wanted` at `revision`, with
-    /// one conditional write. See [`UpdateClaim`].
+    /// Takes the update of a `READY` step (`current`, as read) to its desired state, with
+    /// one conditional write; with `repair`, a new version of the same desired state (drift
+    /// found by the audit: the repair is a new call, not a replay of the last one). See
+    /// [`UpdateClaim`].
     pub async fn claim_update(
         &self,
         current: &Record,
-        wanted: &Fields,
-        revision: &Revision,
+        kind: UpdateKind<'_>,
         lease: Duration,
         deadline: Option<SystemTime>,
     ) -> Result<UpdateClaim, LedgerError> {
+        let repair = matches!(kind, UpdateKind::Repair);
+        let merged = match kind {
+            UpdateKind::Merged(desired) => Some(desired),
+            _ => None,
+        };
+        let merged_json = merged.map(|d| {
+            let newest = d.newest().map(Revision::as_str).unwrap_or("").to_owned();
+            (d.to_json(), newest)
+        });
         let now = SystemTime::now();
         let mut lease_end = now.checked_add(lease).unwrap_or(now);
         if let Some(deadline) = deadline {
             lease_end = lease_end.min(deadline);
         }
         let owner = Uuid::new_v4().to_string();
-        // Holders of the same wanted revision count up: a later one reads before calling.
-        let attempt = if current.wanted_revision.as_ref() == Some(revision) {
+        let seen = current.seen_version();
+        let version = seen.unwrap_or(0) + u64::from(repair || merged.is_some());
+        // Holders of the same version count up: a later one reads before calling.
+        let attempt = if current.update_version == Some(version) {
             current.update_attempt.saturating_add(1)
         } else {
             1
         };
-        let wanted_json = serde_json::Value::Object(wanted.clone()).to_string();
-        let e = writes::claim_update(&writes::UpdateClaimInput {
-            generation: current.generation,
-            seen: current.applied_revision.as_ref().map(Revision::as_str),
-            wanted: &wanted_json,
-            revision: revision.as_str(),
-            attempt,
-            owner: &owner,
-            now_ms: epoch_ms(now),
-            lease_expires_ms: epoch_ms(lease_end),
-        });
+        let state = current.state.clone().unwrap_or_default();
+        let e = writes::claim_update(
+            &writes::UpdateClaimInput {
+                generation: current.generation,
+                seen,
+                bump: repair,
+                merged: merged_json.as_ref().map(|(d, n)| (d.as_str(), n.as_str())),
+                attempt,
+                now_ms: epoch_ms(now),
+                lease_expires_ms: epoch_ms(lease_end),
+            },
+            &owner,
+        );
         match self.update(&current.key, &e, true).await? {
             Written::Applied(item) => Ok(UpdateClaim::Acquired(UpdateLease {
                 // As written (the same one request): an earlier holder's first attempt, kept.
@@ -793,8 +876,14 @@ impl Ledger {
                 generation: current.generation,
                 owner,
                 attempt,
-                wanted: wanted.clone(),
-                revision: revision.clone(),
+                version,
+                wanted: merged.unwrap_or(&current.desired).target(&state),
+                revision: merged
+                    .unwrap_or(&current.desired)
+                    .newest()
+                    .or(current.applied_revision.as_ref())
+                    .cloned()
+                    .unwrap_or_else(|| Revision::parse("")),
                 expires_at: lease_end,
                 // A READY item's salt never changes (only a claim or a retirement writes
                 // one, and neither applies to a READY item that stays READY).
@@ -818,37 +907,66 @@ impl Ledger {
         }
     }
 
-    /// Ends the update held by `lease` (fenced on its owner): [`LedgerError::LostLease`] if
-    /// another holder took it over, nothing written.
+    /// Ends the update held by `lease` (fenced on its owner and generation):
+    /// [`LedgerError::LostLease`] if another holder took it over or a new generation began,
+    /// nothing written. The step leaves the attention index unless a newer desired state
+    /// was merged while the update was held.
     pub async fn end_update(
         &self,
         lease: &UpdateLease,
         end: UpdateEnd<'_>,
     ) -> Result<(), LedgerError> {
         let wanted_json = serde_json::Value::Object(lease.wanted.clone()).to_string();
-        let end = match end {
-            UpdateEnd::Applied => writes::UpdateEnd::Applied {
-                state: &wanted_json,
-                revision: lease.revision.as_str(),
-            },
-            UpdateEnd::Refused(reason) => writes::UpdateEnd::Refused {
-                revision: lease.revision.as_str(),
-                reason,
-            },
-            UpdateEnd::Released {
-                reason,
-                retry_after,
-            } => writes::UpdateEnd::Released {
-                reason,
-                retry_after_ms: retry_after.map(epoch_ms),
-            },
-        };
-        let e = writes::end_update(&lease.owner, &end, epoch_ms(SystemTime::now()));
-        match self.update(&lease.key, &e, false).await? {
-            Written::Applied(_) => Ok(()),
-            Written::ConditionFailed(_) => Err(LedgerError::LostLease {
-                key: format!("{} (update to {})", lease.key, lease.revision),
-            }),
+        let mut settled = true;
+        loop {
+            let write = match end {
+                UpdateEnd::Applied => writes::UpdateEnd::Applied {
+                    state: &wanted_json,
+                    revision: lease.revision.as_str(),
+                    version: lease.version,
+                    settled,
+                },
+                UpdateEnd::Refused(reason) => writes::UpdateEnd::Refused {
+                    version: lease.version,
+                    reason,
+                    settled,
+                },
+                UpdateEnd::Released {
+                    reason,
+                    retry_after,
+                } => writes::UpdateEnd::Released {
+                    reason,
+                    retry_after_ms: retry_after.map(epoch_ms),
+                },
+            };
+            let e = writes::end_update(
+                &lease.owner,
+                lease.generation,
+                &write,
+                epoch_ms(SystemTime::now()),
+            );
+            return match self.update(&lease.key, &e, false).await? {
+                Written::Applied(_) => Ok(()),
+                Written::ConditionFailed(Some(old))
+                    if settled && !matches!(end, UpdateEnd::Released { .. }) =>
+                {
+                    let r = Record::from_item(&old)?;
+                    if r.status == Status::Ready
+                        && r.generation == lease.generation
+                        && r.update_owner.as_deref() == Some(lease.owner.as_str())
+                    {
+                        // Still ours; a newer desired state is owed after this one.
+                        settled = false;
+                        continue;
+                    }
+                    Err(LedgerError::LostLease {
+                        key: format!("{} (update to version {})", lease.key, lease.version),
+                    })
+                }
+                Written::ConditionFailed(_) => Err(LedgerError::LostLease {
+                    key: format!("{} (update to version {})", lease.key, lease.version),
+                }),
+            };
         }
     }
 
@@ -1152,8 +1270,12 @@ mod tests {
             retry_after: None,
             state: None,
             applied_revision: None,
-            wanted: None,
-            wanted_revision: None,
+            desired: Default::default(),
+            desired_version: 0,
+            desired_stored: false,
+            update_version: None,
+            refused_version: None,
+            attention: None,
             update_owner: None,
             update_lease_expires_at: None,
             update_attempt: 0,

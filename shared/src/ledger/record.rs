@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::error::LedgerError;
 use super::key::StepKey;
 use super::schema;
+use crate::desired::Desired;
 use crate::revision::Revision;
 
 /// Where a step stands.
@@ -198,9 +199,19 @@ pub struct Record {
     /// The applied state: the fields requests specified, as last applied (no secrets).
     pub state: Option<serde_json::Map<String, serde_json::Value>>,
     pub applied_revision: Option<Revision>,
-    /// A pending update: the state it brings the resource to, and its revision.
-    pub wanted: Option<serde_json::Map<String, serde_json::Value>>,
-    pub wanted_revision: Option<Revision>,
+    /// What the requests ask, field by field (see [`crate::desired`]); on an item written
+    /// before the desired state existed, derived from its applied and pending states.
+    pub desired: Desired,
+    /// Bumped by every change of `desired` and every repair; 0 when never written.
+    pub desired_version: u64,
+    /// Whether `desired` is stored (else it was derived, and its first write creates it).
+    pub desired_stored: bool,
+    /// The desired version the held update brings the resource to.
+    pub update_version: Option<u64>,
+    /// The desired version whose update was refused for good.
+    pub refused_version: Option<u64>,
+    /// The attention index's partition the step is in (`None`: not in it).
+    pub attention: Option<String>,
     pub update_owner: Option<String>,
     /// Epoch milliseconds.
     pub update_lease_expires_at: Option<u64>,
@@ -224,6 +235,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// A `READY` step whose resource does not hold the desired state yet, and whose desired
+    /// state was not refused: an update is owed.
+    pub fn update_pending(&self) -> bool {
+        self.status == Status::Ready
+            && self.refused_version != Some(self.desired_version)
+            && self
+                .desired
+                .pending(self.state.as_ref().unwrap_or(&Default::default()))
+    }
+
+    /// The desired version as a fence: `None` while none was ever written (versions count
+    /// from 1).
+    pub fn seen_version(&self) -> Option<u64> {
+        (self.desired_version > 0).then_some(self.desired_version)
+    }
+
     /// Whether an attempt before `attempt` may have sent a create call: one said so, or one
     /// ended without saying (a crash, a lost lease).
     pub fn create_may_have_been_sent(&self) -> bool {
@@ -309,6 +336,32 @@ impl<'a> Decoder<'a> {
         }))
     }
 
+    /// The stored desired state; on an item written before it existed, what was applied
+    /// (at the applied revision) with any pending update over it (at its revision).
+    fn desired(&self) -> Result<Desired, LedgerError> {
+        if let Some(stored) = self.string(schema::DESIRED)? {
+            return Desired::from_json(stored).map_err(|e| self.corrupt(e));
+        }
+        let mut desired = Desired::default();
+        let fields = |name: &str, revision: &str| -> Result<Option<Desired>, LedgerError> {
+            let (Some(fields), Some(revision)) = (self.json_map(name)?, self.string(revision)?)
+            else {
+                return Ok(None);
+            };
+            Ok(Some(Desired::of(&fields, &Revision::parse(revision))))
+        };
+        for legacy in [
+            fields(schema::STATE, schema::APPLIED_REVISION)?,
+            fields(schema::WANTED, schema::WANTED_REVISION)?,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            desired.merge(&legacy);
+        }
+        Ok(desired)
+    }
+
     /// A JSON object stored as a string.
     fn json_map(
         &self,
@@ -392,8 +445,11 @@ impl Record {
             retry_after: d.number(schema::RETRY_AFTER)?,
             state: d.json_map(schema::STATE)?,
             applied_revision: d.string(schema::APPLIED_REVISION)?.map(Revision::parse),
-            wanted: d.json_map(schema::WANTED)?,
-            wanted_revision: d.string(schema::WANTED_REVISION)?.map(Revision::parse),
+            desired: d.desired()?,
+            desired_version: d.number(schema::DESIRED_VERSION)?.unwrap_or(0),
+            desired_stored: item.contains_key(schema::DESIRED),
+            update_version: d.number(schema::UPDATE_VERSION)?,
+            refused_version: d.number(schema::REFUSED_VERSION)?,
             update_owner: d.string(schema::UPDATE_OWNER)?.map(str::to_owned),
             update_lease_expires_at: d.number(schema::UPDATE_LEASE_EXPIRES_AT)?,
             update_attempt: d
@@ -404,6 +460,7 @@ impl Record {
             requested: d.json_map(schema::REQUESTED)?,
             requested_revision: d.string(schema::REQUESTED_REVISION)?.map(Revision::parse),
             drift: d.json_map(schema::DRIFT)?,
+            attention: d.string(schema::ATTENTION)?.map(str::to_owned),
             audited_at: d.number(schema::AUDITED_AT)?,
             retired: d.json_map(schema::RETIRED)?,
             retired_revision: d.string(schema::RETIRED_REVISION)?.map(Revision::parse),

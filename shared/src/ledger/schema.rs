@@ -109,12 +109,26 @@ pub const RETRY_AFTER: &str = "retry_after";
 pub const STATE: &str = "state";
 /// The revision ([`crate::revision::Revision`]) of the latest request applied (S).
 pub const APPLIED_REVISION: &str = "applied_revision";
-/// While an update is pending: the state it brings the resource to (S, canonical JSON) and
-/// its revision (S).
+/// The desired state (S, [`crate::desired::Desired::to_json`]): per field, the value the
+/// newest request naming it asked and that request's revision. Never a secret value.
+pub const DESIRED: &str = "desired";
+/// Bumped by every change of [`DESIRED`] and by every repair (N): the fence of the merge
+/// (read, merge, write conditioned on the version read) and what an update's token is
+/// derived from, so that every change and every repair is a new call.
+pub const DESIRED_VERSION: &str = "desired_version";
+/// The newest revision in [`DESIRED`] (S): what a closure compares with.
+pub const DESIRED_REVISION: &str = "desired_revision";
+/// The [`DESIRED_VERSION`] the held update brings the resource to (N).
+pub const UPDATE_VERSION: &str = "update_version";
+/// The [`DESIRED_VERSION`] whose update the service refused for good (N): not retried until
+/// a newer request changes the desired state.
+pub const REFUSED_VERSION: &str = "refused_version";
+/// Items written before the desired state existed: a pending update's state and revision
+/// (S). Read once into the desired state, removed by the next write of it.
 pub const WANTED: &str = "wanted";
 pub const WANTED_REVISION: &str = "wanted_revision";
 /// The holder of a pending update's lease (S), its expiry (N, epoch ms) and how many
-/// holders took the same wanted revision (N).
+/// holders took the same desired version (N).
 pub const UPDATE_OWNER: &str = "update_owner";
 pub const UPDATE_LEASE_EXPIRES_AT: &str = "update_lease_expires_at";
 pub const UPDATE_ATTEMPT: &str = "update_attempt";

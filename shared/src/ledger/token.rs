@@ -38,29 +38,31 @@ pub fn client_token(key: &StepKey, generation: u32, salt: Option<&str>) -> Strin
     uuid5(&name)
 }
 
-/// The ClientToken of an update of `key` in `generation` to `revision`, for an item whose
-/// salt is `salt`: the UUIDv5 of `["update", scope, step, generation, revision, salt]`, or,
-/// without a salt (an item written before salts existed), of
-/// `[scope, step, generation, revision]` as before. Every holder of the same update sends
-/// the same one.
-pub fn update_token(
-    key: &StepKey,
-    generation: u32,
-    revision: &crate::revision::Revision,
-    salt: Option<&str>,
-) -> String {
+/// The token of an update of `key` in `generation` to `basis` (the desired version it
+/// applies, `v<n>`; or the revision an adoption aligns to), for an item whose salt is
+/// `salt`: the UUIDv5 of `["update", scope, step, generation, basis, salt]`, or, without a
+/// salt (an item written before salts existed), of `[scope, step, generation, basis]`.
+/// Every holder of the same update derives the same one; each call binds it to its own
+/// parameters with [`call_token`].
+pub fn update_token(key: &StepKey, generation: u32, basis: &str, salt: Option<&str>) -> String {
     let name = match salt {
-        Some(salt) => serde_json::json!([
-            "update",
-            key.scope,
-            key.step,
-            generation,
-            revision.as_str(),
-            salt
-        ]),
-        None => serde_json::json!([key.scope, key.step, generation, revision.as_str()]),
+        Some(salt) => serde_json::json!(["update", key.scope, key.step, generation, basis, salt]),
+        None => serde_json::json!([key.scope, key.step, generation, basis]),
     };
     uuid5(&name)
+}
+
+/// The ClientToken of one call of an update (`update`: its [`update_token`]): bound to the
+/// call's name and its exact parameters (canonical JSON; the caller passes names of secrets,
+/// never their values), so a retried call is the same call and a different call, by another
+/// holder or a later repair, is a different one, never an IdempotentParameterMismatch.
+pub fn call_token(update: &str, call: &str, params: &serde_json::Value) -> String {
+    uuid5(&serde_json::json!([
+        "call",
+        update,
+        call,
+        super::hash::canonical_json(params)
+    ]))
 }
 
 fn uuid5(name: &serde_json::Value) -> String {
@@ -165,12 +167,12 @@ mod tests {
             client_token(&key, 1, Some(&a))
         );
         assert_ne!(
-            update_token(&key, 0, &revision, Some(&a)),
-            update_token(&key, 0, &revision, Some(&b))
+            update_token(&key, 0, revision.as_str(), Some(&a)),
+            update_token(&key, 0, revision.as_str(), Some(&b))
         );
         // A create and an update never share a token.
         assert_ne!(
-            update_token(&key, 0, &revision, Some(&a)),
+            update_token(&key, 0, revision.as_str(), Some(&a)),
             client_token(&key, 0, Some(&a))
         );
         // Without a salt: exactly the tokens items written before salts were given
@@ -180,13 +182,36 @@ mod tests {
             "65d4c74c-3437-5006-bb96-154c53f941c5"
         );
         assert_eq!(
-            update_token(&key, 0, &revision, None),
+            update_token(&key, 0, revision.as_str(), None),
             Uuid::new_v5(
                 &TOKEN_NAMESPACE,
                 br#"["account#123456789012","identity-center-instance",0,"2026-01-01T00:00:00.000Z#e"]"#
             )
             .hyphenated()
             .to_string()
+        );
+    }
+
+    #[test]
+    fn a_call_token_is_bound_to_the_call_and_its_exact_parameters() {
+        let update = "u";
+        let tags = serde_json::json!({"a": "1", "b": "2"});
+        let same_reordered = serde_json::json!({"b": "2", "a": "1"});
+        assert_eq!(
+            call_token(update, "TagResource", &tags),
+            call_token(update, "TagResource", &same_reordered)
+        );
+        assert_ne!(
+            call_token(update, "TagResource", &tags),
+            call_token(update, "TagResource", &serde_json::json!({"a": "1"}))
+        );
+        assert_ne!(
+            call_token(update, "TagResource", &tags),
+            call_token(update, "UpdateIdentityProvider", &tags)
+        );
+        assert_ne!(
+            call_token(update, "TagResource", &tags),
+            call_token("v", "TagResource", &tags)
         );
     }
 }

@@ -57,6 +57,10 @@ pub(crate) struct ClaimInput<'a> {
     /// What the request asks (its fields as JSON) and its revision: kept, if the generation
     /// has none yet, as what the generation's create is made with (and for re-driving).
     pub requested: Option<(&'a str, &'a str)>,
+    /// The request's desired state (stored JSON) and its revision: the item's desired state
+    /// if it has none yet (a new item: nothing asked is lost, at no extra write). An item
+    /// that has one merges the request in with [`record_desired`].
+    pub desired: Option<(&'a str, &'a str)>,
     /// Token of generation 0 (derived from `salt`), used only when the item does not exist
     /// yet.
     pub first_token: &'a str,
@@ -118,6 +122,20 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
         }
         None => String::new(),
     };
+    let desired = match input.desired {
+        Some((fields, revision)) => {
+            let (desired_n, version_n, revision_n) =
+                (e.n(DESIRED), e.n(DESIRED_VERSION), e.n(DESIRED_REVISION));
+            let fields_v = e.v("desired", s(fields));
+            let revision_v = e.v("desiredrevision", s(revision));
+            format!(
+                ", {desired_n} = if_not_exists({desired_n}, {fields_v}), \
+                 {revision_n} = if_not_exists({revision_n}, {revision_v}), \
+                 {version_n} = if_not_exists({version_n}, {one})"
+            )
+        }
+        None => String::new(),
+    };
     e.update = Some(format!(
         "SET {status} = {in_progress}, {attention} = {in_progress}, \
          {token} = if_not_exists({token}, {first_token}), \
@@ -127,7 +145,7 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
          {owner} = {owner_v}, {lease} = {lease_v}, {expires} = {ttl}, \
          {first} = if_not_exists({first}, {now}), {updated} = {now}, \
          {events} = list_append(if_not_exists({events}, {empty}), {event}), \
-         {hash} = {hash_v}, {announced} = if_not_exists({announced}, {no}){requested}"
+         {hash} = {hash_v}, {announced} = if_not_exists({announced}, {no}){requested}{desired}"
     ));
     // Any request may take over a claim nobody holds: a newer request is not refused while
     // a step is created; what it asks beyond the creator's request is applied as an update.
@@ -144,9 +162,6 @@ pub(crate) struct AppliedInput<'a> {
     pub revision: &'a str,
     /// The step's slot in the daily drift audit: (hour, minute of the day).
     pub audit_slot: (u32, u32),
-    /// Whether a `READY` completion also marks the outcome announced (it was announced
-    /// before the write); otherwise it is announced after, and marked then.
-    pub announced: bool,
 }
 
 /// `IN_PROGRESS` held by `owner` -> `CREATED` or `READY`, with the resource ARN, its origin
@@ -187,14 +202,12 @@ pub(crate) fn complete(
          {revision} = {revision_v}, {updated} = {now}"
     );
     e.update = Some(if to == Status::Ready {
-        let (announced, yes) = (
-            e.n(ANNOUNCED),
-            e.v("yes", AttributeValue::Bool(applied.announced)),
-        );
+        let (announced, no) = (e.n(ANNOUNCED), e.v("no", AttributeValue::Bool(false)));
+        let updating = e.v("updating", s(UPDATING));
         let audit = audit_slot(&mut e, applied.audit_slot);
         format!(
-            "SET {status} = {to_v}, {common}, {announced} = {yes}, {audit} \
-             REMOVE {expires}, {attention}, {retry_after}"
+            "SET {status} = {to_v}, {common}, {announced} = {no}, {audit}, \
+             {attention} = {updating} REMOVE {expires}, {retry_after}"
         )
     } else {
         format!(
@@ -225,38 +238,65 @@ fn created_fence(e: &mut Expressions, generation: u32, arn: &str) -> String {
     format!("{status} = {created} AND {resource} = {arn_v} AND {generation_n} = {generation_v}")
 }
 
-/// A request newer than any the step being created knows (`IN_PROGRESS` or `CREATED` in
-/// `generation`): its fields and revision become the wanted ones.
-pub(crate) fn want(generation: u32, fields: &str, revision: &str) -> Expressions {
+/// What a merge writes: the desired state read (its version, and whether it was stored at
+/// all), and the merged one.
+pub(crate) struct DesiredInput<'a> {
+    pub status: Status,
+    pub generation: u32,
+    /// The version read; `None`: the item had no desired state stored.
+    pub seen_version: Option<u64>,
+    pub desired: &'a str,
+    pub newest: &'a str,
+    /// A `READY` step whose resource does not hold the merged state: it joins the attention
+    /// index, so the reconciler applies it if no delivery does.
+    pub outstanding: bool,
+}
+
+/// A request's fields merged into the desired state ([`crate::desired::Desired::merge`]):
+/// the merged state, version + 1. Conditioned on the version read (a concurrent merge makes
+/// the merger read and merge again), the status and the generation.
+pub(crate) fn record_desired(input: &DesiredInput<'_>) -> Expressions {
     let mut e = Expressions::default();
-    let (status, generation_n, wanted, wanted_rev) = (
+    let (status, generation_n, desired, version, newest) = (
         e.n(STATUS),
         e.n(GENERATION),
-        e.n(WANTED),
-        e.n(WANTED_REVISION),
+        e.n(DESIRED),
+        e.n(DESIRED_VERSION),
+        e.n(DESIRED_REVISION),
     );
-    let (requested_rev, applied) = (e.n(REQUESTED_REVISION), e.n(APPLIED_REVISION));
-    let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
-    let created = e.v("created", s(Status::Created.as_str()));
-    let generation_v = e.v("generation", num(u64::from(generation)));
-    let fields_v = e.v("wanted", s(fields));
-    let revision_v = e.v("revision", s(revision));
+    let (wanted, wanted_rev) = (e.n(WANTED), e.n(WANTED_REVISION));
+    let status_v = e.v("status", s(input.status.as_str()));
+    let generation_v = e.v("generation", num(u64::from(input.generation)));
+    let desired_v = e.v("desired", s(input.desired));
+    let newest_v = e.v("newest", s(input.newest));
+    let seen = input.seen_version.unwrap_or(0);
+    let next_v = e.v("next", num(seen + 1));
+    let seen_cond = match input.seen_version {
+        Some(v) => {
+            let seen_v = e.v("seen", num(v));
+            format!("{version} = {seen_v}")
+        }
+        None => format!("attribute_not_exists({version})"),
+    };
+    let attention = if input.outstanding {
+        let (attention, updating) = (e.n(ATTENTION), e.v("updating", s(UPDATING)));
+        format!(", {attention} = {updating}")
+    } else {
+        String::new()
+    };
     // `updated_at` stays the holder's claim time (waiters pace their rechecks by it).
     e.update = Some(format!(
-        "SET {wanted} = {fields_v}, {wanted_rev} = {revision_v}"
+        "SET {desired} = {desired_v}, {version} = {next_v}, {newest} = {newest_v}{attention} \
+         REMOVE {wanted}, {wanted_rev}"
     ));
-    let older = |attr: &str| format!("(attribute_not_exists({attr}) OR {attr} < {revision_v})");
     e.condition = Some(format!(
-        "{status} IN ({in_progress}, {created}) AND {generation_n} = {generation_v} \
-         AND {} AND {} AND {}",
-        older(&wanted_rev),
-        older(&requested_rev),
-        older(&applied),
+        "{status} = {status_v} AND {generation_n} = {generation_v} AND {seen_cond}"
     ));
     e
 }
 
-/// `CREATED` with `arn` in `generation` -> `READY`.
+/// `CREATED` with `arn` in `generation` -> `READY`, not yet announced (recorded, then
+/// announced, then marked): in the attention index until [`settle`] takes it out.
 pub(crate) fn promote(generation: u32, arn: &str, audit: (u32, u32), now_ms: u64) -> Expressions {
     let mut e = Expressions::default();
     e.condition = Some(created_fence(&mut e, generation, arn));
@@ -268,11 +308,12 @@ pub(crate) fn promote(generation: u32, arn: &str, audit: (u32, u32), now_ms: u64
     );
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let now = e.v("now", num(now_ms));
-    let (announced, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
+    let (announced, no) = (e.n(ANNOUNCED), e.v("no", AttributeValue::Bool(false)));
+    let updating = e.v("updating", s(UPDATING));
     let audit = audit_slot(&mut e, audit);
     e.update = Some(format!(
-        "SET {status} = {ready}, {updated} = {now}, {announced} = {yes}, {audit} \
-         REMOVE {attention}, {retry_after}"
+        "SET {status} = {ready}, {updated} = {now}, {announced} = {no}, {audit}, \
+         {attention} = {updating} REMOVE {retry_after}"
     ));
     e
 }
@@ -402,6 +443,44 @@ pub(crate) fn announce(generation: u32) -> Expressions {
     e
 }
 
+/// A `READY` step of `generation` with nothing outstanding (its outcome announced, its
+/// desired state applied at the version read, no update held) leaves the attention index;
+/// with `announced`, the write also marks its Ready announced (the announcement and the
+/// settling in one write). Conditioned on all of it: anything merged or claimed since keeps
+/// the step in the index.
+pub(crate) fn settle(generation: u32, seen_version: Option<u64>, announced: bool) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, generation_n, attention, owner) = (
+        e.n(STATUS),
+        e.n(GENERATION),
+        e.n(ATTENTION),
+        e.n(UPDATE_OWNER),
+    );
+    let announced_n = e.n(ANNOUNCED);
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    let yes = e.v("yes", AttributeValue::Bool(true));
+    let seen = match seen_version {
+        Some(v) => {
+            let (version, seen_v) = (e.n(DESIRED_VERSION), e.v("seen", num(v)));
+            format!("{version} = {seen_v}")
+        }
+        None => format!("attribute_not_exists({})", e.n(DESIRED_VERSION)),
+    };
+    let mut condition = format!(
+        "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
+         AND attribute_not_exists({owner})"
+    );
+    e.update = Some(if announced {
+        format!("SET {announced_n} = {yes} REMOVE {attention}")
+    } else {
+        condition = format!("{condition} AND {announced_n} = {yes}");
+        format!("REMOVE {attention}")
+    });
+    e.condition = Some(condition);
+    e
+}
+
 /// Inputs of a retirement.
 pub(crate) struct RetireInput<'a> {
     /// The closure's or departure's revision: it retires only a step that knows no newer
@@ -435,10 +514,11 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
         e.n(UPDATED_AT),
     );
     let (token, generation, attempt) = (e.n(CLIENT_TOKEN), e.n(GENERATION), e.n(ATTEMPT));
-    let (requested_rev, applied, wanted_rev) = (
+    let (requested_rev, applied, wanted_rev, desired_rev) = (
         e.n(REQUESTED_REVISION),
         e.n(APPLIED_REVISION),
         e.n(WANTED_REVISION),
+        e.n(DESIRED_REVISION),
     );
     let removed = [
         ATTENTION,
@@ -452,6 +532,7 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
         UPDATE_LEASE_EXPIRES_AT,
         UPDATE_ATTEMPT,
         UPDATE_FIRST_ATTEMPT_AT,
+        UPDATE_VERSION,
     ]
     .map(|n| e.n(n))
     .join(", ");
@@ -473,11 +554,13 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
     ));
     let older = |attr: &str| format!("(attribute_not_exists({attr}) OR {attr} < {revision_v})");
     e.condition = Some(format!(
-        "attribute_not_exists({pk}) OR ({status} <> {retired_v} AND {} AND {} AND {} AND {})",
+        "attribute_not_exists({pk}) OR ({status} <> {retired_v} AND {} AND {} AND {} AND {} \
+         AND {})",
         older(&retired_rev),
         older(&requested_rev),
         older(&applied),
         older(&wanted_rev),
+        older(&desired_rev),
     ));
     e
 }
@@ -591,8 +674,17 @@ pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
         e.n(RETRY_AFTER),
     );
     let (audit_hour, audit_minute, drift) = (e.n(AUDIT_HOUR), e.n(AUDIT_MINUTE), e.n(DRIFT));
-    // A repair's new generation bounds its own pending work afresh.
-    let update_first = e.n(UPDATE_FIRST_ATTEMPT_AT);
+    // A new generation bounds its own pending work afresh, and no holder of the previous
+    // generation's update ends anything of it.
+    let update_first = [
+        UPDATE_FIRST_ATTEMPT_AT,
+        UPDATE_OWNER,
+        UPDATE_LEASE_EXPIRES_AT,
+        UPDATE_ATTEMPT,
+        UPDATE_VERSION,
+    ]
+    .map(|n| e.n(n))
+    .join(", ");
     let from = e.v("from", s(input.status.as_str()));
     let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
     let current_v = e.v("current", num(u64::from(input.generation)));
@@ -630,30 +722,27 @@ pub(crate) const UPDATING: &str = "UPDATING";
 /// Inputs of an update claim.
 pub(crate) struct UpdateClaimInput<'a> {
     pub generation: u32,
-    /// The applied revision the claimer read (`None`: the item has none yet).
-    pub seen: Option<&'a str>,
-    pub wanted: &'a str,
-    pub revision: &'a str,
+    /// The desired version read (`None`: no desired state stored).
+    pub seen: Option<u64>,
+    /// A repair: the version is bumped, so the repair's calls are new calls.
+    pub bump: bool,
+    /// A request's fields merged into the desired state read (stored JSON, newest
+    /// revision): recorded by this same write, the version bumped (an update costs no
+    /// separate merge).
+    pub merged: Option<(&'a str, &'a str)>,
     pub attempt: u32,
-    pub owner: &'a str,
     pub now_ms: u64,
     pub lease_expires_ms: u64,
 }
 
-/// A newer request for a `READY` step: take the update lease, record the wanted state and
-/// revision. Conditioned on the applied revision read (another update in between moves it),
-/// on no live update lease, and on no newer pending revision.
-pub(crate) fn claim_update(input: &UpdateClaimInput<'_>) -> Expressions {
+/// Takes the update lease of a `READY` step in `generation` to bring its resource to the
+/// desired version read (one more for a repair). Conditioned on that version (a merge in
+/// between makes the claimer read again) and on no live update lease.
+pub(crate) fn claim_update(input: &UpdateClaimInput<'_>, owner: &str) -> Expressions {
     let mut e = Expressions::default();
-    let (status, generation, applied, lease) = (
-        e.n(STATUS),
-        e.n(GENERATION),
-        e.n(APPLIED_REVISION),
-        e.n(UPDATE_LEASE_EXPIRES_AT),
-    );
-    let (wanted, wanted_rev, owner, attempt, attention, updated) = (
-        e.n(WANTED),
-        e.n(WANTED_REVISION),
+    let (status, generation, lease) = (e.n(STATUS), e.n(GENERATION), e.n(UPDATE_LEASE_EXPIRES_AT));
+    let (update_version, owner_n, attempt, attention, updated) = (
+        e.n(UPDATE_VERSION),
         e.n(UPDATE_OWNER),
         e.n(UPDATE_ATTEMPT),
         e.n(ATTENTION),
@@ -662,98 +751,145 @@ pub(crate) fn claim_update(input: &UpdateClaimInput<'_>) -> Expressions {
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let generation_v = e.v("generation", num(u64::from(input.generation)));
     let now = e.v("now", num(input.now_ms));
-    let revision_v = e.v("revision", s(input.revision));
     let seen = match input.seen {
-        Some(seen) => {
-            let seen_v = e.v("seen", s(seen));
-            format!("{applied} = {seen_v}")
+        Some(v) => {
+            let (version_n, seen_v) = (e.n(DESIRED_VERSION), e.v("seen", num(v)));
+            format!("{version_n} = {seen_v}")
         }
-        None => format!("attribute_not_exists({applied})"),
+        None => format!("attribute_not_exists({})", e.n(DESIRED_VERSION)),
     };
     e.condition = Some(format!(
         "{status} = {ready} AND {generation} = {generation_v} AND {seen} \
-         AND (attribute_not_exists({lease}) OR {lease} <= {now}) \
-         AND (attribute_not_exists({wanted_rev}) OR {wanted_rev} <= {revision_v})"
+         AND (attribute_not_exists({lease}) OR {lease} <= {now})"
     ));
-    let wanted_v = e.v("wanted", s(input.wanted));
-    let owner_v = e.v("owner", s(input.owner));
+    let bumped = input.bump || input.merged.is_some();
+    let version = input.seen.unwrap_or(0) + u64::from(bumped);
+    let version_v = e.v("version", num(version));
+    let mut bump = if bumped {
+        format!(", {} = {version_v}", e.n(DESIRED_VERSION))
+    } else {
+        String::new()
+    };
+    if let Some((desired, newest)) = input.merged {
+        let (desired_n, newest_n) = (e.n(DESIRED), e.n(DESIRED_REVISION));
+        let (desired_v, newest_v) = (e.v("desired", s(desired)), e.v("newest", s(newest)));
+        bump = format!("{bump}, {desired_n} = {desired_v}, {newest_n} = {newest_v}");
+    }
+    let owner_v = e.v("owner", s(owner));
     let lease_v = e.v("lease", num(input.lease_expires_ms));
     let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
     let updating = e.v("updating", s(UPDATING));
     // The pending work's first attempt: kept by every later holder (and by a newer
-    // revision taking over the pending update), so the grace window never restarts.
+    // version taking over the pending update), so the grace window never restarts.
     let first = e.n(UPDATE_FIRST_ATTEMPT_AT);
     e.update = Some(format!(
-        "SET {wanted} = {wanted_v}, {wanted_rev} = {revision_v}, {owner} = {owner_v}, \
-         {lease} = {lease_v}, {attempt} = {attempt_v}, {attention} = {updating}, {updated} = {now}, \
-         {first} = if_not_exists({first}, {now})"
+        "SET {update_version} = {version_v}, {owner_n} = {owner_v}, {lease} = {lease_v}, \
+         {attempt} = {attempt_v}, {attention} = {updating}, {updated} = {now}, \
+         {first} = if_not_exists({first}, {now}){bump}"
     ));
     e
 }
 
-/// The fence of every write by an update's holder.
-fn update_fence(e: &mut Expressions, owner: &str) -> String {
-    let (status, owner_n) = (e.n(STATUS), e.n(UPDATE_OWNER));
+/// The fence of every write by an update's holder: still `READY` in its generation, still
+/// its lease.
+fn update_fence(e: &mut Expressions, owner: &str, generation: u32) -> String {
+    let (status, owner_n, generation_n) = (e.n(STATUS), e.n(UPDATE_OWNER), e.n(GENERATION));
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let owner_v = e.v("owner", s(owner));
-    format!("{status} = {ready} AND {owner_n} = {owner_v}")
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    format!("{status} = {ready} AND {owner_n} = {owner_v} AND {generation_n} = {generation_v}")
 }
 
 /// How an update's holder ends it.
 pub(crate) enum UpdateEnd<'a> {
-    /// Applied: the wanted state is the new applied state.
-    Applied { state: &'a str, revision: &'a str },
-    /// Refused for good: the revision counts as applied (never retried), the state stays,
-    /// the reason is recorded.
-    Refused {
+    /// Applied: the desired state of `version` is the new applied state.
+    Applied {
+        state: &'a str,
         revision: &'a str,
-        reason: &'a ErrorReason,
+        version: u64,
+        /// No newer version was merged meanwhile: the step leaves the attention index
+        /// (conditioned on it).
+        settled: bool,
     },
-    /// Not now: the lease is released at once, the wanted state stays for the next holder.
+    /// Refused for good: the version is not retried (until a newer request changes the
+    /// desired state), the state stays, the reason is recorded.
+    Refused {
+        version: u64,
+        reason: &'a ErrorReason,
+        settled: bool,
+    },
+    /// Not now: the lease is released at once, the desired state stays for the next holder.
     Released {
         reason: &'a ErrorReason,
         retry_after_ms: Option<u64>,
     },
 }
 
-/// Ends the update held by `owner` as `end` says.
-pub(crate) fn end_update(owner: &str, end: &UpdateEnd<'_>, now_ms: u64) -> Expressions {
+/// Ends the update held by `owner` in `generation` as `end` says.
+pub(crate) fn end_update(
+    owner: &str,
+    generation: u32,
+    end: &UpdateEnd<'_>,
+    now_ms: u64,
+) -> Expressions {
     let mut e = Expressions::default();
-    e.condition = Some(update_fence(&mut e, owner));
+    let fence = update_fence(&mut e, owner, generation);
     let (updated, last_error, retry_after) = (e.n(UPDATED_AT), e.n(LAST_ERROR), e.n(RETRY_AFTER));
     let now = e.v("now", num(now_ms));
-    let finished = |e: &mut Expressions| {
-        let names = [
-            WANTED,
-            WANTED_REVISION,
+    // What ends with the update; the attention index too when nothing newer is desired.
+    let finished = |e: &mut Expressions, version: u64, settled: bool| {
+        let mut names = [
             UPDATE_OWNER,
             UPDATE_LEASE_EXPIRES_AT,
             UPDATE_ATTEMPT,
             UPDATE_FIRST_ATTEMPT_AT,
-            ATTENTION,
+            UPDATE_VERSION,
         ]
-        .map(|n| e.n(n));
-        names.join(", ")
+        .map(|n| e.n(n))
+        .join(", ");
+        let mut condition = fence.clone();
+        if settled {
+            let (attention, version_n) = (e.n(ATTENTION), e.n(DESIRED_VERSION));
+            let version_v = e.v("version", num(version));
+            names = format!("{names}, {attention}");
+            condition = format!("{condition} AND {version_n} = {version_v}");
+        }
+        (names, condition)
     };
-    e.update = Some(match end {
-        UpdateEnd::Applied { state, revision } => {
+    let (update, condition) = match end {
+        UpdateEnd::Applied {
+            state,
+            revision,
+            version,
+            settled,
+        } => {
             let (state_n, applied) = (e.n(STATE), e.n(APPLIED_REVISION));
             let state_v = e.v("state", s(*state));
             let revision_v = e.v("revision", s(*revision));
-            let removed = finished(&mut e);
-            format!(
-                "SET {state_n} = {state_v}, {applied} = {revision_v}, {updated} = {now} \
-                 REMOVE {removed}, {last_error}, {retry_after}"
+            let (removed, condition) = finished(&mut e, *version, *settled);
+            (
+                format!(
+                    "SET {state_n} = {state_v}, {applied} = {revision_v}, {updated} = {now} \
+                     REMOVE {removed}, {last_error}, {retry_after}"
+                ),
+                condition,
             )
         }
-        UpdateEnd::Refused { revision, reason } => {
-            let applied = e.n(APPLIED_REVISION);
-            let revision_v = e.v("revision", s(*revision));
+        UpdateEnd::Refused {
+            version,
+            reason,
+            settled,
+        } => {
+            let refused = e.n(REFUSED_VERSION);
+            let refused_v = e.v("refused", num(*version));
             let reason_v = e.v("reason", reason.to_attribute());
-            let removed = finished(&mut e);
-            format!(
-                "SET {applied} = {revision_v}, {last_error} = {reason_v}, {updated} = {now} \
-                 REMOVE {removed}, {retry_after}"
+            let (removed, condition) = finished(&mut e, *version, *settled);
+            (
+                format!(
+                    "SET {refused} = {refused_v}, {last_error} = {reason_v}, {updated} = {now} \
+                     REMOVE {removed}, {retry_after}"
+                ),
+                condition,
             )
         }
         UpdateEnd::Released {
@@ -763,15 +899,18 @@ pub(crate) fn end_update(owner: &str, end: &UpdateEnd<'_>, now_ms: u64) -> Expre
             let lease = e.n(UPDATE_LEASE_EXPIRES_AT);
             let reason_v = e.v("reason", reason.to_attribute());
             let set = format!("SET {lease} = {now}, {last_error} = {reason_v}, {updated} = {now}");
-            match retry_after_ms {
+            let update = match retry_after_ms {
                 Some(ms) => {
                     let after = e.v("after", num(*ms));
                     format!("{set}, {retry_after} = {after}")
                 }
                 None => format!("{set} REMOVE {retry_after}"),
-            }
+            };
+            (update, fence)
         }
-    });
+    };
+    e.update = Some(update);
+    e.condition = Some(condition);
     e
 }
 
@@ -888,19 +1027,26 @@ mod tests {
         state: "{}",
         revision: "r",
         audit_slot: (1, 61),
-        announced: true,
     };
 
-    fn update_claim(seen: Option<&'static str>) -> UpdateClaimInput<'static> {
+    fn update_claim(seen: Option<u64>, bump: bool) -> UpdateClaimInput<'static> {
         UpdateClaimInput {
             generation: 0,
             seen,
-            wanted: "{}",
-            revision: "r1",
+            bump,
+            merged: None,
             attempt: 1,
-            owner: "o",
             now_ms: 1,
             lease_expires_ms: 2,
+        }
+    }
+
+    fn applied(settled: bool) -> UpdateEnd<'static> {
+        UpdateEnd::Applied {
+            state: "{}",
+            revision: "r",
+            version: 2,
+            settled,
         }
     }
 
@@ -923,6 +1069,7 @@ mod tests {
         };
         let input = ClaimInput {
             requested: Some(("{}", "r")),
+            desired: Some(("[]", "r")),
             first_token: "t",
             salt: "s",
             request_hash: "h",
@@ -938,6 +1085,7 @@ mod tests {
                 "claim without what was requested",
                 claim(&ClaimInput {
                     requested: None,
+                    desired: None,
                     ..input
                 }),
             ),
@@ -949,34 +1097,73 @@ mod tests {
                 "complete ready",
                 complete("o", Status::Ready, "arn", Origin::Adopted, &APPLIED, 1),
             ),
-            ("claim update", claim_update(&update_claim(Some("r0")))),
-            ("claim first update", claim_update(&update_claim(None))),
             (
-                "update applied",
-                end_update(
-                    "o",
-                    &UpdateEnd::Applied {
-                        state: "{}",
-                        revision: "r",
+                "claim update",
+                claim_update(&update_claim(Some(3), false), "o"),
+            ),
+            (
+                "claim first update",
+                claim_update(&update_claim(None, false), "o"),
+            ),
+            (
+                "claim repair",
+                claim_update(&update_claim(Some(3), true), "o"),
+            ),
+            (
+                "claim update with a merge",
+                claim_update(
+                    &UpdateClaimInput {
+                        merged: Some(("[]", "r")),
+                        ..update_claim(None, false)
                     },
-                    1,
+                    "o",
                 ),
+            ),
+            ("update applied", end_update("o", 0, &applied(true), 1)),
+            (
+                "update applied, newer desired",
+                end_update("o", 0, &applied(false), 1),
             ),
             (
                 "update refused",
                 end_update(
                     "o",
+                    0,
                     &UpdateEnd::Refused {
-                        revision: "r",
+                        version: 2,
                         reason: &REASON,
+                        settled: true,
                     },
                     1,
                 ),
             ),
             (
+                "record desired",
+                record_desired(&DesiredInput {
+                    status: Status::Ready,
+                    generation: 0,
+                    seen_version: Some(1),
+                    desired: "[]",
+                    newest: "r",
+                    outstanding: true,
+                }),
+            ),
+            (
+                "record first desired",
+                record_desired(&DesiredInput {
+                    status: Status::InProgress,
+                    generation: 0,
+                    seen_version: None,
+                    desired: "[]",
+                    newest: "r",
+                    outstanding: false,
+                }),
+            ),
+            (
                 "update released",
                 end_update(
                     "o",
+                    0,
                     &UpdateEnd::Released {
                         reason: &REASON,
                         retry_after_ms: Some(2),
@@ -988,6 +1175,7 @@ mod tests {
                 "update released now",
                 end_update(
                     "o",
+                    0,
                     &UpdateEnd::Released {
                         reason: &REASON,
                         retry_after_ms: None,
@@ -1002,6 +1190,8 @@ mod tests {
             ("release sent", fail_retryable(&release(Some(5), true))),
             ("fail created", fail_created(1, "arn", &reason, 1, 2)),
             ("announce", announce(0)),
+            ("settle", settle(0, Some(2), false)),
+            ("settle announced", settle(0, None, true)),
             (
                 "retire",
                 retire(&RetireInput {
@@ -1095,11 +1285,13 @@ mod tests {
     }
 
     #[test]
-    fn ready_leaves_the_attention_index_and_completed_items_lose_their_ttl() {
+    fn ready_stays_in_the_attention_index_until_announced_and_completed_items_lose_their_ttl() {
         let ready = complete("o", Status::Ready, "arn", Origin::Created, &APPLIED, 1)
             .update
             .unwrap_or_default();
-        assert!(ready.contains("REMOVE #expiresat, #attention"), "{ready}");
+        assert!(ready.contains("#attention = :updating"), "{ready}");
+        assert!(ready.contains("#announced = :no"), "{ready}");
+        assert!(ready.contains("REMOVE #expiresat"), "{ready}");
         let created = complete("o", Status::Created, "arn", Origin::Created, &APPLIED, 1)
             .update
             .unwrap_or_default();
@@ -1111,6 +1303,7 @@ mod tests {
     fn only_the_write_that_creates_an_item_fixes_its_salt_and_first_token() {
         let claimed = claim(&ClaimInput {
             requested: None,
+            desired: None,
             first_token: "t",
             salt: "s",
             request_hash: "h",
@@ -1143,27 +1336,26 @@ mod tests {
 
     #[test]
     fn a_pending_update_keeps_its_first_attempt_until_it_ends() {
-        let claimed = claim_update(&update_claim(Some("r0")))
+        let claimed = claim_update(&update_claim(Some(1), false), "o")
             .update
             .unwrap_or_default();
         assert!(
             claimed.contains("#updatefirstattemptat = if_not_exists(#updatefirstattemptat, :now)"),
             "{claimed}"
         );
-        let end = |end: &UpdateEnd<'_>| end_update("o", end, 1).update.unwrap_or_default();
+        let end = |end: &UpdateEnd<'_>| end_update("o", 0, end, 1).update.unwrap_or_default();
         let released = end(&UpdateEnd::Released {
             reason: &REASON,
             retry_after_ms: Some(2),
         });
         assert!(!released.contains("#updatefirstattemptat"), "{released}");
         for ended in [
-            end(&UpdateEnd::Applied {
-                state: "{}",
-                revision: "r",
-            }),
+            end(&applied(true)),
+            end(&applied(false)),
             end(&UpdateEnd::Refused {
-                revision: "r",
+                version: 2,
                 reason: &REASON,
+                settled: false,
             }),
         ] {
             let (_, removed) = ended.split_once(" REMOVE ").unwrap_or_default();
@@ -1200,6 +1392,7 @@ mod tests {
             "#requestedrevision",
             "#appliedrevision",
             "#wantedrevision",
+            "#desiredrevision",
         ] {
             assert!(
                 condition.contains(&format!("{attr} < :revision")),

@@ -11,7 +11,7 @@ use crate::aws::MemberAccess;
 use crate::error::StepError;
 use crate::events::{InstanceSpec, OnboardingRequest};
 use crate::ledger::StepKey;
-use crate::rebuild::{map, text};
+use crate::rebuild::text;
 use crate::step::{Existing, Fields, Plan, Readiness, Step};
 
 use super::project_tags::{self, TAGS};
@@ -22,15 +22,15 @@ const NO_POLICY_ALLOWS: &str = "because no identity-based policy allows";
 
 const NAME: &str = "name";
 
-/// The fields a request specifies: a name if it gives one, tags if it gives any (a request
-/// without tags, like every Control Tower event, has no preference about them).
-fn desired(name: Option<&str>, tags: &BTreeMap<String, String>) -> Fields {
+/// The fields a request specifies: a name if it gives one, each tag it sets or removes (a
+/// request without tags, like every Control Tower event, has no preference about them).
+fn desired(instance: &InstanceSpec) -> Fields {
     let mut fields = Fields::new();
-    if let Some(name) = name {
+    if let Some(name) = &instance.name {
         fields.insert(NAME.into(), json!(name));
     }
-    if !tags.is_empty() {
-        fields.insert(TAGS.into(), json!(tags));
+    if let Some(tags) = project_tags::asked(&instance.tags, &instance.removed_tags) {
+        fields.insert(TAGS.into(), tags);
     }
     fields
 }
@@ -138,7 +138,7 @@ impl Step for IdentityCenterInstance {
                 "name": instance.name,
                 "tags": instance.tags,
             }),
-            desired: desired(instance.name.as_deref(), &instance.tags),
+            desired: desired(instance),
             input: Input {
                 account_id: request.account_id.clone(),
                 name: instance.name.clone(),
@@ -152,9 +152,11 @@ impl Step for IdentityCenterInstance {
         fields: &Fields,
         mut request: OnboardingRequest,
     ) -> Result<OnboardingRequest, String> {
+        let (tags, removed_tags) = project_tags::split(fields);
         request.instance = InstanceSpec {
             name: text(fields, NAME),
-            tags: map(fields, TAGS),
+            tags,
+            removed_tags,
         };
         Ok(request)
     }

@@ -16,6 +16,43 @@ pub fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// A request's tags as the `tags` field it asks: each value to set, and `null` for each
+/// key it removes; `None` when it names no tag (no preference).
+pub fn asked(
+    set: &BTreeMap<String, String>,
+    removed: &BTreeSet<String>,
+) -> Option<serde_json::Value> {
+    if set.is_empty() && removed.is_empty() {
+        return None;
+    }
+    let mut map = serde_json::Map::new();
+    for key in removed {
+        map.insert(key.clone(), serde_json::Value::Null);
+    }
+    for (key, value) in set {
+        map.insert(key.clone(), serde_json::Value::String(value.clone()));
+    }
+    Some(serde_json::Value::Object(map))
+}
+
+/// What [`asked`] made, read back: the tags to set and the keys to remove.
+pub fn split(fields: &Fields) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let (mut set, mut removed) = (BTreeMap::new(), BTreeSet::new());
+    if let Some(serde_json::Value::Object(map)) = fields.get(TAGS) {
+        for (key, value) in map {
+            match value.as_str() {
+                Some(v) => {
+                    set.insert(key.clone(), v.to_owned());
+                }
+                None => {
+                    removed.insert(key.clone());
+                }
+            }
+        }
+    }
+    (set, removed)
+}
+
 /// Every tag key the project set before or wants now: the only keys it reads or changes.
 pub fn keys_of(applied: &Fields, wanted: &Fields) -> BTreeSet<String> {
     tags_of(applied)

@@ -15,7 +15,7 @@ use crate::aws::MemberAccess;
 use crate::error::StepError;
 use crate::events::ProviderType;
 use crate::events::{OnboardingRequest, WebIdentityProviderSpec};
-use crate::ledger::StepKey;
+use crate::ledger::{call_token, StepKey};
 use crate::rebuild::{map, text};
 use crate::step::{Existing, Fields, Plan, Readiness, Step};
 
@@ -24,7 +24,7 @@ const DETAILS: &str = "details";
 const SECRET_ID: &str = "secretId";
 
 /// The fields a provider request specifies: its type and non-secret details always, the
-/// secret's name when the type has one, tags when it gives any.
+/// secret's name when the type has one, each tag it sets or removes.
 fn desired(spec: &WebIdentityProviderSpec) -> Fields {
     let mut fields = Fields::new();
     fields.insert(TYPE.into(), json!(spec.provider_type.as_str()));
@@ -32,8 +32,8 @@ fn desired(spec: &WebIdentityProviderSpec) -> Fields {
     if let Some(secret) = &spec.secret_id {
         fields.insert(SECRET_ID.into(), json!(secret));
     }
-    if !spec.tags.is_empty() {
-        fields.insert(TAGS.into(), json!(spec.tags));
+    if let Some(tags) = project_tags::asked(&spec.tags, &spec.removed_tags) {
+        fields.insert(TAGS.into(), tags);
     }
     fields
 }
@@ -196,6 +196,7 @@ impl Step for WebIdentityProvider {
         let provider_type = text(fields, TYPE)
             .and_then(|t| t.parse().ok())
             .ok_or("the ledger holds no provider type for it (claimed by an older version)")?;
+        let (tags, removed_tags) = project_tags::split(fields);
         request.web_identity_provider = Some(WebIdentityProviderSpec {
             portal_arn: portal.to_string(),
             portal_account_id: request.account_id.clone(),
@@ -203,7 +204,8 @@ impl Step for WebIdentityProvider {
             provider_type,
             details: map(fields, DETAILS),
             secret_id: text(fields, SECRET_ID),
-            tags: map(fields, TAGS),
+            tags,
+            removed_tags,
         });
         Ok(request)
     }
@@ -382,8 +384,9 @@ impl Step for WebIdentityProvider {
     }
 
     /// Type, details and secret through UpdateIdentityProvider (the whole details map, the
-    /// secret read again from Secrets Manager, with the revision's token); the project's
-    /// tags through TagResource / UntagResource. The provider's name is part of the step's
+    /// secret read again from Secrets Manager); the project's tags through TagResource /
+    /// UntagResource. Each call's ClientToken is the update's bound to that call's exact
+    /// parameters (the secret by its name, never its value). The provider's name is part of the step's
     /// key: another name is another provider.
     async fn update(
         &self,
@@ -410,12 +413,17 @@ impl Step for WebIdentityProvider {
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default();
             let secret_id = wanted.get(SECRET_ID).and_then(|v| v.as_str());
+            let call = call_token(
+                token,
+                "UpdateIdentityProvider",
+                &json!({"type": provider_type.as_str(), "details": details, SECRET_ID: secret_id}),
+            );
             details.extend(self.secrets_of(provider_type, secret_id).await?);
             api.update_identity_provider()
                 .identity_provider_arn(arn)
                 .identity_provider_type(IdentityProviderType::from(provider_type.as_str()))
                 .set_identity_provider_details(Some(details))
-                .client_token(token)
+                .client_token(call)
                 .send()
                 .await
                 .map_err(|e| StepError::from_sdk("workspaces-web UpdateIdentityProvider", e))?;
@@ -433,7 +441,7 @@ impl Step for WebIdentityProvider {
             api.tag_resource()
                 .resource_arn(arn)
                 .set_tags(self::tags(&tags.set)?)
-                .client_token(token)
+                .client_token(call_token(token, "TagResource", &json!(tags.set)))
                 .send()
                 .await
                 .map_err(|e| StepError::from_sdk("workspaces-web TagResource", e))?;

@@ -307,10 +307,11 @@ async fn ready_instance_step(stack: &Stack, account: &str) -> StepKey {
         panic!("claimed: {claim:?}");
     };
     let arn = "arn:aws:sso:::instance/ssoins-00000000000000aa";
-    ledger
+    let ready = ledger
         .mark_ready(&lease, arn, Origin::Created, &applied)
         .await
         .unwrap();
+    ledger.mark_ready_announced(&ready).await.unwrap();
     key
 }
 

@@ -49,8 +49,9 @@ async fn instance_is_created_once_waits_for_active_and_is_announced() {
     assert_eq!(tally.created, 1);
     assert_eq!(
         stack.ledger_requests.get(),
-        2,
-        "a first pass is a claim and one completion write"
+        3,
+        "a first pass is a claim, the completion (recorded before it is announced) and the \
+         mark once announced"
     );
     let arn = reply["resourceArn"].as_str().unwrap().to_string();
     assert!(arn.starts_with("arn:aws:sso:::instance/"), "{arn}");
@@ -557,8 +558,9 @@ async fn web_identity_providers_are_created_on_the_portal_with_secrets_from_secr
     assert_eq!(reply["status"], "ready", "{reply}");
     assert_eq!(
         stack.ledger_requests.get(),
-        2,
-        "a first pass is a claim and one completion write"
+        3,
+        "a first pass is a claim, the completion (recorded before it is announced) and the \
+         mark once announced"
     );
     assert_eq!(tally.created, 1);
     let (reply, _) = handler.handle(event, None).await.unwrap();

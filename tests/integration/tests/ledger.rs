@@ -139,6 +139,12 @@ async fn duplicate_of_a_finished_step_is_ready_in_one_request_and_changes_nothin
     let complete = requests.take();
     eprintln!("requests: mark_ready = {complete}");
     assert_eq!(complete, 1);
+    // Recorded, then announced, then marked: one write that also leaves the attention index.
+    let ready = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert!(!ready.announced && ready.attention.as_deref() == Some("UPDATING"));
+    requests.reset();
+    ledger.mark_ready_announced(&ready).await.expect("marked");
+    assert_eq!(requests.take(), 1);
 
     let before = raw(&table, &key).await.expect("stored");
     let replay = ClaimRequest {
@@ -164,7 +170,7 @@ async fn duplicate_of_a_finished_step_is_ready_in_one_request_and_changes_nothin
     );
     assert!(
         !after.contains_key(schema::ATTENTION),
-        "READY leaves the attention index"
+        "READY and announced, it leaves the attention index"
     );
 }
 
@@ -276,11 +282,12 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
         Claim::Created(r) => assert_eq!(r.resource_arn.as_deref(), Some(ARN)),
         other => panic!("expected Created, got {other:?}"),
     }
-    ledger.promote_ready(&key, 0, ARN).await.expect("promote");
-    ledger
+    // Promoted once: only the promoter announces Ready.
+    assert!(ledger.promote_ready(&key, 0, ARN).await.expect("promote"));
+    assert!(!ledger
         .promote_ready(&key, 0, ARN)
         .await
-        .expect("promote again");
+        .expect("promote again"));
     assert!(matches!(
         ledger.promote_ready(&key, 0, "arn:other").await,
         Err(LedgerError::LostLease { .. })
@@ -290,8 +297,24 @@ async fn expired_lease_is_taken_over_and_the_stale_holder_is_fenced_out() {
         item.get(schema::STATUS),
         Some(&AttributeValue::S("READY".into()))
     );
-    assert!(!item.contains_key(schema::ATTENTION));
+    // Recorded, not yet announced: it stays where the reconciler looks until it is.
+    assert_eq!(
+        item.get(schema::ATTENTION),
+        Some(&AttributeValue::S("UPDATING".into()))
+    );
+    assert_eq!(
+        item.get(schema::ANNOUNCED),
+        Some(&AttributeValue::Bool(false))
+    );
     assert!(!item.contains_key(schema::EXPIRES_AT));
+    let ready = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert!(ledger.settle(&ready, true).await.expect("settle"));
+    let item = raw(&table, &key).await.expect("stored");
+    assert!(!item.contains_key(schema::ATTENTION));
+    assert_eq!(
+        item.get(schema::ANNOUNCED),
+        Some(&AttributeValue::Bool(true))
+    );
 }
 
 #[tokio::test]
@@ -1060,16 +1083,23 @@ async fn an_item_without_a_salt_keeps_the_tokens_it_had() {
     assert_eq!(record.token_salt, None);
     let newer = Revision::parse("2026-12-01T00:00:00.000Z#event-2");
     let wanted: Fields = json!({ "name": "renamed" }).as_object().cloned().unwrap();
+    let record = ledger
+        .record_desired(&record, &onboarding::desired::Desired::of(&wanted, &newer))
+        .await
+        .expect("merge")
+        .expect("merged");
     match ledger
-        .claim_update(&record, &wanted, &newer, LONG, None)
+        .claim_update(&record, onboarding::ledger::UpdateKind::Pending, LONG, None)
         .await
         .expect("claim update")
     {
         onboarding::ledger::UpdateClaim::Acquired(update) => {
             assert_eq!(update.salt, None);
+            assert_eq!(update.wanted.get("name"), Some(&json!("renamed")));
+            let basis = format!("v{}", update.version);
             assert_eq!(
-                onboarding::ledger::update_token(&ready_key, 0, &newer, update.salt.as_deref()),
-                onboarding::ledger::update_token(&ready_key, 0, &newer, None)
+                onboarding::ledger::update_token(&ready_key, 0, &basis, update.salt.as_deref()),
+                onboarding::ledger::update_token(&ready_key, 0, &basis, None)
             );
         }
         other => panic!("expected Acquired, got {other:?}"),

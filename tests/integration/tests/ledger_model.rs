@@ -681,7 +681,7 @@ impl Run {
                         a.status == Status::Ready
                             && a.generation == b.generation
                             && a.resource_arn == b.resource_arn
-                            && a.announced,
+                            && (a.announced || !b.announced),
                         READY_FINAL,
                         || {
                             format!(
@@ -756,10 +756,19 @@ impl Run {
                 Some(AttributeValue::S(s)) => Some(s.as_str()),
                 _ => None,
             };
-            let want =
-                (!matches!(a.status, Status::Ready | Status::Retired)).then(|| a.status.as_str());
-            ensure(attention == want, SHAPE, || {
-                format!("{} item with attention {attention:?}", a.status)
+            // A READY step is in the index only while something is outstanding (its Ready
+            // not yet announced, an update owed): never left out while unannounced.
+            let shaped = match a.status {
+                Status::Ready if !a.announced => attention == Some("UPDATING"),
+                Status::Ready => matches!(attention, None | Some("UPDATING")),
+                Status::Retired => attention.is_none(),
+                s => attention == Some(s.as_str()),
+            };
+            ensure(shaped, SHAPE, || {
+                format!(
+                    "{} item (announced {}) with attention {attention:?}",
+                    a.status, a.announced
+                )
             })?;
             let ttl_allowed = matches!(a.status, Status::InProgress | Status::Failed);
             ensure(ttl_allowed || a.expires_at.is_none(), SHAPE, || {
@@ -1195,9 +1204,8 @@ impl Run {
             next.origin = Some(origin);
             next.ttl = false;
             next.retry_after = None;
-            if ready {
-                next.announced = true;
-            }
+            // Recorded unannounced: announced after, then marked.
+            next.announced = false;
             next.applied = true;
             self.holders[holder].seen[k] = Some((lease.generation, Some(arn.to_owned())));
             self.settle(k, Some(next), Effect::Write).await?;
@@ -1386,7 +1394,7 @@ impl Run {
             let result = self.ledger.promote_ready(&key, generation, &arn).await;
             (
                 "promote_ready",
-                got("promote_ready", result, |()| Got::Ok)?,
+                got("promote_ready", result, |_| Got::Ok)?,
                 Got::Ok,
             )
         } else {
@@ -1412,8 +1420,9 @@ impl Run {
             self.stats.created_path_applied += 1;
             let mut next = before.unwrap_or_else(|| unreachable!("a CREATED step exists"));
             if promote {
+                // Recorded first, announced after (by the promoter alone).
                 next.status = Status::Ready;
-                next.announced = true;
+                next.announced = false;
             } else {
                 next.status = Status::Failed;
                 next.last_error = Some("CREATE_FAILED".into());

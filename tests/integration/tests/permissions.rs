@@ -163,7 +163,7 @@ async fn with_the_shipped_roles_an_accounts_whole_life_passes() {
                 account,
                 "2026-12-01T11:00:00Z",
                 "two",
-                json!({"Team": "b"}),
+                json!({"Team": "b", "Cost": null}),
             ),
             None,
         )
@@ -255,7 +255,7 @@ async fn without_an_update_or_audit_action_the_denial_names_it_and_nothing_false
                 &account,
                 "2026-12-01T11:00:00Z",
                 "two",
-                json!({"Team": "b"}),
+                json!({"Team": "b", "Cost": null}),
             );
             let key = StepKey::account(&account, INSTANCE);
             (key, instances.handle(request, None).await.unwrap().0)

@@ -9,8 +9,11 @@ use std::time::{Duration, SystemTime};
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
 use integration_tests::deliveries::{oidc_provider, onboarding_requested};
 use integration_tests::stack::Stack;
+use onboarding::desired::Desired;
 use onboarding::engine::EngineSettings;
-use onboarding::ledger::{Applied, Claim, ClaimRequest, Fields, Origin, Status, StepKey};
+use onboarding::ledger::{
+    Applied, Claim, ClaimRequest, Fields, Origin, Status, StepKey, UpdateKind,
+};
 use onboarding::revision::Revision;
 use serde_json::{json, Value};
 
@@ -233,15 +236,19 @@ async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
     let ledger = stack.engine().ledger().clone();
     let key = StepKey::account(account, INSTANCE);
     let record = ledger.get_step(&key).await.unwrap().unwrap();
-    let mut wanted = record.state.clone().unwrap_or_default();
-    wanted.insert("name".into(), json!("two"));
     let revision = Revision::parse("2026-11-30T10:05:00.000Z#u-2");
-    // The update's holder takes it and dies before calling.
+    let asked = json!({ "name": "two" }).as_object().cloned().unwrap();
+    // A newer request is recorded in the desired state; the update's holder takes it and
+    // dies before calling.
+    let record = ledger
+        .record_desired(&record, &Desired::of(&asked, &revision))
+        .await
+        .unwrap()
+        .expect("merged");
     let claim = ledger
         .claim_update(
             &record,
-            &wanted,
-            &revision,
+            UpdateKind::Pending,
             Duration::from_millis(100),
             None,
         )
@@ -261,7 +268,7 @@ async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
     assert_eq!(report.finished, 1, "{report:?}");
     let record = ledger.get_step(&key).await.unwrap().unwrap();
     assert_eq!(record.applied_revision.as_ref(), Some(&revision));
-    assert!(record.wanted.is_none());
+    assert!(record.update_owner.is_none() && !record.update_pending());
     let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
     let name = sso
         .describe_instance()
@@ -601,7 +608,7 @@ async fn an_update_whose_member_role_was_removed_is_refused_after_the_grace_wind
     assert_eq!(err.code(), "MemberRoleUnavailable", "{err}");
     let pending = ledger.get_step(&key).await.unwrap().unwrap();
     assert_eq!(pending.status, Status::Ready);
-    assert!(pending.wanted.is_some());
+    assert!(pending.update_pending());
     let first_attempt = pending
         .update_first_attempt_at
         .expect("the pending update's first attempt is recorded");
@@ -645,11 +652,11 @@ async fn an_update_whose_member_role_was_removed_is_refused_after_the_grace_wind
     assert_eq!(refused.resource_arn, ready.resource_arn);
     assert_eq!(refused.state, ready.state, "the applied state stays");
     assert_eq!(
-        refused.applied_revision.as_ref().map(Revision::as_str),
-        Some("2026-11-30T10:05:00.000Z#g-2"),
-        "a refused revision is never retried"
+        refused.refused_version,
+        Some(refused.desired_version),
+        "a refused desired state is never retried"
     );
-    assert!(refused.wanted.is_none() && refused.update_first_attempt_at.is_none());
+    assert!(!refused.update_pending() && refused.update_first_attempt_at.is_none());
     let error = refused.last_error.clone().expect("the refusal is recorded");
     assert_eq!(error.code, "MemberRoleUnavailable");
     assert!(error.message.contains("grace window"), "{}", error.message);

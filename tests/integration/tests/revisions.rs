@@ -104,13 +104,14 @@ async fn control_tower_then_the_own_event_applies_its_name_and_tags() {
     stack.ledger_requests.reset();
     let (reply, tally) = handler.handle(own.clone(), None).await.unwrap();
     assert_eq!(reply["status"], "updated", "{reply}");
-    assert_eq!(reply["changed"], json!(["name", "tags"]));
+    assert_eq!(reply["changed"], json!(["name", "tags.CostCenter"]));
     assert_eq!(tally.updated, 1);
     eprintln!("requests: an update = {}", stack.ledger_requests.get());
     assert_eq!(
         stack.ledger_requests.get(),
         3,
-        "the claim that finds the step READY, the update claim, the completion"
+        "the claim that finds the step READY, the update claim (which records the merged \
+         desired state), the completion"
     );
     let (name, tags) = instance_now(&stack, account, &arn).await;
     assert_eq!(name, "payments-prod");
@@ -121,7 +122,7 @@ async fn control_tower_then_the_own_event_applies_its_name_and_tags() {
     let updated = of_type(&stack.emitted().await, "Identity Center Instance Updated");
     assert_eq!(updated.len(), 1);
     let detail = &updated[0]["detail"];
-    assert_eq!(detail["changed"], json!(["name", "tags"]));
+    assert_eq!(detail["changed"], json!(["name", "tags.CostCenter"]));
     assert_eq!(detail["revision"]["time"], "2026-11-30T10:05:00.000Z");
     assert_eq!(detail["revision"]["eventId"], "own");
     assert_eq!(detail["resourceArn"], arn.as_str());
@@ -138,7 +139,7 @@ async fn control_tower_then_the_own_event_applies_its_name_and_tags() {
         record.applied_revision.as_ref().map(|r| r.as_str()),
         Some("2026-11-30T10:05:00.000Z#own")
     );
-    assert!(record.wanted.is_none() && record.update_owner.is_none());
+    assert!(!record.update_pending() && record.update_owner.is_none());
 
     // A duplicate of the applied revision: one DynamoDB request, no control-plane call.
     let calls = stack.emulator.counters().calls.values().sum::<u64>();
@@ -249,13 +250,17 @@ async fn tags_someone_else_set_are_never_touched() {
                 account,
                 "2026-11-30T10:01:00Z",
                 "n",
-                json!({ "Team": "x" }),
+                json!({ "Team": "x", "CostCenter": null }),
             ),
             None,
         )
         .await
         .unwrap();
-    assert_eq!(reply["changed"], json!(["tags"]), "{reply}");
+    assert_eq!(
+        reply["changed"],
+        json!(["tags.CostCenter", "tags.Team"]),
+        "{reply}"
+    );
     let (_, tags) = instance_now(&stack, account, &arn).await;
     assert_eq!(
         tags,
@@ -263,7 +268,7 @@ async fn tags_someone_else_set_are_never_touched() {
             ("Owner".to_string(), "security".to_string()),
             ("Team".to_string(), "x".to_string()),
         ]),
-        "the project's old key is removed, someone else's stays"
+        "the key the project set and a request removed goes, someone else's stays"
     );
 }
 
@@ -379,7 +384,7 @@ async fn a_provider_follows_a_new_issuer_and_a_new_secret_and_never_shows_the_se
     );
     let (reply, _) = handler.handle(second, None).await.unwrap();
     assert_eq!(reply["status"], "updated", "{reply}");
-    assert_eq!(reply["changed"], json!(["details", "secretId"]));
+    assert_eq!(reply["changed"], json!(["details.oidc_issuer", "secretId"]));
     assert_eq!(stack.emulator.counters().calls("UpdateIdentityProvider"), 1);
 
     let web = aws_sdk_workspacesweb::Client::new(&stack.config_in(account).await);
@@ -616,8 +621,7 @@ async fn a_newer_request_for_a_created_step_is_applied_by_the_reconciler() {
 
 /// An update that never ended (its TagResource lost every response after committing) may have
 /// landed in part; a newer revision then takes the resource from an unknown state: it sets
-/// every value it wants and removes every project key either state named, so no tag of the
-/// unfinished revision is left behind.
+/// every value desired and removes every key a request removed, whatever landed.
 #[tokio::test]
 async fn a_newer_revision_cleans_up_after_an_update_that_never_ended() {
     let account = "920000000012";
@@ -664,7 +668,13 @@ async fn a_newer_revision_cleans_up_after_an_update_that_never_ended() {
     );
     let (reply, _) = handler
         .handle(
-            named("u3", account, "2026-11-30T10:02:00Z", "three", json!({})),
+            named(
+                "u3",
+                account,
+                "2026-11-30T10:02:00Z",
+                "three",
+                json!({ "Stage": null }),
+            ),
             None,
         )
         .await
