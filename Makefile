@@ -15,13 +15,14 @@ CARGO := cargo
 N ?= 1000
 SEED ?=
 
-.PHONY: help venv venv-sam test test-rust lint fmt demo replay bench check-template sam-build clean-venvs
+.PHONY: help venv venv-sam test test-rust lint fmt demo replay model bench check-template sam-build clean-venvs
 
 help:
 	@echo "make demo            run the onboarding locally against local AWS stand-ins"
 	@echo "make test            run every test (unit, integration, template checks, sam build)"
 	@echo "make lint            cargo fmt --check and clippy -D warnings"
 	@echo "make replay [N= SEED=]  the full event replay torture run"
+	@echo "make model [MODEL_DEPTH= MODEL_FAULTS= MODEL_ENV= MODEL_GENERATIONS=]  the ledger protocol model-checked deeper"
 	@echo "make bench           cold start, memory, size and batch benchmarks"
 
 venv: $(VENV)/bin/moto_server
@@ -58,6 +59,12 @@ demo: venv venv-sam
 
 replay: venv
 	REPLAY_N=$(N) REPLAY_SEED=$(SEED) $(CARGO) test --locked -p integration-tests --test replay -- --nocapture
+
+# make model: the exhaustive check of the ledger protocol (tests/model), deeper than the
+# bound `make test` runs (20 steps); prints states explored, depth and time.
+MODEL_DEPTH ?= 26
+model:
+	MODEL_DEPTH=$(MODEL_DEPTH) $(CARGO) test --release --locked -p ledger-model --test check -- --nocapture
 
 bench: venv venv-sam
 	tests/bench/run
