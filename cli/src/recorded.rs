@@ -8,7 +8,7 @@ use onboarding::events::{Accept, OnboardingRequest, SCHEMA_VERSION};
 use onboarding::ledger::Record;
 use onboarding::rebuild;
 use onboarding::step::Step;
-use onboarding::steps::{IdentityCenterInstance, Known, WebIdentityProvider};
+use onboarding::steps::{project_tags, IdentityCenterInstance, Known, WebIdentityProvider};
 use serde_json::{json, Map, Value};
 
 use crate::publish::EventTime;
@@ -54,7 +54,8 @@ pub fn applied_instance_request(record: &Record) -> Result<OnboardingRequest, St
 }
 
 /// The `detail` of the project's own event asking for `request`; only what the request
-/// specifies (an account name, instance name, tags or provider it does not give is left out).
+/// specifies (an account name, instance name, tags or provider it does not give is left out;
+/// a tag it removes is `null`).
 pub fn detail(request: &OnboardingRequest) -> Value {
     let mut detail = Map::new();
     detail.insert("schemaVersion".into(), json!(SCHEMA_VERSION));
@@ -66,8 +67,9 @@ pub fn detail(request: &OnboardingRequest) -> Value {
     if let Some(name) = &request.instance.name {
         instance.insert("name".into(), json!(name));
     }
-    if !request.instance.tags.is_empty() {
-        instance.insert("tags".into(), json!(request.instance.tags));
+    let instance_tags = project_tags::asked(&request.instance.tags, &request.instance.removed_tags);
+    if let Some(tags) = instance_tags {
+        instance.insert("tags".into(), tags);
     }
     if !instance.is_empty() {
         detail.insert("identityCenterInstance".into(), Value::Object(instance));
@@ -81,8 +83,8 @@ pub fn detail(request: &OnboardingRequest) -> Value {
         if let Some(secret) = &p.secret_id {
             provider.insert("secretId".into(), json!(secret));
         }
-        if !p.tags.is_empty() {
-            provider.insert("tags".into(), json!(p.tags));
+        if let Some(tags) = project_tags::asked(&p.tags, &p.removed_tags) {
+            provider.insert("tags".into(), tags);
         }
         detail.insert("webIdentityProvider".into(), Value::Object(provider));
     }

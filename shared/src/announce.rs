@@ -1,6 +1,13 @@
 //! Events the project emits so pipelines and later steps can react: "<Step> Ready",
-//! "<Step> Updated", "Onboarding Step Failed", "Onboarding Drift Detected". The detail schema
-//! is documented in events/README.md.
+//! "<Step> Updated", "Onboarding Update Refused", "Onboarding Step Failed", "Onboarding Drift
+//! Detected", "Account Offboarded". The detail schema is documented in events/README.md.
+//!
+//! Every outcome is recorded before it is announced. The outcomes of a READY step (an
+//! update applied or refused, drift found) are recorded as [`Event`]s in the step's outbox,
+//! in the same write as the outcome, then sent, then removed; anything still in an outbox
+//! is in the attention index and is sent by the next delivery or the reconciler. Consumers
+//! may see an event twice, never zero times; each carries the step, the generation and the
+//! desired version to tell a repeat apart.
 //!
 //! The announcements of one invocation share one `PutEvents` call of up to 10 entries: the
 //! handler runs its records inside [`gathered`], and an announcement waits until every record
@@ -22,15 +29,118 @@ use crate::ledger::{ErrorReason, Origin};
 use crate::revision::Revision;
 
 pub const STEP_FAILED_DETAIL_TYPE: &str = "Onboarding Step Failed";
+/// A READY step's update the service refused for good: the step stays READY.
+pub const UPDATE_REFUSED_DETAIL_TYPE: &str = "Onboarding Update Refused";
 pub const DRIFT_DETECTED_DETAIL_TYPE: &str = "Onboarding Drift Detected";
 pub const ACCOUNT_OFFBOARDED_DETAIL_TYPE: &str = "Account Offboarded";
 const SCHEMA_VERSION: &str = "1";
 
 /// What an announcement is about.
+#[derive(Clone, Copy)]
 pub struct Subject<'a> {
     pub step: &'a str,
     pub account_id: Option<&'a str>,
     pub request_event_id: &'a str,
+}
+
+impl<'a> Subject<'a> {
+    /// The subject of a generation's Ready: the request the generation was created for
+    /// (`requested`, its recorded revision), whichever delivery announces it, so that every
+    /// announcement of one generation's Ready is the same event.
+    pub fn of_generation(self, requested: Option<&'a Revision>) -> Subject<'a> {
+        Subject {
+            request_event_id: requested
+                .map(Revision::event_id)
+                .filter(|id| !id.is_empty())
+                .unwrap_or(self.request_event_id),
+            ..self
+        }
+    }
+}
+
+/// One announcement as recorded in a step's outbox: its detail-type and detail.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    #[serde(rename = "detailType")]
+    pub detail_type: String,
+    pub detail: serde_json::Value,
+}
+
+impl Event {
+    fn about(detail_type: &str, subject: &Subject<'_>, mut detail: serde_json::Value) -> Event {
+        detail["schemaVersion"] = json!(SCHEMA_VERSION);
+        detail["step"] = json!(subject.step);
+        detail["requestEventId"] = json!(subject.request_event_id);
+        if let Some(account) = subject.account_id {
+            detail["accountId"] = json!(account);
+        }
+        Event {
+            detail_type: detail_type.to_owned(),
+            detail,
+        }
+    }
+
+    /// "<Step> Updated": the resource was brought to the desired state of `version`. Names
+    /// the changed fields, never their values (a secret's name may be among them, never a
+    /// secret).
+    pub fn updated(
+        detail_type: &str,
+        subject: &Subject<'_>,
+        resource_arn: &str,
+        (generation, version): (u32, u64),
+        revision: &Revision,
+        changed: &[String],
+    ) -> Event {
+        let detail = json!({
+            "resourceArn": resource_arn,
+            "generation": generation,
+            "desiredVersion": version,
+            "revision": { "time": revision.time(), "eventId": revision.event_id() },
+            "changed": changed,
+        });
+        Event::about(detail_type, subject, detail)
+    }
+
+    /// "Onboarding Update Refused": the service refused the update of `version` for good;
+    /// the resource keeps its applied state and the step stays READY.
+    pub fn update_refused(
+        subject: &Subject<'_>,
+        resource_arn: &str,
+        (generation, version): (u32, u64),
+        reason: &ErrorReason,
+    ) -> Event {
+        let detail = json!({
+            "resourceArn": resource_arn,
+            "generation": generation,
+            "desiredVersion": version,
+            "reason": { "code": reason.code, "message": reason.message, "retryable": false },
+        });
+        Event::about(UPDATE_REFUSED_DETAIL_TYPE, subject, detail)
+    }
+
+    /// "Onboarding Drift Detected": a READY step's resource was deleted or changed behind
+    /// the project's back. Names the changed fields, never values.
+    pub fn drift(
+        subject: &Subject<'_>,
+        resource_arn: &str,
+        generation: u32,
+        (gone, changed): (bool, &[String]),
+        repairing: bool,
+    ) -> Event {
+        let detail = json!({
+            "resourceArn": resource_arn,
+            "generation": generation,
+            "gone": gone,
+            "changed": changed,
+            "repair": if repairing { "started" } else { "off" },
+        });
+        Event::about(DRIFT_DETECTED_DETAIL_TYPE, subject, detail)
+    }
+
+    /// As stored in an outbox (compact JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// How long an announcement waits for others to share its `PutEvents` call.
@@ -190,52 +300,9 @@ impl Announcer {
         self.put(detail_type, &detail).await
     }
 
-    /// "<Step> Updated": a newer request changed the resource. Names the changed fields,
-    /// never their values (a secret's name may be among them, never a secret).
-    pub async fn updated(
-        &self,
-        detail_type: &str,
-        subject: &Subject<'_>,
-        resource_arn: &str,
-        revision: &Revision,
-        changed: &[String],
-    ) -> Result<(), StepError> {
-        let mut detail = json!({
-            "schemaVersion": SCHEMA_VERSION,
-            "step": subject.step,
-            "resourceArn": resource_arn,
-            "revision": { "time": revision.time(), "eventId": revision.event_id() },
-            "changed": changed,
-            "requestEventId": subject.request_event_id,
-        });
-        if let Some(account) = subject.account_id {
-            detail["accountId"] = json!(account);
-        }
-        self.put(detail_type, &detail).await
-    }
-
-    /// "Onboarding Drift Detected": a READY step's resource was deleted or changed behind
-    /// the project's back. Names the changed fields, never values.
-    pub async fn drift(
-        &self,
-        subject: &Subject<'_>,
-        resource_arn: &str,
-        gone: bool,
-        changed: &[String],
-        repairing: bool,
-    ) -> Result<(), StepError> {
-        let mut detail = json!({
-            "schemaVersion": SCHEMA_VERSION,
-            "step": subject.step,
-            "resourceArn": resource_arn,
-            "gone": gone,
-            "changed": changed,
-            "repair": if repairing { "started" } else { "off" },
-        });
-        if let Some(account) = subject.account_id {
-            detail["accountId"] = json!(account);
-        }
-        self.put(DRIFT_DETECTED_DETAIL_TYPE, &detail).await
+    /// Sends one recorded event.
+    pub async fn announce(&self, event: &Event) -> Result<(), StepError> {
+        self.put(&event.detail_type, &event.detail).await
     }
 
     pub async fn failed(

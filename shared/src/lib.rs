@@ -12,7 +12,12 @@
 //!   key ([`ledger::StepKey`]), taken with one conditional write (the claim), held under a
 //!   lease whose owner (new at each claim) fences every later write; the ClientToken
 //!   ([`ledger::client_token`], per generation) and the update token ([`ledger::update_token`],
-//!   per revision) make retried AWS calls the same call. [`revision`] orders requests.
+//!   per desired version, bound to each call's parameters by [`ledger::call_token`]) make
+//!   retried AWS calls the same call. [`revision`] orders requests; [`desired`] merges what
+//!   they ask, field by field, the newest winning.
+//! - **Announcements** ([`announce`]) follow their record: an outcome is written first (a
+//!   READY step's update or drift with its event in the step's outbox), then sent, then
+//!   marked; whatever is unsent stays in the attention index for the reconciler.
 //! - **AWS** is touched in: DynamoDB, [`ledger`] only; STS (AssumeRole into member accounts),
 //!   [`aws`]; sso-admin, [`steps`]`/identity_center_instance.rs`; WorkSpaces Web and Secrets
 //!   Manager, `steps/web_identity_provider.rs`; MPA, `steps/approval_identity_source.rs`;

@@ -168,15 +168,35 @@ impl Reconciler {
         let now_ms = epoch_ms(now);
         let ledger = self.engine.ledger();
         let mut due = Vec::new();
-        for partition in ["IN_PROGRESS", "CREATED", "UPDATING", "FAILED"] {
+        for partition in ["IN_PROGRESS", "CREATED", "UPDATING", "FAILED", "RETIRED"] {
             for record in ledger.attention(partition).await? {
                 report.attention += 1;
                 if self.is_stuck(&record, now) {
                     report.stuck += 1;
                 }
                 match record.status {
+                    // A departure mark whose writer died before marking it: it is announced
+                    // to nobody, only marked.
+                    Status::Retired
+                        if !record.announced
+                            && crate::steps::Known::is_departure_mark(&record.key) =>
+                    {
+                        if !dry_run {
+                            ledger
+                                .mark_retirement_announced(&record.key, record.generation)
+                                .await?;
+                        }
+                    }
+                    // Recorded, not yet announced (its writer died, or its PutEvents failed):
+                    // re-driven, which announces it and nothing more.
+                    Status::Failed | Status::Retired if !record.announced => {
+                        if record.status == Status::Failed {
+                            report.failed += 1;
+                        }
+                        due.push(record)
+                    }
                     Status::Failed => report.failed += 1,
-                    // Retired (the index lagging the write): never re-driven.
+                    // Announced (the index lagging the write): nothing to do.
                     Status::Retired => {}
                     _ if is_due(&record, now_ms) => due.push(record),
                     _ => {
@@ -369,7 +389,7 @@ impl Reconciler {
                 if let Err(e) = self
                     .engine
                     .ledger()
-                    .record_audit(&record, Some(&stored.to_string()))
+                    .record_audit(&record, Some((&stored.to_string(), None)))
                     .await
                 {
                     warn!(key = %record.key, error = %e, "the unreachable account was not recorded");

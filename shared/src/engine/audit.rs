@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::timing::epoch_ms_now;
 use super::update::changed_fields;
 use super::{record_arn, Audit, Engine};
-use crate::announce::Subject;
+use crate::announce::{Event, Subject};
 use crate::error::StepError;
 use crate::events::OnboardingRequest;
 use crate::ledger::{Fields, LedgerError, Record, UpdateClaim, UpdateKind};
@@ -106,7 +106,7 @@ impl Engine {
                     let mut stored = finding;
                     stored["at"] = serde_json::json!(epoch_ms_now());
                     self.ledger
-                        .record_audit(&record, Some(&stored.to_string()))
+                        .record_audit(&record, Some((&stored.to_string(), None)))
                         .await?;
                 }
                 return Err(e);
@@ -123,20 +123,20 @@ impl Engine {
             d.get("gone") == finding.get("gone") && d.get("changed") == finding.get("changed")
         });
         if !known {
+            // Recorded with its announcement in the outbox, then sent.
             let mut stored = finding.clone();
             stored["at"] = serde_json::json!(epoch_ms_now());
-            if !self
+            let event = Event::drift(&subject, &arn, record.generation, (gone, &changed), repair);
+            let Some(now) = self
                 .ledger
-                .record_audit(&record, Some(&stored.to_string()))
+                .record_audit(&record, Some((&stored.to_string(), Some(&event.to_json()))))
                 .await?
-            {
+            else {
                 // The step moved on (a delivery or an operator): nothing to report.
                 return Ok(Audit::Clean);
-            }
-            self.announcer
-                .drift(&subject, &arn, gone, &changed, repair)
-                .await?;
+            };
             warn!(arn = %arn, gone, changed = ?changed, "drift detected");
+            self.send_outbox(now).await?;
         }
         let repaired = if !repair {
             None

@@ -18,6 +18,7 @@ use tracing::info;
 use super::timing::from_epoch_ms;
 use super::{record_arn, Engine, How, Outcome, REPLY_MARGIN};
 use crate::announce::Subject;
+use crate::desired::Desired;
 use crate::error::StepError;
 use crate::ledger::{Applied, Lease, Origin, Record, Status};
 use crate::rebuild;
@@ -61,6 +62,16 @@ impl<S: Step> Delivery<'_, S> {
     pub(super) async fn create(&self, lease: Lease) -> Result<Outcome, StepError> {
         let engine = self.engine;
         record_token(&lease.token, lease.attempt);
+        // An item of an account that departed after this request was made: retired, never
+        // created (one read, on the create path of steps keyed further than an account).
+        if lease.generation == 0 {
+            if let Some(outcome) = engine
+                .departed::<S>(&lease.key, self.revision, self.subject)
+                .await?
+            {
+                return Ok(outcome);
+            }
+        }
         let first = match first_request(self.step, self.plan, &lease) {
             Ok(first) => first,
             Err(e) => return engine.give_up(&lease, self.subject, e, false).await,
@@ -108,9 +119,11 @@ impl<S: Step> Delivery<'_, S> {
                     .map(Made::Done)
             }
         };
-        // A resource that was there before us is brought to what the request asks. One we
-        // adopted was made by this generation's create: with these very parameters.
-        if origin == Origin::PreExisting && !plan.desired.is_empty() {
+        // A resource that was there before us is brought to what the request asks; so is one
+        // adopted as an earlier attempt's (made less than the clock skew before our first
+        // attempt, it may be someone else's that matched): read, and updated only if it
+        // differs.
+        if origin != Origin::Created && !plan.desired.is_empty() {
             let aligned = engine
                 .align(
                     step,
@@ -130,8 +143,10 @@ impl<S: Step> Delivery<'_, S> {
                     .map(Made::Done);
             }
         }
+        // What the resource holds once made: the request's fields, its removals done.
+        let made_state = Desired::of(&plan.desired, revision).target(&Default::default());
         let applied = Applied {
-            state: &plan.desired,
+            state: &made_state,
             revision,
         };
         let readiness = if step.ready_on_create() {
@@ -139,10 +154,11 @@ impl<S: Step> Delivery<'_, S> {
         } else {
             self.wait_ready(&api, &arn).await
         };
+        let generation = subject.of_generation(lease.requested.as_ref().map(|(_, r)| r));
         let announce_ready = || {
             engine.announcer.ready(
                 S::READY_DETAIL_TYPE,
-                subject,
+                &generation,
                 &arn,
                 &lease.token,
                 Some(origin),
@@ -265,7 +281,7 @@ impl<S: Step> Delivery<'_, S> {
                         .announcer
                         .ready(
                             S::READY_DETAIL_TYPE,
-                            subject,
+                            &subject.of_generation(ready.requested_revision.as_ref()),
                             &arn,
                             &ready.token,
                             ready.origin,
@@ -354,9 +370,15 @@ impl Engine {
         announce: impl std::future::Future<Output = Result<(), StepError>>,
     ) -> Result<(), StepError> {
         announce.await?;
-        self.ledger
-            .mark_announced(&record.key, record.generation)
-            .await?;
+        if record.status == Status::Retired {
+            self.ledger
+                .mark_retirement_announced(&record.key, record.generation)
+                .await?;
+        } else {
+            self.ledger
+                .mark_announced(&record.key, record.generation)
+                .await?;
+        }
         Ok(())
     }
 }

@@ -307,7 +307,7 @@ impl Engine {
                     self.announcer
                         .ready(
                             S::READY_DETAIL_TYPE,
-                            &subject,
+                            &subject.of_generation(record.requested_revision.as_ref()),
                             &arn,
                             &record.token,
                             record.origin,

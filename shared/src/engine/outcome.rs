@@ -8,9 +8,9 @@ use tracing::warn;
 
 use super::timing::spread_throttling;
 use super::{Engine, How, Outcome};
-use crate::announce::Subject;
+use crate::announce::{Event, Subject};
 use crate::error::StepError;
-use crate::ledger::{ErrorReason, Lease, Release, StepKey};
+use crate::ledger::{ErrorReason, Lease, Record, Release, StepKey};
 use crate::telemetry::Tally;
 
 impl Outcome {
@@ -114,5 +114,41 @@ impl Engine {
         if let Err(ledger_err) = self.ledger.release(lease, e.reason(), how).await {
             warn!(error = %ledger_err, "could not release the lease; it will expire");
         }
+    }
+}
+
+impl Engine {
+    /// Sends what a READY step's outbox holds (`record`, as just read or written), oldest
+    /// first, removing each once sent; the last removal also takes the step out of the
+    /// attention index when nothing else is owed. A failed send leaves the rest for the next
+    /// delivery or the reconciler (sent at least once, never dropped). Returns the step as
+    /// it now stands, as far as these writes know.
+    pub(super) async fn send_outbox(&self, mut record: Record) -> Result<Record, StepError> {
+        while let Some(entry) = record.outbox.first().cloned() {
+            match serde_json::from_str::<Event>(&entry) {
+                Ok(event) => self.announcer.announce(&event).await?,
+                // Not an event this version can read: removed, so it blocks nothing, and
+                // said so (the step's outcome is in its record).
+                Err(e) => warn!(key = %record.key, error = %e, "an unreadable outbox entry"),
+            }
+            let was_last = record.outbox.len() == 1;
+            if !self.ledger.mark_sent(&record, &entry).await? {
+                // Another sender removed it first: theirs is the rest.
+                return Ok(record);
+            }
+            record.outbox.remove(0);
+            if was_last && !record.update_pending() && record.update_owner.is_none() {
+                record.attention = None;
+            }
+        }
+        if record.attention.is_some()
+            && record.announced
+            && record.update_owner.is_none()
+            && !record.update_pending()
+            && self.ledger.settle(&record, false).await?
+        {
+            record.attention = None;
+        }
+        Ok(record)
     }
 }

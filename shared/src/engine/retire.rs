@@ -23,7 +23,46 @@ pub(super) fn reopens(record: &Record, revision: &Revision) -> bool {
         .is_some_and(|retired| revision > retired)
 }
 
+/// Where a step keyed further than its account (a portal's providers) records that the
+/// account departed: a retired placeholder at the step's name alone, as a step keyed by
+/// account alone is retired even before any request reached it.
+pub(super) fn departure_mark<S: Step>(account: &str) -> StepKey {
+    StepKey::account(account, S::NAME)
+}
+
 impl Engine {
+    /// A new item of a step keyed further than its account, claimed by a request older
+    /// than the account's recorded departure: retired as the departure retired the rest,
+    /// never created. `None` when the account has no departure newer than the request.
+    pub(super) async fn departed<S: Step>(
+        &self,
+        key: &StepKey,
+        revision: &Revision,
+        subject: &Subject<'_>,
+    ) -> Result<Option<Outcome>, StepError> {
+        let Some(account) = key.account_id() else {
+            return Ok(None);
+        };
+        let mark = departure_mark::<S>(account);
+        if mark == *key {
+            return Ok(None);
+        }
+        let Some(departed) = self.ledger.get_step(&mark).await? else {
+            return Ok(None);
+        };
+        let Some(departure) = departed.retired_revision.as_ref().filter(|d| *d > revision) else {
+            return Ok(None);
+        };
+        let why = serde_json::Value::Object(departed.retired.clone().unwrap_or_default());
+        match self.ledger.retire(key, departure, &why).await? {
+            Retirement::Retired(record) | Retirement::Already(record) => {
+                info!(key = %key, "a request older than the account's departure: retired, not created");
+                self.retired(subject, record).await.map(Some)
+            }
+            Retirement::Newer(_) => Ok(None),
+        }
+    }
+
     /// An account closed or left the organization: retire `step`'s steps of that account.
     /// The step's own key for the account (when the step is keyed by account alone) is
     /// retired even if no request reached it yet, so a late request is refused; steps keyed
@@ -53,6 +92,7 @@ impl Engine {
             .ok()
             .map(|plan| plan.key);
         let mut keys = Vec::new();
+        let keyed_further = own_key.is_none();
         match own_key {
             Some(key) if key.scope == scope => keys.push(key),
             Some(_) => {
@@ -64,6 +104,9 @@ impl Engine {
                 )));
             }
             None => {
+                // The step's mark for the whole account first: a request for a key no
+                // request reached yet (another provider) finds it and is refused.
+                keys.push(departure_mark::<S>(&request.account_id));
                 let prefix = format!("{}#", S::NAME);
                 for record in self.ledger.get(&scope).await? {
                     if record.key.step.starts_with(&prefix) {
@@ -86,8 +129,20 @@ impl Engine {
             request_event_id: &request.event_id,
         };
         let (mut retired, mut kept) = (Vec::new(), Vec::new());
+        let mark = departure_mark::<S>(&request.account_id);
         for key in keys {
             match self.ledger.retire(&key, &revision, &why).await? {
+                // The mark of a step keyed further stands for no resource: recorded, not
+                // announced.
+                Retirement::Retired(record) | Retirement::Already(record)
+                    if key == mark && keyed_further =>
+                {
+                    if !record.announced {
+                        self.ledger
+                            .mark_retirement_announced(&key, record.generation)
+                            .await?;
+                    }
+                }
                 Retirement::Retired(record) | Retirement::Already(record) => {
                     if !record.announced {
                         let details = record.retired.clone().unwrap_or_default();

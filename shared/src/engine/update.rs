@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::timing::human;
 use super::{record_arn, Engine, Outcome};
-use crate::announce::Subject;
+use crate::announce::{Event, Subject};
 use crate::desired::{self, Desired};
 use crate::error::StepError;
 use crate::ledger::{
@@ -40,6 +40,11 @@ impl Engine {
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
         let arn = record_arn(&record)?;
+        let record = if record.outbox.is_empty() {
+            record
+        } else {
+            self.send_outbox(record).await?
+        };
         let asked = Desired::of(&plan.desired, revision);
         let mut merged = record.desired.clone();
         // Something to record: a field this request is the newest to name (or a desired
@@ -57,11 +62,10 @@ impl Engine {
             } else {
                 record
             };
-            // Still in the attention index with nothing owed (an update ended while a newer
-            // version was merged, a Ready announced late): it leaves it now.
-            if record.attention.is_some() && record.announced && record.update_owner.is_none() {
-                self.ledger.settle(&record, false).await?;
-            }
+            // Outcomes recorded and not yet announced (their holder died, or its PutEvents
+            // failed) are announced now; a step with nothing left owed leaves the attention
+            // index. Neither costs a request when there is nothing to do.
+            self.send_outbox(record).await?;
             return Ok(Outcome::Duplicate { arn });
         }
         // The merge is recorded by the update claim itself: one write.
@@ -175,8 +179,15 @@ impl Engine {
         lease: UpdateLease,
     ) -> Result<Outcome, StepError> {
         if lease.wanted == *state && base.is_none() {
-            // The desired state asks for what is there: only its version is recorded.
-            self.ledger.end_update(&lease, UpdateEnd::Applied).await?;
+            // The desired state asks for what is there: nothing changes, nothing is
+            // announced; the step leaves the attention index if nothing else is owed.
+            if let Some(now) = self
+                .ledger
+                .end_update(&lease, UpdateEnd::Applied(None))
+                .await?
+            {
+                self.send_outbox(now).await?;
+            }
             return Ok(Outcome::Duplicate {
                 arn: arn.to_string(),
             });
@@ -192,12 +203,19 @@ impl Engine {
         let from = base.as_ref().unwrap_or(state);
         let made = async {
             let api = step.connect(&plan.input).await?;
-            let needed = lease.attempt <= 1
-                || step
-                    .current(&api, &plan.input, arn, from, &lease.wanted)
-                    .await?
-                    != lease.wanted;
-            if needed {
+            // A holder after the first reads what the resource holds now (an earlier
+            // holder's calls may have landed, wholly or in part) and makes only the calls
+            // still needed, from there.
+            let now = if lease.attempt > 1 {
+                Some(
+                    step.current(&api, &plan.input, arn, from, &lease.wanted)
+                        .await?,
+                )
+            } else {
+                None
+            };
+            if now.as_ref() != Some(&lease.wanted) {
+                let from = now.as_ref().unwrap_or(from);
                 step.update(&api, &plan.input, arn, from, &lease.wanted, &token)
                     .await?;
             }
@@ -256,35 +274,36 @@ impl Engine {
                 code: e.code().to_string(),
                 message,
             };
-            self.ledger
-                .end_update(&lease, UpdateEnd::Refused(&reason))
+            let event =
+                Event::update_refused(subject, arn, (lease.generation, lease.version), &reason);
+            let now = self
+                .ledger
+                .end_update(&lease, UpdateEnd::Refused(&reason, &event.to_json()))
                 .await?;
-            self.announcer.failed(subject, &reason).await?;
+            if let Some(now) = now {
+                self.send_outbox(now).await?;
+            }
             return Ok(Outcome::Rejected(reason));
         }
+        // Recorded (fenced on the update's lease and generation) with its announcement in
+        // the outbox, then sent, then removed from the outbox.
         let changed = desired::changed(state, &lease.wanted);
-        let announced = self
-            .announcer
-            .updated(
-                S::UPDATED_DETAIL_TYPE,
-                subject,
-                arn,
-                &lease.revision,
-                &changed,
-            )
-            .await;
-        if let Err(e) = announced {
-            let end = UpdateEnd::Released {
-                reason: e.reason(),
-                retry_after: None,
-            };
-            if let Err(ledger_err) = self.ledger.end_update(&lease, end).await {
-                warn!(error = %ledger_err, "could not release the update; its lease will expire");
-            }
-            return Err(e);
-        }
-        self.ledger.end_update(&lease, UpdateEnd::Applied).await?;
+        let event = Event::updated(
+            S::UPDATED_DETAIL_TYPE,
+            subject,
+            arn,
+            (lease.generation, lease.version),
+            &lease.revision,
+            &changed,
+        );
+        let now = self
+            .ledger
+            .end_update(&lease, UpdateEnd::Applied(Some(&event.to_json())))
+            .await?;
         info!(arn = %arn, revision = %lease.revision, changed = ?changed, "resource updated");
+        if let Some(now) = now {
+            self.send_outbox(now).await?;
+        }
         Ok(Outcome::Updated {
             arn: arn.to_string(),
             changed,
@@ -308,9 +327,11 @@ impl Engine {
         let now = step
             .current(api, &plan.input, arn, &Fields::new(), &plan.desired)
             .await?;
-        if now != plan.desired {
+        // What it should hold: what is there with the request's fields set and removals done.
+        let wanted = Desired::of(&plan.desired, revision).target(&now);
+        if now != wanted {
             let token = update_token(key, generation, revision.as_str(), salt);
-            step.update(api, &plan.input, arn, &now, &plan.desired, &token)
+            step.update(api, &plan.input, arn, &now, &wanted, &token)
                 .await?;
         }
         Ok(())

@@ -205,11 +205,13 @@ pub enum UpdateClaim {
 /// How an update's holder ends it ([`Ledger::end_update`]).
 #[derive(Clone, Copy, Debug)]
 pub enum UpdateEnd<'a> {
-    /// The resource is in the wanted state: it becomes the applied state.
-    Applied,
-    /// The service refused the change for good: the revision counts as applied (it is
-    /// never retried), the applied state stays, the reason is recorded.
-    Refused(&'a ErrorReason),
+    /// The resource is in the wanted state: it becomes the applied state; its
+    /// announcement (JSON of [`crate::announce::Event`]; none when nothing changed) goes
+    /// into the outbox.
+    Applied(Option<&'a str>),
+    /// The service refused the change for good: the desired version is not retried, the
+    /// applied state stays, the reason is recorded, its announcement goes into the outbox.
+    Refused(&'a ErrorReason, &'a str),
     /// Not now: the lease is released at once; the wanted state waits for the next holder.
     Released {
         reason: &'a ErrorReason,
@@ -225,6 +227,9 @@ pub struct Release {
     /// This attempt sent a create call (its outcome unknown or failed).
     pub create_sent: bool,
 }
+
+/// How many of the events that acquired a step its item keeps (the newest).
+pub const RECENT_EVENTS_KEPT: usize = 20;
 
 /// The ledger table.
 #[derive(Clone, Debug)]
@@ -388,10 +393,17 @@ impl Ledger {
             ttl_secs: ttl_secs(now, ABANDONED_CLAIM_TTL),
         });
         match self.update(key, &e, true).await? {
-            Written::Applied(Some(item)) => Ok(Claim::Acquired(Lease::from_record(
-                Record::from_item(&item)?,
-                owner,
-            ))),
+            Written::Applied(Some(item)) => {
+                let record = Record::from_item(&item)?;
+                if record.recent_events.len() > RECENT_EVENTS_KEPT {
+                    // Best effort: a failed trim is retried by the next claim.
+                    let trim = writes::trim_events(record.recent_events.len(), RECENT_EVENTS_KEPT);
+                    if let Err(e) = self.update(key, &trim, false).await {
+                        tracing::warn!(key = %key, error = %e, "recent events not trimmed");
+                    }
+                }
+                Ok(Claim::Acquired(Lease::from_record(record, owner)))
+            }
             Written::Applied(None) => Err(LedgerError::Corrupt {
                 key: key.to_string(),
                 reason: "claim returned no attributes".into(),
@@ -675,6 +687,20 @@ impl Ledger {
         })
     }
 
+    /// Records that a `RETIRED` step's "Account Offboarded" in `generation` was announced;
+    /// the step leaves the attention index. `false` if it is no longer that retirement.
+    pub async fn mark_retirement_announced(
+        &self,
+        key: &StepKey,
+        generation: u32,
+    ) -> Result<bool, LedgerError> {
+        let e = writes::announce_retirement(generation);
+        Ok(matches!(
+            self.update(key, &e, false).await?,
+            Written::Applied(_)
+        ))
+    }
+
     /// Records that a `READY`, `FAILED` or `RETIRED` step's outcome in `generation` was
     /// announced.
     pub async fn mark_announced(&self, key: &StepKey, generation: u32) -> Result<(), LedgerError> {
@@ -907,66 +933,55 @@ impl Ledger {
         }
     }
 
-    /// Ends the update held by `lease` (fenced on its owner and generation):
+    /// Ends the update held by `lease` (fenced on its owner and generation), recording the
+    /// announcement of an applied or refused update in the step's outbox in the same write:
     /// [`LedgerError::LostLease`] if another holder took it over or a new generation began,
-    /// nothing written. The step leaves the attention index unless a newer desired state
-    /// was merged while the update was held.
+    /// nothing written. Returns the step as written (`None` for a release).
     pub async fn end_update(
         &self,
         lease: &UpdateLease,
         end: UpdateEnd<'_>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Option<Record>, LedgerError> {
         let wanted_json = serde_json::Value::Object(lease.wanted.clone()).to_string();
-        let mut settled = true;
-        loop {
-            let write = match end {
-                UpdateEnd::Applied => writes::UpdateEnd::Applied {
+        let (write, returned) = match end {
+            UpdateEnd::Applied(event) => (
+                writes::UpdateEnd::Applied {
                     state: &wanted_json,
                     revision: lease.revision.as_str(),
-                    version: lease.version,
-                    settled,
+                    event,
                 },
-                UpdateEnd::Refused(reason) => writes::UpdateEnd::Refused {
+                true,
+            ),
+            UpdateEnd::Refused(reason, event) => (
+                writes::UpdateEnd::Refused {
                     version: lease.version,
                     reason,
-                    settled,
+                    event,
                 },
-                UpdateEnd::Released {
-                    reason,
-                    retry_after,
-                } => writes::UpdateEnd::Released {
+                true,
+            ),
+            UpdateEnd::Released {
+                reason,
+                retry_after,
+            } => (
+                writes::UpdateEnd::Released {
                     reason,
                     retry_after_ms: retry_after.map(epoch_ms),
                 },
-            };
-            let e = writes::end_update(
-                &lease.owner,
-                lease.generation,
-                &write,
-                epoch_ms(SystemTime::now()),
-            );
-            return match self.update(&lease.key, &e, false).await? {
-                Written::Applied(_) => Ok(()),
-                Written::ConditionFailed(Some(old))
-                    if settled && !matches!(end, UpdateEnd::Released { .. }) =>
-                {
-                    let r = Record::from_item(&old)?;
-                    if r.status == Status::Ready
-                        && r.generation == lease.generation
-                        && r.update_owner.as_deref() == Some(lease.owner.as_str())
-                    {
-                        // Still ours; a newer desired state is owed after this one.
-                        settled = false;
-                        continue;
-                    }
-                    Err(LedgerError::LostLease {
-                        key: format!("{} (update to version {})", lease.key, lease.version),
-                    })
-                }
-                Written::ConditionFailed(_) => Err(LedgerError::LostLease {
-                    key: format!("{} (update to version {})", lease.key, lease.version),
-                }),
-            };
+                false,
+            ),
+        };
+        let e = writes::end_update(
+            &lease.owner,
+            lease.generation,
+            &write,
+            epoch_ms(SystemTime::now()),
+        );
+        match self.update(&lease.key, &e, returned).await? {
+            Written::Applied(item) => item.as_ref().map(Record::from_item).transpose(),
+            Written::ConditionFailed(_) => Err(LedgerError::LostLease {
+                key: format!("{} (update to version {})", lease.key, lease.version),
+            }),
         }
     }
 
@@ -1083,18 +1098,42 @@ impl Ledger {
     pub async fn record_audit(
         &self,
         seen: &Record,
-        drift: Option<&str>,
-    ) -> Result<bool, LedgerError> {
+        finding: Option<(&str, Option<&str>)>,
+    ) -> Result<Option<Record>, LedgerError> {
         let e = writes::record_audit(
             seen.generation,
-            seen.applied_revision.as_ref().map(|r| r.as_str()),
-            drift,
+            (
+                seen.applied_revision.as_ref().map(|r| r.as_str()),
+                seen.seen_version(),
+            ),
+            finding,
             epoch_ms(SystemTime::now()),
         );
-        match self.update(&seen.key, &e, false).await? {
-            Written::Applied(_) => Ok(true),
-            Written::ConditionFailed(_) => Ok(false),
+        match self.update(&seen.key, &e, true).await? {
+            Written::Applied(Some(item)) => Record::from_item(&item).map(Some),
+            Written::Applied(None) | Written::ConditionFailed(_) => Ok(None),
         }
+    }
+
+    /// The oldest announcement in a `READY` step's outbox (`entry`; `seen`, the step as
+    /// read) was sent: it is removed, and with it the step leaves the attention index when
+    /// nothing else is outstanding (one write). `false` if another sender removed it first.
+    pub async fn mark_sent(&self, seen: &Record, entry: &str) -> Result<bool, LedgerError> {
+        let last = seen.outbox.len() == 1
+            && seen.announced
+            && seen.update_owner.is_none()
+            && !seen.update_pending();
+        if last {
+            let e = writes::mark_sent(seen.generation, entry, Some(seen.seen_version()));
+            if let Written::Applied(_) = self.update(&seen.key, &e, false).await? {
+                return Ok(true);
+            }
+        }
+        let e = writes::mark_sent(seen.generation, entry, None);
+        Ok(matches!(
+            self.update(&seen.key, &e, false).await?,
+            Written::Applied(_)
+        ))
     }
 
     /// An operator's retry: a `FAILED` step, or an `IN_PROGRESS` step whose lease expired at
@@ -1276,6 +1315,7 @@ mod tests {
             update_version: None,
             refused_version: None,
             attention: None,
+            outbox: Vec::new(),
             update_owner: None,
             update_lease_expires_at: None,
             update_attempt: 0,

@@ -210,6 +210,9 @@ pub struct Record {
     pub update_version: Option<u64>,
     /// The desired version whose update was refused for good.
     pub refused_version: Option<u64>,
+    /// Announcements recorded and not yet sent, oldest first (JSON of
+    /// [`crate::announce::Event`]).
+    pub outbox: Vec<String>,
     /// The attention index's partition the step is in (`None`: not in it).
     pub attention: Option<String>,
     pub update_owner: Option<String>,
@@ -461,6 +464,7 @@ impl Record {
             requested_revision: d.string(schema::REQUESTED_REVISION)?.map(Revision::parse),
             drift: d.json_map(schema::DRIFT)?,
             attention: d.string(schema::ATTENTION)?.map(str::to_owned),
+            outbox: d.string_list(schema::OUTBOX)?,
             audited_at: d.number(schema::AUDITED_AT)?,
             retired: d.json_map(schema::RETIRED)?,
             retired_revision: d.string(schema::RETIRED_REVISION)?.map(Revision::parse),

@@ -46,6 +46,11 @@ pub const AUDIT_MINUTE: &str = "audit_minute";
 /// secret values) and its revision (S): enough to re-drive the step without its message.
 pub const REQUESTED: &str = "requested";
 pub const REQUESTED_REVISION: &str = "requested_revision";
+/// A READY step's outbox (L of S): the announcements of outcomes recorded (an update applied
+/// or refused, drift found), each written in the same write as its outcome, removed once
+/// sent ([`crate::announce::Event`] as JSON). While it is not empty the step stays in the
+/// attention index.
+pub const OUTBOX: &str = "outbox";
 /// Drift found by the audit (S, JSON `{"at": epoch ms, "gone": bool, "changed": [fields]}`).
 pub const DRIFT: &str = "drift";
 /// When the audit last checked the step (N, epoch ms).

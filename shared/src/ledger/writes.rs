@@ -155,6 +155,22 @@ pub(crate) fn claim(input: &ClaimInput<'_>) -> Expressions {
     e
 }
 
+/// Keeps the last `keep` of the `len` recent events a claim read (each acquiring claim
+/// appends one; a step claimed again and again would otherwise grow without bound).
+/// Conditioned on the length read, so a claim in between makes it a no-op.
+pub(crate) fn trim_events(len: usize, keep: usize) -> Expressions {
+    let mut e = Expressions::default();
+    let events = e.n(RECENT_EVENTS);
+    let len_v = e.v("len", num(len as u64));
+    let removed = (0..len.saturating_sub(keep))
+        .map(|i| format!("{events}[{i}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    e.update = Some(format!("REMOVE {removed}"));
+    e.condition = Some(format!("size({events}) = {len_v}"));
+    e
+}
+
 /// What a completion records the resource was made as: the state of the fields the request
 /// specified (canonical JSON, no secrets) and the request's revision.
 pub(crate) struct AppliedInput<'a> {
@@ -428,6 +444,22 @@ pub(crate) fn fail_created(
 }
 
 /// A `READY`, `FAILED` or `RETIRED` step's outcome in `generation` has been announced.
+/// A `RETIRED` step's "Account Offboarded" in `generation` was announced: marked, and the
+/// step leaves the attention index.
+pub(crate) fn announce_retirement(generation: u32) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, announced, generation_n, attention) =
+        (e.n(STATUS), e.n(ANNOUNCED), e.n(GENERATION), e.n(ATTENTION));
+    let yes = e.v("yes", AttributeValue::Bool(true));
+    let retired = e.v("retired", s(Status::Retired.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    e.update = Some(format!("SET {announced} = {yes} REMOVE {attention}"));
+    e.condition = Some(format!(
+        "{status} = {retired} AND {generation_n} = {generation_v}"
+    ));
+    e
+}
+
 pub(crate) fn announce(generation: u32) -> Expressions {
     let mut e = Expressions::default();
     let (status, announced, generation_n) = (e.n(STATUS), e.n(ANNOUNCED), e.n(GENERATION));
@@ -467,9 +499,12 @@ pub(crate) fn settle(generation: u32, seen_version: Option<u64>, announced: bool
         }
         None => format!("attribute_not_exists({})", e.n(DESIRED_VERSION)),
     };
+    let outbox = e.n(OUTBOX);
+    let zero = e.v("zero", num(0));
     let mut condition = format!(
         "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
-         AND attribute_not_exists({owner})"
+         AND attribute_not_exists({owner}) \
+         AND (attribute_not_exists({outbox}) OR size({outbox}) = {zero})"
     );
     e.update = Some(if announced {
         format!("SET {announced_n} = {yes} REMOVE {attention}")
@@ -521,7 +556,6 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
         e.n(DESIRED_REVISION),
     );
     let removed = [
-        ATTENTION,
         AUDIT_HOUR,
         AUDIT_MINUTE,
         EXPIRES_AT,
@@ -544,8 +578,11 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
     let token_v = e.v("token", s(input.first_token));
     let (salt, salt_v) = (e.n(TOKEN_SALT), e.v("salt", s(input.salt)));
     let zero = e.v("zero", num(0));
+    // In the attention index until its "Account Offboarded" is announced.
+    let attention = e.n(ATTENTION);
     e.update = Some(format!(
         "SET {status} = {retired_v}, {retired} = {why_v}, {retired_rev} = {revision_v}, \
+         {attention} = {retired_v}, \
          {announced} = {no}, {updated} = {now}, {token} = if_not_exists({token}, {token_v}), \
          {salt} = if_not_exists({salt}, {salt_v}), \
          {generation} = if_not_exists({generation}, {zero}), \
@@ -806,17 +843,15 @@ pub(crate) enum UpdateEnd<'a> {
     Applied {
         state: &'a str,
         revision: &'a str,
-        version: u64,
-        /// No newer version was merged meanwhile: the step leaves the attention index
-        /// (conditioned on it).
-        settled: bool,
+        /// Its announcement, into the outbox (none when nothing changed).
+        event: Option<&'a str>,
     },
     /// Refused for good: the version is not retried (until a newer request changes the
     /// desired state), the state stays, the reason is recorded.
     Refused {
         version: u64,
         reason: &'a ErrorReason,
-        settled: bool,
+        event: &'a str,
     },
     /// Not now: the lease is released at once, the desired state stays for the next holder.
     Released {
@@ -836,9 +871,10 @@ pub(crate) fn end_update(
     let fence = update_fence(&mut e, owner, generation);
     let (updated, last_error, retry_after) = (e.n(UPDATED_AT), e.n(LAST_ERROR), e.n(RETRY_AFTER));
     let now = e.v("now", num(now_ms));
-    // What ends with the update; the attention index too when nothing newer is desired.
-    let finished = |e: &mut Expressions, version: u64, settled: bool| {
-        let mut names = [
+    // What ends with the update. The step stays in the attention index: its outcome is in
+    // the outbox until sent ([`mark_sent`] takes it out).
+    let finished = |e: &mut Expressions| {
+        [
             UPDATE_OWNER,
             UPDATE_LEASE_EXPIRES_AT,
             UPDATE_ATTEMPT,
@@ -846,50 +882,40 @@ pub(crate) fn end_update(
             UPDATE_VERSION,
         ]
         .map(|n| e.n(n))
-        .join(", ");
-        let mut condition = fence.clone();
-        if settled {
-            let (attention, version_n) = (e.n(ATTENTION), e.n(DESIRED_VERSION));
-            let version_v = e.v("version", num(version));
-            names = format!("{names}, {attention}");
-            condition = format!("{condition} AND {version_n} = {version_v}");
-        }
-        (names, condition)
+        .join(", ")
     };
-    let (update, condition) = match end {
+    e.update = Some(match end {
         UpdateEnd::Applied {
             state,
             revision,
-            version,
-            settled,
+            event,
         } => {
             let (state_n, applied) = (e.n(STATE), e.n(APPLIED_REVISION));
             let state_v = e.v("state", s(*state));
             let revision_v = e.v("revision", s(*revision));
-            let (removed, condition) = finished(&mut e, *version, *settled);
-            (
-                format!(
-                    "SET {state_n} = {state_v}, {applied} = {revision_v}, {updated} = {now} \
-                     REMOVE {removed}, {last_error}, {retry_after}"
-                ),
-                condition,
+            let outbox = match event {
+                Some(event) => format!(", {}", outbox_append(&mut e, event)),
+                None => String::new(),
+            };
+            let removed = finished(&mut e);
+            format!(
+                "SET {state_n} = {state_v}, {applied} = {revision_v}, {updated} = {now}{outbox} \
+                 REMOVE {removed}, {last_error}, {retry_after}"
             )
         }
         UpdateEnd::Refused {
             version,
             reason,
-            settled,
+            event,
         } => {
             let refused = e.n(REFUSED_VERSION);
             let refused_v = e.v("refused", num(*version));
             let reason_v = e.v("reason", reason.to_attribute());
-            let (removed, condition) = finished(&mut e, *version, *settled);
-            (
-                format!(
-                    "SET {refused} = {refused_v}, {last_error} = {reason_v}, {updated} = {now} \
-                     REMOVE {removed}, {retry_after}"
-                ),
-                condition,
+            let outbox = outbox_append(&mut e, event);
+            let removed = finished(&mut e);
+            format!(
+                "SET {refused} = {refused_v}, {last_error} = {reason_v}, {updated} = {now}, \
+                 {outbox} REMOVE {removed}, {retry_after}"
             )
         }
         UpdateEnd::Released {
@@ -899,19 +925,66 @@ pub(crate) fn end_update(
             let lease = e.n(UPDATE_LEASE_EXPIRES_AT);
             let reason_v = e.v("reason", reason.to_attribute());
             let set = format!("SET {lease} = {now}, {last_error} = {reason_v}, {updated} = {now}");
-            let update = match retry_after_ms {
+            match retry_after_ms {
                 Some(ms) => {
                     let after = e.v("after", num(*ms));
                     format!("{set}, {retry_after} = {after}")
                 }
                 None => format!("{set} REMOVE {retry_after}"),
-            };
-            (update, fence)
+            }
         }
-    };
-    e.update = Some(update);
+    });
+    e.condition = Some(fence);
+    e
+}
+
+/// `outbox = outbox + [event]`: an announcement recorded with its outcome.
+fn outbox_append(e: &mut Expressions, event: &str) -> String {
+    let outbox = e.n(OUTBOX);
+    let empty = e.v("nooutbox", AttributeValue::L(Vec::new()));
+    let event_v = e.v("outboxevent", AttributeValue::L(vec![s(event)]));
+    format!("{outbox} = list_append(if_not_exists({outbox}, {empty}), {event_v})")
+}
+
+/// The oldest announcement in a `READY` step's outbox (`entry`, as read) was sent: it is
+/// removed, conditioned on still being the oldest (another sender may have removed it).
+/// With `settle` (the desired version read), the step also leaves the attention index when
+/// it was the last thing outstanding, under [`settle`]'s conditions.
+pub(crate) fn mark_sent(generation: u32, entry: &str, settle: Option<Option<u64>>) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, generation_n, outbox) = (e.n(STATUS), e.n(GENERATION), e.n(OUTBOX));
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    let entry_v = e.v("entry", s(entry));
+    let mut condition = format!(
+        "{status} = {ready} AND {generation_n} = {generation_v} AND {outbox}[0] = {entry_v}"
+    );
+    e.update = Some(match settle {
+        None => format!("REMOVE {outbox}[0]"),
+        Some(seen) => {
+            let (attention, owner, announced) = (e.n(ATTENTION), e.n(UPDATE_OWNER), e.n(ANNOUNCED));
+            let (one, yes) = (e.v("one", num(1)), e.v("yes", AttributeValue::Bool(true)));
+            let seen = version_is(&mut e, seen);
+            condition = format!(
+                "{condition} AND size({outbox}) = {one} AND {seen} \
+                 AND attribute_not_exists({owner}) AND {announced} = {yes}"
+            );
+            format!("REMOVE {outbox}[0], {attention}")
+        }
+    });
     e.condition = Some(condition);
     e
+}
+
+/// `desired_version = seen`, or none written yet.
+fn version_is(e: &mut Expressions, seen: Option<u64>) -> String {
+    match seen {
+        Some(v) => {
+            let (version, seen_v) = (e.n(DESIRED_VERSION), e.v("seen", num(v)));
+            format!("{version} = {seen_v}")
+        }
+        None => format!("attribute_not_exists({})", e.n(DESIRED_VERSION)),
+    }
 }
 
 /// Key condition of one scope's steps.
@@ -946,13 +1019,13 @@ pub(crate) fn audit_query(hour: u32, from_minute: u32, to_minute: u32) -> Expres
 }
 
 /// The audit's finding on a `READY` step of `generation` whose applied revision it read
-/// was `applied`: the drift (JSON) or none. Conditioned on what the audit compared with
+/// was `applied`: the drift (JSON, with its announcement when it is new) or none. Conditioned on what the audit compared with
 /// (the generation, the applied revision) and on no update having started since, so a
 /// finding made from a stale read (the audit index is eventually consistent) is dropped.
 pub(crate) fn record_audit(
     generation: u32,
-    applied: Option<&str>,
-    drift: Option<&str>,
+    (applied, seen_version): (Option<&str>, Option<u64>),
+    finding: Option<(&str, Option<&str>)>,
     now_ms: u64,
 ) -> Expressions {
     let mut e = Expressions::default();
@@ -969,14 +1042,28 @@ pub(crate) fn record_audit(
         }
         None => format!("attribute_not_exists({applied_n})"),
     };
+    // The desired version too: an update that applied an older request's field leaves the
+    // applied (newest) revision as it was, and bumps the version.
+    let version = version_is(&mut e, seen_version);
     e.condition = Some(format!(
-        "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
+        "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} AND {version} \
          AND attribute_not_exists({owner_n})"
     ));
-    e.update = Some(match drift {
-        Some(drift) => {
+    e.update = Some(match finding {
+        Some((drift, None)) => {
             let drift_v = e.v("drift", s(drift));
             format!("SET {drift_n} = {drift_v}, {audited} = {now}")
+        }
+        // A new finding: its announcement into the outbox, the step into the attention
+        // index until it is sent.
+        Some((drift, Some(event))) => {
+            let drift_v = e.v("drift", s(drift));
+            let outbox = outbox_append(&mut e, event);
+            let (attention, updating) = (e.n(ATTENTION), e.v("updating", s(UPDATING)));
+            format!(
+                "SET {drift_n} = {drift_v}, {audited} = {now}, {outbox}, \
+                 {attention} = {updating}"
+            )
         }
         None => format!("SET {audited} = {now} REMOVE {drift_n}"),
     });
@@ -1041,12 +1128,11 @@ mod tests {
         }
     }
 
-    fn applied(settled: bool) -> UpdateEnd<'static> {
+    fn applied() -> UpdateEnd<'static> {
         UpdateEnd::Applied {
             state: "{}",
             revision: "r",
-            version: 2,
-            settled,
+            event: Some("{}"),
         }
     }
 
@@ -1119,10 +1205,19 @@ mod tests {
                     "o",
                 ),
             ),
-            ("update applied", end_update("o", 0, &applied(true), 1)),
+            ("update applied", end_update("o", 0, &applied(), 1)),
             (
-                "update applied, newer desired",
-                end_update("o", 0, &applied(false), 1),
+                "update applied, nothing changed",
+                end_update(
+                    "o",
+                    0,
+                    &UpdateEnd::Applied {
+                        state: "{}",
+                        revision: "r",
+                        event: None,
+                    },
+                    1,
+                ),
             ),
             (
                 "update refused",
@@ -1132,7 +1227,7 @@ mod tests {
                     &UpdateEnd::Refused {
                         version: 2,
                         reason: &REASON,
-                        settled: true,
+                        event: "{}",
                     },
                     1,
                 ),
@@ -1190,6 +1285,8 @@ mod tests {
             ("release sent", fail_retryable(&release(Some(5), true))),
             ("fail created", fail_created(1, "arn", &reason, 1, 2)),
             ("announce", announce(0)),
+            ("announce retirement", announce_retirement(0)),
+            ("trim recent events", trim_events(23, 20)),
             ("settle", settle(0, Some(2), false)),
             ("settle announced", settle(0, None, true)),
             (
@@ -1226,8 +1323,18 @@ mod tests {
             ("scope query", scope_query("account#1")),
             ("attention query", attention_query("FAILED")),
             ("audit query", audit_query(3, 180, 194)),
-            ("drift found", record_audit(0, Some("r"), Some("{}"), 1)),
-            ("no drift", record_audit(0, None, None, 1)),
+            (
+                "drift found",
+                record_audit(0, (Some("r"), Some(3)), Some(("{}", Some("{}"))), 1),
+            ),
+            (
+                "drift known",
+                record_audit(0, (Some("r"), None), Some(("{}", None)), 1),
+            ),
+            ("sent", mark_sent(0, "{}", None)),
+            ("sent, the last", mark_sent(0, "{}", Some(Some(2)))),
+            ("sent, the last, no version", mark_sent(0, "{}", Some(None))),
+            ("no drift", record_audit(0, (None, None), None, 1)),
             ("status filter", status_filter(Status::Ready)),
         ]
     }
@@ -1350,12 +1457,11 @@ mod tests {
         });
         assert!(!released.contains("#updatefirstattemptat"), "{released}");
         for ended in [
-            end(&applied(true)),
-            end(&applied(false)),
+            end(&applied()),
             end(&UpdateEnd::Refused {
                 version: 2,
                 reason: &REASON,
-                settled: false,
+                event: "{}",
             }),
         ] {
             let (_, removed) = ended.split_once(" REMOVE ").unwrap_or_default();
@@ -1364,7 +1470,7 @@ mod tests {
     }
 
     #[test]
-    fn retirement_leaves_every_index_and_keeps_no_ttl() {
+    fn retirement_leaves_every_index_but_attention_until_announced_and_keeps_no_ttl() {
         let e = retire(&RetireInput {
             revision: "r",
             why: "{}",
@@ -1374,17 +1480,14 @@ mod tests {
         });
         let update = e.update.unwrap_or_default();
         let (set, removed) = update.split_once(" REMOVE ").unwrap_or_default();
-        for attr in [
-            "#attention",
-            "#audithour",
-            "#auditminute",
-            "#expiresat",
-            "#drift",
-        ] {
+        for attr in ["#audithour", "#auditminute", "#expiresat", "#drift"] {
             assert!(removed.contains(attr), "{attr} not removed: {update}");
             assert!(!set.contains(&format!("{attr} =")), "{attr} set: {update}");
         }
         assert!(set.contains("#announced = :no"), "{update}");
+        assert!(set.contains("#attention = :retired"), "{update}");
+        let marked = announce_retirement(0).update.unwrap_or_default();
+        assert!(marked.contains("REMOVE #attention"), "{marked}");
         let condition = e.condition.unwrap_or_default();
         // Never over a retirement, never over a request newer than the closure.
         for attr in [

@@ -4,7 +4,7 @@
 
 mod approval_identity_source;
 mod identity_center_instance;
-mod project_tags;
+pub mod project_tags;
 mod web_identity_provider;
 
 pub use approval_identity_source::ApprovalIdentitySource;
@@ -36,6 +36,13 @@ impl Known {
         } else {
             None
         }
+    }
+
+    /// Whether `key` is the departure mark of a step keyed further than its account (a
+    /// portal's providers): a retired placeholder that stands for no resource, recorded and
+    /// never announced ([`crate::engine`]'s retirement writes it).
+    pub fn is_departure_mark(key: &StepKey) -> bool {
+        key.step == WebIdentityProvider::NAME
     }
 }
 

@@ -8,12 +8,10 @@ use crate::step::Fields;
 /// The field of a step's state that holds the project's tags.
 pub const TAGS: &str = "tags";
 
-/// The project's tags in a state (none when the state has no `tags`).
+/// The project's tags in a state (none when the state has no `tags`); a key asked removed
+/// (`null`) is no tag.
 pub fn tags_of(fields: &Fields) -> BTreeMap<String, String> {
-    fields
-        .get(TAGS)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
+    split(fields).0
 }
 
 /// A request's tags as the `tags` field it asks: each value to set, and `null` for each
@@ -53,11 +51,16 @@ pub fn split(fields: &Fields) -> (BTreeMap<String, String>, BTreeSet<String>) {
     (set, removed)
 }
 
-/// Every tag key the project set before or wants now: the only keys it reads or changes.
+/// Every tag key the project set before, wants now, or asks removed: the only keys it reads
+/// or changes.
 pub fn keys_of(applied: &Fields, wanted: &Fields) -> BTreeSet<String> {
-    tags_of(applied)
+    let (applied, removed_before) = split(applied);
+    let (wanted, removed) = split(wanted);
+    applied
         .into_keys()
-        .chain(tags_of(wanted).into_keys())
+        .chain(wanted.into_keys())
+        .chain(removed_before)
+        .chain(removed)
         .collect()
 }
 

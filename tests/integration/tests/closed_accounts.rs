@@ -178,12 +178,20 @@ async fn an_account_closed_behind_the_projects_back_is_retired_by_the_audit_and_
         );
     }
 
-    let steps = stack
+    let mut steps = stack
         .engine()
         .ledger()
         .get(&format!("account#{account}"))
         .await
         .unwrap();
+    // The providers' departure mark (a later request for another provider finds it): retired,
+    // no resource, announced to nobody.
+    let mark = steps
+        .iter()
+        .position(|s| s.key.step == "web-identity-provider")
+        .map(|i| steps.remove(i))
+        .expect("the providers' departure mark");
+    assert!(mark.status == Status::Retired && mark.resource_arn.is_none() && mark.announced);
     assert_eq!(steps.len(), 2, "{steps:#?}");
     for step in &steps {
         assert_eq!(step.status, Status::Retired, "{step:?}");

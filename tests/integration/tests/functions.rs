@@ -558,9 +558,9 @@ async fn web_identity_providers_are_created_on_the_portal_with_secrets_from_secr
     assert_eq!(reply["status"], "ready", "{reply}");
     assert_eq!(
         stack.ledger_requests.get(),
-        3,
-        "a first pass is a claim, the completion (recorded before it is announced) and the \
-         mark once announced"
+        4,
+        "a first pass is a claim, the read of the account's departure mark, the completion \
+         (recorded before it is announced) and the mark once announced"
     );
     assert_eq!(tally.created, 1);
     let (reply, _) = handler.handle(event, None).await.unwrap();

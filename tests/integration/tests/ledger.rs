@@ -1105,3 +1105,28 @@ async fn an_item_without_a_salt_keeps_the_tokens_it_had() {
         other => panic!("expected Acquired, got {other:?}"),
     }
 }
+
+/// A step claimed again and again (its holders keep losing their leases) keeps only the
+/// newest events that acquired it, not one per claim for ever.
+#[tokio::test]
+async fn recent_events_keep_only_the_newest() {
+    let (ledger, _requests, _table) = ledger_table("ledger-recent").await;
+    let key = key("100000000030");
+    let hash = hash_of("payments");
+    let ids: Vec<String> = (0..25).map(|i| format!("event-{i:02}")).collect();
+    for id in &ids {
+        let req = ClaimRequest {
+            event_id: id,
+            lease: Duration::from_millis(1),
+            ..request(&hash)
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        acquire(&ledger, &key, &req).await;
+    }
+    let record = ledger.get_step(&key).await.expect("get").expect("stored");
+    assert_eq!(record.attempt, 25);
+    assert_eq!(
+        record.recent_events,
+        ids[ids.len() - onboarding::ledger::RECENT_EVENTS_KEPT..].to_vec()
+    );
+}

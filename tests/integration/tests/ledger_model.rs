@@ -761,7 +761,9 @@ impl Run {
             let shaped = match a.status {
                 Status::Ready if !a.announced => attention == Some("UPDATING"),
                 Status::Ready => matches!(attention, None | Some("UPDATING")),
-                Status::Retired => attention.is_none(),
+                // In the index until its "Account Offboarded" is announced.
+                Status::Retired if !a.announced => attention == Some("RETIRED"),
+                Status::Retired => matches!(attention, None | Some("RETIRED")),
                 s => attention == Some(s.as_str()),
             };
             ensure(shaped, SHAPE, || {

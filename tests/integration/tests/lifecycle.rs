@@ -125,7 +125,16 @@ async fn a_closed_account_is_retired_announced_once_refused_and_left_alone_then_
     assert_eq!(reply["status"], "skipped", "{reply}");
 
     let ledger = stack.engine().ledger().clone();
-    let steps = ledger.get(&format!("account#{account}")).await.unwrap();
+    let (marks, steps): (Vec<_>, Vec<_>) = ledger
+        .get(&format!("account#{account}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .partition(|r| onboarding::steps::Known::is_departure_mark(&r.key));
+    // The providers' departure mark: a request for a provider the account never had, older
+    // than the closure, finds it and is retired rather than created.
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert!(marks[0].status == Status::Retired && marks[0].announced);
     assert_eq!(steps.len(), 2);
     for step in &steps {
         assert_eq!(step.status, Status::Retired, "{step:?}");
@@ -149,6 +158,27 @@ async fn a_closed_account_is_retired_announced_once_refused_and_left_alone_then_
     assert_eq!(detail["accountId"], account);
     assert_eq!(detail["resourceArn"], instance_arn.as_str());
     assert_eq!(detail["retired"]["event"], "CloseAccountResult");
+    let creates = stack.emulator.counters().calls("CreateIdentityProvider");
+    let mut older = onboarding_requested(
+        "life-0",
+        account,
+        oidc_provider(&portal, "another-oidc", "onboarding/life"),
+    );
+    older["time"] = json!("2020-01-01T00:00:00Z");
+    let (reply, _) = web.handle(older, None).await.unwrap();
+    assert_eq!(reply["status"], "retired", "{reply}");
+    assert_eq!(
+        stack.emulator.counters().calls("CreateIdentityProvider"),
+        creates,
+        "nothing created for an account after its closure is recorded"
+    );
+    let offboarded = of_type(&stack.emitted().await, OFFBOARDED);
+    assert_eq!(
+        offboarded.len(),
+        1,
+        "the provider retired in its place: {offboarded:#?}"
+    );
+    assert!(offboarded[0]["detail"].get("resourceArn").is_none());
 
     // Announced once: the closure again (a redelivery) retires nothing new, announces nothing.
     let (reply, _) = instance.handle(close.clone(), None).await.unwrap();

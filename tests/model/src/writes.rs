@@ -60,6 +60,18 @@ pub const WRITES: &[Write] = &[
                item, conditioned on the generation",
     },
     Write {
+        builder: "trim_events",
+        steps: &[],
+        note: "not modelled: keeps the last 20 ids of the events that acquired the step, \
+               conditioned on the length read; it touches nothing the protocol reads",
+    },
+    Write {
+        builder: "announce_retirement",
+        steps: &[],
+        note: "not modelled, as retire: a RETIRED step stays in the attention index until \
+               its \"Account Offboarded\" is announced; this marks it and takes it out",
+    },
+    Write {
         builder: "settle",
         steps: &["mark_announced"],
         note: "a READY step with nothing outstanding leaves the attention index (marking its \

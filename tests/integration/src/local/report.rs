@@ -34,7 +34,7 @@ pub struct LedgerRow {
     pub attempts: u32,
 }
 
-/// The ledger items as rows, sorted by account and step.
+/// The ledger items as rows (every step; not a departure's mark), sorted by account and step.
 pub fn ledger_rows(items: &[Item]) -> Result<Vec<LedgerRow>, String> {
     let mut rows = items
         .iter()
@@ -51,7 +51,11 @@ pub fn ledger_rows(items: &[Item]) -> Result<Vec<LedgerRow>, String> {
                 }
                 None => record.key.step.clone(),
             };
-            Ok(LedgerRow {
+            // A departure's mark is bookkeeping, not a step.
+            if onboarding::steps::Known::is_departure_mark(&record.key) {
+                return Ok(None);
+            }
+            Ok(Some(LedgerRow {
                 scope: record.key.scope.clone(),
                 sort_key: record.key.step.clone(),
                 account,
@@ -61,8 +65,9 @@ pub fn ledger_rows(items: &[Item]) -> Result<Vec<LedgerRow>, String> {
                 client_token: record.token.clone(),
                 token_salt: record.token_salt.clone(),
                 attempts: record.attempt,
-            })
+            }))
         })
+        .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, String>>()?;
     rows.sort_by(|a, b| (&a.account, &a.step).cmp(&(&b.account, &b.step)));
     Ok(rows)
