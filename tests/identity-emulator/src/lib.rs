@@ -118,6 +118,24 @@ impl Emulator {
         self.shared.world().counters.clone()
     }
 
+    /// When each late role's clock started (the first `AssumeRole` into its account, by
+    /// anyone), epoch milliseconds.
+    pub fn role_clocks(&self) -> std::collections::HashMap<String, u64> {
+        let now = std::time::SystemTime::now();
+        self.shared
+            .world()
+            .role_clocks
+            .iter()
+            .map(|(account, started)| {
+                let at = now.checked_sub(started.elapsed()).unwrap_or(now);
+                let ms = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                (account.clone(), ms)
+            })
+            .collect()
+    }
+
     /// Resources per account (as `GET /_emulator/state`).
     pub fn state(&self) -> serde_json::Value {
         self.shared.world().dump()

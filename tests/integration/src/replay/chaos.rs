@@ -399,13 +399,19 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
     };
     let update = input.update_expression().unwrap_or("");
     let condition = input.condition_expression().unwrap_or("");
-    let kind = if update.starts_with("SET #announced ") {
+    // Each write by the placeholders only it uses (shared/src/ledger/writes.rs).
+    let kind = if update.starts_with("SET #announced ")
+        || update.starts_with("REMOVE #outbox[0]")
+        || update.starts_with("REMOVE #attention")
+    {
+        // An announcement marked (a flag, an outbox entry sent), or a step with nothing
+        // outstanding leaving the attention index.
         WriteKind::Announced
-    } else if has(":why") && has(":retired") {
+    } else if has(":why") {
         WriteKind::Retire
     } else if has(":retired") && has(":next") {
         WriteKind::Reopen
-    } else if has(":updating") {
+    } else if has(":version") && has(":lease") {
         WriteKind::UpdateClaim
     } else if has(":event") && condition.contains("attribute_not_exists") {
         WriteKind::Claim
@@ -420,7 +426,7 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
         // Fenced on the update owner of a READY step.
         if has(":state") {
             WriteKind::UpdateApplied
-        } else if has(":revision") {
+        } else if has(":refused") {
             WriteKind::UpdateRefused
         } else {
             WriteKind::UpdateReleased
@@ -434,8 +440,6 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
             None if has(":attempt") => WriteKind::Release,
             None => WriteKind::Unknown,
         }
-    } else if has(":wanted") && has(":created") {
-        WriteKind::Want
     } else if has(":created") {
         if has(":failed") {
             WriteKind::FailCreated

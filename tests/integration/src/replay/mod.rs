@@ -992,7 +992,13 @@ pub async fn run(opts: &Options) -> Run {
     let foreign_now = read_foreign_providers(&stack, &expect, &state).await;
     let counters = stack.emulator.counters();
     let writes = ctl.writes();
-    let first_assume = ctl.first_assume();
+    // The first AssumeRole into each account, by anyone (a delivery, the reconciler, an
+    // operator's sweep): the emulator starts a late role's clock there.
+    let mut first_assume = ctl.first_assume();
+    for (account, ms) in stack.emulator.role_clocks() {
+        let first = first_assume.entry(account).or_insert(ms);
+        *first = (*first).min(ms);
+    }
 
     let (violations, summary) = verdict::check(&verdict::Evidence {
         seed,

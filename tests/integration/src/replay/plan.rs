@@ -889,8 +889,14 @@ impl Population {
         match self {
             Population::ForeignProvider => &["ForeignResourceConflict"],
             Population::RoleRefused => &[onboarding::aws::MEMBER_ROLE_UNAVAILABLE],
-            // Found failed by its own readiness check, or by a lookup after a lost response.
-            Population::InstanceFails => &["CREATE_FAILED", "InstanceNotAdoptable"],
+            // Found failed by its own readiness check, or by a lookup after a lost response;
+            // or, when the emulator's injected conflicts outlast the grace window (a failed
+            // instance is never listed), failed as a conflict that never propagated.
+            Population::InstanceFails => &[
+                "CREATE_FAILED",
+                "InstanceNotAdoptable",
+                "ConflictNotPropagated",
+            ],
             Population::UnknownPortal => &["ResourceNotFoundException"],
             _ => &[],
         }
