@@ -436,6 +436,55 @@ async fn a_provider_changed_behind_our_back_is_reported_and_brought_back() {
     );
     let updated = of_type(&stack.emitted().await, "Web Identity Provider Updated");
     assert_eq!(updated.len(), 1);
+    let first_repair_version = updated[0]["detail"]["desiredVersion"].clone();
+
+    // The same change behind our back again: the second repair is a new call (a new desired
+    // version, so a new token), not the service replaying the first repair's answer.
+    web.update_identity_provider()
+        .identity_provider_arn(&arn)
+        .set_identity_provider_details(Some(
+            [
+                ("client_id", "someone-else"),
+                ("client_secret", "x"),
+                ("oidc_issuer", "https://idp.example.com"),
+                ("authorize_scopes", "openid email"),
+                ("attributes_request_method", "GET"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let report = stack
+        .reconciler(stack.engine(), true)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!((report.drift, report.repaired), (1, 1), "{report:?}");
+    let again = web
+        .get_identity_provider()
+        .identity_provider_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .identity_provider()
+            .and_then(|p| p.identity_provider_details())
+            .and_then(|d| d.get("client_id"))
+            .map(String::as_str),
+        Some("onboarding-client"),
+        "repaired again"
+    );
+    let emitted = stack.emitted().await;
+    let updated = of_type(&emitted, "Web Identity Provider Updated");
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert_ne!(
+        updated[0]["detail"]["desiredVersion"], first_repair_version,
+        "a repair is a new version"
+    );
     let everything = format!("{:?}", stack.ledger_items().await);
     assert!(!everything.contains("DRIFT-CANARY"));
     let _ = SystemTime::now();
