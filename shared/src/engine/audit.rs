@@ -39,7 +39,7 @@ impl Engine {
         self.bounded(
             &key,
             deadline,
-            self.audit_held(step, request, record, repair, deadline),
+            Box::pin(self.audit_held(step, request, record, repair, deadline)),
         )
         .await
     }
@@ -160,7 +160,7 @@ impl Engine {
                 .await?
             {
                 UpdateClaim::Acquired(lease) => Some(
-                    self.apply_update(step, &plan, &subject, &arn, &now, None, lease)
+                    Box::pin(self.apply_update(step, &plan, &subject, &arn, &now, None, lease))
                         .await?,
                 ),
                 UpdateClaim::Busy { .. } | UpdateClaim::Moved(_) => None,

@@ -20,7 +20,7 @@ use super::{record_arn, Engine, How, Outcome, REPLY_MARGIN};
 use crate::announce::Subject;
 use crate::desired::Desired;
 use crate::error::StepError;
-use crate::ledger::{Applied, Lease, Origin, Record, Status};
+use crate::ledger::{update_token, Applied, Lease, Origin, Record, Status};
 use crate::rebuild;
 use crate::revision::Revision;
 use crate::step::{Existing, Plan, Readiness, Step, CONFLICT};
@@ -89,13 +89,58 @@ impl<S: Step> Delivery<'_, S> {
             // is applied now (nothing to do, and no request, when it is what was made).
             Made::Ready(record) => {
                 let how = record.origin.map_or(How::Created, How::from);
-                match self.converge(*record).await? {
+                match Box::pin(self.converge(*record)).await? {
                     Outcome::Duplicate { arn } => Ok(Outcome::Ready { arn, how }),
                     other => Ok(other),
                 }
             }
             Made::Done(outcome) => Ok(outcome),
         }
+    }
+
+    /// Brings a resource that was there already to the request's fields, if it differs. One
+    /// adopted as an earlier attempt's was made with these very parameters: only what can be
+    /// read is compared (a secret cannot be, and re-sending it would be a call for nothing).
+    /// One that was there before us may hold someone else's secret: what the request asks is
+    /// sent whenever the request names a field that cannot be read.
+    async fn align(
+        &self,
+        lease: &Lease,
+        api: &S::Api,
+        arn: &str,
+        origin: Origin,
+    ) -> Result<(), StepError> {
+        let Delivery {
+            step,
+            plan,
+            revision,
+            ..
+        } = *self;
+        let now = step
+            .current(api, &plan.input, arn, &Default::default(), &plan.desired)
+            .await?;
+        // What it should hold: what is there with the request's fields set, removals done.
+        let wanted = Desired::of(&plan.desired, revision).target(&now);
+        let readable = |f: &crate::ledger::Fields| {
+            let mut f = f.clone();
+            f.retain(|name, _| !S::UNOBSERVABLE.contains(&name.as_str()));
+            f
+        };
+        let differs = match origin {
+            Origin::Adopted => readable(&now) != readable(&wanted),
+            _ => now != wanted,
+        };
+        if differs {
+            let token = update_token(
+                &lease.key,
+                lease.generation,
+                revision.as_str(),
+                lease.salt.as_deref(),
+            );
+            step.update(api, &plan.input, arn, &now, &wanted, &token)
+                .await?;
+        }
+        Ok(())
     }
 
     /// [`Delivery::create`] for the request the resource is made with: find or create it,
@@ -124,18 +169,7 @@ impl<S: Step> Delivery<'_, S> {
         // attempt, it may be someone else's that matched): read, and updated only if it
         // differs.
         if origin != Origin::Created && !plan.desired.is_empty() {
-            let aligned = engine
-                .align(
-                    step,
-                    plan,
-                    &api,
-                    &arn,
-                    &lease.key,
-                    lease.generation,
-                    lease.salt.as_deref(),
-                    revision,
-                )
-                .await;
+            let aligned = self.align(lease, &api, &arn, origin).await;
             if let Err(e) = aligned {
                 return engine
                     .give_up(lease, subject, e, true)
@@ -290,7 +324,7 @@ impl<S: Step> Delivery<'_, S> {
                     ready = engine.ledger.mark_ready_announced(&ready).await?;
                 }
                 // What this request asks beyond the creator's is applied now.
-                return match self.converge(ready).await? {
+                return match Box::pin(self.converge(ready)).await? {
                     Outcome::Duplicate { arn } => Ok(Outcome::Ready {
                         arn,
                         how: How::Settled,

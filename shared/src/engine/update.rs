@@ -17,7 +17,7 @@ use crate::announce::{Event, Subject};
 use crate::desired::{self, Desired};
 use crate::error::StepError;
 use crate::ledger::{
-    update_token, ErrorReason, Fields, Record, Status, StepKey, UpdateClaim, UpdateEnd, UpdateKind,
+    update_token, ErrorReason, Fields, Record, Status, UpdateClaim, UpdateEnd, UpdateKind,
     UpdateLease,
 };
 use crate::revision::Revision;
@@ -124,8 +124,7 @@ impl Engine {
             let named = if news { &merged } else { &record.desired }.named();
             unknown_base(&state, Some(&named))
         });
-        self.apply_update(step, plan, subject, &arn, &state, base, lease)
-            .await
+        Box::pin(self.apply_update(step, plan, subject, &arn, &state, base, lease)).await
     }
 
     /// Merges what this request asks (`plan.desired` at `revision`) into the step's desired
@@ -308,33 +307,6 @@ impl Engine {
             arn: arn.to_string(),
             changed,
         })
-    }
-
-    /// Brings a resource that was there already (adopted, pre-existing) to the request's
-    /// fields, if it differs.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn align<S: Step>(
-        &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        api: &S::Api,
-        arn: &str,
-        key: &StepKey,
-        generation: u32,
-        salt: Option<&str>,
-        revision: &Revision,
-    ) -> Result<(), StepError> {
-        let now = step
-            .current(api, &plan.input, arn, &Fields::new(), &plan.desired)
-            .await?;
-        // What it should hold: what is there with the request's fields set and removals done.
-        let wanted = Desired::of(&plan.desired, revision).target(&now);
-        if now != wanted {
-            let token = update_token(key, generation, revision.as_str(), salt);
-            step.update(api, &plan.input, arn, &now, &wanted, &token)
-                .await?;
-        }
-        Ok(())
     }
 }
 

@@ -714,10 +714,15 @@ async fn an_update_whose_member_role_was_removed_is_refused_after_the_grace_wind
     let (_, tally) = handler.handle(second, None).await.expect("duplicate");
     assert_eq!(tally.duplicates, 1, "{tally:?}");
     let emitted = stack.emitted().await;
-    let failed = of_type(&emitted, "Onboarding Step Failed");
-    assert_eq!(failed.len(), 1, "{emitted:#?}");
+    // Its own detail-type: the step is fine (READY with its applied state), not failed.
+    assert!(
+        of_type(&emitted, "Onboarding Step Failed").is_empty(),
+        "{emitted:#?}"
+    );
+    let refused = of_type(&emitted, "Onboarding Update Refused");
+    assert_eq!(refused.len(), 1, "{emitted:#?}");
     assert_eq!(
-        failed[0]["detail"]["reason"]["code"],
+        refused[0]["detail"]["reason"]["code"],
         "MemberRoleUnavailable"
     );
     let report = counting.run(None, true).await.expect("dry run");

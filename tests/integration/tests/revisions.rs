@@ -109,9 +109,10 @@ async fn control_tower_then_the_own_event_applies_its_name_and_tags() {
     eprintln!("requests: an update = {}", stack.ledger_requests.get());
     assert_eq!(
         stack.ledger_requests.get(),
-        3,
+        4,
         "the claim that finds the step READY, the update claim (which records the merged \
-         desired state), the completion"
+         desired state), the completion (with its Updated in the outbox), and the mark once \
+         it is sent (which also takes the step out of the attention index)"
     );
     let (name, tags) = instance_now(&stack, account, &arn).await;
     assert_eq!(name, "payments-prod");
