@@ -124,10 +124,12 @@ async fn crashed_claims_are_re_driven_from_what_the_ledger_kept() {
         "2026-11-30T10:00:00.000Z#lost-1",
     )
     .await;
+    // A provider name that holds `#` (and `/`): its key is split at the first `#` after the
+    // portal ARN when the request is rebuilt from the ledger.
     let request = onboarding_requested(
         "lost-2",
         account,
-        oidc_provider(&portal, "corp-oidc", "onboarding/recon"),
+        oidc_provider(&portal, "corp#oidc/eu", "onboarding/recon"),
     );
     let web = stack.web_handler(stack.engine());
     let provider_key = {
@@ -185,6 +187,22 @@ async fn crashed_claims_are_re_driven_from_what_the_ledger_kept() {
     assert_eq!(described.name(), Some("from-the-ledger"));
     let provider = ledger.get_step(&provider_key).await.unwrap().unwrap();
     assert_eq!(provider.status, Status::Ready);
+    let web = aws_sdk_workspacesweb::Client::new(&stack.config_in(account).await);
+    let names: Vec<String> = web
+        .list_identity_providers()
+        .portal_arn(&portal)
+        .send()
+        .await
+        .unwrap()
+        .identity_providers()
+        .iter()
+        .filter_map(|p| p.identity_provider_name().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        ["corp#oidc/eu"],
+        "made on the right portal, with its name"
+    );
     let emitted = stack.emitted().await;
     assert_eq!(of_type(&emitted, "Web Identity Provider Ready").len(), 1);
     let everything = format!("{emitted:?} {:?}", stack.ledger_items().await);
