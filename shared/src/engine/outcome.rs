@@ -141,9 +141,15 @@ impl Engine {
                 record.attention = None;
             }
         }
+        // No update held (a holder whose lease ended with nothing left owed leaves its fields;
+        // the settling removes them).
+        let held = record.update_owner.is_some()
+            && record.update_lease_expires_at.is_some_and(|ms| {
+                SystemTime::now() < SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+            });
         if record.attention.is_some()
             && record.announced
-            && record.update_owner.is_none()
+            && !held
             && !record.update_pending()
             && self.ledger.settle(&record, false).await?
         {

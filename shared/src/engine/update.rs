@@ -115,12 +115,16 @@ impl Engine {
                 .after(Duration::from_secs(1)));
             }
         };
-        let state = record.state.clone().unwrap_or_default();
+        // The applied state as the claim found it: an earlier holder of this version may
+        // have finished it since this delivery read the step.
+        let state = lease.state.clone();
         // An earlier holder's update that never ended may have landed, wholly or in part
         // (several calls: a name, tags): the recorded state is then no base to compute calls
         // from. Every desired value is set again and every key the state or any request
         // names (a removal too) is in play.
-        let base = record.update_owner.is_some().then(|| {
+        // (Not when an earlier holder finished this very version since: the claim found its
+        // state recorded, and there is nothing to call and nothing to announce again.)
+        let base = (record.update_owner.is_some() && state != lease.wanted).then(|| {
             let named = if news { &merged } else { &record.desired }.named();
             unknown_base(&state, Some(&named))
         });

@@ -166,6 +166,8 @@ pub struct UpdateLease {
     pub version: u64,
     /// The resource's state once updated: the desired state over the applied one.
     pub wanted: Fields,
+    /// The applied state when the update was claimed (as the claim wrote it).
+    pub state: Fields,
     /// The newest revision in the desired state.
     pub revision: Revision,
     pub expires_at: SystemTime,
@@ -661,7 +663,12 @@ impl Ledger {
     /// written) if something is outstanding after all (a merge, an update claimed, the
     /// outcome not announced): the step stays in the index for whoever does it.
     pub async fn settle(&self, seen: &Record, announced: bool) -> Result<bool, LedgerError> {
-        let e = writes::settle(seen.generation, seen.seen_version(), announced);
+        let e = writes::settle(
+            seen.generation,
+            seen.seen_version(),
+            announced,
+            epoch_ms(SystemTime::now()),
+        );
         Ok(matches!(
             self.update(&seen.key, &e, false).await?,
             Written::Applied(_)
@@ -890,31 +897,36 @@ impl Ledger {
             &owner,
         );
         match self.update(&current.key, &e, true).await? {
-            Written::Applied(item) => Ok(UpdateClaim::Acquired(UpdateLease {
-                // As written (the same one request): an earlier holder's first attempt, kept.
-                first_attempt_at: item
-                    .as_ref()
-                    .map(Record::from_item)
-                    .transpose()?
-                    .and_then(|r| r.update_first_attempt_at)
-                    .map_or(now, from_epoch_ms),
-                key: current.key.clone(),
-                generation: current.generation,
-                owner,
-                attempt,
-                version,
-                wanted: merged.unwrap_or(&current.desired).target(&state),
-                revision: merged
-                    .unwrap_or(&current.desired)
-                    .newest()
-                    .or(current.applied_revision.as_ref())
-                    .cloned()
-                    .unwrap_or_else(|| Revision::parse("")),
-                expires_at: lease_end,
-                // A READY item's salt never changes (only a claim or a retirement writes
-                // one, and neither applies to a READY item that stays READY).
-                salt: current.token_salt.clone(),
-            })),
+            Written::Applied(item) => {
+                let written = item.as_ref().map(Record::from_item).transpose()?;
+                Ok(UpdateClaim::Acquired(UpdateLease {
+                    // As written (the same one request): an earlier holder's first attempt, kept;
+                    // the applied state as it is now (an earlier holder may have recorded it).
+                    first_attempt_at: written
+                        .as_ref()
+                        .and_then(|r| r.update_first_attempt_at)
+                        .map_or(now, from_epoch_ms),
+                    state: written
+                        .and_then(|r| r.state)
+                        .unwrap_or_else(|| state.clone()),
+                    key: current.key.clone(),
+                    generation: current.generation,
+                    owner,
+                    attempt,
+                    version,
+                    wanted: merged.unwrap_or(&current.desired).target(&state),
+                    revision: merged
+                        .unwrap_or(&current.desired)
+                        .newest()
+                        .or(current.applied_revision.as_ref())
+                        .cloned()
+                        .unwrap_or_else(|| Revision::parse("")),
+                    expires_at: lease_end,
+                    // A READY item's salt never changes (only a claim or a retirement writes
+                    // one, and neither applies to a READY item that stays READY).
+                    salt: current.token_salt.clone(),
+                }))
+            }
             Written::ConditionFailed(None) => Err(LedgerError::NotAllowed(format!(
                 "{} has no ledger entry; nothing to update",
                 current.key

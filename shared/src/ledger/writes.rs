@@ -480,14 +480,26 @@ pub(crate) fn announce(generation: u32) -> Expressions {
 /// with `announced`, the write also marks its Ready announced (the announcement and the
 /// settling in one write). Conditioned on all of it: anything merged or claimed since keeps
 /// the step in the index.
-pub(crate) fn settle(generation: u32, seen_version: Option<u64>, announced: bool) -> Expressions {
+pub(crate) fn settle(
+    generation: u32,
+    seen_version: Option<u64>,
+    announced: bool,
+    now_ms: u64,
+) -> Expressions {
     let mut e = Expressions::default();
-    let (status, generation_n, attention, owner) = (
+    let (status, generation_n, attention, owner, lease) = (
         e.n(STATUS),
         e.n(GENERATION),
         e.n(ATTENTION),
         e.n(UPDATE_OWNER),
+        e.n(UPDATE_LEASE_EXPIRES_AT),
     );
+    let now = e.v("now", num(now_ms));
+    // An update holder that released its lease (or lost it) and whose work is no longer owed
+    // leaves its fields behind: they go with the step's attention.
+    let stale = [UPDATE_ATTEMPT, UPDATE_FIRST_ATTEMPT_AT, UPDATE_VERSION]
+        .map(|n| e.n(n))
+        .join(", ");
     let announced_n = e.n(ANNOUNCED);
     let ready = e.v("ready", s(Status::Ready.as_str()));
     let generation_v = e.v("generation", num(u64::from(generation)));
@@ -503,14 +515,15 @@ pub(crate) fn settle(generation: u32, seen_version: Option<u64>, announced: bool
     let zero = e.v("zero", num(0));
     let mut condition = format!(
         "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
-         AND attribute_not_exists({owner}) \
+         AND (attribute_not_exists({owner}) OR {lease} <= {now}) \
          AND (attribute_not_exists({outbox}) OR size({outbox}) = {zero})"
     );
+    let removed = format!("{attention}, {owner}, {lease}, {stale}");
     e.update = Some(if announced {
-        format!("SET {announced_n} = {yes} REMOVE {attention}")
+        format!("SET {announced_n} = {yes} REMOVE {removed}")
     } else {
         condition = format!("{condition} AND {announced_n} = {yes}");
-        format!("REMOVE {attention}")
+        format!("REMOVE {removed}")
     });
     e.condition = Some(condition);
     e
@@ -1287,8 +1300,8 @@ mod tests {
             ("announce", announce(0)),
             ("announce retirement", announce_retirement(0)),
             ("trim recent events", trim_events(23, 20)),
-            ("settle", settle(0, Some(2), false)),
-            ("settle announced", settle(0, None, true)),
+            ("settle", settle(0, Some(2), false, 1)),
+            ("settle announced", settle(0, None, true, 1)),
             (
                 "retire",
                 retire(&RetireInput {

@@ -440,6 +440,7 @@ async fn finish_stranded(
     let mut k = 0u32;
     let (mut redriven, mut finished) = (0u32, 0u32);
     let mut left = usize::MAX;
+    let mut last_lines = String::new();
     let max_runs = grace.as_secs() as u32 + SPARE_RECONCILER_RUNS;
     while k < max_runs {
         k += 1;
@@ -449,6 +450,13 @@ async fn finish_stranded(
                 redriven += report.redriven;
                 finished += report.finished;
                 left = report.attention - report.failed as usize;
+                last_lines = report
+                    .steps
+                    .iter()
+                    .filter(|l| l.action != "audit")
+                    .map(|l| format!("{} {} {}: {}", l.key, l.status, l.action, l.result))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 if left == 0 {
                     break;
                 }
@@ -459,7 +467,7 @@ async fn finish_stranded(
     }
     if left != 0 {
         failures.push(format!(
-            "STUCK: {left} step(s) still not final after {k} reconciler runs [seed {seed}]"
+            "STUCK: {left} step(s) still not final after {k} reconciler runs (the last run: {last_lines}) [seed {seed}]"
         ));
     }
     format!(

@@ -2141,10 +2141,13 @@ fn check_departure(
     }
     if rec.status == Status::Retired {
         stats.retired += 1;
+        // By one of the account's departures, or by its archive replay (the same event at
+        // its own time, under a new id).
         let by_departure = rec.retired_revision.as_ref().is_some_and(|r| {
-            k.departures
-                .iter()
-                .any(|(_, d)| d.time() == r.time() && d.event_id() == r.event_id())
+            let origin = e.origin_of.get(r.event_id());
+            k.departures.iter().any(|(i, d)| {
+                d.time() == r.time() && (d.event_id() == r.event_id() || origin == Some(i))
+            })
         });
         if !by_departure {
             fail(format!(
