@@ -2044,7 +2044,8 @@ struct DepartureStats {
 }
 
 /// How long after the closure was recorded a create may still land: one on its way when
-/// the retirement was written (no fence reaches a call already sent).
+/// the retirement was written (no fence reaches a call already sent). A holder that had
+/// claimed the step before may create until its lease ends.
 const IN_FLIGHT: Duration = Duration::from_secs(1);
 
 /// Epoch milliseconds of `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (the emulator's history times).
@@ -2238,7 +2239,19 @@ fn check_departure(
             .and_then(|s| s["at"].as_str())
             .and_then(epoch_ms_of);
         let Some(made) = made else { continue };
-        if made > closed_ms + IN_FLIGHT.as_millis() as u64 {
+        // A holder that acquired the step before the closure was recorded may create within
+        // its lease: it learns of the retirement only when its fenced completion is refused.
+        let held_from = e
+            .writes
+            .iter()
+            .filter(|w| {
+                w.applied && w.kind == WriteKind::Claim && w.key == name && w.answered <= closed
+            })
+            .map(|w| wall(w.answered))
+            .max();
+        let on_its_way =
+            held_from.is_some_and(|claimed| made <= claimed + super::LEASE.as_millis() as u64);
+        if made > closed_ms + IN_FLIGHT.as_millis() as u64 && !on_its_way {
             fail(format!(
                 "CREATED AFTER THE CLOSURE WAS RECORDED: {name} ({}): {arn} was made {:.3}s after the account's closure was recorded (the departure is newer than every request for the step)",
                 k.population.name(),
