@@ -308,10 +308,36 @@ async fn a_second_holder_of_a_provider_update_sends_its_own_calls() {
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
     assert_eq!(on_provider, tags(&[("Stage", "prod"), ("Team", "a")]));
+
+    // A newer request removes a tag (null): only that key goes (UntagResource).
+    let mut removing = oidc_provider(&portal, "corp-oidc", "onboarding/h");
+    removing["webIdentityProvider"]["tags"] = json!({ "Stage": null });
+    let (reply, _) = handler
+        .handle(
+            at(
+                onboarding_requested("h3", account, removing),
+                "2026-11-30T10:02:00Z",
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["changed"], json!(["tags.Stage"]), "{reply}");
+    let on_provider: BTreeMap<String, String> = web
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_eq!(on_provider, tags(&[("Team", "a")]));
     let emitted = stack.emitted().await;
     assert!(
         of_type(&emitted, "Onboarding Step Failed").is_empty(),
         "{emitted:?}"
     );
-    assert_eq!(of_type(&emitted, "Web Identity Provider Updated").len(), 1);
+    assert_eq!(of_type(&emitted, "Web Identity Provider Updated").len(), 2);
 }
