@@ -193,3 +193,18 @@ pub fn failed_ids(reply: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// `event` with its envelope `time` set (the request's place in the revision order).
+pub fn at(mut event: Value, time: &str) -> Value {
+    event["time"] = serde_json::json!(time);
+    event
+}
+
+/// The emitted events of one detail-type.
+pub fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
+    emitted
+        .iter()
+        .filter(|e| e["detail-type"] == detail_type)
+        .cloned()
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! leaves its outcome recorded and unannounced in the attention index, and the next delivery
 //! or the reconciler announces it, once. Through the handlers against moto and the emulator.
 
-use integration_tests::deliveries::onboarding_requested;
+use integration_tests::deliveries::{of_type, onboarding_requested};
 use integration_tests::stack::{Stack, SOURCE};
 use onboarding::announce::Announcer;
 use onboarding::engine::Engine;
@@ -19,14 +19,6 @@ fn instance(id: &str, account: &str, time: &str, name: &str) -> Value {
     );
     event["time"] = json!(time);
     event
-}
-
-fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .cloned()
-        .collect()
 }
 
 /// The stack's engine, whose EventBridge cannot be reached (nothing listens there): every

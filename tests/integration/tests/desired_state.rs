@@ -6,31 +6,20 @@
 use std::collections::BTreeMap;
 
 use identity_emulator::{AccountConfig, Config as EmulatorConfig, FaultConfig, FaultRule};
-use integration_tests::deliveries::{control_tower, oidc_provider, onboarding_requested};
+use integration_tests::deliveries::{
+    at, control_tower, of_type, oidc_provider, onboarding_requested,
+};
 use integration_tests::stack::Stack;
 use onboarding::ledger::StepKey;
 use serde_json::{json, Value};
 
 const INSTANCE: &str = "identity-center-instance";
 
-fn at(mut event: Value, time: &str) -> Value {
-    event["time"] = json!(time);
-    event
-}
-
 fn instance(id: &str, account: &str, time: &str, spec: Value) -> Value {
     at(
         onboarding_requested(id, account, json!({ "identityCenterInstance": spec })),
         time,
     )
-}
-
-fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .cloned()
-        .collect()
 }
 
 /// The instance's name and every tag on it, read through the member account.
