@@ -252,9 +252,9 @@ pub enum WriteKind {
     UpdateApplied,
     UpdateRefused,
     UpdateReleased,
-    /// A newer request recorded as wanted on a step being created (conditioned on the step
-    /// being IN_PROGRESS or CREATED in its generation: never applied to a finished one).
-    Want,
+    /// A claim's bookkeeping: the oldest of its recent events dropped (conditioned on the
+    /// list's length; it changes nothing else, so it is allowed in any status).
+    TrimEvents,
     /// An operator's retry (a new generation, from FAILED or a stuck step).
     OperatorRetry,
     /// A drift repair: a READY step restarted as a new generation.
@@ -309,15 +309,16 @@ impl WriteKind {
                 | WriteKind::Audit
                 | WriteKind::Desired
                 | WriteKind::Retire
+                | WriteKind::TrimEvents
         ) || self.update_leased()
     }
 
-    /// Allowed on a FAILED step: the announced flag, a merge of the desired state, and a
-    /// retirement.
+    /// Allowed on a FAILED or RETIRED step: the announced flag, a merge of the desired
+    /// state, a retirement and a claim's trim of its recent events.
     pub fn after_failed(self) -> bool {
         matches!(
             self,
-            WriteKind::Announced | WriteKind::Desired | WriteKind::Retire
+            WriteKind::Announced | WriteKind::Desired | WriteKind::Retire | WriteKind::TrimEvents
         )
     }
 
@@ -407,6 +408,8 @@ fn write_info(input: &UpdateItemInput) -> WriteInfo {
         // An announcement marked (a flag, an outbox entry sent), or a step with nothing
         // outstanding leaving the attention index.
         WriteKind::Announced
+    } else if has(":len") {
+        WriteKind::TrimEvents
     } else if has(":why") {
         WriteKind::Retire
     } else if has(":retired") && has(":next") {

@@ -1293,12 +1293,10 @@ fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
                 }
             }
             if let Some(r) = applied.iter().find(|w| w.kind == WriteKind::Retire) {
-                for w in applied.iter().filter(|w| {
-                    !matches!(
-                        w.kind,
-                        WriteKind::Announced | WriteKind::Desired | WriteKind::Retire
-                    ) && r.answered < w.sent
-                }) {
+                for w in applied
+                    .iter()
+                    .filter(|w| !w.kind.after_failed() && r.answered < w.sent)
+                {
                     fail(format!(
                         "WRITE TO A RETIRED STEP: {key}: {:?} applied at {} after the step was retired at {}",
                         w.kind,
