@@ -1,6 +1,6 @@
 //! `status` (every step of one scope) and `list` (steps with a status).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use onboarding::clock::now_ms;
 
 use onboarding::ledger::{Record, Status};
 use onboarding::step::Step;
@@ -15,13 +15,6 @@ use crate::table::{shorten, time_or_dash, Table};
 pub const INSTANCE_STEP: &str = IdentityCenterInstance::NAME;
 pub const APPROVAL_STEP: &str = ApprovalIdentitySource::NAME;
 pub const WEB_STEP: &str = WebIdentityProvider::NAME;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// A step reset by `retry` and not yet picked up by a delivery.
 pub fn awaiting_delivery(r: &Record) -> bool {

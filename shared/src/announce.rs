@@ -24,7 +24,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::error::StepError;
+use crate::error::{code, StepError};
 use crate::ledger::{ErrorReason, Origin};
 use crate::revision::Revision;
 
@@ -436,7 +436,7 @@ impl Announcer {
                     let result = match failed {
                         None => Ok(()),
                         Some((code, message)) => Err(StepError::retryable(
-                            "PutEventsFailedEntry",
+                            code::PUT_EVENTS_FAILED_ENTRY,
                             format!(
                                 "events PutEvents rejected the {detail_type} event: {code}: {}",
                                 message.unwrap_or("no message")
@@ -456,7 +456,7 @@ fn abandoned_or(
 ) -> Result<(), StepError> {
     result.unwrap_or_else(|_| {
         Err(StepError::retryable(
-            "NotAnnounced",
+            code::NOT_ANNOUNCED,
             "the shared PutEvents call was abandoned",
         ))
     })

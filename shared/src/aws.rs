@@ -76,9 +76,6 @@ pub struct MemberAccess {
     cache: Mutex<HashMap<String, Credentials>>,
 }
 
-/// The error code of a member role that cannot be assumed (yet).
-pub const MEMBER_ROLE_UNAVAILABLE: &str = "MemberRoleUnavailable";
-
 impl MemberAccess {
     /// `partition` is the function's own (`aws`, `aws-cn`, `aws-us-gov`): member accounts
     /// are in the same partition as the organization.
@@ -147,7 +144,7 @@ impl MemberAccess {
                 // Customizations for Control Tower deploys it): not there *yet*.
                 if crate::error::is_access_denied(e.code()) {
                     StepError::not_yet(
-                        MEMBER_ROLE_UNAVAILABLE,
+                        crate::error::code::MEMBER_ROLE_UNAVAILABLE,
                         format!(
                             "{}; check that the role exists in account {account_id} (the \
                              StackSet or customization that deploys it reached the account) \

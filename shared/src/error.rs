@@ -10,14 +10,59 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::ledger::{ErrorReason, LedgerError};
 
-/// Error codes AWS uses for transient conditions, across the services this project calls.
-const RETRYABLE_CODES: &[&str] = &[
+/// The codes the engine gives its own errors, as the ledger, the failure events and
+/// `onboarding status` show them (AWS's errors keep AWS's codes).
+pub mod code {
+    /// Another delivery holds the step's lease: this one comes back later.
+    pub const IN_PROGRESS_ELSEWHERE: &str = "InProgressElsewhere";
+    /// Another delivery holds the step's update lease.
+    pub const UPDATE_IN_PROGRESS_ELSEWHERE: &str = "UpdateInProgressElsewhere";
+    /// The step's desired state changed while an update was applied: applied again.
+    pub const CHANGED_MEANWHILE: &str = "ChangedMeanwhile";
+    /// A create met a Conflict whose resource no lookup finds yet.
+    pub const CONFLICT_NOT_PROPAGATED: &str = "ConflictNotPropagated";
+    /// The invocation's deadline came before the work was done: nothing acted after it.
+    pub const DEADLINE_REACHED: &str = "DeadlineReached";
+    /// The resource exists and is not ready yet.
+    pub const NOT_READY: &str = "NotReady";
+    /// PutEvents did not take the event: the outcome stays recorded for the next sender.
+    pub const NOT_ANNOUNCED: &str = "NotAnnounced";
+    /// A ledger item whose request cannot be rebuilt (the reconciler skips it).
+    pub const NOT_REBUILDABLE: &str = "NotRebuildable";
+    /// PutEvents answered with the entry failed.
+    pub const PUT_EVENTS_FAILED_ENTRY: &str = "PutEventsFailedEntry";
+    /// An earlier record of the same FIFO group failed: this one waits its turn.
+    pub const FIFO_GROUP_BLOCKED: &str = "FifoGroupBlocked";
+    /// The SQS batch itself could not be read.
+    pub const MALFORMED_BATCH: &str = "MalformedBatch";
+    /// A fenced write found the lease held by someone else.
+    pub const LOST_LEASE: &str = "LostLease";
+    /// DynamoDB throttled, failed or could not be reached.
+    pub const LEDGER_UNAVAILABLE: &str = "LedgerUnavailable";
+    /// DynamoDB refused the request (validation, access denied, no table).
+    pub const LEDGER_REJECTED: &str = "LedgerRejected";
+    /// A ledger item without the ledger's shape.
+    pub const LEDGER_CORRUPT: &str = "LedgerCorrupt";
+    /// The change does not apply to the step's current state.
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    /// The member role cannot be assumed yet (a new account's role not deployed yet).
+    pub const MEMBER_ROLE_UNAVAILABLE: &str = "MemberRoleUnavailable";
+}
+
+/// Error codes AWS uses for throttling, across the services this project calls.
+const THROTTLING_CODES: &[&str] = &[
     "ThrottlingException",
     "Throttling",
     "ThrottledException",
     "TooManyRequestsException",
     "RequestLimitExceeded",
+    // DynamoDB's.
     "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+];
+
+/// Error codes AWS uses for other conditions that pass with time.
+const TRANSIENT_CODES: &[&str] = &[
     "InternalServerException",
     "InternalServerError",
     "InternalFailure",
@@ -26,18 +71,39 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
     "IDPCommunicationError",
+    // DynamoDB's: a write that met a concurrent transaction or replica write.
+    "TransactionConflictException",
+    "ReplicatedWriteConflictException",
 ];
 
 /// Whether an error code means the caller is being throttled.
 pub fn is_throttling(code: &str) -> bool {
-    [
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-    ]
-    .contains(&code)
+    THROTTLING_CODES.contains(&code)
+}
+
+/// Whether a service error (HTTP status and code) may pass if the call is tried again later:
+/// throttling, a 5xx or 429, or a code AWS uses for a transient condition. The one table
+/// of retryable errors, for the ledger's calls and every other.
+pub(crate) fn is_transient(status: u16, code: &str) -> bool {
+    status == 429 || status >= 500 || is_throttling(code) || TRANSIENT_CODES.contains(&code)
+}
+
+/// Whether an SDK error may pass if the call is tried again later: a timeout, a dispatch or
+/// response failure (the request may not have arrived, or its answer was lost), or a
+/// transient service error ([`is_transient`]). Only a request that could not be built is
+/// certain to fail again.
+pub(crate) fn is_transient_sdk<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(ctx) => is_transient(
+            ctx.raw().status().as_u16(),
+            ctx.err().code().unwrap_or_default(),
+        ),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    }
 }
 
 /// Whether an error code is IAM's refusal (AWS's message names the principal, the action
@@ -53,45 +119,52 @@ const ACCESS_DENIED_ADVICE: &str = " (a permission is missing: grant the action 
      its StackSet, or the function's role in template.yaml - or lift the SCP that denies it; \
      then `onboarding retry`)";
 
+/// What the engine does with an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Retrying will not help: the step is recorded FAILED and the failure announced.
+    Permanent,
+    /// Passes with time: the claim's token is kept and the delivery comes back.
+    Retryable,
+    /// The target is not reachable *yet* (a new account's member role, a write that has not
+    /// propagated): retried with growing delays inside the grace window measured from the
+    /// step's first attempt, permanent after it.
+    NotYet,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{} ({}): {}", .reason.code, if .reason.retryable { "retryable" } else { "permanent" }, .reason.message)]
 pub struct StepError {
+    /// What is recorded (`retryable` is the class as the ledger stores it).
     reason: ErrorReason,
-    /// The target is not reachable *yet* (a new account's member role, a write that has not
-    /// propagated): retryable inside the grace window, permanent after it.
-    not_yet: bool,
+    class: Class,
     /// When the delivery should come back, if sooner or later than the queue's default.
     retry_after: Option<Duration>,
 }
 
 impl StepError {
-    fn new(retryable: bool, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(class: Class, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             reason: ErrorReason {
-                retryable,
+                retryable: class != Class::Permanent,
                 code: code.into(),
                 message: message.into(),
             },
-            not_yet: false,
+            class,
             retry_after: None,
         }
     }
 
     pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(true, code, message)
+        Self::new(Class::Retryable, code, message)
     }
 
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(false, code, message)
+        Self::new(Class::Permanent, code, message)
     }
 
-    /// Not reachable yet: the engine retries it with growing delays during the grace window
-    /// measured from the step's first attempt, and records it permanently after that.
     pub fn not_yet(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            not_yet: true,
-            ..Self::new(true, code, message)
-        }
+        Self::new(Class::NotYet, code, message)
     }
 
     /// The same error, asking to be delivered again after `delay`.
@@ -100,12 +173,16 @@ impl StepError {
         self
     }
 
+    pub fn class(&self) -> Class {
+        self.class
+    }
+
     pub fn is_retryable(&self) -> bool {
-        self.reason.retryable
+        self.class != Class::Permanent
     }
 
     pub fn is_not_yet(&self) -> bool {
-        self.not_yet && self.reason.retryable
+        self.class == Class::NotYet
     }
 
     /// When the delivery should come back (None: the queue's visibility timeout decides).
@@ -147,7 +224,7 @@ impl StepError {
                 if is_access_denied(&code) {
                     message.push_str(ACCESS_DENIED_ADVICE);
                 }
-                if status == 429 || status >= 500 || RETRYABLE_CODES.contains(&code.as_str()) {
+                if is_transient(status, &code) {
                     Self::retryable(code, message)
                 } else {
                     Self::permanent(code, message)
@@ -181,11 +258,11 @@ impl StepError {
 impl From<LedgerError> for StepError {
     fn from(err: LedgerError) -> Self {
         let code = match &err {
-            LedgerError::LostLease { .. } => "LostLease",
-            LedgerError::Unavailable(_) => "LedgerUnavailable",
-            LedgerError::Rejected(_) => "LedgerRejected",
-            LedgerError::Corrupt { .. } => "LedgerCorrupt",
-            LedgerError::NotAllowed(_) => "NotAllowed",
+            LedgerError::LostLease { .. } => code::LOST_LEASE,
+            LedgerError::Unavailable(_) => code::LEDGER_UNAVAILABLE,
+            LedgerError::Rejected(_) => code::LEDGER_REJECTED,
+            LedgerError::Corrupt { .. } => code::LEDGER_CORRUPT,
+            LedgerError::NotAllowed(_) => code::NOT_ALLOWED,
         };
         if err.is_retryable() {
             Self::retryable(code, err.to_string())

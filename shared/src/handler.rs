@@ -28,8 +28,8 @@ use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use crate::announce::{self, gathered, Subject};
-use crate::engine::{Engine, How, Outcome};
-use crate::error::StepError;
+use crate::engine::{Engine, Outcome};
+use crate::error::{code, StepError};
 use crate::events::{self, Accept, Decoded, Invocation, SqsRecord};
 use crate::redelivery::{Delay, Redelivery};
 use crate::step::Step;
@@ -127,7 +127,7 @@ impl<S: Step> Handler<S> {
                 .await
             }
             Err(e) if is_batch => Err(StepError::retryable(
-                "MalformedBatch",
+                code::MALFORMED_BATCH,
                 format!("the SQS batch cannot be read record by record ({}); the whole batch is retried", e.reason),
             )),
             Err(e) => {
@@ -289,7 +289,7 @@ impl<S: Step> Handler<S> {
         for record in members {
             let verdict = if failed {
                 Verdict::Retry(StepError::retryable(
-                    "FifoGroupBlocked",
+                    code::FIFO_GROUP_BLOCKED,
                     "an earlier record of this message group failed; kept in order for the retry",
                 ))
             } else {
@@ -326,13 +326,7 @@ fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
         Outcome::Skipped(reason) => json!({ "status": "skipped", "reason": reason }),
         Outcome::Ready { arn, how } => {
-            let how = match how {
-                How::Created => "created",
-                How::Adopted => "adopted",
-                How::PreExisting => "pre-existing",
-                How::Settled => "settled",
-            };
-            json!({ "status": "ready", "resourceArn": arn, "how": how })
+            json!({ "status": "ready", "resourceArn": arn, "how": how.as_str() })
         }
         Outcome::Duplicate { arn } => json!({ "status": "duplicate", "resourceArn": arn }),
         Outcome::Updated { arn, changed } => {

@@ -1,7 +1,9 @@
 //! Wiring to the Lambda Runtime API, shared by the three functions' `main`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::clock::from_epoch_ms;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -113,7 +115,7 @@ pub async fn serve<S: Step + 'static>(
 ) -> Result<(), lambda_runtime::Error> {
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let deadline = from_epoch_ms(event.context.deadline);
         let deadline = (deadline > SystemTime::now()).then_some(deadline);
         // Boxed: the handler's future is deep, and a boxed one keeps the runtime's small.
         let result = Box::pin(handler.handle(event.payload, deadline)).await;
@@ -144,7 +146,7 @@ pub async fn serve<S: Step + 'static>(
 pub async fn serve_reconciler(reconciler: Reconciler) -> Result<(), lambda_runtime::Error> {
     let reconciler = &reconciler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let deadline = from_epoch_ms(event.context.deadline);
         let deadline = (deadline > SystemTime::now()).then_some(deadline);
         let report = Box::pin(reconciler.run(deadline, false)).await?;
         println!(

@@ -21,15 +21,16 @@
 //! entries come first, and every step it touched moves to the back.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{epoch_ms, now_ms};
 
 use futures::StreamExt;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::aws::MEMBER_ROLE_UNAVAILABLE;
 use crate::engine::{Audit, Engine, Outcome};
-use crate::error::StepError;
+use crate::error::{code, StepError};
 use crate::events::{Departure, OffboardingRequest};
 use crate::ledger::{Record, Status};
 use crate::organizations::{AccountState, Organizations};
@@ -232,7 +233,7 @@ impl Reconciler {
                     report.tally.add(outcome.tally());
                     report.line(&record, "re-drive", format!("{outcome:?}"));
                 }
-                Some(Some(Err(e))) if e.code() == "NotRebuildable" => {
+                Some(Some(Err(e))) if e.code() == code::NOT_REBUILDABLE => {
                     report.skipped += 1;
                     report.line(&record, "skip", e.to_string());
                 }
@@ -293,7 +294,7 @@ impl Reconciler {
                     );
                 }
                 Some(Some(Err(e))) => match record.key.account_id() {
-                    Some(account) if e.code() == MEMBER_ROLE_UNAVAILABLE => unreachable
+                    Some(account) if e.code() == code::MEMBER_ROLE_UNAVAILABLE => unreachable
                         .entry(account.to_owned())
                         .or_default()
                         .push((record, e)),
@@ -385,7 +386,7 @@ impl Reconciler {
                 .as_ref()
                 .is_some_and(|d| d.get("unreachable") == Some(&finding));
             if !known {
-                let stored = serde_json::json!({ "unreachable": finding, "at": epoch_ms_now() });
+                let stored = serde_json::json!({ "unreachable": finding, "at": now_ms() });
                 if let Err(e) = self
                     .engine
                     .ledger()
@@ -437,7 +438,7 @@ impl Reconciler {
             Status::Failed | Status::Retired => return false,
         };
         since.is_some_and(|ms| {
-            now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+            now.duration_since(crate::clock::from_epoch_ms(ms))
                 .is_ok_and(|age| age > self.settings.stuck_after)
         })
     }
@@ -501,7 +502,7 @@ impl Reconciler {
 
 /// A step whose request cannot be rebuilt: skipped, never retried.
 fn not_rebuildable(why: impl Into<String>) -> StepError {
-    StepError::permanent("NotRebuildable", why)
+    StepError::permanent(code::NOT_REBUILDABLE, why)
 }
 
 fn unknown_step(record: &Record) -> StepError {
@@ -519,18 +520,8 @@ fn is_due(record: &Record, now_ms: u64) -> bool {
     backoff_over && lease_over
 }
 
-fn epoch_ms_now() -> u64 {
-    epoch_ms(SystemTime::now())
-}
-
 fn out_of_time(deadline: Option<SystemTime>) -> bool {
     deadline.is_some_and(|d| SystemTime::now() + STOP_BEFORE_DEADLINE > d)
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The minutes of the day since the previous run, `(now - interval, now]`, as (hour, first
@@ -569,7 +560,7 @@ mod tests {
     #[test]
     fn audit_ranges_cover_the_interval_within_hours() {
         // 2026-11-30T10:07:30Z: the 15 minutes up to 10:07 span two hours.
-        let now = UNIX_EPOCH + Duration::from_secs(1_796_033_250);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_796_033_250);
         let ranges = audit_ranges(now, Duration::from_secs(900));
         let minutes: u32 = ranges.iter().map(|(_, from, to)| to - from + 1).sum();
         assert_eq!(minutes, 15);
@@ -578,7 +569,7 @@ mod tests {
             assert_eq!(to / 60, *hour);
         }
         // Across midnight.
-        let midnight = UNIX_EPOCH + Duration::from_secs(1_796_083_260); // 00:01
+        let midnight = std::time::UNIX_EPOCH + Duration::from_secs(1_796_083_260); // 00:01
         let ranges = audit_ranges(midnight, Duration::from_secs(300));
         assert_eq!(ranges.iter().map(|(_, f, t)| t - f + 1).sum::<u32>(), 5);
         assert!(ranges.iter().any(|(h, _, _)| *h == 23));

@@ -1,7 +1,5 @@
 //! JSON logs and CloudWatch embedded-metric-format (EMF) lines.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::json;
 
 pub const METRIC_NAMESPACE: &str = "IdentityOnboarding";
@@ -93,10 +91,7 @@ pub const RECONCILER_METRICS: &[&str] = &[
 /// One CloudWatch embedded-metric-format line: `metrics` (name, count) in namespace
 /// [`METRIC_NAMESPACE`], dimension `Function`.
 pub fn emf_line(function: &str, metrics: &[(&str, u32)]) -> String {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let timestamp = crate::clock::now_ms();
     let definitions: Vec<serde_json::Value> = metrics
         .iter()
         .map(|(name, _)| json!({ "Name": name, "Unit": "Count" }))

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use onboarding::clock::now_ms;
 
 use super::plan::{Fate, Line};
 use super::progress::Progress;
@@ -141,11 +143,4 @@ fn watch_interrupt(interrupt: Arc<Interrupt>) {
             std::process::exit(130);
         }
     });
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }

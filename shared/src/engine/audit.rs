@@ -8,11 +8,11 @@ use std::time::SystemTime;
 
 use tracing::{info, warn};
 
-use super::timing::epoch_ms_now;
 use super::update::changed_fields;
 use super::{record_arn, Audit, Engine};
 use crate::announce::{Event, Subject};
-use crate::error::StepError;
+use crate::clock::now_ms;
+use crate::error::{code, StepError};
 use crate::events::OnboardingRequest;
 use crate::ledger::{Fields, LedgerError, Record, UpdateClaim, UpdateKind};
 use crate::step::{Readiness, Step};
@@ -59,7 +59,7 @@ impl Engine {
         }
         let plan = step
             .plan(request)
-            .map_err(|why| StepError::permanent("NotRebuildable", why))?;
+            .map_err(|why| StepError::permanent(code::NOT_REBUILDABLE, why))?;
         let arn = record_arn(&record)?;
         let state = record.state.clone().unwrap_or_default();
         let subject = Subject {
@@ -104,7 +104,7 @@ impl Engine {
                     .is_some_and(|d| d.get("refused") == finding.get("refused"));
                 if !known {
                     let mut stored = finding;
-                    stored["at"] = serde_json::json!(epoch_ms_now());
+                    stored["at"] = serde_json::json!(now_ms());
                     self.ledger
                         .record_audit(&record, Some((&stored.to_string(), None)))
                         .await?;
@@ -125,7 +125,7 @@ impl Engine {
         if !known {
             // Recorded with its announcement in the outbox, then sent.
             let mut stored = finding.clone();
-            stored["at"] = serde_json::json!(epoch_ms_now());
+            stored["at"] = serde_json::json!(now_ms());
             let event = Event::drift(&subject, &arn, record.generation, (gone, &changed), repair);
             let Some(now) = self
                 .ledger

@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use tracing::info;
 
-use super::timing::from_epoch_ms;
 use super::{record_arn, Engine, How, Outcome, REPLY_MARGIN};
 use crate::announce::Subject;
+use crate::clock::from_epoch_ms;
 use crate::desired::Desired;
-use crate::error::StepError;
+use crate::error::{code, StepError};
 use crate::ledger::{update_token, Applied, Lease, Origin, Record, Status};
 use crate::rebuild;
 use crate::revision::Revision;
@@ -266,7 +266,7 @@ impl<S: Step> Delivery<'_, S> {
                 }
                 // AWS documents Conflict as a concurrent write that has not propagated.
                 None if e.code() == CONFLICT => Err(StepError::not_yet(
-                    "ConflictNotPropagated",
+                    code::CONFLICT_NOT_PROPAGATED,
                     format!(
                         "{}; a lookup finds no resource yet (a write still propagating)",
                         e.reason().message
@@ -457,7 +457,7 @@ fn first_request<S: Step>(
     }
     let rebuilt = |why: String| {
         StepError::permanent(
-            "NotRebuildable",
+            code::NOT_REBUILDABLE,
             format!(
                 "{} is being created for request {revision}, which cannot be rebuilt from \
                  the ledger: {why}",
@@ -482,7 +482,7 @@ enum Made {
 
 fn not_ready(arn: &str, status: &str) -> StepError {
     StepError::retryable(
-        "NotReady",
+        code::NOT_READY,
         format!("{arn} is {status}; readiness is checked again on the next delivery"),
     )
 }

@@ -39,16 +39,17 @@ use futures::future::BoxFuture;
 use tracing::{field, info, warn, Instrument};
 
 use crate::announce::{Announcer, Subject};
-use crate::error::StepError;
+use crate::error::{code, StepError};
 use crate::events::OnboardingRequest;
 use crate::ledger::{
     request_hash, Applied, Claim, ClaimRequest, ErrorReason, Ledger, Origin, Record, StepKey,
 };
 use crate::step::{Plan, Step};
 
+use crate::clock::from_epoch_ms;
 use create::Delivery;
 use retire::reopens;
-use timing::{from_epoch_ms, recheck_in};
+use timing::recheck_in;
 
 /// Time kept free before the invocation's deadline for the reply itself.
 const REPLY_MARGIN: Duration = Duration::from_millis(1500);
@@ -112,6 +113,18 @@ pub enum How {
     PreExisting,
     /// An earlier delivery created or adopted it; this one saw it become ready.
     Settled,
+}
+
+impl How {
+    /// As the handler's reply and the logs name it (an origin as the ledger stores it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Created => Origin::Created.as_str(),
+            How::Adopted => Origin::Adopted.as_str(),
+            How::PreExisting => Origin::PreExisting.as_str(),
+            How::Settled => "settled",
+        }
+    }
 }
 
 impl From<Origin> for How {
@@ -245,7 +258,7 @@ impl Engine {
         match tokio::time::timeout(left, work).await {
             Ok(result) => result,
             Err(_) => Err(StepError::retryable(
-                "DeadlineReached",
+                code::DEADLINE_REACHED,
                 format!("{key} was not finished before {what}; the next delivery continues it"),
             )),
         }
@@ -343,7 +356,7 @@ impl Engine {
                     .and_then(|claimed| now.duration_since(from_epoch_ms(claimed)).ok())
                     .unwrap_or_default();
                 Err(StepError::retryable(
-                    "InProgressElsewhere",
+                    code::IN_PROGRESS_ELSEWHERE,
                     format!(
                         "{} is being handled by another delivery (held for {:.1}s, lease ends \
                          in {:.1}s)",
@@ -363,7 +376,7 @@ impl Engine {
 fn record_arn(record: &Record) -> Result<String, StepError> {
     record.resource_arn.clone().ok_or_else(|| {
         StepError::permanent(
-            "LedgerCorrupt",
+            code::LEDGER_CORRUPT,
             format!(
                 "{} is {} but has no resource ARN",
                 record.key, record.status

@@ -144,9 +144,9 @@ impl Engine {
         // No update held (a holder whose lease ended with nothing left owed leaves its fields;
         // the settling removes them).
         let held = record.update_owner.is_some()
-            && record.update_lease_expires_at.is_some_and(|ms| {
-                SystemTime::now() < SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)
-            });
+            && record
+                .update_lease_expires_at
+                .is_some_and(|ms| crate::clock::now_ms() < ms);
         if record.attention.is_some()
             && record.announced
             && !held

@@ -1,12 +1,13 @@
 //! When to come back: the growing backoff while a target is not reachable yet, the grace
 //! window that turns "not yet" permanent, the spread of throttled retries, the recheck of a
-//! step held elsewhere, and the time helpers they use.
+//! step held elsewhere.
 //!
 //! Invariant: every delay is jittered, so a burst of deliveries does not return at once.
 
 use std::time::{Duration, SystemTime};
 
 use super::EngineSettings;
+use crate::clock::jitter;
 use crate::error::StepError;
 
 /// The earliest a delivery that found its step held comes back (see [`recheck_in`]).
@@ -22,9 +23,7 @@ impl EngineSettings {
             .retry_base
             .saturating_mul(1u32 << doublings)
             .min(self.retry_max);
-        // Jitter from the v4 UUID generator's randomness: no extra dependency.
-        let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-        full.mul_f64(1.0 - 0.2 * unit)
+        jitter(full, 0.8)
     }
 
     /// Not reachable yet: retryable with a growing delay inside the grace window from
@@ -61,8 +60,7 @@ pub(super) fn spread_throttling(e: StepError, attempt: u32) -> StepError {
     let full = Duration::from_secs(2)
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
         .min(Duration::from_secs(120));
-    let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-    e.after(full.mul_f64(0.5 + 0.5 * unit))
+    e.after(jitter(full, 0.5))
 }
 
 /// When a delivery that found its step held comes back: after about as long as the holder
@@ -70,11 +68,7 @@ pub(super) fn spread_throttling(e: StepError, attempt: u32) -> StepError {
 /// worked for a minute may work for another), at least [`MIN_RECHECK`], never later than
 /// just after the lease ends, jittered (0.8-1.0x) so that the waiters of a burst spread out.
 pub(super) fn recheck_in(held_for: Duration, lease_left: Duration) -> Duration {
-    let unit = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-    held_for
-        .max(MIN_RECHECK)
-        .mul_f64(0.8 + 0.2 * unit)
-        .min(lease_left + Duration::from_secs(1))
+    jitter(held_for.max(MIN_RECHECK), 0.8).min(lease_left + Duration::from_secs(1))
 }
 
 /// `2h 0m`, `5m 3s`, `4.2s`: durations in messages.
@@ -87,17 +81,6 @@ pub(super) fn human(d: Duration) -> String {
     } else {
         format!("{:.1}s", d.as_secs_f64())
     }
-}
-
-pub(super) fn epoch_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(super) fn from_epoch_ms(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 #[cfg(test)]
@@ -248,20 +231,5 @@ mod tests {
         assert_eq!(human(secs(7200)), "2h 0m");
         assert_eq!(human(secs(303)), "5m 3s");
         assert_eq!(human(Duration::from_millis(4200)), "4.2s");
-    }
-
-    #[test]
-    fn epoch_milliseconds_round_trip() {
-        let now = epoch_ms_now();
-        assert_eq!(
-            from_epoch_ms(now),
-            SystemTime::UNIX_EPOCH + Duration::from_millis(now)
-        );
-        assert!(
-            SystemTime::now()
-                .duration_since(from_epoch_ms(now))
-                .unwrap()
-                < secs(5)
-        );
     }
 }

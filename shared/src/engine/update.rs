@@ -15,7 +15,7 @@ use super::timing::human;
 use super::{record_arn, Engine, Outcome};
 use crate::announce::{Event, Subject};
 use crate::desired::{self, Desired};
-use crate::error::StepError;
+use crate::error::{code, StepError};
 use crate::ledger::{
     update_token, ErrorReason, Fields, Record, Status, UpdateClaim, UpdateEnd, UpdateKind,
     UpdateLease,
@@ -90,7 +90,7 @@ impl Engine {
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
                 return Err(StepError::retryable(
-                    "UpdateInProgressElsewhere",
+                    code::UPDATE_IN_PROGRESS_ELSEWHERE,
                     format!(
                         "{} is being updated by another delivery; this request's fields are \
                          recorded in its desired state",
@@ -105,7 +105,7 @@ impl Engine {
                     self.merge(plan, *now, revision).await?;
                 }
                 return Err(StepError::retryable(
-                    "ChangedMeanwhile",
+                    code::CHANGED_MEANWHILE,
                     format!(
                         "{} changed while this request was compared with it (now {status}, \
                          desired version {version}); it is compared again on the next delivery",
@@ -156,7 +156,7 @@ impl Engine {
                 Ok(now)
             }
             None => Err(StepError::retryable(
-                "ChangedMeanwhile",
+                code::CHANGED_MEANWHILE,
                 format!(
                     "{} moved on while this request's fields were recorded; it is compared \
                      again on the next delivery",

@@ -1,12 +1,12 @@
 //! Many steps' statuses at once (BatchGetItem): what `onboarding backfill` reads to plan.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::schema::{PK, SK, STATUS};
-use super::{epoch_ms, error, Ledger, LedgerError, Status, StepKey};
+use super::{error, Ledger, LedgerError, Status, StepKey};
 
 /// Most keys BatchGetItem takes in one call.
 const MAX_KEYS_PER_READ: usize = 100;
@@ -107,10 +107,8 @@ impl Ledger {
 /// The wait before retrying unprocessed keys in `round` (1, 2, ...): 50 ms, 100 ms, ... up
 /// to 3.2 s, with jitter down to half.
 fn unprocessed_backoff(round: u32) -> Duration {
-    let base = 50u64 << (round.max(1) - 1).min(6);
-    let seed = std::process::id() ^ (epoch_ms(SystemTime::now()) as u32);
-    let jitter = u64::from(seed) % (base / 2 + 1);
-    Duration::from_millis(base - jitter)
+    let base = Duration::from_millis(50u64 << (round.max(1) - 1).min(6));
+    crate::clock::jitter(base, 0.5)
 }
 
 #[cfg(test)]

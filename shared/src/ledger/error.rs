@@ -31,41 +31,19 @@ impl LedgerError {
     }
 }
 
-/// Error codes DynamoDB uses for conditions that pass with time.
-const RETRYABLE_CODES: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "Throttling",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-    "ReplicatedWriteConflictException",
-    "LimitExceededException",
-];
-
-/// Maps an SDK error of operation `op` to [`LedgerError`]: throttling, 5xx, timeouts and
-/// connection failures are [`LedgerError::Unavailable`]; everything else is
-/// [`LedgerError::Rejected`]. Conditional check failures are handled by each call before this.
+/// Maps an SDK error of operation `op` to [`LedgerError`]: what may pass with time
+/// (throttling, 5xx, timeouts, connection failures: [`crate::error::is_transient_sdk`]) is
+/// [`LedgerError::Unavailable`]; everything else is [`LedgerError::Rejected`]. Conditional
+/// check failures are handled by each call before this.
 pub(crate) fn classify<E>(op: &str, err: SdkError<E, HttpResponse>) -> LedgerError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let text = format!("{op}: {}", DisplayErrorContext(&err));
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            LedgerError::Unavailable(text)
-        }
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            let status = service.raw().status().as_u16();
-            if status >= 500 || status == 429 || RETRYABLE_CODES.contains(&code) {
-                LedgerError::Unavailable(text)
-            } else {
-                LedgerError::Rejected(text)
-            }
-        }
-        _ => LedgerError::Rejected(text),
+    if crate::error::is_transient_sdk(&err) {
+        LedgerError::Unavailable(text)
+    } else {
+        LedgerError::Rejected(text)
     }
 }
 

@@ -23,7 +23,9 @@ mod writes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{epoch_ms, from_epoch_ms};
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -255,18 +257,6 @@ pub fn audit_slot(key: &StepKey) -> (u32, u32) {
     let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
     let minute = n % 1440;
     (minute / 60, minute)
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn from_epoch_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH
-        .checked_add(Duration::from_millis(ms))
-        .unwrap_or(UNIX_EPOCH)
 }
 
 fn ttl_secs(now: SystemTime, ttl: Duration) -> u64 {
@@ -1385,16 +1375,6 @@ mod tests {
             c(mine),
             Ok(Claim::Acquired(lease)) if lease.attempt == 3 && lease.owner == "me"
         ));
-    }
-
-    #[test]
-    fn time_conversions_do_not_panic() {
-        assert_eq!(epoch_ms(UNIX_EPOCH), 0);
-        assert_eq!(from_epoch_ms(u64::MAX), from_epoch_ms(u64::MAX));
-        assert_eq!(
-            epoch_ms(from_epoch_ms(1_700_000_000_123)),
-            1_700_000_000_123
-        );
     }
 
     #[test]

@@ -718,7 +718,7 @@ impl<S: Step> Step for Chaos<S> {
         // had started the account's role clock by now (a throttled call does not start it).
         let answered = match &connected {
             Ok(_) => true,
-            Err(e) => e.code() == onboarding::aws::MEMBER_ROLE_UNAVAILABLE,
+            Err(e) => e.code() == onboarding::error::code::MEMBER_ROLE_UNAVAILABLE,
         };
         if let (true, Some(account), Ok(mut first)) = (
             answered,

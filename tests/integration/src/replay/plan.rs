@@ -888,7 +888,7 @@ impl Population {
     pub fn codes(&self) -> &'static [&'static str] {
         match self {
             Population::ForeignProvider => &["ForeignResourceConflict"],
-            Population::RoleRefused => &[onboarding::aws::MEMBER_ROLE_UNAVAILABLE],
+            Population::RoleRefused => &[onboarding::error::code::MEMBER_ROLE_UNAVAILABLE],
             // Found failed by its own readiness check, or by a lookup after a lost response;
             // or, when the emulator's injected conflicts outlast the grace window (a failed
             // instance is never listed), failed as a conflict that never propagated.

@@ -62,7 +62,7 @@ pub use super::plan::{APPROVAL, INSTANCE, WEB};
 /// listed in the report; the resource itself is checked to be ours either way.
 const ORIGIN_LABELS_FAIL: bool = false;
 /// The code of a create Conflict after which no resource is found (not propagated yet).
-const NOT_PROPAGATED: &str = "ConflictNotPropagated";
+const NOT_PROPAGATED: &str = onboarding::error::code::CONFLICT_NOT_PROPAGATED;
 
 pub fn ready_detail_type(step: &str) -> &'static str {
     match step {
@@ -384,7 +384,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
             // The role appeared in the second half of the window or after it: the step's
             // first AssumeRole came that late (it had been retried for other reasons first).
             Status::Failed
-                if code == onboarding::aws::MEMBER_ROLE_UNAVAILABLE
+                if code == onboarding::error::code::MEMBER_ROLE_UNAVAILABLE
                     && role_appeared.is_some_and(|a| a > e.timing.grace / 2) =>
             {
                 roles_late.push(format!(
@@ -451,7 +451,7 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
         // Exactly one resource per key, and it is the one the ledger names.
         let found = found_for(state, k);
         let excused = late_conflict
-            || (code == onboarding::aws::MEMBER_ROLE_UNAVAILABLE
+            || (code == onboarding::error::code::MEMBER_ROLE_UNAVAILABLE
                 && role_appeared.is_some_and(|a| a > e.timing.grace / 2));
         let want_resources = if excused && rec.status == Status::Failed {
             0
@@ -603,7 +603,8 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
                     ));
                 }
                 // "Not reachable yet" is permanent only after the grace window.
-                if (code == onboarding::aws::MEMBER_ROLE_UNAVAILABLE || code == NOT_PROPAGATED)
+                if (code == onboarding::error::code::MEMBER_ROLE_UNAVAILABLE
+                    || code == NOT_PROPAGATED)
                     && waited.is_none_or(|w| w < e.timing.grace)
                 {
                     fail(format!(
