@@ -1,5 +1,5 @@
-//! Events the project emits so pipelines and later steps can react: "<Step> Ready",
-//! "<Step> Updated", "Onboarding Update Refused", "Onboarding Step Failed", "Onboarding Drift
+//! Events the project emits so pipelines and later steps can react: "\<Step\> Ready",
+//! "\<Step\> Updated", "Onboarding Update Refused", "Onboarding Step Failed", "Onboarding Drift
 //! Detected", "Account Offboarded". The detail schema is documented in events/README.md.
 //!
 //! Every outcome is recorded before it is announced. The outcomes of a READY step (an
@@ -80,7 +80,7 @@ impl Event {
         }
     }
 
-    /// "<Step> Updated": the resource was brought to the desired state of `version`. Names
+    /// "\<Step\> Updated": the resource was brought to the desired state of `version`. Names
     /// the changed fields, never their values (a secret's name may be among them, never a
     /// secret).
     pub fn updated(

@@ -8,7 +8,7 @@
 //! group is failed too. A failed record that asks to come back at a given time (backoff while
 //! an account is not reachable yet, a lease held elsewhere) gets that visibility timeout
 //! through [`Redelivery`] before the reply, within the time left before the invocation's
-//! deadline (less [`DELAY_REPLY_MARGIN`]): the reply goes out in time however slow SQS is, and
+//! deadline (less a margin): the reply goes out in time however slow SQS is, and
 //! a record whose delay could not be set is still in the reply's failures (it comes back
 //! after the queue's visibility timeout).
 //!

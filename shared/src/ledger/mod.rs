@@ -2,14 +2,17 @@
 //! conditional write, completed under a lease (fencing), never expiring once done.
 //!
 //! The engine claims a step with [`Ledger::claim_with`] (which also records the generation's
-//! first request); a duplicate of a finished step costs exactly one request and no read
-//! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`). The holder of the lease creates the
-//! resource with [`Lease::token`] (deterministic, see [`client_token`]) and records the
-//! outcome, fenced on the lease: [`Ledger::mark_created`], [`Ledger::mark_ready`] or
-//! [`Ledger::mark_ready_unannounced`], [`Ledger::release`] (retryable) or
+//! first request and merges its desired state); a duplicate of a finished step costs exactly
+//! one request and no read (`ReturnValuesOnConditionCheckFailure=ALL_OLD`). The holder of
+//! the lease creates the resource with [`Lease::token`] (deterministic, see
+//! [`client_token`]) and records the outcome, fenced on the lease: [`Ledger::mark_created`],
+//! [`Ledger::mark_ready`] (recorded, not yet announced), [`Ledger::release`] (retryable) or
 //! [`Ledger::fail_permanent`]. A `CREATED` step ends with [`Ledger::promote_ready`] or
-//! [`Ledger::fail_created`]. A later request's fields are recorded with [`Ledger::want`] and
-//! applied under an update lease ([`Ledger::claim_update`], [`Ledger::end_update`]).
+//! [`Ledger::fail_created`]. An outcome is announced after it is recorded, then marked
+//! ([`Ledger::mark_ready_announced`], [`Ledger::settle`]). A later request's fields are
+//! merged with [`Ledger::record_desired`] and applied under an update lease
+//! ([`Ledger::claim_update`], [`Ledger::end_update`], whose event waits in the step's outbox
+//! until [`Ledger::mark_sent`]).
 
 mod batch;
 pub mod counter;
