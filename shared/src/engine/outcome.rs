@@ -9,8 +9,9 @@ use tracing::warn;
 use super::timing::spread_throttling;
 use super::{Engine, How, Outcome};
 use crate::announce::{Event, Subject};
+use crate::clock::now_ms;
 use crate::error::StepError;
-use crate::ledger::{ErrorReason, Lease, Record, Release, StepKey};
+use crate::ledger::{ErrorReason, Lease, Record, Release, Sent, StepKey};
 use crate::telemetry::Tally;
 
 impl Outcome {
@@ -131,26 +132,20 @@ impl Engine {
                 // said so (the step's outcome is in its record).
                 Err(e) => warn!(key = %record.key, error = %e, "an unreadable outbox entry"),
             }
-            let was_last = record.outbox.len() == 1;
-            if !self.ledger.mark_sent(&record, &entry).await? {
+            match self.ledger.mark_sent(&record, &entry).await? {
                 // Another sender removed it first: theirs is the rest.
-                return Ok(record);
-            }
-            record.outbox.remove(0);
-            if was_last && !record.update_pending() && record.update_owner.is_none() {
-                record.attention = None;
+                Sent::NotFirst => return Ok(record),
+                Sent::Removed => {
+                    record.outbox.remove(0);
+                }
+                Sent::Settled => {
+                    record.outbox.remove(0);
+                    record.attention = None;
+                }
             }
         }
-        // No update held (a holder whose lease ended with nothing left owed leaves its fields;
-        // the settling removes them).
-        let held = record.update_owner.is_some()
-            && record
-                .update_lease_expires_at
-                .is_some_and(|ms| crate::clock::now_ms() < ms);
         if record.attention.is_some()
-            && record.announced
-            && !held
-            && !record.update_pending()
+            && record.owes_only_its_outbox(now_ms())
             && self.ledger.settle(&record, false).await?
         {
             record.attention = None;

@@ -235,6 +235,18 @@ pub struct Release {
     pub create_sent: bool,
 }
 
+/// What [`Ledger::mark_sent`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The entry was removed; the step stays in the attention index (something else is
+    /// outstanding, or may be).
+    Removed,
+    /// The entry was the last thing outstanding: removed, and the step left the index.
+    Settled,
+    /// It was no longer the oldest entry: another sender removed it first.
+    NotFirst,
+}
+
 /// How many of the events that acquired a step its item keeps (the newest).
 pub const RECENT_EVENTS_KEPT: usize = 20;
 
@@ -1122,23 +1134,21 @@ impl Ledger {
 
     /// The oldest announcement in a `READY` step's outbox (`entry`; `seen`, the step as
     /// read) was sent: it is removed, and with it the step leaves the attention index when
-    /// nothing else is outstanding (one write). `false` if another sender removed it first.
-    pub async fn mark_sent(&self, seen: &Record, entry: &str) -> Result<bool, LedgerError> {
-        let last = seen.outbox.len() == 1
-            && seen.announced
-            && seen.update_owner.is_none()
-            && !seen.update_pending();
-        if last {
-            let e = writes::mark_sent(seen.generation, entry, Some(seen.seen_version()));
+    /// nothing else is outstanding (one write).
+    pub async fn mark_sent(&self, seen: &Record, entry: &str) -> Result<Sent, LedgerError> {
+        let now_ms = epoch_ms(SystemTime::now());
+        if seen.outbox.len() == 1 && seen.owes_only_its_outbox(now_ms) {
+            let settle = Some((seen.seen_version(), now_ms));
+            let e = writes::mark_sent(seen.generation, entry, settle);
             if let Written::Applied(_) = self.update(&seen.key, &e, false).await? {
-                return Ok(true);
+                return Ok(Sent::Settled);
             }
         }
         let e = writes::mark_sent(seen.generation, entry, None);
-        Ok(matches!(
-            self.update(&seen.key, &e, false).await?,
-            Written::Applied(_)
-        ))
+        Ok(match self.update(&seen.key, &e, false).await? {
+            Written::Applied(_) => Sent::Removed,
+            Written::ConditionFailed(_) => Sent::NotFirst,
+        })
     }
 
     /// An operator's retry: a `FAILED` step, or an `IN_PROGRESS` step whose lease expired at

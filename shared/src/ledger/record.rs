@@ -248,6 +248,22 @@ impl Record {
                 .pending(self.state.as_ref().unwrap_or(&Default::default()))
     }
 
+    /// Whether an update lease is held at `now_ms` (a holder whose lease ended leaves its
+    /// fields behind until the step settles).
+    pub fn update_held(&self, now_ms: u64) -> bool {
+        self.update_owner.is_some() && self.update_lease_expires_at.is_some_and(|ms| now_ms < ms)
+    }
+
+    /// Whether a `READY` step owes nothing but what its outbox holds: its Ready announced, no
+    /// update held at `now_ms` or pending. Such a step leaves the attention index once its
+    /// outbox is sent.
+    pub fn owes_only_its_outbox(&self, now_ms: u64) -> bool {
+        self.status == Status::Ready
+            && self.announced
+            && !self.update_held(now_ms)
+            && !self.update_pending()
+    }
+
     /// The desired version as a fence: `None` while none was ever written (versions count
     /// from 1).
     pub fn seen_version(&self) -> Option<u64> {

@@ -487,38 +487,12 @@ pub(crate) fn settle(
     now_ms: u64,
 ) -> Expressions {
     let mut e = Expressions::default();
-    let (status, generation_n, attention, owner, lease) = (
-        e.n(STATUS),
-        e.n(GENERATION),
-        e.n(ATTENTION),
-        e.n(UPDATE_OWNER),
-        e.n(UPDATE_LEASE_EXPIRES_AT),
-    );
-    let now = e.v("now", num(now_ms));
-    // An update holder that released its lease (or lost it) and whose work is no longer owed
-    // leaves its fields behind: they go with the step's attention.
-    let stale = [UPDATE_ATTEMPT, UPDATE_FIRST_ATTEMPT_AT, UPDATE_VERSION]
-        .map(|n| e.n(n))
-        .join(", ");
-    let announced_n = e.n(ANNOUNCED);
-    let ready = e.v("ready", s(Status::Ready.as_str()));
-    let generation_v = e.v("generation", num(u64::from(generation)));
-    let yes = e.v("yes", AttributeValue::Bool(true));
-    let seen = match seen_version {
-        Some(v) => {
-            let (version, seen_v) = (e.n(DESIRED_VERSION), e.v("seen", num(v)));
-            format!("{version} = {seen_v}")
-        }
-        None => format!("attribute_not_exists({})", e.n(DESIRED_VERSION)),
-    };
+    let (mut condition, removed) = settled(&mut e, generation, seen_version, now_ms);
     let outbox = e.n(OUTBOX);
     let zero = e.v("zero", num(0));
-    let mut condition = format!(
-        "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
-         AND (attribute_not_exists({owner}) OR {lease} <= {now}) \
-         AND (attribute_not_exists({outbox}) OR size({outbox}) = {zero})"
-    );
-    let removed = format!("{attention}, {owner}, {lease}, {stale}");
+    condition =
+        format!("{condition} AND (attribute_not_exists({outbox}) OR size({outbox}) = {zero})");
+    let (announced_n, yes) = (e.n(ANNOUNCED), e.v("yes", AttributeValue::Bool(true)));
     e.update = Some(if announced {
         format!("SET {announced_n} = {yes} REMOVE {removed}")
     } else {
@@ -527,6 +501,39 @@ pub(crate) fn settle(
     });
     e.condition = Some(condition);
     e
+}
+
+/// What settling requires of a `READY` step of `generation`, but its outbox and its
+/// announced flag: its desired state applied at the version read, no update lease held at
+/// `now_ms`; and what it removes: the attention index entry and the update fields a holder
+/// that released its lease (or lost it) with nothing left owed leaves behind.
+fn settled(
+    e: &mut Expressions,
+    generation: u32,
+    seen_version: Option<u64>,
+    now_ms: u64,
+) -> (String, String) {
+    let (status, generation_n, attention, owner, lease) = (
+        e.n(STATUS),
+        e.n(GENERATION),
+        e.n(ATTENTION),
+        e.n(UPDATE_OWNER),
+        e.n(UPDATE_LEASE_EXPIRES_AT),
+    );
+    let stale = [UPDATE_ATTEMPT, UPDATE_FIRST_ATTEMPT_AT, UPDATE_VERSION]
+        .map(|n| e.n(n))
+        .join(", ");
+    let now = e.v("now", num(now_ms));
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    let seen = version_is(e, seen_version);
+    (
+        format!(
+            "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
+             AND (attribute_not_exists({owner}) OR {lease} <= {now})"
+        ),
+        format!("{attention}, {owner}, {lease}, {stale}"),
+    )
 }
 
 /// Inputs of a retirement.
@@ -961,31 +968,38 @@ fn outbox_append(e: &mut Expressions, event: &str) -> String {
 
 /// The oldest announcement in a `READY` step's outbox (`entry`, as read) was sent: it is
 /// removed, conditioned on still being the oldest (another sender may have removed it).
-/// With `settle` (the desired version read), the step also leaves the attention index when
-/// it was the last thing outstanding, under [`settle`]'s conditions.
-pub(crate) fn mark_sent(generation: u32, entry: &str, settle: Option<Option<u64>>) -> Expressions {
+/// With `settle` (the desired version read, and the time), the step also leaves the
+/// attention index, conditioned on it being the last entry and on [`settle`]'s conditions.
+pub(crate) fn mark_sent(
+    generation: u32,
+    entry: &str,
+    settle: Option<(Option<u64>, u64)>,
+) -> Expressions {
     let mut e = Expressions::default();
-    let (status, generation_n, outbox) = (e.n(STATUS), e.n(GENERATION), e.n(OUTBOX));
-    let ready = e.v("ready", s(Status::Ready.as_str()));
-    let generation_v = e.v("generation", num(u64::from(generation)));
+    let outbox = e.n(OUTBOX);
     let entry_v = e.v("entry", s(entry));
-    let mut condition = format!(
-        "{status} = {ready} AND {generation_n} = {generation_v} AND {outbox}[0] = {entry_v}"
-    );
-    e.update = Some(match settle {
-        None => format!("REMOVE {outbox}[0]"),
-        Some(seen) => {
-            let (attention, owner, announced) = (e.n(ATTENTION), e.n(UPDATE_OWNER), e.n(ANNOUNCED));
-            let (one, yes) = (e.v("one", num(1)), e.v("yes", AttributeValue::Bool(true)));
-            let seen = version_is(&mut e, seen);
-            condition = format!(
-                "{condition} AND size({outbox}) = {one} AND {seen} \
-                 AND attribute_not_exists({owner}) AND {announced} = {yes}"
-            );
-            format!("REMOVE {outbox}[0], {attention}")
+    let (condition, update) = match settle {
+        None => {
+            let (status, generation_n) = (e.n(STATUS), e.n(GENERATION));
+            let ready = e.v("ready", s(Status::Ready.as_str()));
+            let generation_v = e.v("generation", num(u64::from(generation)));
+            (
+                format!("{status} = {ready} AND {generation_n} = {generation_v}"),
+                format!("REMOVE {outbox}[0]"),
+            )
         }
-    });
-    e.condition = Some(condition);
+        Some((seen, now_ms)) => {
+            let (condition, removed) = settled(&mut e, generation, seen, now_ms);
+            let announced = e.n(ANNOUNCED);
+            let (one, yes) = (e.v("one", num(1)), e.v("yes", AttributeValue::Bool(true)));
+            (
+                format!("{condition} AND size({outbox}) = {one} AND {announced} = {yes}"),
+                format!("REMOVE {outbox}[0], {removed}"),
+            )
+        }
+    };
+    e.update = Some(update);
+    e.condition = Some(format!("{condition} AND {outbox}[0] = {entry_v}"));
     e
 }
 
@@ -1345,8 +1359,11 @@ mod tests {
                 record_audit(0, (Some("r"), None), Some(("{}", None)), 1),
             ),
             ("sent", mark_sent(0, "{}", None)),
-            ("sent, the last", mark_sent(0, "{}", Some(Some(2)))),
-            ("sent, the last, no version", mark_sent(0, "{}", Some(None))),
+            ("sent, the last", mark_sent(0, "{}", Some((Some(2), 1)))),
+            (
+                "sent, the last, no version",
+                mark_sent(0, "{}", Some((None, 1))),
+            ),
             ("no drift", record_audit(0, (None, None), None, 1)),
             ("status filter", status_filter(Status::Ready)),
         ]

@@ -1130,3 +1130,83 @@ async fn recent_events_keep_only_the_newest() {
         ids[ids.len() - onboarding::ledger::RECENT_EVENTS_KEPT..].to_vec()
     );
 }
+
+/// An update holder that vanished (its lease ran out) while a newer request asked for the
+/// applied state again leaves nothing owed: the step settles, shedding the holder's stale
+/// fields, rather than staying in the attention index for ever. While the lease is live it
+/// does not.
+#[tokio::test]
+async fn a_vanished_update_holder_with_nothing_owed_settles_the_step() {
+    use onboarding::desired::Desired;
+    use onboarding::ledger::{UpdateClaim, UpdateKind};
+    let (ledger, _requests, table) = ledger_table("ledger-stale-update").await;
+    let key = key("100000000031");
+    let hash = hash_of("payments");
+    let original: Fields = json!({ "name": "payments" }).as_object().cloned().unwrap();
+    let lease = acquire(&ledger, &key, &request(&hash)).await;
+    let record = ledger
+        .mark_ready(
+            &lease,
+            ARN,
+            Origin::Created,
+            &Applied {
+                state: &original,
+                revision: &REVISION,
+            },
+        )
+        .await
+        .expect("ready");
+    let record = ledger.mark_ready_announced(&record).await.expect("announced");
+    assert_eq!(record.attention, None, "nothing owed yet");
+
+    // A newer request renames it; its holder claims the update and vanishes.
+    let renamed: Fields = json!({ "name": "renamed" }).as_object().cloned().unwrap();
+    let rev2 = Revision::parse("2026-12-01T00:00:00.000Z#event-2");
+    let record = ledger
+        .record_desired(&record, &Desired::of(&renamed, &rev2))
+        .await
+        .expect("merge")
+        .expect("merged");
+    let held = Duration::from_millis(400);
+    match ledger
+        .claim_update(&record, UpdateKind::Pending, held, None)
+        .await
+        .expect("claim update")
+    {
+        UpdateClaim::Acquired(_) => {}
+        other => panic!("expected Acquired, got {other:?}"),
+    }
+    // A newer request still asks for the original name: nothing is owed any more.
+    let rev3 = Revision::parse("2026-12-02T00:00:00.000Z#event-3");
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    let record = ledger
+        .record_desired(&record, &Desired::of(&original, &rev3))
+        .await
+        .expect("merge")
+        .expect("merged");
+    assert!(!record.update_pending(), "{record:?}");
+    assert!(
+        !ledger.settle(&record, false).await.expect("settle"),
+        "an update lease that is still held keeps the step in the index"
+    );
+
+    tokio::time::sleep(held + Duration::from_millis(100)).await;
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert!(
+        ledger.settle(&record, false).await.expect("settle"),
+        "the holder's lease ran out with nothing owed: the step settles"
+    );
+    let item = raw(&table, &key).await.expect("stored");
+    for gone in [
+        schema::ATTENTION,
+        schema::UPDATE_OWNER,
+        schema::UPDATE_LEASE_EXPIRES_AT,
+        schema::UPDATE_VERSION,
+    ] {
+        assert!(!item.contains_key(gone), "{gone} left behind: {item:?}");
+    }
+    assert_eq!(
+        ledger.get_step(&key).await.unwrap().unwrap().status,
+        Status::Ready
+    );
+}
