@@ -1156,7 +1156,10 @@ async fn a_vanished_update_holder_with_nothing_owed_settles_the_step() {
         )
         .await
         .expect("ready");
-    let record = ledger.mark_ready_announced(&record).await.expect("announced");
+    let record = ledger
+        .mark_ready_announced(&record)
+        .await
+        .expect("announced");
     assert_eq!(record.attention, None, "nothing owed yet");
 
     // A newer request renames it; its holder claims the update and vanishes.
@@ -1209,4 +1212,60 @@ async fn a_vanished_update_holder_with_nothing_owed_settles_the_step() {
         ledger.get_step(&key).await.unwrap().unwrap().status,
         Status::Ready
     );
+}
+
+/// The audit records what it found only on the step it read: a request merged after its
+/// read (a new desired version, the applied revision unchanged) makes its finding stale,
+/// and nothing is recorded.
+#[tokio::test]
+async fn an_audit_finding_is_not_recorded_over_a_newer_desired_state() {
+    use onboarding::desired::Desired;
+    let (ledger, _requests, table) = ledger_table("ledger-audit-fence").await;
+    let key = key("100000000032");
+    let hash = hash_of("payments");
+    let original: Fields = json!({ "name": "payments" }).as_object().cloned().unwrap();
+    let lease = acquire(&ledger, &key, &request(&hash)).await;
+    let record = ledger
+        .mark_ready(
+            &lease,
+            ARN,
+            Origin::Created,
+            &Applied {
+                state: &original,
+                revision: &REVISION,
+            },
+        )
+        .await
+        .expect("ready");
+    let read_by_audit = ledger
+        .mark_ready_announced(&record)
+        .await
+        .expect("announced");
+
+    let renamed: Fields = json!({ "name": "renamed" }).as_object().cloned().unwrap();
+    let rev2 = Revision::parse("2026-12-01T00:00:00.000Z#event-2");
+    ledger
+        .record_desired(&read_by_audit, &Desired::of(&renamed, &rev2))
+        .await
+        .expect("merge")
+        .expect("merged");
+    let drift = r#"{"changed":["name"]}"#;
+    assert!(
+        ledger
+            .record_audit(&read_by_audit, Some((drift, None)))
+            .await
+            .expect("record audit")
+            .is_none(),
+        "a finding against the desired state before the merge"
+    );
+    let item = raw(&table, &key).await.expect("stored");
+    assert!(!item.contains_key(schema::DRIFT), "{item:?}");
+
+    // Against the step as it is now, the audit's record is taken.
+    let now = ledger.get_step(&key).await.unwrap().unwrap();
+    assert!(ledger
+        .record_audit(&now, Some((drift, None)))
+        .await
+        .expect("record audit")
+        .is_some());
 }
