@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 use super::update::changed_fields;
-use super::{record_arn, Audit, Engine};
+use super::{record_arn, Audit, Delivery, Engine};
 use crate::announce::{Event, Subject};
 use crate::clock::now_ms;
 use crate::error::{code, StepError};
@@ -159,10 +159,17 @@ impl Engine {
                 .claim_update(&record, UpdateKind::Repair, self.settings.lease, deadline)
                 .await?
             {
-                UpdateClaim::Acquired(lease) => Some(
-                    Box::pin(self.apply_update(step, &plan, &subject, &arn, &now, None, lease))
-                        .await?,
-                ),
+                UpdateClaim::Acquired(lease) => {
+                    let delivery = Delivery {
+                        engine: self,
+                        step,
+                        plan: &plan,
+                        subject: &subject,
+                        revision: &request.revision(),
+                        deadline,
+                    };
+                    Some(Box::pin(delivery.apply_update(&arn, &now, None, lease)).await?)
+                }
                 UpdateClaim::Busy { .. } | UpdateClaim::Moved(_) => None,
             }
         };

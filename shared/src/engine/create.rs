@@ -15,8 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::info;
 
-use super::{record_arn, Engine, How, Outcome, REPLY_MARGIN};
-use crate::announce::Subject;
+use super::{record_arn, Delivery, Engine, How, Outcome, REPLY_MARGIN};
 use crate::clock::from_epoch_ms;
 use crate::desired::Desired;
 use crate::error::{code, StepError};
@@ -34,25 +33,6 @@ const MAX_READINESS_DELAY: Duration = Duration::from_secs(2);
 /// Clocks of the service and of the functions may disagree this much: a resource created
 /// less than this before the step's first attempt may still be an earlier attempt's.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
-
-/// One delivery's work on one step, as the create path needs it: the step, the plan of the
-/// request (at `revision`) and the subject announced, bounded by the invocation's `deadline`.
-pub(super) struct Delivery<'a, S: Step> {
-    pub(super) engine: &'a Engine,
-    pub(super) step: &'a S,
-    pub(super) plan: &'a Plan<S::Input>,
-    pub(super) subject: &'a Subject<'a>,
-    pub(super) revision: &'a Revision,
-    pub(super) deadline: Option<SystemTime>,
-}
-
-impl<S: Step> Clone for Delivery<'_, S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<S: Step> Copy for Delivery<'_, S> {}
 
 impl<S: Step> Delivery<'_, S> {
     /// The step is held by this delivery: make the resource (look up, create), wait for
@@ -378,20 +358,6 @@ impl<S: Step> Delivery<'_, S> {
                 done => return Ok(done),
             }
         }
-    }
-
-    /// The ready resource brought to what this request asks (the update path).
-    async fn converge(&self, record: Record) -> Result<Outcome, StepError> {
-        self.engine
-            .converge(
-                self.step,
-                self.plan,
-                self.subject,
-                record,
-                self.revision,
-                self.deadline,
-            )
-            .await
     }
 }
 

@@ -44,10 +44,10 @@ use crate::events::OnboardingRequest;
 use crate::ledger::{
     request_hash, Applied, Claim, ClaimRequest, ErrorReason, Ledger, Origin, Record, StepKey,
 };
+use crate::revision::Revision;
 use crate::step::{Plan, Step};
 
 use crate::clock::from_epoch_ms;
-use create::Delivery;
 use retire::reopens;
 use timing::recheck_in;
 
@@ -273,30 +273,6 @@ impl Engine {
     ) -> Result<Outcome, StepError> {
         let hash = request_hash(&plan.canonical);
         let revision = request.revision();
-        let claim = self
-            .ledger
-            .claim_with(
-                &plan.key,
-                &ClaimRequest {
-                    request_hash: &hash,
-                    event_id: &request.event_id,
-                    lease: self.settings.lease,
-                    deadline,
-                },
-                Some(Applied {
-                    state: &plan.desired,
-                    revision: &revision,
-                }),
-            )
-            .await?;
-        // A retired step whose account was reopened: a new generation, claimed again.
-        let claim = match claim {
-            Claim::Retired(record) if reopens(&record, &revision) => {
-                self.reopened(plan, request, &hash, &revision, record, deadline)
-                    .await?
-            }
-            other => other,
-        };
         let subject = Subject {
             step: S::NAME,
             account_id: plan.account_id.as_deref(),
@@ -309,6 +285,13 @@ impl Engine {
             subject: &subject,
             revision: &revision,
             deadline,
+        };
+        let claim = match delivery.claim(&hash).await? {
+            // A retired step whose account was reopened: a new generation, claimed again.
+            Claim::Retired(record) if reopens(&record, &revision) => {
+                delivery.reopened(&hash, record).await?
+            }
+            other => other,
         };
         match claim {
             Claim::Retired(record) => self.retired(&subject, record).await,
@@ -328,8 +311,7 @@ impl Engine {
                         .await?;
                     record = self.ledger.mark_ready_announced(&record).await?;
                 }
-                self.converge(step, plan, &subject, record, &revision, deadline)
-                    .await
+                delivery.converge(record).await
             }
             Claim::Failed(record) => {
                 let reason = record.last_error.clone().unwrap_or_else(|| ErrorReason {
@@ -370,6 +352,52 @@ impl Engine {
             Claim::Created(record) => delivery.finish_created(record).await,
             Claim::Acquired(lease) => delivery.create(lease).await,
         }
+    }
+}
+
+/// One delivery's work on one step: the step, the plan of the request (at `revision`) and
+/// the subject announced, bounded by the invocation's `deadline`. Its methods are the
+/// phases: create (`create.rs`), update (`update.rs`).
+struct Delivery<'a, S: Step> {
+    engine: &'a Engine,
+    step: &'a S,
+    plan: &'a Plan<S::Input>,
+    subject: &'a Subject<'a>,
+    revision: &'a Revision,
+    deadline: Option<SystemTime>,
+}
+
+impl<S: Step> Clone for Delivery<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Step> Copy for Delivery<'_, S> {}
+
+impl<S: Step> Delivery<'_, S> {
+    /// Claims the step for this request (whose canonical form hashes to `request_hash`):
+    /// one conditional write, which also records the generation's first request and merges
+    /// what it asks into the desired state.
+    async fn claim(&self, request_hash: &str) -> Result<Claim, StepError> {
+        let claim = self
+            .engine
+            .ledger
+            .claim_with(
+                &self.plan.key,
+                &ClaimRequest {
+                    request_hash,
+                    event_id: self.subject.request_event_id,
+                    lease: self.engine.settings.lease,
+                    deadline: self.deadline,
+                },
+                Some(Applied {
+                    state: &self.plan.desired,
+                    revision: self.revision,
+                }),
+            )
+            .await?;
+        Ok(claim)
     }
 }
 

@@ -1,15 +1,13 @@
 //! The end of an account's life: its departure retires its steps, a retired step refuses
 //! every older request, and a newer one reopens it as a new generation.
 
-use std::time::SystemTime;
-
 use tracing::info;
 
-use super::{Engine, Outcome};
+use super::{Delivery, Engine, Outcome};
 use crate::announce::Subject;
 use crate::error::StepError;
 use crate::events::{OffboardingRequest, OnboardingRequest};
-use crate::ledger::{Applied, Claim, ClaimRequest, Record, Retirement, StepKey};
+use crate::ledger::{Claim, Record, Retirement, StepKey};
 use crate::revision::Revision;
 use crate::step::Step;
 
@@ -195,37 +193,20 @@ impl Engine {
             ),
         })
     }
+}
 
-    /// Reopens a retired step for a request newer than its retirement (a new generation
-    /// that looks the old resource up before creating) and claims it again.
+impl<S: Step> Delivery<'_, S> {
+    /// Reopens a retired step (`record`) for this request, newer than its retirement (a new
+    /// generation that looks the old resource up before creating), and claims it again.
     pub(super) async fn reopened(
         &self,
-        plan: &crate::step::Plan<impl Send + Sync>,
-        request: &OnboardingRequest,
-        hash: &str,
-        revision: &Revision,
+        request_hash: &str,
         record: Record,
-        deadline: Option<SystemTime>,
     ) -> Result<Claim, StepError> {
-        if self.ledger.reopen(&record).await? {
+        if self.engine.ledger.reopen(&record).await? {
             info!(key = %record.key, generation = record.generation + 1,
                 "retired step reopened by a newer request");
         }
-        Ok(self
-            .ledger
-            .claim_with(
-                &plan.key,
-                &ClaimRequest {
-                    request_hash: hash,
-                    event_id: &request.event_id,
-                    lease: self.settings.lease,
-                    deadline,
-                },
-                Some(Applied {
-                    state: &plan.desired,
-                    revision,
-                }),
-            )
-            .await?)
+        self.claim(request_hash).await
     }
 }

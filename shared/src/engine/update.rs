@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::timing::human;
-use super::{record_arn, Engine, Outcome};
-use crate::announce::{Event, Subject};
+use super::{record_arn, Delivery, Engine, Outcome};
+use crate::announce::Event;
 use crate::desired::{self, Desired};
 use crate::error::{code, StepError};
 use crate::ledger::{
@@ -23,27 +23,26 @@ use crate::ledger::{
 use crate::revision::Revision;
 use crate::step::{Plan, Step};
 
-impl Engine {
+impl<S: Step> Delivery<'_, S> {
     /// A request for a READY step: its fields are merged into the desired state (one write
     /// only if it asks something the desired state does not hold as new), then whatever the
     /// desired state asks beyond what the resource holds is applied: the update is claimed
-    /// (one conditional write), made, announced "<Step> Updated" and recorded, fenced by the
-    /// update's lease and the generation. A duplicate, an older request, or one that names
-    /// nothing costs no write at all.
-    pub(super) async fn converge<S: Step>(
-        &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        subject: &Subject<'_>,
-        record: Record,
-        revision: &Revision,
-        deadline: Option<SystemTime>,
-    ) -> Result<Outcome, StepError> {
+    /// (one conditional write), made, announced "\<Step\> Updated" and recorded, fenced by
+    /// the update's lease and the generation. A duplicate, an older request, or one that
+    /// names nothing costs no write at all.
+    pub(super) async fn converge(&self, record: Record) -> Result<Outcome, StepError> {
+        let Delivery {
+            engine,
+            plan,
+            revision,
+            deadline,
+            ..
+        } = *self;
         let arn = record_arn(&record)?;
         let record = if record.outbox.is_empty() {
             record
         } else {
-            self.send_outbox(record).await?
+            engine.send_outbox(record).await?
         };
         let asked = Desired::of(&plan.desired, revision);
         let mut merged = record.desired.clone();
@@ -58,14 +57,14 @@ impl Engine {
         };
         if !owed {
             let record = if news {
-                self.merge(plan, record, revision).await?
+                engine.merge(plan, record, revision).await?
             } else {
                 record
             };
             // Outcomes recorded and not yet announced (their holder died, or its PutEvents
             // failed) are announced now; a step with nothing left owed leaves the attention
             // index. Neither costs a request when there is nothing to do.
-            self.send_outbox(record).await?;
+            engine.send_outbox(record).await?;
             return Ok(Outcome::Duplicate { arn });
         }
         // The merge is recorded by the update claim itself: one write.
@@ -74,9 +73,9 @@ impl Engine {
         } else {
             UpdateKind::Pending
         };
-        let update = self
+        let update = engine
             .ledger
-            .claim_update(&record, kind, self.settings.lease, deadline)
+            .claim_update(&record, kind, engine.settings.lease, deadline)
             .await?;
         let lease = match update {
             UpdateClaim::Acquired(lease) => lease,
@@ -84,7 +83,7 @@ impl Engine {
                 // Held by another delivery: this request's fields are recorded all the same,
                 // so its holder (or the next) applies them.
                 if news {
-                    self.merge(plan, record, revision).await?;
+                    engine.merge(plan, record, revision).await?;
                 }
                 let left = lease_expires_at
                     .duration_since(SystemTime::now())
@@ -102,7 +101,7 @@ impl Engine {
             UpdateClaim::Moved(now) => {
                 let (status, version) = (now.status, now.desired_version);
                 if news && now.status == Status::Ready {
-                    self.merge(plan, *now, revision).await?;
+                    engine.merge(plan, *now, revision).await?;
                 }
                 return Err(StepError::retryable(
                     code::CHANGED_MEANWHILE,
@@ -128,68 +127,35 @@ impl Engine {
             let named = if news { &merged } else { &record.desired }.named();
             unknown_base(&state, Some(&named))
         });
-        Box::pin(self.apply_update(step, plan, subject, &arn, &state, base, lease)).await
-    }
-
-    /// Merges what this request asks (`plan.desired` at `revision`) into the step's desired
-    /// state (`record`, as read): nothing is written when it asks nothing new, so a
-    /// duplicate costs no write; a request that acquires nothing (the step held elsewhere,
-    /// being created) is recorded all the same, so nothing asked is lost. Returns the step
-    /// with the merged desired state.
-    pub(super) async fn merge(
-        &self,
-        plan: &Plan<impl Send + Sync>,
-        record: Record,
-        revision: &Revision,
-    ) -> Result<Record, StepError> {
-        let asked = Desired::of(&plan.desired, revision);
-        if asked.is_empty() {
-            return Ok(record);
-        }
-        let mut merged = record.desired.clone();
-        if !merged.merge(&asked) && record.desired_stored {
-            return Ok(record);
-        }
-        match self.ledger.record_desired(&record, &asked).await? {
-            Some(now) => {
-                info!(revision = %revision, version = now.desired_version, "desired state merged");
-                Ok(now)
-            }
-            None => Err(StepError::retryable(
-                code::CHANGED_MEANWHILE,
-                format!(
-                    "{} moved on while this request's fields were recorded; it is compared \
-                     again on the next delivery",
-                    plan.key
-                ),
-            )
-            .after(Duration::from_secs(1))),
-        }
+        Box::pin(self.apply_update(&arn, &state, base, lease)).await
     }
 
     /// Holding the update: bring the resource from `state` to the lease's wanted state. A
     /// holder after the first reads the resource and calls only if it still differs (an
     /// earlier holder's call may have landed with its response lost).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn apply_update<S: Step>(
+    pub(super) async fn apply_update(
         &self,
-        step: &S,
-        plan: &Plan<S::Input>,
-        subject: &Subject<'_>,
         arn: &str,
         state: &Fields,
         base: Option<Fields>,
         lease: UpdateLease,
     ) -> Result<Outcome, StepError> {
+        let Delivery {
+            engine,
+            step,
+            plan,
+            subject,
+            ..
+        } = *self;
         if lease.wanted == *state && base.is_none() {
             // The desired state asks for what is there: nothing changes, nothing is
             // announced; the step leaves the attention index if nothing else is owed.
-            if let Some(now) = self
+            if let Some(now) = engine
                 .ledger
                 .end_update(&lease, UpdateEnd::Applied(None))
                 .await?
             {
-                self.send_outbox(now).await?;
+                engine.send_outbox(now).await?;
             }
             return Ok(Outcome::Duplicate {
                 arn: arn.to_string(),
@@ -232,10 +198,10 @@ impl Engine {
             let waited = SystemTime::now()
                 .duration_since(lease.first_attempt_at)
                 .unwrap_or_default();
-            let window = self.settings.member_role_grace;
+            let window = engine.settings.member_role_grace;
             let past_window = e.is_not_yet() && waited >= window;
             let e = if e.is_not_yet() && !past_window {
-                let delay = self.settings.backoff(lease.attempt);
+                let delay = engine.settings.backoff(lease.attempt);
                 e.after(delay)
             } else {
                 e
@@ -245,7 +211,7 @@ impl Engine {
                     reason: e.reason(),
                     retry_after: e.retry_after().map(|d| SystemTime::now() + d),
                 };
-                if let Err(ledger_err) = self.ledger.end_update(&lease, end).await {
+                if let Err(ledger_err) = engine.ledger.end_update(&lease, end).await {
                     warn!(error = %ledger_err, "could not release the update; its lease will expire");
                 }
                 return Err(e);
@@ -279,12 +245,12 @@ impl Engine {
             };
             let event =
                 Event::update_refused(subject, arn, (lease.generation, lease.version), &reason);
-            let now = self
+            let now = engine
                 .ledger
                 .end_update(&lease, UpdateEnd::Refused(&reason, &event.to_json()))
                 .await?;
             if let Some(now) = now {
-                self.send_outbox(now).await?;
+                engine.send_outbox(now).await?;
             }
             return Ok(Outcome::Rejected(reason));
         }
@@ -299,18 +265,56 @@ impl Engine {
             &lease.revision,
             &changed,
         );
-        let now = self
+        let now = engine
             .ledger
             .end_update(&lease, UpdateEnd::Applied(Some(&event.to_json())))
             .await?;
         info!(arn = %arn, revision = %lease.revision, changed = ?changed, "resource updated");
         if let Some(now) = now {
-            self.send_outbox(now).await?;
+            engine.send_outbox(now).await?;
         }
         Ok(Outcome::Updated {
             arn: arn.to_string(),
             changed,
         })
+    }
+}
+
+impl Engine {
+    /// Merges what this request asks (`plan.desired` at `revision`) into the step's desired
+    /// state (`record`, as read): nothing is written when it asks nothing new, so a
+    /// duplicate costs no write; a request that acquires nothing (the step held elsewhere,
+    /// being created) is recorded all the same, so nothing asked is lost. Returns the step
+    /// with the merged desired state.
+    pub(super) async fn merge(
+        &self,
+        plan: &Plan<impl Send + Sync>,
+        record: Record,
+        revision: &Revision,
+    ) -> Result<Record, StepError> {
+        let asked = Desired::of(&plan.desired, revision);
+        if asked.is_empty() {
+            return Ok(record);
+        }
+        let mut merged = record.desired.clone();
+        if !merged.merge(&asked) && record.desired_stored {
+            return Ok(record);
+        }
+        match self.ledger.record_desired(&record, &asked).await? {
+            Some(now) => {
+                info!(revision = %revision, version = now.desired_version, "desired state merged");
+                Ok(now)
+            }
+            None => Err(StepError::retryable(
+                code::CHANGED_MEANWHILE,
+                format!(
+                    "{} moved on while this request's fields were recorded; it is compared \
+                     again on the next delivery",
+                    plan.key
+                ),
+            )
+            .after(Duration::from_secs(1))),
+        }
     }
 }
 
