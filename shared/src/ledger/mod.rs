@@ -1004,24 +1004,7 @@ impl Ledger {
 
     /// All steps of one scope (one Query, more only if the scope exceeds 1 MB).
     pub async fn get(&self, scope: &str) -> Result<Vec<Record>, LedgerError> {
-        let e = writes::scope_query(scope);
-        let mut items = self
-            .client
-            .query()
-            .table_name(self.table.as_ref())
-            .consistent_read(true)
-            .set_key_condition_expression(e.condition.clone())
-            .set_expression_attribute_names(e.names_opt())
-            .set_expression_attribute_values(e.values_opt())
-            .into_paginator()
-            .items()
-            .send();
-        let mut records = Vec::new();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(|err| error::classify("Query", err))?;
-            records.push(Record::from_item(&item)?);
-        }
-        Ok(records)
+        self.query(None, &writes::scope_query(scope)).await
     }
 
     /// One step (consistent read).
@@ -1071,7 +1054,7 @@ impl Ledger {
     /// Costs reads in proportion to what needs attention, never to the table.
     pub async fn attention(&self, partition: &str) -> Result<Vec<Record>, LedgerError> {
         let e = writes::attention_query(partition);
-        self.query_index(schema::ATTENTION_INDEX, &e).await
+        self.query(Some(schema::ATTENTION_INDEX), &e).await
     }
 
     /// The `READY` steps whose audit minute of the day is in `from..=to` (within one hour).
@@ -1082,19 +1065,26 @@ impl Ledger {
         to_minute: u32,
     ) -> Result<Vec<Record>, LedgerError> {
         let e = writes::audit_query(hour, from_minute, to_minute);
-        let records = self.query_index(schema::AUDIT_INDEX, &e).await?;
+        let records = self.query(Some(schema::AUDIT_INDEX), &e).await?;
         Ok(records
             .into_iter()
             .filter(|r| r.status == Status::Ready)
             .collect())
     }
 
-    async fn query_index(&self, index: &str, e: &Expressions) -> Result<Vec<Record>, LedgerError> {
+    /// Every item a Query finds, page after page: on the table (a consistent read), or on
+    /// `index` (global secondary indexes are read eventually consistent).
+    async fn query(
+        &self,
+        index: Option<&str>,
+        e: &Expressions,
+    ) -> Result<Vec<Record>, LedgerError> {
         let mut items = self
             .client
             .query()
             .table_name(self.table.as_ref())
-            .index_name(index)
+            .set_index_name(index.map(str::to_owned))
+            .set_consistent_read(index.is_none().then_some(true))
             .set_key_condition_expression(e.condition.clone())
             .set_expression_attribute_names(e.names_opt())
             .set_expression_attribute_values(e.values_opt())

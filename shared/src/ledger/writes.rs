@@ -622,6 +622,46 @@ pub(crate) fn retire(input: &RetireInput<'_>) -> Expressions {
     e
 }
 
+/// The start of generation + 1 from `generation` (an operator's retry, a repair, a
+/// reopening): `IN_PROGRESS` and in the attention index, its own token, attempt 0, a lease
+/// that expired at the epoch (no machine's clock is written into it), nothing announced,
+/// and whether a create may have been sent (the new generation then looks the resource up
+/// before creating). Returns the SET assignments and the condition `generation = current`.
+fn next_generation(
+    e: &mut Expressions,
+    generation: u32,
+    token: &str,
+    create_sent: bool,
+    now_ms: u64,
+) -> (String, String) {
+    let (status, attention, generation_n, client_token, attempt, lease, updated) = (
+        e.n(STATUS),
+        e.n(ATTENTION),
+        e.n(GENERATION),
+        e.n(CLIENT_TOKEN),
+        e.n(ATTEMPT),
+        e.n(LEASE_EXPIRES_AT),
+        e.n(UPDATED_AT),
+    );
+    let (announced, sent, settled) = (e.n(ANNOUNCED), e.n(CREATE_SENT), e.n(SETTLED_ATTEMPT));
+    let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
+    let current_v = e.v("current", num(u64::from(generation)));
+    let next_v = e.v("next", num(u64::from(generation) + 1));
+    let token_v = e.v("token", s(token));
+    let zero = e.v("zero", num(0));
+    let now = e.v("now", num(now_ms));
+    let no = e.v("no", AttributeValue::Bool(false));
+    let sent_v = e.v("sent", AttributeValue::Bool(create_sent));
+    (
+        format!(
+            "{status} = {in_progress}, {attention} = {in_progress}, {generation_n} = {next_v}, \
+             {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, \
+             {updated} = {now}, {announced} = {no}, {sent} = {sent_v}, {settled} = {zero}"
+        ),
+        format!("{generation_n} = {current_v}"),
+    )
+}
+
 /// What a reopening starts from: the retired step as read.
 pub(crate) struct ReopenInput<'a> {
     pub generation: u32,
@@ -640,21 +680,14 @@ pub(crate) struct ReopenInput<'a> {
 /// the old closure. Conditioned on the retirement read.
 pub(crate) fn reopen(input: &ReopenInput<'_>) -> Expressions {
     let mut e = Expressions::default();
-    let (status, attention, generation, client_token, attempt, lease, updated) = (
-        e.n(STATUS),
-        e.n(ATTENTION),
-        e.n(GENERATION),
-        e.n(CLIENT_TOKEN),
-        e.n(ATTEMPT),
-        e.n(LEASE_EXPIRES_AT),
-        e.n(UPDATED_AT),
+    let (set, same_generation) = next_generation(
+        &mut e,
+        input.generation,
+        input.token,
+        input.create_sent,
+        input.now_ms,
     );
-    let (announced, sent, settled, retired_rev) = (
-        e.n(ANNOUNCED),
-        e.n(CREATE_SENT),
-        e.n(SETTLED_ATTEMPT),
-        e.n(RETIRED_REVISION),
-    );
+    let (status, retired_rev) = (e.n(STATUS), e.n(RETIRED_REVISION));
     let removed = [
         REQUEST_HASH,
         LEASE_OWNER,
@@ -669,21 +702,9 @@ pub(crate) fn reopen(input: &ReopenInput<'_>) -> Expressions {
     .join(", ");
     let retired_v = e.v("retired", s(Status::Retired.as_str()));
     let seen_v = e.v("seen", s(input.retired_revision));
-    let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
-    let current_v = e.v("current", num(u64::from(input.generation)));
-    let next_v = e.v("next", num(u64::from(input.generation) + 1));
-    let token_v = e.v("token", s(input.token));
-    let zero = e.v("zero", num(0));
-    let now = e.v("now", num(input.now_ms));
-    let no = e.v("no", AttributeValue::Bool(false));
-    let sent_v = e.v("sent", AttributeValue::Bool(input.create_sent));
-    e.update = Some(format!(
-        "SET {status} = {in_progress}, {attention} = {in_progress}, {generation} = {next_v}, \
-         {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
-         {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} REMOVE {removed}"
-    ));
+    e.update = Some(format!("SET {set} REMOVE {removed}"));
     e.condition = Some(format!(
-        "{status} = {retired_v} AND {generation} = {current_v} AND {retired_rev} = {seen_v}"
+        "{status} = {retired_v} AND {same_generation} AND {retired_rev} = {seen_v}"
     ));
     e
 }
@@ -706,69 +727,50 @@ pub(crate) struct RetryInput<'a> {
 /// attempt the operator read, so it never overtakes a delivery that moved the step on.
 pub(crate) fn retry(input: &RetryInput<'_>) -> Expressions {
     let mut e = Expressions::default();
-    let (status, attention, generation, client_token, attempt, lease, updated) = (
-        e.n(STATUS),
-        e.n(ATTENTION),
-        e.n(GENERATION),
-        e.n(CLIENT_TOKEN),
-        e.n(ATTEMPT),
-        e.n(LEASE_EXPIRES_AT),
-        e.n(UPDATED_AT),
+    let (set, same_generation) = next_generation(
+        &mut e,
+        input.generation,
+        input.token,
+        input.create_sent,
+        input.now_ms,
     );
-    let (announced, hash, expires, lease_owner, resource, last_error) = (
-        e.n(ANNOUNCED),
-        e.n(REQUEST_HASH),
-        e.n(EXPIRES_AT),
-        e.n(LEASE_OWNER),
-        e.n(RESOURCE_ARN),
-        e.n(LAST_ERROR),
-    );
-    let (sent, settled, first, origin, retry_after) = (
-        e.n(CREATE_SENT),
-        e.n(SETTLED_ATTEMPT),
-        e.n(FIRST_ATTEMPT_AT),
-        e.n(ORIGIN),
-        e.n(RETRY_AFTER),
-    );
-    let (audit_hour, audit_minute, drift) = (e.n(AUDIT_HOUR), e.n(AUDIT_MINUTE), e.n(DRIFT));
+    let (status, attempt) = (e.n(STATUS), e.n(ATTEMPT));
     // A new generation bounds its own pending work afresh, and no holder of the previous
     // generation's update ends anything of it.
-    let update_first = [
+    let mut removed = vec![
+        REQUEST_HASH,
+        EXPIRES_AT,
+        LEASE_OWNER,
+        RESOURCE_ARN,
+        LAST_ERROR,
+        FIRST_ATTEMPT_AT,
+        ORIGIN,
+        RETRY_AFTER,
+        AUDIT_HOUR,
+        AUDIT_MINUTE,
+        DRIFT,
         UPDATE_FIRST_ATTEMPT_AT,
         UPDATE_OWNER,
         UPDATE_LEASE_EXPIRES_AT,
         UPDATE_ATTEMPT,
         UPDATE_VERSION,
-    ]
-    .map(|n| e.n(n))
-    .join(", ");
-    let from = e.v("from", s(input.status.as_str()));
-    let in_progress = e.v("inprogress", s(Status::InProgress.as_str()));
-    let current_v = e.v("current", num(u64::from(input.generation)));
-    let next_v = e.v("next", num(u64::from(input.generation) + 1));
-    let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
-    let token_v = e.v("token", s(input.token));
-    let zero = e.v("zero", num(0));
-    let now = e.v("now", num(input.now_ms));
-    let no = e.v("no", AttributeValue::Bool(false));
-    let sent_v = e.v("sent", AttributeValue::Bool(input.create_sent));
+    ];
     // A create that may have been sent was made with the generation's request: the new
     // generation looks for that resource, so it keeps the request. Else the next claimant's
     // request is the new generation's.
-    let requested = if input.create_sent {
-        String::new()
-    } else {
-        format!(", {}, {}", e.n(REQUESTED), e.n(REQUESTED_REVISION))
-    };
-    e.update = Some(format!(
-        "SET {status} = {in_progress}, {attention} = {in_progress}, {generation} = {next_v}, \
-         {client_token} = {token_v}, {attempt} = {zero}, {lease} = {zero}, {updated} = {now}, \
-         {announced} = {no}, {sent} = {sent_v}, {settled} = {zero} \
-         REMOVE {hash}, {expires}, {lease_owner}, {resource}, {last_error}, {first}, {origin}, \
-         {retry_after}, {audit_hour}, {audit_minute}, {drift}, {update_first}{requested}"
-    ));
+    if !input.create_sent {
+        removed.extend([REQUESTED, REQUESTED_REVISION]);
+    }
+    let removed = removed
+        .into_iter()
+        .map(|n| e.n(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let from = e.v("from", s(input.status.as_str()));
+    let attempt_v = e.v("attempt", num(u64::from(input.attempt)));
+    e.update = Some(format!("SET {set} REMOVE {removed}"));
     e.condition = Some(format!(
-        "{status} = {from} AND {generation} = {current_v} AND {attempt} = {attempt_v}"
+        "{status} = {from} AND {same_generation} AND {attempt} = {attempt_v}"
     ));
     e
 }
