@@ -1131,6 +1131,27 @@ async fn recent_events_keep_only_the_newest() {
     );
 }
 
+fn fields(v: serde_json::Value) -> Fields {
+    v.as_object().cloned().expect("an object")
+}
+
+/// A step created as `state` asks, READY and its Ready announced.
+async fn ready_and_announced(ledger: &Ledger, key: &StepKey, hash: &str, state: &Fields) -> Record {
+    let lease = acquire(ledger, key, &request(hash)).await;
+    let applied = Applied {
+        state,
+        revision: &REVISION,
+    };
+    let record = ledger
+        .mark_ready(&lease, ARN, Origin::Created, &applied)
+        .await
+        .expect("ready");
+    ledger
+        .mark_ready_announced(&record)
+        .await
+        .expect("announced")
+}
+
 /// An update holder that vanished (its lease ran out) while a newer request asked for the
 /// applied state again leaves nothing owed: the step settles, shedding the holder's stale
 /// fields, rather than staying in the attention index for ever. While the lease is live it
@@ -1142,28 +1163,12 @@ async fn a_vanished_update_holder_with_nothing_owed_settles_the_step() {
     let (ledger, _requests, table) = ledger_table("ledger-stale-update").await;
     let key = key("100000000031");
     let hash = hash_of("payments");
-    let original: Fields = json!({ "name": "payments" }).as_object().cloned().unwrap();
-    let lease = acquire(&ledger, &key, &request(&hash)).await;
-    let record = ledger
-        .mark_ready(
-            &lease,
-            ARN,
-            Origin::Created,
-            &Applied {
-                state: &original,
-                revision: &REVISION,
-            },
-        )
-        .await
-        .expect("ready");
-    let record = ledger
-        .mark_ready_announced(&record)
-        .await
-        .expect("announced");
+    let original = fields(json!({ "name": "payments" }));
+    let record = ready_and_announced(&ledger, &key, &hash, &original).await;
     assert_eq!(record.attention, None, "nothing owed yet");
 
     // A newer request renames it; its holder claims the update and vanishes.
-    let renamed: Fields = json!({ "name": "renamed" }).as_object().cloned().unwrap();
+    let renamed = fields(json!({ "name": "renamed" }));
     let rev2 = Revision::parse("2026-12-01T00:00:00.000Z#event-2");
     let record = ledger
         .record_desired(&record, &Desired::of(&renamed, &rev2))
@@ -1223,26 +1228,10 @@ async fn an_audit_finding_is_not_recorded_over_a_newer_desired_state() {
     let (ledger, _requests, table) = ledger_table("ledger-audit-fence").await;
     let key = key("100000000032");
     let hash = hash_of("payments");
-    let original: Fields = json!({ "name": "payments" }).as_object().cloned().unwrap();
-    let lease = acquire(&ledger, &key, &request(&hash)).await;
-    let record = ledger
-        .mark_ready(
-            &lease,
-            ARN,
-            Origin::Created,
-            &Applied {
-                state: &original,
-                revision: &REVISION,
-            },
-        )
-        .await
-        .expect("ready");
-    let read_by_audit = ledger
-        .mark_ready_announced(&record)
-        .await
-        .expect("announced");
+    let original = fields(json!({ "name": "payments" }));
+    let read_by_audit = ready_and_announced(&ledger, &key, &hash, &original).await;
 
-    let renamed: Fields = json!({ "name": "renamed" }).as_object().cloned().unwrap();
+    let renamed = fields(json!({ "name": "renamed" }));
     let rev2 = Revision::parse("2026-12-01T00:00:00.000Z#event-2");
     ledger
         .record_desired(&read_by_audit, &Desired::of(&renamed, &rev2))
