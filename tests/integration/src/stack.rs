@@ -9,7 +9,7 @@
 //! and the emulator (moto's services through its forwarder) evaluates each call against that
 //! role's shipped policy ([`crate::iam`]); the test's own set-up acts as the account's root.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -289,6 +289,34 @@ impl Stack {
             settings,
         )
         .with_organizations(Organizations::new(&self.config_as(RECONCILER_ROLE)))
+    }
+
+    /// The instance's name and every tag on it, read through the member account.
+    pub async fn instance_now(
+        &self,
+        account: &str,
+        arn: &str,
+    ) -> (String, BTreeMap<String, String>) {
+        let sso = aws_sdk_ssoadmin::Client::new(&self.config_in(account).await);
+        let described = sso.describe_instance().instance_arn(arn).send().await;
+        let name = described
+            .expect("DescribeInstance")
+            .name()
+            .unwrap_or_default()
+            .to_string();
+        let listed = sso
+            .list_tags_for_resource()
+            .instance_arn(arn)
+            .resource_arn(arn)
+            .send()
+            .await
+            .expect("ListTagsForResource");
+        let tags = listed
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        (name, tags)
     }
 
     /// A config acting in `account` (via the emulator's STS), e.g. to create a portal there.

@@ -15,23 +15,15 @@ use std::time::Duration;
 use aws_sdk_organizations::error::ProvideErrorMetadata;
 use aws_sdk_organizations::types::OrganizationFeatureSet;
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
-use integration_tests::deliveries::{oidc_provider, onboarding_requested};
+use integration_tests::deliveries::{of_type, oidc_provider, onboarding_requested};
 use integration_tests::moto::moto;
 use integration_tests::stack::{Stack, REGION};
 use onboarding::ledger::{Applied, Claim, ClaimRequest, Fields, Origin, Status, StepKey};
 use onboarding::revision::Revision;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const INSTANCE: &str = "identity-center-instance";
 const OFFBOARDED: &str = "Account Offboarded";
-
-fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .cloned()
-        .collect()
-}
 
 /// Organizations in moto as its default account (the organization's management account).
 async fn organizations() -> aws_sdk_organizations::Client {

@@ -22,36 +22,6 @@ fn instance(id: &str, account: &str, time: &str, spec: Value) -> Value {
     )
 }
 
-/// The instance's name and every tag on it, read through the member account.
-async fn instance_now(
-    stack: &Stack,
-    account: &str,
-    arn: &str,
-) -> (String, BTreeMap<String, String>) {
-    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
-    let name = sso
-        .describe_instance()
-        .instance_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .name()
-        .unwrap_or_default()
-        .to_string();
-    let tags = sso
-        .list_tags_for_resource()
-        .instance_arn(arn)
-        .resource_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
-    (name, tags)
-}
-
 fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -84,7 +54,7 @@ async fn an_own_request_older_than_control_towers_event_still_names_the_instance
     assert_eq!(reply["status"], "updated", "{reply}");
     assert_eq!(reply["changed"], json!(["name", "tags.CostCenter"]));
     assert_eq!(
-        instance_now(&stack, account, &arn).await,
+        stack.instance_now(account, &arn).await,
         ("payments-prod".into(), tags(&[("CostCenter", "1234")]))
     );
     // Its duplicate, and Control Tower's newer `UpdateManagedAccount`: nothing more.
@@ -159,7 +129,7 @@ async fn requests_naming_different_fields_all_hold_in_either_order() {
             handler.handle(request(account), None).await.unwrap();
         }
         assert_eq!(
-            instance_now(&stack, account, &arn).await,
+            stack.instance_now(account, &arn).await,
             (
                 "c".into(),
                 tags(&[("Owner", "ops"), ("Stage", "prod"), ("Team", "x")])
@@ -216,7 +186,7 @@ async fn an_empty_newer_request_supersedes_nothing() {
         "2026-11-30T11:00:00Z",
     );
     handler.handle(ct, None).await.unwrap();
-    assert_eq!(instance_now(&stack, account, &arn).await.0, "two");
+    assert_eq!(stack.instance_now(account, &arn).await.0, "two");
     let record = stack
         .engine()
         .ledger()

@@ -5,7 +5,7 @@
 //! identity emulator, every call evaluated against the shipped roles.
 
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
-use integration_tests::deliveries::{oidc_provider, onboarding_requested};
+use integration_tests::deliveries::{of_type, oidc_provider, onboarding_requested};
 use integration_tests::iam::{self, INSTANCE_ROLE};
 use integration_tests::stack::Stack;
 use onboarding::aws::MemberAccess;
@@ -13,7 +13,7 @@ use onboarding::engine::Engine;
 use onboarding::handler::Handler;
 use onboarding::ledger::{Status, StepKey};
 use onboarding::steps::IdentityCenterInstance;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ACCOUNT: &str = "820000000001";
 const CENTER_PORTAL: &str =
@@ -21,13 +21,6 @@ const CENTER_PORTAL: &str =
 const STANDARD_PORTAL: &str =
     "arn:aws:workspaces-web:us-east-1:820000000001:portal/0d5e1c8a-3b7f-4e2a-9c6d-1f2e3a4b5c6d";
 const SECRET: &str = "onboarding/never-apply-oidc";
-
-fn of_type<'a>(emitted: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .collect()
-}
 
 /// Calls the emulator served (SSO Admin, MPA, WorkSpaces Web, STS); moto's are not counted.
 fn control_plane_calls(stack: &Stack) -> u64 {

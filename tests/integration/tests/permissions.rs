@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use identity_emulator::PolicySet;
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
-use integration_tests::deliveries::onboarding_requested;
+use integration_tests::deliveries::{at, of_type, onboarding_requested};
 use integration_tests::iam;
 use integration_tests::stack::Stack;
 use onboarding::ledger::{Status, StepKey};
@@ -20,19 +20,6 @@ const WEB: &str = "web-identity-provider";
 const MEMBER_ROLE: &str = "member_role";
 /// The member role's name (the template's default `MemberRoleName`).
 const MEMBER_ROLE_NAME: &str = "IdentityOnboardingMemberRole";
-
-fn at(mut event: Value, time: &str) -> Value {
-    event["time"] = json!(time);
-    event
-}
-
-fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .cloned()
-        .collect()
-}
 
 fn instance_request(id: &str, account: &str, time: &str, name: &str, tags: Value) -> Value {
     at(

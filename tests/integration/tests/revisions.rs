@@ -7,17 +7,14 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use identity_emulator::{AccountConfig, Config as EmulatorConfig, FaultConfig, FaultRule};
-use integration_tests::deliveries::{control_tower, oidc_provider, onboarding_requested};
+use integration_tests::deliveries::{
+    at, control_tower, of_type, oidc_provider, onboarding_requested,
+};
 use integration_tests::stack::Stack;
 use onboarding::ledger::{Status, StepKey};
 use serde_json::{json, Value};
 
 const INSTANCE: &str = "identity-center-instance";
-
-fn at(mut event: Value, time: &str) -> Value {
-    event["time"] = json!(time);
-    event
-}
 
 fn named(id: &str, account: &str, time: &str, name: &str, tags: Value) -> Value {
     at(
@@ -28,44 +25,6 @@ fn named(id: &str, account: &str, time: &str, name: &str, tags: Value) -> Value 
         ),
         time,
     )
-}
-
-fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .cloned()
-        .collect()
-}
-
-/// The instance's name and every tag on it, read through the member account.
-async fn instance_now(
-    stack: &Stack,
-    account: &str,
-    arn: &str,
-) -> (String, BTreeMap<String, String>) {
-    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
-    let name = sso
-        .describe_instance()
-        .instance_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .name()
-        .unwrap_or_default()
-        .to_string();
-    let tags = sso
-        .list_tags_for_resource()
-        .instance_arn(arn)
-        .resource_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
-    (name, tags)
 }
 
 /// A stack whose `account` has a portal (its ARN returned).
@@ -114,7 +73,7 @@ async fn control_tower_then_the_own_event_applies_its_name_and_tags() {
          desired state), the completion (with its Updated in the outbox), and the mark once \
          it is sent (which also takes the step out of the attention index)"
     );
-    let (name, tags) = instance_now(&stack, account, &arn).await;
+    let (name, tags) = stack.instance_now(account, &arn).await;
     assert_eq!(name, "payments-prod");
     assert_eq!(tags.get("CostCenter").map(String::as_str), Some("1234"));
     let counters = stack.emulator.counters();
@@ -199,7 +158,7 @@ async fn the_later_of_two_revisions_wins_in_either_order_and_never_rolls_back() 
     replay["replay-name"] = json!("last-month");
     let (reply, _) = handler.handle(replay, None).await.unwrap();
     assert_eq!(reply["status"], "duplicate", "{reply}");
-    assert_eq!(instance_now(&stack, a, &arn_a).await.0, "second");
+    assert_eq!(stack.instance_now(a, &arn_a).await.0, "second");
 
     // Reversed: created as "second"; the older request arrives late and changes nothing.
     let b = "920000000004";
@@ -207,7 +166,7 @@ async fn the_later_of_two_revisions_wins_in_either_order_and_never_rolls_back() 
     let arn_b = reply["resourceArn"].as_str().unwrap().to_string();
     let (reply, _) = handler.handle(older(b), None).await.unwrap();
     assert_eq!(reply["status"], "duplicate", "{reply}");
-    assert_eq!(instance_now(&stack, b, &arn_b).await.0, "second");
+    assert_eq!(stack.instance_now(b, &arn_b).await.0, "second");
     assert_eq!(stack.emulator.counters().calls("UpdateInstance"), 1);
 }
 
@@ -262,7 +221,7 @@ async fn tags_someone_else_set_are_never_touched() {
         json!(["tags.CostCenter", "tags.Team"]),
         "{reply}"
     );
-    let (_, tags) = instance_now(&stack, account, &arn).await;
+    let (_, tags) = stack.instance_now(account, &arn).await;
     assert_eq!(
         tags,
         BTreeMap::from([
@@ -522,7 +481,7 @@ async fn a_newer_revision_takes_over_a_create_begun_for_an_older_one() {
         .find(|r| r.key == StepKey::account(account, INSTANCE))
         .expect("instance item");
     let arn = instance.resource_arn.clone().unwrap();
-    assert_eq!(instance_now(&stack, account, &arn).await.0, "second");
+    assert_eq!(stack.instance_now(account, &arn).await.0, "second");
 }
 
 /// A newer request that meets the step being created is not refused: it is recorded as
@@ -562,7 +521,7 @@ async fn a_newer_request_during_the_create_is_applied_by_the_delivery_that_finis
     assert_eq!(reply["status"], "updated", "{reply}");
     let arn = reply["resourceArn"].as_str().unwrap().to_string();
     assert_eq!(
-        instance_now(&stack, account, &arn).await,
+        stack.instance_now(account, &arn).await,
         (
             "newer".to_string(),
             BTreeMap::from([("CostCenter".to_string(), "42".to_string())])
@@ -620,7 +579,7 @@ async fn a_newer_request_for_a_created_step_is_applied_by_the_reconciler() {
         Some("2026-11-30T10:05:00.000Z#c2")
     );
     let arn = record.resource_arn.unwrap();
-    assert_eq!(instance_now(&stack, account, &arn).await.0, "newer");
+    assert_eq!(stack.instance_now(account, &arn).await.0, "newer");
     assert_eq!(stack.emulator.counters().calls("UpdateInstance"), 1);
 }
 
@@ -664,7 +623,7 @@ async fn a_newer_revision_cleans_up_after_an_update_that_never_ended() {
     assert!(err.is_retryable(), "{err}");
     stack.emulator.set_faults(FaultConfig::new(9));
     assert_eq!(
-        instance_now(&stack, account, &arn).await,
+        stack.instance_now(account, &arn).await,
         (
             "two".to_string(),
             BTreeMap::from([("Stage".to_string(), "r2".to_string())])
@@ -686,7 +645,7 @@ async fn a_newer_revision_cleans_up_after_an_update_that_never_ended() {
         .unwrap();
     assert_eq!(reply["status"], "updated", "{reply}");
     assert_eq!(
-        instance_now(&stack, account, &arn).await,
+        stack.instance_now(account, &arn).await,
         ("three".to_string(), BTreeMap::new())
     );
 }
