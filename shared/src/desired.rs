@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::revision::Revision;
-use crate::step::Fields;
+
+/// A request's or a resource's fields as JSON (the step's own names: `name`, `tags`, ...).
+pub type Fields = serde_json::Map<String, Value>;
 
 /// One field: `name` (`name`, `type`) or a key of a map field (`tags` / `env`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -23,9 +23,9 @@
 //!   Manager, `steps/web_identity_provider.rs`; MPA, `steps/approval_identity_source.rs`;
 //!   EventBridge PutEvents, [`announce`]; SQS visibility, [`redelivery`]; Organizations,
 //!   [`organizations`]. CloudWatch metrics are log lines ([`telemetry`], EMF).
-//! - **Errors** are classified once, in [`error`]: one table of what passes with time, one
-//!   class per error ([`error::Class`]), the engine's own codes in [`error::code`]. Time as
-//!   the ledger stores it, and the one jitter, are in [`clock`].
+//! - **Errors** are classified once, in [`error`]: one table of what passes with time
+//!   ([`retryable`]), one class per error ([`error::Class`]), the engine's own codes in
+//!   [`error::code`]. Time as the ledger stores it, and the one jitter, are in [`clock`].
 pub mod announce;
 pub mod aws;
 pub mod clock;
@@ -40,6 +40,7 @@ pub mod organizations;
 pub mod rebuild;
 pub mod reconcile;
 pub mod redelivery;
+pub mod retryable;
 pub mod revision;
 pub mod settings;
 pub mod step;

@@ -32,7 +32,7 @@ impl LedgerError {
 }
 
 /// Maps an SDK error of operation `op` to [`LedgerError`]: what may pass with time
-/// (throttling, 5xx, timeouts, connection failures: [`crate::error::is_transient_sdk`]) is
+/// (throttling, 5xx, timeouts, connection failures: [`crate::retryable::is_transient_sdk`]) is
 /// [`LedgerError::Unavailable`]; everything else is [`LedgerError::Rejected`]. Conditional
 /// check failures are handled by each call before this.
 pub(crate) fn classify<E>(op: &str, err: SdkError<E, HttpResponse>) -> LedgerError
@@ -40,7 +40,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let text = format!("{op}: {}", DisplayErrorContext(&err));
-    if crate::error::is_transient_sdk(&err) {
+    if crate::retryable::is_transient_sdk(&err) {
         LedgerError::Unavailable(text)
     } else {
         LedgerError::Rejected(text)

@@ -49,7 +49,7 @@ use crate::revision::Revision;
 use writes::Expressions;
 
 /// A step's fields as requests specify them (see [`crate::step::Plan::desired`]).
-pub type Fields = serde_json::Map<String, serde_json::Value>;
+pub use crate::desired::Fields;
 
 /// TTL of a claim that is never completed (from its last claim).
 pub const ABANDONED_CLAIM_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
