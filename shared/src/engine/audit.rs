@@ -67,48 +67,20 @@ impl Engine {
             account_id: plan.account_id.as_deref(),
             request_event_id: &request.event_id,
         };
-        let observed = async {
-            let api = step.connect(&plan.input).await?;
-            let gone = match step.readiness(&api, &arn).await {
-                Ok(Readiness::Ready | Readiness::Pending(_)) => false,
-                Ok(Readiness::Failed(_)) => true,
-                Err(e) if e.code() == NOT_FOUND => true,
-                Err(e) => return Err(e),
-            };
-            if gone {
-                return Ok((true, Fields::new(), Vec::new()));
-            }
-            let now = step
-                .current(&api, &plan.input, &arn, &state, &state)
-                .await?;
-            let changed: Vec<String> = changed_fields(&now, &state)
-                .into_iter()
-                .filter(|f| state.contains_key(f) && !S::UNOBSERVABLE.contains(&f.as_str()))
-                .collect();
-            Ok((false, now, changed))
-        }
-        .await;
-        let (gone, now, changed) = match observed {
+        let revision = request.revision();
+        let delivery = Delivery {
+            engine: self,
+            step,
+            plan: &plan,
+            subject: &subject,
+            revision: &revision,
+            deadline,
+        };
+        let (gone, now, changed) = match delivery.observe(&arn, &state).await {
             Ok(found) => found,
             Err(e) if e.is_retryable() => return Err(e),
             Err(e) => {
-                // Refused (a permission the member role lacks, ...): recorded on the step,
-                // which stays READY with its applied state, so `onboarding status` shows why
-                // it is not audited; the reconciler counts it apart from audited steps.
-                let finding = serde_json::json!({
-                    "refused": { "code": e.code(), "message": e.reason().message },
-                });
-                let known = record
-                    .drift
-                    .as_ref()
-                    .is_some_and(|d| d.get("refused") == finding.get("refused"));
-                if !known {
-                    let mut stored = finding;
-                    stored["at"] = serde_json::json!(now_ms());
-                    self.ledger
-                        .record_audit(&record, Some((&stored.to_string(), None)))
-                        .await?;
-                }
+                self.record_refused_audit(&record, &e).await?;
                 return Err(e);
             }
         };
@@ -160,14 +132,6 @@ impl Engine {
                 .await?
             {
                 UpdateClaim::Acquired(lease) => {
-                    let delivery = Delivery {
-                        engine: self,
-                        step,
-                        plan: &plan,
-                        subject: &subject,
-                        revision: &request.revision(),
-                        deadline,
-                    };
                     Some(Box::pin(delivery.apply_update(&arn, &now, None, lease)).await?)
                 }
                 UpdateClaim::Busy { .. } | UpdateClaim::Moved(_) => None,
@@ -178,5 +142,52 @@ impl Engine {
             changed,
             repaired,
         })
+    }
+}
+
+impl Engine {
+    /// An audit refused for good (a permission the member role lacks, ...): recorded on the
+    /// step, which stays READY with its applied state, so `onboarding status` shows why it is
+    /// not audited; the reconciler counts it apart from audited steps. Written only when the
+    /// refusal is new.
+    async fn record_refused_audit(&self, record: &Record, e: &StepError) -> Result<(), StepError> {
+        let refused = serde_json::json!({ "code": e.code(), "message": e.reason().message });
+        if record.drift.as_ref().and_then(|d| d.get("refused")) == Some(&refused) {
+            return Ok(());
+        }
+        let stored = serde_json::json!({ "refused": refused, "at": now_ms() });
+        self.ledger
+            .record_audit(record, Some((&stored.to_string(), None)))
+            .await?;
+        Ok(())
+    }
+}
+
+impl<S: Step> Delivery<'_, S> {
+    /// What the resource at `arn` holds now, against the applied `state`: whether it is gone,
+    /// what it holds, and which of the applied fields it no longer holds (fields the service
+    /// never shows are not compared).
+    async fn observe(
+        &self,
+        arn: &str,
+        state: &Fields,
+    ) -> Result<(bool, Fields, Vec<String>), StepError> {
+        let Delivery { step, plan, .. } = *self;
+        let api = step.connect(&plan.input).await?;
+        let gone = match step.readiness(&api, arn).await {
+            Ok(Readiness::Ready | Readiness::Pending(_)) => false,
+            Ok(Readiness::Failed(_)) => true,
+            Err(e) if e.code() == NOT_FOUND => true,
+            Err(e) => return Err(e),
+        };
+        if gone {
+            return Ok((true, Fields::new(), Vec::new()));
+        }
+        let now = step.current(&api, &plan.input, arn, state, state).await?;
+        let changed = changed_fields(&now, state)
+            .into_iter()
+            .filter(|f| state.contains_key(f) && !S::UNOBSERVABLE.contains(&f.as_str()))
+            .collect();
+        Ok((false, now, changed))
     }
 }

@@ -140,143 +140,142 @@ impl<S: Step> Delivery<'_, S> {
         base: Option<Fields>,
         lease: UpdateLease,
     ) -> Result<Outcome, StepError> {
-        let Delivery {
-            engine,
-            step,
-            plan,
-            subject,
-            ..
-        } = *self;
+        let arn = arn.to_string();
         if lease.wanted == *state && base.is_none() {
             // The desired state asks for what is there: nothing changes, nothing is
             // announced; the step leaves the attention index if nothing else is owed.
-            if let Some(now) = engine
-                .ledger
-                .end_update(&lease, UpdateEnd::Applied(None))
-                .await?
-            {
-                engine.send_outbox(now).await?;
-            }
-            return Ok(Outcome::Duplicate {
-                arn: arn.to_string(),
-            });
+            self.end_update(&lease, UpdateEnd::Applied(None)).await?;
+            return Ok(Outcome::Duplicate { arn });
         }
-        // One token per desired version: every holder of this update sends the same calls
-        // with the same tokens; a newer version or a repair (a new version) sends new ones.
-        let token = update_token(
-            &lease.key,
-            lease.generation,
-            &format!("v{}", lease.version),
-            lease.salt.as_deref(),
-        );
-        let from = base.as_ref().unwrap_or(state);
-        let made = async {
-            let api = step.connect(&plan.input).await?;
-            // A holder after the first reads what the resource holds now (an earlier
-            // holder's calls may have landed, wholly or in part) and makes only the calls
-            // still needed, from there.
-            let now = if lease.attempt > 1 {
-                Some(
-                    step.current(&api, &plan.input, arn, from, &lease.wanted)
-                        .await?,
-                )
-            } else {
-                None
-            };
-            if now.as_ref() != Some(&lease.wanted) {
-                let from = now.as_ref().unwrap_or(from);
-                step.update(&api, &plan.input, arn, from, &lease.wanted, &token)
-                    .await?;
-            }
-            Ok::<(), StepError>(())
-        }
-        .await;
-        if let Err(e) = made {
-            // Not reachable yet (the member role gone, say): the update has the grace window
-            // of the step it updates, from the first attempt of the pending work (kept across
-            // releases); past it, it is refused like any refusal, never retried forever.
-            let waited = SystemTime::now()
-                .duration_since(lease.first_attempt_at)
-                .unwrap_or_default();
-            let window = engine.settings.member_role_grace;
-            let past_window = e.is_not_yet() && waited >= window;
-            let e = if e.is_not_yet() && !past_window {
-                let delay = engine.settings.backoff(lease.attempt);
-                e.after(delay)
-            } else {
-                e
-            };
-            if e.is_retryable() && !past_window {
-                let end = UpdateEnd::Released {
-                    reason: e.reason(),
-                    retry_after: e.retry_after().map(|d| SystemTime::now() + d),
-                };
-                if let Err(ledger_err) = engine.ledger.end_update(&lease, end).await {
-                    warn!(error = %ledger_err, "could not release the update; its lease will expire");
-                }
-                return Err(e);
-            }
-            // Refused for good: recorded first (fenced), then announced; the step stays READY.
-            let message = if past_window {
-                format!(
-                    "the update of {} to revision {} was not possible for {} after its first \
-                     attempt, past the grace window of {} (MEMBER_ROLE_GRACE_SECONDS): {}; \
-                     the resource keeps its applied state: fix the cause, then send the \
-                     request again",
-                    plan.key,
-                    lease.revision,
-                    human(waited),
-                    human(window),
-                    e.reason().message
-                )
-            } else {
-                format!(
-                    "the update of {} to revision {} was refused: {}; the resource keeps its \
-                     applied state",
-                    plan.key,
-                    lease.revision,
-                    e.reason().message
-                )
-            };
-            let reason = ErrorReason {
-                retryable: false,
-                code: e.code().to_string(),
-                message,
-            };
-            let event =
-                Event::update_refused(subject, arn, (lease.generation, lease.version), &reason);
-            let now = engine
-                .ledger
-                .end_update(&lease, UpdateEnd::Refused(&reason, &event.to_json()))
-                .await?;
-            if let Some(now) = now {
-                engine.send_outbox(now).await?;
-            }
-            return Ok(Outcome::Rejected(reason));
+        if let Err(e) = self
+            .update_calls(&arn, base.as_ref().unwrap_or(state), &lease)
+            .await
+        {
+            return self.update_failed(&arn, &lease, e).await;
         }
         // Recorded (fenced on the update's lease and generation) with its announcement in
         // the outbox, then sent, then removed from the outbox.
         let changed = desired::changed(state, &lease.wanted);
         let event = Event::updated(
             S::UPDATED_DETAIL_TYPE,
-            subject,
-            arn,
+            self.subject,
+            &arn,
             (lease.generation, lease.version),
             &lease.revision,
             &changed,
         );
-        let now = engine
-            .ledger
-            .end_update(&lease, UpdateEnd::Applied(Some(&event.to_json())))
+        self.end_update(&lease, UpdateEnd::Applied(Some(&event.to_json())))
             .await?;
         info!(arn = %arn, revision = %lease.revision, changed = ?changed, "resource updated");
-        if let Some(now) = now {
-            engine.send_outbox(now).await?;
+        Ok(Outcome::Updated { arn, changed })
+    }
+
+    /// The calls that bring the resource from `from` to the lease's wanted state. One token
+    /// per desired version: every holder of this update sends the same calls with the same
+    /// tokens; a newer version or a repair (a new version) sends new ones. A holder after the
+    /// first reads what the resource holds now (an earlier holder's calls may have landed,
+    /// wholly or in part) and makes only the calls still needed, from there.
+    async fn update_calls(
+        &self,
+        arn: &str,
+        from: &Fields,
+        lease: &UpdateLease,
+    ) -> Result<(), StepError> {
+        let Delivery { step, plan, .. } = *self;
+        let token = update_token(
+            &lease.key,
+            lease.generation,
+            &format!("v{}", lease.version),
+            lease.salt.as_deref(),
+        );
+        let api = step.connect(&plan.input).await?;
+        let now = if lease.attempt > 1 {
+            Some(
+                step.current(&api, &plan.input, arn, from, &lease.wanted)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        if now.as_ref() != Some(&lease.wanted) {
+            let from = now.as_ref().unwrap_or(from);
+            step.update(&api, &plan.input, arn, from, &lease.wanted, &token)
+                .await?;
         }
-        Ok(Outcome::Updated {
-            arn: arn.to_string(),
-            changed,
-        })
+        Ok(())
+    }
+
+    /// The update's calls failed with `e`: released for a later delivery while it may pass
+    /// (not reachable yet: within the grace window of the step it updates, from the first
+    /// attempt of the pending work, kept across releases); else refused for good, recorded
+    /// first (fenced), then announced. Either way the step stays READY in its applied state.
+    async fn update_failed(
+        &self,
+        arn: &str,
+        lease: &UpdateLease,
+        e: StepError,
+    ) -> Result<Outcome, StepError> {
+        let settings = &self.engine.settings;
+        let waited = SystemTime::now()
+            .duration_since(lease.first_attempt_at)
+            .unwrap_or_default();
+        let past_window = e.is_not_yet() && waited >= settings.member_role_grace;
+        let e = if e.is_not_yet() && !past_window {
+            e.after(settings.backoff(lease.attempt))
+        } else {
+            e
+        };
+        if e.is_retryable() && !past_window {
+            let end = UpdateEnd::Released {
+                reason: e.reason(),
+                retry_after: e.retry_after().map(|d| SystemTime::now() + d),
+            };
+            if let Err(ledger_err) = self.engine.ledger.end_update(lease, end).await {
+                warn!(error = %ledger_err, "could not release the update; its lease will expire");
+            }
+            return Err(e);
+        }
+        let (key, revision) = (&self.plan.key, &lease.revision);
+        let message = if past_window {
+            format!(
+                "the update of {key} to revision {revision} was not possible for {} after its \
+                 first attempt, past the grace window of {} (MEMBER_ROLE_GRACE_SECONDS): {}; \
+                 the resource keeps its applied state: fix the cause, then send the request \
+                 again",
+                human(waited),
+                human(settings.member_role_grace),
+                e.reason().message
+            )
+        } else {
+            format!(
+                "the update of {key} to revision {revision} was refused: {}; the resource keeps \
+                 its applied state",
+                e.reason().message
+            )
+        };
+        let reason = ErrorReason {
+            retryable: false,
+            code: e.code().to_string(),
+            message,
+        };
+        let event = Event::update_refused(
+            self.subject,
+            arn,
+            (lease.generation, lease.version),
+            &reason,
+        );
+        self.end_update(lease, UpdateEnd::Refused(&reason, &event.to_json()))
+            .await?;
+        Ok(Outcome::Rejected(reason))
+    }
+
+    /// Ends the update (fenced on its lease and the generation), then sends what the step's
+    /// outbox holds.
+    async fn end_update(&self, lease: &UpdateLease, end: UpdateEnd<'_>) -> Result<(), StepError> {
+        if let Some(now) = self.engine.ledger.end_update(lease, end).await? {
+            self.engine.send_outbox(now).await?;
+        }
+        Ok(())
     }
 }
 
