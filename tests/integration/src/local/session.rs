@@ -30,6 +30,11 @@ pub struct Options {
     /// Bound on one invocation (the first of each function includes `cargo run`'s build check,
     /// which waits for cargo's lock while another build runs).
     pub invoke_limit: Duration,
+    /// The functions served (all three unless a test needs fewer).
+    pub functions: Vec<&'static str>,
+    /// Actions taken out of the shipped policies, as (principal, action): a deployment whose
+    /// role lacks them (see [`crate::iam`] for the principals' names).
+    pub denied: Vec<(&'static str, &'static str)>,
 }
 
 impl Options {
@@ -40,6 +45,8 @@ impl Options {
             organization: super::repo_root().join("tests/local/organization.json"),
             ready_wait_seconds: 5,
             invoke_limit: Duration::from_secs(900),
+            functions: FUNCTIONS.to_vec(),
+            denied: Vec::new(),
         }
     }
 }
@@ -93,10 +100,11 @@ impl Session {
             Ok(names) => names,
             Err(e) => return Err(step.fail(e)),
         };
-        let emulator = match start_emulator(&options.organization, &moto_url, &names).await {
-            Ok(emulator) => emulator,
-            Err(e) => return Err(step.fail(e)),
-        };
+        let emulator =
+            match start_emulator(&options.organization, &moto_url, &names, &options.denied).await {
+                Ok(emulator) => emulator,
+                Err(e) => return Err(step.fail(e)),
+            };
         let seeded = describe_organization(&emulator);
         step.ok(&emulator.url());
         for line in seeded {
@@ -105,7 +113,8 @@ impl Session {
         progress.note(&format!(
             "IAM: each function signs as its role of template.yaml ({}) and is held to that \
              role's shipped policy",
-            FUNCTIONS
+            options
+                .functions
                 .iter()
                 .filter_map(|f| super::role(f))
                 .collect::<Vec<_>>()
@@ -127,7 +136,7 @@ impl Session {
         let step =
             progress.step("starting cargo lambda watch, one per function (the Lambda Runtime API)");
         let mut functions = Vec::new();
-        for function in FUNCTIONS {
+        for &function in &options.functions {
             let env = match stack.function_env(function, options.ready_wait_seconds) {
                 Ok(env) => env,
                 Err(e) => return Err(step.fail(e)),
@@ -176,7 +185,7 @@ impl Session {
             .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
         let mut deliveries = Vec::new();
         for file in files {
-            for function in FUNCTIONS {
+            for &function in &self.options.functions {
                 let delivery = deliver(
                     &mut self.watches,
                     function,

@@ -110,6 +110,7 @@ pub async fn start_emulator(
     organization: &Path,
     moto_url: &str,
     names: &Names,
+    denied: &[(&str, &str)],
 ) -> Result<Emulator, String> {
     let mut config = EmulatorConfig::from_file(organization)
         .map_err(|e| format!("{}: {e}", organization.display()))?;
@@ -118,8 +119,13 @@ pub async fn start_emulator(
         .iter()
         .map(|logical| (*logical, names.queue_arn.clone()))
         .collect();
+    let policies = denied
+        .iter()
+        .fold(iam::shipped().clone(), |set, (principal, action)| {
+            set.without_action(principal, action)
+        });
     config.iam = Some(iam::bound(
-        iam::shipped(),
+        &policies,
         &iam::Names {
             region: REGION,
             table: &names.table,
