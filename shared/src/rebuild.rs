@@ -18,7 +18,9 @@ const NO_ACCOUNT: &str = "000000000000";
 
 /// The request a step's ledger item stands for. A `READY` step stands for its applied state
 /// (a pending update is the engine's to carry on); any other for the request its generation
-/// is created with (`requested`), else what was applied.
+/// is created with (`requested`), else what was applied. An item that records neither (an
+/// operator's retry that cleared its request, an item from before requests were recorded)
+/// stands for no request: it waits for one, rather than a resource being made as nobody asked.
 pub fn request_of<S: Step>(record: &Record) -> Result<OnboardingRequest, String> {
     let recorded =
         |fields: &Option<Fields>, revision: &Option<Revision>| fields.clone().zip(revision.clone());
@@ -28,10 +30,13 @@ pub fn request_of<S: Step>(record: &Record) -> Result<OnboardingRequest, String>
         Status::Ready => applied.or(requested),
         _ => requested.or(applied),
     }
-    .unwrap_or_else(|| {
-        let unknown = Revision::parse(&format!("0000-00-00T00:00:00.000Z#{}", record.key));
-        (Fields::new(), unknown)
-    });
+    .ok_or_else(|| {
+        format!(
+            "{} ({}, generation {}) records no request to make it with; the next request for \
+             it does",
+            record.key, record.status, record.generation
+        )
+    })?;
     request_from::<S>(&record.key, &fields, &revision)
 }
 
@@ -69,4 +74,48 @@ pub(crate) fn map(fields: &Fields, name: &str) -> BTreeMap<String, String> {
         .get(name)
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+    use crate::ledger::schema;
+    use crate::steps::IdentityCenterInstance;
+
+    fn record(extra: &[(&str, &str)]) -> Record {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let mut item = HashMap::from([
+            (schema::PK.to_owned(), s("account#123456789012")),
+            (schema::SK.to_owned(), s("identity-center-instance")),
+            (schema::STATUS.to_owned(), s("IN_PROGRESS")),
+            (schema::CLIENT_TOKEN.to_owned(), s("tok")),
+            (schema::GENERATION.to_owned(), AttributeValue::N("1".into())),
+            (schema::ATTEMPT.to_owned(), AttributeValue::N("0".into())),
+        ]);
+        item.extend(extra.iter().map(|(k, v)| (k.to_string(), s(v))));
+        Record::from_item(&item).expect("a ledger item")
+    }
+
+    #[test]
+    fn a_generation_is_made_with_its_recorded_request_and_never_with_none() {
+        let asked = record(&[
+            (schema::REQUESTED, r#"{"name":"payments"}"#),
+            (
+                schema::REQUESTED_REVISION,
+                "2026-12-10T09:00:00.000Z#reopening",
+            ),
+        ]);
+        let request = request_of::<IdentityCenterInstance>(&asked).expect("rebuilt");
+        assert_eq!(request.event_id, "reopening");
+        assert_eq!(request.instance.name.as_deref(), Some("payments"));
+
+        // An operator's retry that cleared the request, and nothing applied: no request to
+        // make it with, so nothing is made until one comes.
+        let err = request_of::<IdentityCenterInstance>(&record(&[])).unwrap_err();
+        assert!(err.contains("records no request"), "{err}");
+    }
 }

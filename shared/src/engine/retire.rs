@@ -7,7 +7,7 @@ use super::{Delivery, Engine, Outcome};
 use crate::announce::Subject;
 use crate::error::StepError;
 use crate::events::{OffboardingRequest, OnboardingRequest};
-use crate::ledger::{Claim, Record, Retirement, StepKey};
+use crate::ledger::{Applied, Claim, Record, Retirement, StepKey};
 use crate::revision::Revision;
 use crate::step::Step;
 
@@ -203,7 +203,11 @@ impl<S: Step> Delivery<'_, S> {
         request_hash: &str,
         record: Record,
     ) -> Result<Claim, StepError> {
-        if self.engine.ledger.reopen(&record).await? {
+        let request = Applied {
+            state: &self.plan.desired,
+            revision: self.revision,
+        };
+        if self.engine.ledger.reopen(&record, request).await? {
             info!(key = %record.key, generation = record.generation + 1,
                 "retired step reopened by a newer request");
         }

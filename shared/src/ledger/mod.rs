@@ -827,10 +827,15 @@ impl Ledger {
     }
 
     /// A retired step (`retired`, as read) whose account was reopened and sent a request
-    /// newer than the retirement: generation + 1, `IN_PROGRESS` and free to claim, looking up
-    /// the old resource before creating when the retired generation had one. `false`
-    /// (nothing written) if the step changed since it was read (another delivery reopened it).
-    pub async fn reopen(&self, retired: &Record) -> Result<bool, LedgerError> {
+    /// newer than the retirement (`request`): generation + 1, `IN_PROGRESS` and free to claim,
+    /// with that request recorded as the generation's, looking up the old resource before
+    /// creating when the retired generation had one. `false` (nothing written) if the step
+    /// changed since it was read (another delivery reopened it).
+    pub async fn reopen(
+        &self,
+        retired: &Record,
+        request: Applied<'_>,
+    ) -> Result<bool, LedgerError> {
         let Some(seen) = &retired.retired_revision else {
             return Err(LedgerError::Corrupt {
                 key: retired.key.to_string(),
@@ -841,11 +846,13 @@ impl Ledger {
             LedgerError::NotAllowed(format!("{} has exhausted its generations", retired.key))
         })?;
         let token = client_token(&retired.key, next, retired.token_salt.as_deref());
+        let requested = serde_json::Value::Object(request.state.clone()).to_string();
         let e = writes::reopen(&writes::ReopenInput {
             generation: retired.generation,
             retired_revision: seen.as_str(),
             token: &token,
             create_sent: retired.resource_arn.is_some() || retired.attempt > 0,
+            requested: (&requested, request.revision.as_str()),
             now_ms: epoch_ms(SystemTime::now()),
         });
         Ok(matches!(

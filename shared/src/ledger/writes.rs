@@ -671,6 +671,10 @@ pub(crate) struct ReopenInput<'a> {
     /// The retired generation had (or may have had) a resource: the new generation looks it
     /// up before creating (a reopened account keeps its resources).
     pub create_sent: bool,
+    /// The request that reopens it (its fields as JSON, its revision): the new generation's
+    /// request, recorded by this write, so whoever takes the generation over (a redelivery,
+    /// the reconciler) makes what that request asks, never a request of its own invention.
+    pub requested: (&'a str, &'a str),
     pub now_ms: u64,
 }
 
@@ -688,21 +692,26 @@ pub(crate) fn reopen(input: &ReopenInput<'_>) -> Expressions {
         input.now_ms,
     );
     let (status, retired_rev) = (e.n(STATUS), e.n(RETIRED_REVISION));
+    let (requested, requested_rev) = (e.n(REQUESTED), e.n(REQUESTED_REVISION));
     let removed = [
         REQUEST_HASH,
         LEASE_OWNER,
         LAST_ERROR,
         FIRST_ATTEMPT_AT,
         ORIGIN,
-        REQUESTED,
-        REQUESTED_REVISION,
         RESOURCE_ARN,
     ]
     .map(|n| e.n(n))
     .join(", ");
     let retired_v = e.v("retired", s(Status::Retired.as_str()));
     let seen_v = e.v("seen", s(input.retired_revision));
-    e.update = Some(format!("SET {set} REMOVE {removed}"));
+    let (fields, revision) = input.requested;
+    let requested_v = e.v("requested", s(fields));
+    let requested_rev_v = e.v("requestedrevision", s(revision));
+    e.update = Some(format!(
+        "SET {set}, {requested} = {requested_v}, {requested_rev} = {requested_rev_v} \
+         REMOVE {removed}"
+    ));
     e.condition = Some(format!(
         "{status} = {retired_v} AND {same_generation} AND {retired_rev} = {seen_v}"
     ));
@@ -1335,6 +1344,7 @@ mod tests {
                     retired_revision: "r",
                     token: "t",
                     create_sent: true,
+                    requested: ("{}", "r2"),
                     now_ms: 1,
                 }),
             ),
@@ -1544,6 +1554,7 @@ mod tests {
             retired_revision: "r",
             token: "t",
             create_sent: true,
+            requested: ("{}", "r2"),
             now_ms: 1,
         });
         assert_eq!(
@@ -1552,6 +1563,11 @@ mod tests {
         );
         let update = e.update.unwrap_or_default();
         assert!(update.contains("#generation = :next"), "{update}");
+        assert!(
+            update.contains("#requested = :requested")
+                && update.contains("#requestedrevision = :requestedrevision"),
+            "the reopening request is the new generation's: {update}"
+        );
         assert!(
             !update.contains("#retired,") && !update.contains("#retired "),
             "{update}"

@@ -1018,10 +1018,20 @@ async fn an_item_deleted_by_ttl_and_created_again_never_reuses_a_token() {
                 .clone()
                 .expect("a retired tombstone has a salt");
             assert_eq!(r.token, client_token(&tombstone, 0, Some(&salt)));
-            assert!(ledger.reopen(&r).await.expect("reopen"));
+            let reopening = Revision::parse("2026-12-01T00:00:00.000Z#reopening");
+            let asked = fields(json!({ "name": "approvals" }));
+            let request = Applied {
+                state: &asked,
+                revision: &reopening,
+            };
+            assert!(ledger.reopen(&r, request).await.expect("reopen"));
             let reopened = ledger.get_step(&tombstone).await.unwrap().unwrap();
             assert_eq!(reopened.token, client_token(&tombstone, 1, Some(&salt)));
             assert_ne!(reopened.token, client_token(&tombstone, 1, None));
+            // The reopening request is the new generation's, recorded by the reopening
+            // itself: whoever takes the generation over makes what it asks.
+            assert_eq!(reopened.requested.as_ref(), Some(&asked));
+            assert_eq!(reopened.requested_revision.as_ref(), Some(&reopening));
         }
         other => panic!("expected Retired, got {other:?}"),
     }

@@ -1631,7 +1631,12 @@ impl Run {
         if stale {
             record.retired_revision = Some(Revision::parse("2026-01-01T00:00:00.000Z#stale"));
         }
-        let result = self.ledger.reopen(&record).await;
+        let reopening = Revision::parse("2027-01-01T00:00:00.000Z#reopening");
+        let request = Applied {
+            state: &Fields::new(),
+            revision: &reopening,
+        };
+        let result = self.ledger.reopen(&record, request).await;
         let got = got("reopen", result, |applied| {
             if applied {
                 Got::Ok

@@ -3,29 +3,18 @@
 //! are retired, announced once, refused to every older request and left alone by the
 //! reconciler; a closed account reopened and onboarded again starts a new generation that
 //! finds its old instance before creating anything; an account removed from the organization
-//! before it was ever onboarded is never onboarded by a late request.
+//! before it was ever onboarded is never onboarded by a late request; a reopening cut short
+//! after its write is finished by the reconciler as the reopening request asked.
 
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
-use integration_tests::deliveries::{envelope, oidc_provider, onboarding_requested};
+use integration_tests::deliveries::{at, envelope, of_type, oidc_provider, onboarding_requested};
 use integration_tests::stack::Stack;
-use onboarding::ledger::{Status, StepKey};
+use onboarding::ledger::{Applied, Fields, Status, StepKey};
+use onboarding::revision::Revision;
 use serde_json::{json, Value};
 
 const INSTANCE: &str = "identity-center-instance";
 const OFFBOARDED: &str = "Account Offboarded";
-
-fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
-    emitted
-        .iter()
-        .filter(|e| e["detail-type"] == detail_type)
-        .cloned()
-        .collect()
-}
-
-fn at(mut event: Value, time: &str) -> Value {
-    event["time"] = json!(time);
-    event
-}
 
 /// Organizations `CloseAccountResult` `SUCCEEDED` for `account`, as CloudTrail records it.
 fn close_account_result(event_id: &str, account: &str, time: &str) -> Value {
@@ -305,4 +294,48 @@ async fn an_account_removed_before_it_was_onboarded_is_never_onboarded_by_a_late
         .unwrap()
         .unwrap();
     assert_eq!(record.status, Status::Retired);
+}
+
+/// A reopening whose delivery ended right after its write (the step IN_PROGRESS in a new
+/// generation, nobody holding it): the reconciler finishes it with the request that reopened
+/// it, recorded by the reopening, and the Ready names that request. It never makes a
+/// resource as nobody asked.
+#[tokio::test]
+async fn a_reopening_cut_short_is_finished_by_the_reconciler_as_its_request_asked() {
+    let account = "940000000003";
+    let stack = Stack::start("lifecycle-reopen-cut").await;
+    let instance = stack.instance_handler(stack.engine());
+    let asked = json!({ "identityCenterInstance": { "name": "payments" } });
+    let request = onboarding_requested("cut-1", account, asked);
+    let (reply, _) = instance.handle(request, None).await.unwrap();
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let close = close_account_result("cut-close", account, "2026-12-01T10:00:09Z");
+    let (reply, _) = instance.handle(close, None).await.unwrap();
+    assert_eq!(reply["status"], "offboarded", "{reply}");
+    stack.emitted().await;
+
+    // The reopening request's delivery writes the reopening, then ends.
+    let ledger = stack.engine().ledger().clone();
+    let key = StepKey::account(account, INSTANCE);
+    let retired = ledger.get_step(&key).await.unwrap().unwrap();
+    let fields: Fields = json!({ "name": "payments" }).as_object().cloned().unwrap();
+    let revision = Revision::parse("2026-12-10T09:00:00.000Z#cut-reopening");
+    let reopening = Applied {
+        state: &fields,
+        revision: &revision,
+    };
+    assert!(ledger.reopen(&retired, reopening).await.unwrap());
+
+    let report = stack
+        .reconciler(stack.engine(), false)
+        .run(None, false)
+        .await
+        .expect("run");
+    assert_eq!(report.redriven, 1, "{report:?}");
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!((record.status, record.generation), (Status::Ready, 1));
+    let emitted = stack.emitted().await;
+    let ready = of_type(&emitted, "Identity Center Instance Ready");
+    assert_eq!(ready.len(), 1, "{emitted:#?}");
+    assert_eq!(ready[0]["detail"]["requestEventId"], "cut-reopening");
 }
