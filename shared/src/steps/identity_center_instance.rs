@@ -298,24 +298,18 @@ impl Step for IdentityCenterInstance {
         let ours = project_tags::keys_of(applied, wanted);
         if !ours.is_empty() {
             let mut tags = BTreeMap::new();
-            let mut next: Option<String> = None;
-            loop {
-                let out = api
-                    .list_tags_for_resource()
-                    .instance_arn(arn)
-                    .resource_arn(arn)
-                    .set_next_token(next.take())
-                    .send()
-                    .await
-                    .map_err(|e| StepError::from_sdk("sso-admin ListTagsForResource", e))?;
-                for tag in out.tags() {
-                    if ours.contains(tag.key()) {
-                        tags.insert(tag.key().to_string(), tag.value().to_string());
-                    }
-                }
-                match out.next_token() {
-                    Some(token) if !token.is_empty() => next = Some(token.to_string()),
-                    _ => break,
+            let mut pages = api
+                .list_tags_for_resource()
+                .instance_arn(arn)
+                .resource_arn(arn)
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(tag) = pages.next().await {
+                let tag =
+                    tag.map_err(|e| StepError::from_sdk("sso-admin ListTagsForResource", e))?;
+                if ours.contains(tag.key()) {
+                    tags.insert(tag.key().to_string(), tag.value().to_string());
                 }
             }
             if !tags.is_empty() {
