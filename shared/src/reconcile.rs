@@ -29,7 +29,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::engine::{Audit, Engine, Outcome};
+use crate::engine::{Audit, AuditRun, Engine, Outcome};
 use crate::error::{code, StepError};
 use crate::events::{Departure, OffboardingRequest};
 use crate::ledger::{Record, Status};
@@ -493,10 +493,11 @@ impl Reconciler {
         let Some(step) = step else {
             return Ok(Audit::Clean);
         };
-        let repair = self.settings.repair_drift;
-        self.engine
-            .audit(step, &request, record.clone(), repair, deadline)
-            .await
+        let run = AuditRun {
+            repair: self.settings.repair_drift,
+            deadline,
+        };
+        self.engine.audit(step, &request, record.clone(), run).await
     }
 }
 

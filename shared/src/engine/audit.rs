@@ -20,11 +20,19 @@ use crate::step::{Readiness, Step};
 /// The error code of a resource the service no longer knows.
 const NOT_FOUND: &str = "ResourceNotFoundException";
 
+/// How one audit runs: whether it repairs the drift it finds (`RepairDrift`, `sweep
+/// --repair`), and the invocation's deadline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AuditRun {
+    pub repair: bool,
+    pub deadline: Option<SystemTime>,
+}
+
 impl Engine {
     /// The drift audit of one READY step (`record`, re-planned from `request`): is the
     /// resource still there, and does it still hold the applied state? Drift is recorded
     /// (a write only when the finding changes) and announced once ("Onboarding Drift
-    /// Detected"); with `repair`, a resource that is gone is created again as a new
+    /// Detected"); with `run.repair`, a resource that is gone is created again as a new
     /// generation, and one that changed is brought back by an update, both through the
     /// same claims and fences as any delivery.
     pub async fn audit<S: Step>(
@@ -32,14 +40,13 @@ impl Engine {
         step: &S,
         request: &OnboardingRequest,
         record: Record,
-        repair: bool,
-        deadline: Option<SystemTime>,
+        run: AuditRun,
     ) -> Result<Audit, StepError> {
         let key = record.key.clone();
         self.bounded(
             &key,
-            deadline,
-            Box::pin(self.audit_held(step, request, record, repair, deadline)),
+            run.deadline,
+            Box::pin(self.audit_held(step, request, record, run)),
         )
         .await
     }
@@ -49,8 +56,7 @@ impl Engine {
         step: &S,
         request: &OnboardingRequest,
         record: Record,
-        repair: bool,
-        deadline: Option<SystemTime>,
+        AuditRun { repair, deadline }: AuditRun,
     ) -> Result<Audit, StepError> {
         if record.update_owner.is_some() || record.update_pending() {
             // An update is in flight: the resource may already hold what the ledger does

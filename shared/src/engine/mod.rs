@@ -32,6 +32,8 @@ mod retire;
 mod timing;
 mod update;
 
+pub use audit::AuditRun;
+
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::SharedCredentialsProvider;

@@ -10,7 +10,7 @@ use identity_emulator::{AccountConfig, Config as EmulatorConfig};
 use integration_tests::deliveries::{oidc_provider, onboarding_requested};
 use integration_tests::stack::Stack;
 use onboarding::desired::Desired;
-use onboarding::engine::EngineSettings;
+use onboarding::engine::{AuditRun, EngineSettings};
 use onboarding::ledger::{
     Applied, Claim, ClaimRequest, Fields, Origin, Status, StepKey, UpdateKind,
 };
@@ -18,6 +18,11 @@ use onboarding::revision::Revision;
 use serde_json::{json, Value};
 
 const INSTANCE: &str = "identity-center-instance";
+/// An audit that repairs what it finds, without a deadline.
+const REPAIR: AuditRun = AuditRun {
+    repair: true,
+    deadline: None,
+};
 
 fn of_type(emitted: &[Value], detail_type: &str) -> Vec<Value> {
     emitted
@@ -582,7 +587,7 @@ async fn two_repairs_of_what_one_audit_saw_start_one_generation() {
     let step = IdentityCenterInstance::new(stack.member_access());
     let engine = stack.engine();
     let first = engine
-        .audit(&step, &request, seen.clone(), true, None)
+        .audit(&step, &request, seen.clone(), REPAIR)
         .await
         .expect("first repairer");
     // The second repairer recorded the same finding before the first repaired, and starts
@@ -594,7 +599,7 @@ async fn two_repairs_of_what_one_audit_saw_start_one_generation() {
         "{late:?}"
     );
     let second = engine
-        .audit(&step, &request, seen, true, None)
+        .audit(&step, &request, seen, REPAIR)
         .await
         .expect("second repairer");
     let repaired = |a: &onboarding::engine::Audit| {
