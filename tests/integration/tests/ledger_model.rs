@@ -201,6 +201,8 @@ struct Model {
     /// An applied revision is recorded.
     applied: bool,
     retired_revision: Option<String>,
+    /// The revision of the generation's recorded request (set by a reopening here).
+    requested_revision: Option<String>,
 }
 
 impl Model {
@@ -224,6 +226,7 @@ impl Model {
             first_attempt_at: r.first_attempt_at,
             applied: r.applied_revision.is_some(),
             retired_revision: r.retired_revision.as_ref().map(|v| v.as_str().to_owned()),
+            requested_revision: r.requested_revision.as_ref().map(|v| v.as_str().to_owned()),
         }
     }
 
@@ -446,6 +449,7 @@ fn acquired(
             first_attempt_at: Some(start),
             applied: false,
             retired_revision: None,
+            requested_revision: None,
         });
     };
     ensure(m.status == Status::InProgress, CLAIM, || {
@@ -1524,6 +1528,9 @@ impl Run {
             next.create_sent = m.status == Status::InProgress
                 && m.attempt > 0
                 && (m.create_sent || m.settled_attempt < m.attempt);
+            if !next.create_sent {
+                next.requested_revision = None;
+            }
             next.settled_attempt = 0;
             next.request_hash = None;
             next.ttl = false;
@@ -1556,6 +1563,7 @@ impl Run {
             Some(m) => {
                 m.status != Status::Retired
                     && m.retired_revision.as_deref().is_none_or(|r| r < revision)
+                    && m.requested_revision.as_deref().is_none_or(|r| r < revision)
                     && (!m.applied || Self::APPLIED < revision)
             }
         };
@@ -1604,6 +1612,7 @@ impl Run {
                 first_attempt_at: None,
                 applied: false,
                 retired_revision: None,
+                requested_revision: None,
             });
             next.status = Status::Retired;
             next.retired_revision = Some(revision.to_owned());
@@ -1659,6 +1668,7 @@ impl Run {
             next.lease_expires_at = Some(0);
             next.announced = false;
             next.create_sent = m.resource_arn.is_some() || m.attempt > 0;
+            next.requested_revision = Some(reopening.as_str().to_owned());
             next.settled_attempt = 0;
             next.request_hash = None;
             next.lease_owner = None;
