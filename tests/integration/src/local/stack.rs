@@ -135,7 +135,9 @@ pub async fn start_emulator(
         },
     ));
     config.forward_url = Some(moto_url.to_string());
-    config.record_observations = true;
+    // The least-privilege check reads the shipped policies' observations: a deployment whose
+    // roles lack actions on purpose is not one.
+    config.record_observations = denied.is_empty();
     identity_emulator::start(config, "127.0.0.1:0")
         .await
         .map_err(|e| format!("the identity emulator cannot listen on 127.0.0.1: {e}"))
