@@ -725,12 +725,23 @@ pub fn check(e: &Evidence<'_>) -> (Vec<String>, String) {
     // A newer request updates a READY step it describes differently; nothing else is
     // updated, least of all another team's provider.
     for (name, events) in &updated_by_key {
-        let status = ledger.get(*name).map(|r| r.status);
+        let record = ledger.get(*name);
+        let status = record.map(|r| r.status);
         let foreign = x
             .keys
             .get(*name)
             .is_some_and(|k| k.population == Population::ForeignProvider);
-        if status != Some(Status::Ready) || foreign {
+        // Updates are fenced on READY: a step that ends RETIRED in the generation it was
+        // updated in was READY when the update applied (its account closed after it).
+        let retired_after = record.is_some_and(|r| {
+            r.status == Status::Retired
+                && events.iter().all(|v| {
+                    v["detail"]["generation"]
+                        .as_u64()
+                        .is_some_and(|g| g <= u64::from(r.generation))
+                })
+        });
+        if (status != Some(Status::Ready) && !retired_after) || foreign {
             fail(format!(
                 "UPDATED A STEP THAT IS NOT OURS AND READY: {name} ({status:?}{}): {} \"Updated\" event(s), e.g. {}",
                 if foreign { ", a foreign provider" } else { "" },
