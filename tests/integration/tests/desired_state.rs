@@ -22,6 +22,19 @@ fn instance(id: &str, account: &str, time: &str, spec: Value) -> Value {
     )
 }
 
+/// Every tag on the provider `arn`.
+async fn provider_tags(web: &aws_sdk_workspacesweb::Client, arn: &str) -> BTreeMap<String, String> {
+    web.list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
 fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -256,16 +269,7 @@ async fn a_second_holder_of_a_provider_update_sends_its_own_calls() {
     assert_eq!(reply["status"], "updated", "{reply}");
     assert_eq!(tally.rejected, 0, "{tally:?}");
     let web = aws_sdk_workspacesweb::Client::new(&stack.config_in(account).await);
-    let on_provider: BTreeMap<String, String> = web
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
+    let on_provider = provider_tags(&web, &arn).await;
     assert_eq!(on_provider, tags(&[("Stage", "prod"), ("Team", "a")]));
 
     // A newer request removes a tag (null): only that key goes (UntagResource).
@@ -282,16 +286,7 @@ async fn a_second_holder_of_a_provider_update_sends_its_own_calls() {
         .await
         .unwrap();
     assert_eq!(reply["changed"], json!(["tags.Stage"]), "{reply}");
-    let on_provider: BTreeMap<String, String> = web
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
+    let on_provider = provider_tags(&web, &arn).await;
     assert_eq!(on_provider, tags(&[("Team", "a")]));
     let emitted = stack.emitted().await;
     assert!(
