@@ -1781,6 +1781,21 @@ fn known_detail_type(detail_type: &str) -> bool {
         || detail_type == ACCOUNT_OFFBOARDED_DETAIL_TYPE
 }
 
+/// The state writes of a key that may have been applied just before `w`: sent before `w` was
+/// answered, and with no other state write certainly between them (answered after it was
+/// sent, and before `w` was sent). The log orders two writes only when one was answered
+/// before the other was sent: an answer can reach its task late (a loaded scheduler), after
+/// a later write's answer, so the order of answers alone is not the order DynamoDB applied.
+fn immediate_predecessors<'a>(w: &LedgerWrite, all: &[&'a LedgerWrite]) -> Vec<&'a LedgerWrite> {
+    let others = || all.iter().copied().filter(|x| !std::ptr::eq(*x, w));
+    others()
+        .filter(|x| x.sent < w.answered)
+        .filter(|x| {
+            !others().any(|y| !std::ptr::eq(y, *x) && x.answered < y.sent && y.answered < w.sent)
+        })
+        .collect()
+}
+
 /// Every recorded outcome is announced at least once (from the log of applied ledger
 /// writes: updates that changed the applied state, refused updates, drift), with at most
 /// one Ready per generation (the same Ready again is a re-announcement; two different ones
@@ -1866,17 +1881,29 @@ fn check_outbox(
                     .flatten()
                     .any(|id| e.origin_of.get(*id).is_some_and(|o| origins.contains(o)))
         };
-        let mut applied_state: Option<Value> = None;
-        for w in writes {
-            let state = w
-                .state
+        let state_of = |w: &LedgerWrite| {
+            w.state
                 .as_deref()
-                .and_then(|s| serde_json::from_str::<Value>(s).ok());
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        };
+        let state_writes: Vec<&LedgerWrite> = writes
+            .iter()
+            .copied()
+            .filter(|w| {
+                matches!(
+                    w.kind,
+                    WriteKind::Ready | WriteKind::Created | WriteKind::UpdateApplied
+                )
+            })
+            .collect();
+        for w in writes {
             match w.kind {
-                WriteKind::Ready | WriteKind::Created => applied_state = state,
                 WriteKind::UpdateApplied => {
-                    let changed = state.is_some() && state != applied_state;
-                    applied_state = state;
+                    let state = state_of(w);
+                    let changed = state.is_some()
+                        && immediate_predecessors(w, &state_writes)
+                            .iter()
+                            .all(|p| state_of(p) != state);
                     if !changed {
                         continue;
                     }
