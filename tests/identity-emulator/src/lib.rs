@@ -165,6 +165,26 @@ impl Emulator {
         self.shared.world().quotas.config().cloned()
     }
 
+    /// The policies it started with, less each `(principal, action)` of `denied` (none: as
+    /// started): a deployment whose role was edited, from the next call on. Once any action
+    /// is taken out, no observation of this emulator reaches `IAM_OBSERVED_DIR` again (the
+    /// least-privilege check reads the shipped policies' observations only); they are still
+    /// kept for [`Emulator::observed`].
+    pub fn deny(&self, denied: &[(&str, &str)]) {
+        let policies = self.config.iam.as_ref().map(|shipped| {
+            denied
+                .iter()
+                .fold(shipped.clone(), |set, (principal, action)| {
+                    set.without_action(principal, action)
+                })
+        });
+        let mut world = self.shared.world();
+        world.config.iam = policies;
+        if !denied.is_empty() {
+            world.observed.stop_writing();
+        }
+    }
+
     /// Close `account_id` (AWS: `SUSPENDED`): from now on every `AssumeRole` into it is
     /// refused with `AccessDenied`. Credentials issued earlier keep working (the emulator
     /// does not model what a suspended account answers to them).

@@ -1,12 +1,21 @@
 //! A deployment whose roles lack an action, through the real function binaries (served by
 //! `cargo lambda watch`, each signing as its role of template.yaml, as in events.rs), the
-//! emulator holding every call to the shipped policies less the action taken out:
+//! emulator holding every call to the shipped policies less the action taken out
+//! ([`identity_emulator::Emulator::deny`], from the next call on). One session, one account
+//! per case, each made with the shipped policies first where the case is about an update:
 //!
-//! - the member role without `sso:UpdateInstance`: an account's instance is created, then a
-//!   newer request is refused, naming the action, the role and what to change; the step stays
-//!   READY, the refusal is recorded and announced, and nothing is announced Updated;
+//! - the member role without each action an update needs (`sso:UpdateInstance`,
+//!   `sso:UntagResource`, `workspaces-web:UpdateIdentityProvider`): the newer request is
+//!   refused, naming the action, the role and what to change; the step stays READY, the
+//!   refusal is recorded and announced, and nothing is announced Updated;
+//! - the member role without each dependent action of `CreateInstance`: the step fails for
+//!   good, naming it, and nothing is created;
 //! - the web function's role without `dynamodb:UpdateItem`: the claim is refused, the action
 //!   named, the delivery fails (to be retried), and nothing is created.
+//!
+//! The two audit actions (`sso:ListTagsForResource`, `workspaces-web:ListTagsForResource`)
+//! are exercised by permissions.rs through the reconciler's engine: the local session serves
+//! the three delivery functions, not the scheduled reconciler.
 
 use std::path::{Path, PathBuf};
 
@@ -19,31 +28,76 @@ use integration_tests::local::repo_root;
 use integration_tests::local::session::{Options, Session, START_STEPS};
 use integration_tests::local::watch::Reply;
 use onboarding::ledger::{Record, Status};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const INSTANCE: &str = "identity-center-instance";
 const WEB: &str = "web-identity-provider";
 /// The member role's name (the template's default `MemberRoleName`).
 const MEMBER_ROLE_NAME: &str = "IdentityOnboardingMemberRole";
 
+/// The member role's update actions, each refused in turn (the step they update).
+const UPDATE_ACTIONS: [(&str, &str); 3] = [
+    ("sso:UpdateInstance", INSTANCE),
+    ("sso:UntagResource", INSTANCE),
+    ("workspaces-web:UpdateIdentityProvider", WEB),
+];
+/// `sso:CreateInstance`'s dependent actions (Service Authorization Reference).
+const CREATE_DEPENDENCIES: [&str; 3] = [
+    "iam:CreateServiceLinkedRole",
+    "identitystore:CreateIdentityStore",
+    "organizations:DescribeOrganization",
+];
+
 fn fail(message: String) -> ! {
     panic!("{message}")
 }
 
-/// events/onboarding-requested.json, or a newer request of the same account renaming its
-/// instance, written to `dir`.
-fn request_file(dir: &Path, renamed: Option<&str>) -> PathBuf {
+/// The account of case `n`, with a portal of its own.
+fn account(n: usize) -> String {
+    format!("95000000010{n}")
+}
+
+fn portal(account: &str) -> String {
+    format!("arn:aws:workspaces-web:us-east-1:{account}:portal/0d5e1c8a-3b7f-4e2a-9c6d-{account}")
+}
+
+/// tests/local/organization.json with one more account per case, written to `dir`.
+fn organization(dir: &Path, cases: usize) -> PathBuf {
+    let sample = repo_root().join("tests/local/organization.json");
+    let mut org: Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
+    let accounts = org["accounts"].as_array_mut().expect("accounts");
+    for n in 0..cases {
+        let id = account(n);
+        accounts.push(json!({
+            "account_id": id,
+            "portals": [{ "portal_arn": portal(&id), "display_name": format!("case-{n}") }],
+        }));
+    }
+    let path = dir.join("organization.json");
+    std::fs::write(&path, org.to_string()).unwrap();
+    path
+}
+
+/// events/onboarding-requested.json for `account` (its instance and its portal's provider);
+/// `newer`: a newer request that renames the instance, moves a tag (one removed, one
+/// set) and the provider's issuer.
+fn request_file(dir: &Path, account: &str, newer: bool) -> PathBuf {
     let sample = repo_root().join("events/onboarding-requested.json");
-    let mut event: Value =
-        serde_json::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();
-    let name = match renamed {
-        None => "created.json",
-        Some(new_name) => {
-            event["id"] = Value::from("5f0c2b1e-8d3a-4c7f-9e6b-2a1d0c9b8e80");
-            event["time"] = Value::from("2026-11-21T10:15:30Z");
-            event["detail"]["identityCenterInstance"]["name"] = Value::from(new_name);
-            "renamed.json"
-        }
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
+    let detail = &mut event["detail"];
+    detail["accountId"] = Value::from(account);
+    detail["webIdentityProvider"]["portalArn"] = Value::from(portal(account));
+    let name = if newer {
+        event["id"] = Value::from(format!("5f0c2b1e-8d3a-4c7f-9e6b-{account}"));
+        event["time"] = Value::from("2026-11-21T10:15:30Z");
+        let detail = &mut event["detail"];
+        detail["identityCenterInstance"]["name"] = Value::from("renamed");
+        detail["identityCenterInstance"]["tags"] = json!({ "CostCenter": null, "Team": "b" });
+        detail["webIdentityProvider"]["details"]["oidc_issuer"] =
+            Value::from("https://idp.example.com/oauth2/rotated");
+        format!("{account}-newer.json")
+    } else {
+        format!("{account}.json")
     };
     let path = dir.join(name);
     std::fs::write(&path, event.to_string()).unwrap();
@@ -65,68 +119,174 @@ fn reply(delivery: &Delivery) -> &Value {
     }
 }
 
+/// The ledger's record of `step` in `account`.
+async fn record(session: &Session, account: &str, step: &str) -> Record {
+    let items = session
+        .stack
+        .ledger_items()
+        .await
+        .unwrap_or_else(|e| fail(e));
+    items
+        .iter()
+        .map(|item| Record::from_item(item).expect("a ledger item"))
+        .find(|r| r.key.step.starts_with(step) && r.key.account_id() == Some(account))
+        .unwrap_or_else(|| fail(format!("no record of {step} in {account}")))
+}
+
+/// The account's resources of `kind` in the emulator (`instances`, `identity_providers`):
+/// what they hold and the calls that changed them, without an instance's activation status.
+fn resources(session: &Session, account: &str, kind: &str) -> Vec<Value> {
+    let state = session.stack.emulator.state();
+    let mut list = state["accounts"][account][kind]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for resource in &mut list {
+        if let Some(fields) = resource.as_object_mut() {
+            fields.remove("status");
+            fields.remove("status_reason");
+        }
+    }
+    list
+}
+
+fn assert_denied(session: &Session, principal: &str, action: &str) {
+    let denials = session.stack.denials();
+    assert!(
+        denials.iter().any(|(p, a)| p == principal && a == action),
+        "{principal} {action}: {denials:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries() {
     let work_dir = std::env::temp_dir().join(format!(
         "identity-onboarding-denials-{}",
         std::process::id()
     ));
+    std::fs::create_dir_all(&work_dir).unwrap();
+    let cases = UPDATE_ACTIONS.len() + CREATE_DEPENDENCIES.len() + 1;
     let mut options = Options::new("denials", work_dir.clone());
     options.functions = vec![INSTANCE, WEB];
-    options.denied = vec![
-        (MEMBER_ROLE, "sso:UpdateInstance"),
-        (WEB_ROLE, "dynamodb:UpdateItem"),
-    ];
+    options.organization = organization(&work_dir, cases);
     let mut progress = Progress::new(START_STEPS);
     let mut session = Session::start(&mut progress, options)
         .await
         .unwrap_or_else(|e| fail(e));
+    let mut n = 0;
 
-    // Created: CreateInstance is allowed.
-    let created = deliver_to(&mut session, INSTANCE, &request_file(&work_dir, None)).await;
-    assert_eq!(reply(&created)["status"], "ready", "{:?}", created.first());
+    for (action, step) in UPDATE_ACTIONS {
+        let account = account(n);
+        n += 1;
+        // Made with the shipped policies.
+        session.stack.emulator.deny(&[]);
+        let made = deliver_to(
+            &mut session,
+            step,
+            &request_file(&work_dir, &account, false),
+        )
+        .await;
+        assert_eq!(
+            reply(&made)["status"],
+            "ready",
+            "{action}: {:?}",
+            made.first()
+        );
+        let before = resources(&session, &account, resource_kind(step));
+        session.stack.emitted().await.unwrap_or_else(|e| fail(e));
 
-    // A newer request's rename is refused, and said so.
-    let renamed = request_file(&work_dir, Some("payments-renamed"));
-    let refused = deliver_to(&mut session, INSTANCE, &renamed).await;
-    let refused = reply(&refused);
-    assert_eq!(refused["status"], "rejected", "{refused}");
-    let reason = refused["reason"]["message"].as_str().unwrap_or_default();
-    for named in ["sso:UpdateInstance", MEMBER_ROLE_NAME, "member-role.yaml"] {
-        assert!(reason.contains(named), "{named} is not named: {reason}");
+        // A newer request, with the action taken out of the member role.
+        session.stack.emulator.deny(&[(MEMBER_ROLE, action)]);
+        let newer = request_file(&work_dir, &account, true);
+        let refused = deliver_to(&mut session, step, &newer).await;
+        let refused = reply(&refused);
+        assert_eq!(refused["status"], "rejected", "{action}: {refused}");
+        let reason = refused["reason"]["message"].as_str().unwrap_or_default();
+        for named in [action, MEMBER_ROLE_NAME, "member-role.yaml"] {
+            assert!(
+                reason.contains(named),
+                "{action}: {named} is not named: {reason}"
+            );
+        }
+        let record = record(&session, &account, step).await;
+        assert_eq!(
+            record.status,
+            Status::Ready,
+            "{action}: the step stays READY"
+        );
+        let error = record.last_error.expect("the refusal is recorded");
+        assert!(
+            error.message.contains(action),
+            "{action}: {}",
+            error.message
+        );
+        if action != "sso:UntagResource" {
+            // Refused at its first call: the resource is as it was made (without
+            // UntagResource, the calls before it land).
+            assert_eq!(
+                resources(&session, &account, resource_kind(step)),
+                before,
+                "{action}: the resource keeps its state"
+            );
+        }
+        let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
+        assert_eq!(
+            of_type(&emitted, "Onboarding Update Refused").len(),
+            1,
+            "{action}: {emitted:#?}"
+        );
+        assert!(
+            of_type(&emitted, "Identity Center Instance Updated").is_empty()
+                && of_type(&emitted, "Web Identity Provider Updated").is_empty(),
+            "{action}: nothing announced that did not happen: {emitted:#?}"
+        );
+        assert_denied(&session, "member_role", action);
     }
-    let items = session
-        .stack
-        .ledger_items()
-        .await
-        .unwrap_or_else(|e| fail(e));
-    let records: Vec<Record> = items
-        .iter()
-        .map(|item| Record::from_item(item).expect("a ledger item"))
-        .collect();
-    let instance = records
-        .iter()
-        .find(|r| r.key.step == INSTANCE)
-        .expect("the instance's step");
-    assert_eq!(instance.status, Status::Ready, "the step stays READY");
-    let error = instance
-        .last_error
-        .as_ref()
-        .expect("the refusal is recorded");
-    assert!(
-        error.message.contains("sso:UpdateInstance"),
-        "{}",
-        error.message
-    );
-    let state = session.stack.emulator.state();
-    let name = &state["accounts"]["222222222222"]["instances"][0]["name"];
-    assert_eq!(
-        name, "payments-prod",
-        "the instance keeps its name: {state:#}"
-    );
+
+    for action in CREATE_DEPENDENCIES {
+        let account = account(n);
+        n += 1;
+        session.stack.emulator.deny(&[(MEMBER_ROLE, action)]);
+        let made = deliver_to(
+            &mut session,
+            INSTANCE,
+            &request_file(&work_dir, &account, false),
+        )
+        .await;
+        let made = reply(&made);
+        assert_eq!(made["status"], "failed", "{action}: {made}");
+        let record = record(&session, &account, INSTANCE).await;
+        assert_eq!(record.status, Status::Failed, "{action}");
+        let error = record.last_error.expect("the reason is recorded");
+        assert!(
+            error.message.contains(action) && error.message.contains(MEMBER_ROLE_NAME),
+            "{action}: {}",
+            error.message
+        );
+        assert!(
+            resources(&session, &account, "instances").is_empty(),
+            "{action}: nothing is created"
+        );
+        let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
+        assert!(
+            of_type(&emitted, "Identity Center Instance Ready").is_empty(),
+            "{action}: {emitted:#?}"
+        );
+        assert_eq!(
+            of_type(&emitted, "Onboarding Step Failed").len(),
+            1,
+            "{action}: {emitted:#?}"
+        );
+        assert_denied(&session, "member_role", action);
+    }
 
     // The web function cannot write its ledger: nothing is made, the action is named.
-    let made = deliver_to(&mut session, WEB, &request_file(&work_dir, None)).await;
+    let account = account(n);
+    session
+        .stack
+        .emulator
+        .deny(&[(WEB_ROLE, "dynamodb:UpdateItem")]);
+    let made = deliver_to(&mut session, WEB, &request_file(&work_dir, &account, false)).await;
     let error = made
         .gave_up
         .clone()
@@ -135,37 +295,22 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
         error.contains("dynamodb:UpdateItem"),
         "the action is named: {error}"
     );
-    assert_eq!(
-        session
-            .stack
-            .emulator
-            .counters()
-            .calls("CreateIdentityProvider"),
-        0
-    );
-
+    assert!(resources(&session, &account, "identity_providers").is_empty());
     let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
-    assert_eq!(of_type(&emitted, "Identity Center Instance Ready").len(), 1);
-    assert_eq!(
-        of_type(&emitted, "Onboarding Update Refused").len(),
-        1,
-        "{emitted:#?}"
-    );
     assert!(
-        of_type(&emitted, "Identity Center Instance Updated").is_empty()
-            && of_type(&emitted, "Web Identity Provider Ready").is_empty(),
+        of_type(&emitted, "Web Identity Provider Ready").is_empty(),
         "nothing announced that did not happen: {emitted:#?}"
     );
-    let denials = session.stack.denials();
-    for (principal, action) in [
-        (MEMBER_ROLE, "sso:UpdateInstance"),
-        (WEB_ROLE, "dynamodb:UpdateItem"),
-    ] {
-        assert!(
-            denials.iter().any(|(p, a)| p == principal && a == action),
-            "{principal} {action}: {denials:?}"
-        );
-    }
+    assert_denied(&session, WEB_ROLE, "dynamodb:UpdateItem");
     session.stop();
     let _ = std::fs::remove_dir_all(&work_dir);
+}
+
+/// Where the emulator's state lists a step's resources.
+fn resource_kind(step: &str) -> &'static str {
+    if step == WEB {
+        "identity_providers"
+    } else {
+        "instances"
+    }
 }

@@ -45,6 +45,11 @@ impl Observed {
         self.order.push(triple);
     }
 
+    /// From now on, kept in memory only (nothing more is appended to the file).
+    pub(crate) fn stop_writing(&mut self) {
+        self.file = None;
+    }
+
     pub(crate) fn list(&self) -> Vec<(String, String, bool)> {
         self.order.clone()
     }
