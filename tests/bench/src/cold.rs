@@ -59,8 +59,8 @@ pub async fn cold_starts(
     scratch: &Path,
     runs: usize,
 ) -> Result<Vec<ColdStart>, String> {
-    let stack = scenario::stack("bench-cold").await?;
-    let moto = crate::proxy::moto().await?;
+    let (stack, moto) = scenario::stack("bench-cold").await?;
+    let moto = &moto;
     let mut subjects: Vec<(Subject, Value, bool)> = Vec::new();
     for (i, function) in FUNCTIONS.into_iter().enumerate() {
         let account = scenario::account(10, i as u32);
@@ -131,8 +131,8 @@ pub async fn batch_memory(
     bin_dir: &Path,
     scratch: &Path,
 ) -> Result<Vec<BatchMemory>, String> {
-    let stack = scenario::stack("bench-memory").await?;
-    let moto = crate::proxy::moto().await?;
+    let (stack, moto) = scenario::stack("bench-memory").await?;
+    let moto = &moto;
     let mut out = Vec::new();
     let mut subjects: Vec<(Subject, Function)> = FUNCTIONS
         .into_iter()

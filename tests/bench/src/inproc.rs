@@ -41,8 +41,8 @@ pub struct Requests {
 pub async fn requests(function: Function) -> Result<Requests, String> {
     // A step that runs once per organization needs an organization of its own for the
     // "never run" case: one stack for new / duplicate / 50 duplicates, one for 50 new.
-    let stack = scenario::stack("bench-requests").await?;
-    let burst = scenario::stack("bench-burst").await?;
+    let (stack, _) = scenario::stack("bench-requests").await?;
+    let (burst, _) = scenario::stack("bench-burst").await?;
     let (a, b) = (scenario::account(30, 1), scenario::account(30, 2));
     let event = function.event(&stack, "evt-requests", &a).await;
     let burst_event = function.event(&burst, "evt-burst", &b).await;
@@ -135,12 +135,11 @@ pub struct Batch {
 }
 
 pub async fn batch(function: Function, latency: Duration, reps: u32) -> Result<Batch, String> {
-    let mut stack = scenario::stack("bench-batch").await?;
+    let (mut stack, moto) = scenario::stack("bench-batch").await?;
     let emulator = TimingProxy::start(stack.emulator.addr())
         .await
         .map_err(|e| format!("cannot start the emulator proxy: {e}"))?;
-    let moto = crate::proxy::moto().await?.url();
-    scenario::route(&mut stack, &moto, &emulator.url());
+    scenario::route(&mut stack, &moto.url(), &emulator.url());
     stack.emulator.set_faults(FaultConfig::new(1).with_rule(
         function.create_operation(),
         FaultRule {
@@ -151,11 +150,11 @@ pub async fn batch(function: Function, latency: Duration, reps: u32) -> Result<B
     match function {
         Function::IdentityCenterInstance => {
             let h = stack.instance_handler(stack.engine());
-            batches(function, &stack, &h, &emulator, latency, reps).await
+            batches(function, &stack, &h, (&moto, &emulator), latency, reps).await
         }
         Function::WebIdentityProvider => {
             let h = stack.web_handler(stack.engine());
-            batches(function, &stack, &h, &emulator, latency, reps).await
+            batches(function, &stack, &h, (&moto, &emulator), latency, reps).await
         }
         Function::ApprovalIdentitySource => Err(
             "approval-identity-source has one step per organization: a batch of distinct accounts is one create"
@@ -168,7 +167,7 @@ async fn batches<S: Step>(
     function: Function,
     stack: &Stack,
     handler: &Handler<S>,
-    emulator: &TimingProxy,
+    (proxy, emulator): (&TimingProxy, &TimingProxy),
     latency: Duration,
     reps: u32,
 ) -> Result<Batch, String> {
@@ -182,7 +181,6 @@ async fn batches<S: Step>(
         moto_peak: 0,
         emulator_peak: 0,
     };
-    let proxy = crate::proxy::moto().await?;
     let mut next = 0u32;
     for _ in 0..reps {
         for size in [1usize, 10] {

@@ -54,9 +54,10 @@ impl Subject {
         let emulator = stack.emulator.url();
         // A function signs as its role of template.yaml, as Lambda gives it that role's
         // credentials: the emulator holds its calls (STS, SSO Admin, MPA, WorkSpaces Web) to
-        // the role's shipped policy. The calls to moto go through the timing proxy straight
-        // to moto, unevaluated. The baseline (one PutItem, to moto) is no function of the
-        // template: it keeps a key of no role.
+        // the role's shipped policy, and so does its forwarder for the calls to moto (through
+        // the timing proxy). The baseline (one PutItem, to moto) is no function of the
+        // template: it keeps a key of no role, which the forwarder passes on unevaluated, so
+        // both take the same hop.
         let access_key = integration_tests::local::role(name).unwrap_or("AKIDLOCALBENCH");
         let mut env: Vec<(String, String)> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),

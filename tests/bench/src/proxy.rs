@@ -1,6 +1,7 @@
 //! A TCP proxy that measures how long the server behind it takes to answer (for each
 //! request, from its last byte forwarded to the first byte of the answer) and how many
-//! requests wait at once. In front of moto: moto is Python and serves DynamoDB one request
+//! requests wait at once. In front of moto (through the emulator's forwarder, which holds
+//! each call to the caller's shipped policy): moto is Python and serves DynamoDB one request
 //! at a time, where real services answer in parallel and in a few ms, so the figures that
 //! include moto's time are shown with and without it. In front of the identity emulator: how
 //! many create calls a batch has in flight at once.
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OnceCell;
 
 #[derive(Default)]
 struct Clock {
@@ -46,21 +46,13 @@ pub struct MotoTime {
     pub peak_in_flight: u32,
 }
 
-static MOTO: OnceCell<TimingProxy> = OnceCell::const_new();
-
-/// The process's proxy in front of its moto server.
-pub async fn moto() -> Result<&'static TimingProxy, String> {
-    MOTO.get_or_try_init(|| async {
-        let url = &integration_tests::moto::moto().await.url;
-        let upstream: SocketAddr = url
-            .trim_start_matches("http://")
-            .parse()
-            .map_err(|_| format!("unexpected moto URL {url}"))?;
-        TimingProxy::start(upstream)
-            .await
-            .map_err(|e| format!("cannot start the moto proxy: {e}"))
-    })
-    .await
+/// A proxy in front of `stack`'s emulator, for moto's services: the emulator's forwarder holds
+/// each call to its caller's shipped policy (as in every local run), then forwards it to
+/// moto. What the proxy times is therefore moto's answer plus the evaluation and the hop.
+pub async fn moto_of(stack: &integration_tests::stack::Stack) -> Result<TimingProxy, String> {
+    TimingProxy::start(stack.emulator.addr())
+        .await
+        .map_err(|e| format!("cannot start the moto proxy: {e}"))
 }
 
 impl TimingProxy {

@@ -7,6 +7,8 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use identity_emulator::{AccountConfig, Config as EmulatorConfig};
 use integration_tests::deliveries::{oidc_provider, onboarding_requested};
 use integration_tests::stack::Stack;
+
+use crate::proxy::TimingProxy;
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,13 +113,14 @@ fn emulator_config() -> EmulatorConfig {
 }
 
 /// A fresh local stack: moto (shared by the process), its own emulator, ledger table and
-/// bus. Its clients reach moto through the timing proxy.
-pub async fn stack(name: &str) -> Result<Stack, String> {
-    let proxy = crate::proxy::moto().await?.url();
+/// bus, and the timing proxy through which its clients reach moto (via the emulator's
+/// forwarder: every call is held to the caller's shipped policy, as in every local run).
+pub async fn stack(name: &str) -> Result<(Stack, TimingProxy), String> {
     let mut stack = Stack::start_with(name, emulator_config()).await;
+    let moto = crate::proxy::moto_of(&stack).await?;
     let emulator = stack.emulator.url();
-    route(&mut stack, &proxy, &emulator);
-    Ok(stack)
+    route(&mut stack, &moto.url(), &emulator);
+    Ok((stack, moto))
 }
 
 /// Points the stack's clients at `moto` for moto's services and `emulator` for the others.
