@@ -10,12 +10,11 @@
 //!   refusal is recorded and announced, and nothing is announced Updated;
 //! - the member role without each dependent action of `CreateInstance`: the step fails for
 //!   good, naming it, and nothing is created;
+//! - the member role without each action the drift audit needs (`sso:ListTagsForResource`,
+//!   `workspaces-web:ListTagsForResource`): the reconciler's binary counts the step not
+//!   audited, records why on it (action and role named), and announces no drift;
 //! - the web function's role without `dynamodb:UpdateItem`: the claim is refused, the action
 //!   named, the delivery fails (to be retried), and nothing is created.
-//!
-//! The two audit actions (`sso:ListTagsForResource`, `workspaces-web:ListTagsForResource`)
-//! are exercised by permissions.rs through the reconciler's engine: the local session serves
-//! the three delivery functions, not the scheduled reconciler.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +31,7 @@ use serde_json::{json, Value};
 
 const INSTANCE: &str = "identity-center-instance";
 const WEB: &str = "web-identity-provider";
+const RECONCILER: &str = "reconciler";
 /// The member role's name (the template's default `MemberRoleName`).
 const MEMBER_ROLE_NAME: &str = "IdentityOnboardingMemberRole";
 
@@ -41,12 +41,20 @@ const UPDATE_ACTIONS: [(&str, &str); 3] = [
     ("sso:UntagResource", INSTANCE),
     ("workspaces-web:UpdateIdentityProvider", WEB),
 ];
+/// The member role's audit actions, each refused in turn (the step they audit).
+const AUDIT_ACTIONS: [(&str, &str); 2] = [
+    ("sso:ListTagsForResource", INSTANCE),
+    ("workspaces-web:ListTagsForResource", WEB),
+];
 /// `sso:CreateInstance`'s dependent actions (Service Authorization Reference).
 const CREATE_DEPENDENCIES: [&str; 3] = [
     "iam:CreateServiceLinkedRole",
     "identitystore:CreateIdentityStore",
     "organizations:DescribeOrganization",
 ];
+
+/// What the stack's schedule rule hands the reconciler (it reads none of it).
+const SCHEDULED_EVENT: &str = r#"{"version":"0","id":"0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d","detail-type":"Scheduled Event","source":"aws.events","account":"111111111111","time":"2026-12-01T10:00:00Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:111111111111:rule/identity-onboarding-reconcile"],"detail":{}}"#;
 
 fn fail(message: String) -> ! {
     panic!("{message}")
@@ -165,15 +173,79 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
         std::process::id()
     ));
     std::fs::create_dir_all(&work_dir).unwrap();
-    let cases = UPDATE_ACTIONS.len() + CREATE_DEPENDENCIES.len() + 1;
+    let cases = AUDIT_ACTIONS.len() + UPDATE_ACTIONS.len() + CREATE_DEPENDENCIES.len() + 1;
     let mut options = Options::new("denials", work_dir.clone());
-    options.functions = vec![INSTANCE, WEB];
+    options.functions = vec![INSTANCE, WEB, RECONCILER];
     options.organization = organization(&work_dir, cases);
     let mut progress = Progress::new(START_STEPS);
     let mut session = Session::start(&mut progress, options)
         .await
         .unwrap_or_else(|e| fail(e));
     let mut n = 0;
+    let schedule = work_dir.join("schedule.json");
+    std::fs::write(&schedule, SCHEDULED_EVENT).unwrap();
+
+    // The audits first, while every step is where its ledger says.
+    for (action, step) in AUDIT_ACTIONS {
+        let account = account(n);
+        n += 1;
+        session.stack.emulator.deny(&[]);
+        let made = deliver_to(
+            &mut session,
+            step,
+            &request_file(&work_dir, &account, false),
+        )
+        .await;
+        assert_eq!(
+            reply(&made)["status"],
+            "ready",
+            "{action}: {:?}",
+            made.first()
+        );
+        // The update itself needs no read: it lands.
+        let newer = request_file(&work_dir, &account, true);
+        let updated = deliver_to(&mut session, step, &newer).await;
+        assert_eq!(
+            reply(&updated)["status"],
+            "updated",
+            "{action}: {:?}",
+            updated.first()
+        );
+        session.stack.emitted().await.unwrap_or_else(|e| fail(e));
+
+        session.stack.emulator.deny(&[(MEMBER_ROLE, action)]);
+        let run = deliver_to(&mut session, RECONCILER, &schedule).await;
+        let report = reply(&run);
+        assert!(
+            report["not_audited"].as_u64() >= Some(1),
+            "{action}: {report}"
+        );
+        assert_eq!(
+            (report["drift"].as_u64(), report["repaired"].as_u64()),
+            (Some(0), Some(0)),
+            "{action}: {report}"
+        );
+        let record = record(&session, &account, step).await;
+        assert_eq!(record.status, Status::Ready, "{action}");
+        let refused = record
+            .drift
+            .as_ref()
+            .and_then(|d| d.get("refused"))
+            .unwrap_or_else(|| fail(format!("{action}: the refused audit is not recorded")));
+        let message = refused["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(action) && message.contains(MEMBER_ROLE_NAME),
+            "{action}: {message}"
+        );
+        let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
+        assert!(
+            of_type(&emitted, "Onboarding Drift Detected").is_empty()
+                && of_type(&emitted, "Identity Center Instance Updated").is_empty()
+                && of_type(&emitted, "Web Identity Provider Updated").is_empty(),
+            "{action}: nothing announced that did not happen: {emitted:#?}"
+        );
+        assert_denied(&session, "member_role", action);
+    }
 
     for (action, step) in UPDATE_ACTIONS {
         let account = account(n);

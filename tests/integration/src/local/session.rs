@@ -30,7 +30,9 @@ pub struct Options {
     /// Bound on one invocation (the first of each function includes `cargo run`'s build check,
     /// which waits for cargo's lock while another build runs).
     pub invoke_limit: Duration,
-    /// The functions served (all three unless a test needs fewer).
+    /// The functions served (the three delivery functions unless a test needs fewer, or the
+    /// scheduled `reconciler` too: invoked with any JSON, it runs once, auditing every READY
+    /// step and repairing drift).
     pub functions: Vec<&'static str>,
     /// Actions taken out of the shipped policies, as (principal, action): a deployment whose
     /// role lacks them (see [`crate::iam`] for the principals' names).
@@ -80,8 +82,16 @@ impl Session {
             "building the functions (debug; a fresh clone compiles the AWS SDK: a few minutes)",
         );
         let build_log = options.work_dir.join("build.log");
-        match build(&tools, &root, &build_log, !progress.is_quiet()).await {
-            Ok(()) => step.ok(&FUNCTIONS.join(", ")),
+        match build(
+            &tools,
+            &root,
+            &options.functions,
+            &build_log,
+            !progress.is_quiet(),
+        )
+        .await
+        {
+            Ok(()) => step.ok(&options.functions.join(", ")),
             Err(e) => return Err(step.fail(e)),
         }
 
@@ -238,10 +248,16 @@ async fn version(program: &Path) -> String {
 /// Builds each function exactly as `cargo lambda watch` will run it (`cargo build --bin
 /// <name>` from the workspace root: the same package selection, so the same features and
 /// nothing to rebuild at the first invocation); output to `log`, a dot every 10 s when `dots`.
-async fn build(tools: &Tools, root: &Path, log: &Path, dots: bool) -> Result<(), String> {
+async fn build(
+    tools: &Tools,
+    root: &Path,
+    functions: &[&str],
+    log: &Path,
+    dots: bool,
+) -> Result<(), String> {
     let _ = std::fs::remove_file(log);
     let started = Instant::now();
-    for function in FUNCTIONS {
+    for function in functions {
         let out = std::fs::File::options()
             .create(true)
             .append(true)

@@ -218,6 +218,7 @@ impl LocalStack {
             "MPA",
             "WORKSPACES_WEB",
             "STS",
+            "ORGANIZATIONS",
         ] {
             set(&format!("AWS_ENDPOINT_URL_{service}"), &emulator);
         }
@@ -226,6 +227,11 @@ impl LocalStack {
         set("ORG_INSTANCE_ARN", &self.org_instance_arn);
         set("READY_WAIT_SECONDS", &ready_wait_seconds.to_string());
         set("LEASE_SECONDS", "30");
+        if function == "reconciler" {
+            // One invocation audits every READY step (a day's slices) and repairs drift.
+            set("RECONCILE_INTERVAL_MINUTES", "1440");
+            set("REPAIR_DRIFT", "true");
+        }
         set("RUST_LOG", "info");
         Ok(env)
     }
