@@ -870,7 +870,8 @@ fn update_fence(e: &mut Expressions, owner: &str, generation: u32) -> String {
 
 /// How an update's holder ends it.
 pub(crate) enum UpdateEnd<'a> {
-    /// Applied: the desired state of `version` is the new applied state.
+    /// Applied: the desired state of `version` is the new applied state (the audit's last
+    /// finding, against the old one, goes).
     Applied {
         state: &'a str,
         revision: &'a str,
@@ -929,9 +930,13 @@ pub(crate) fn end_update(
                 None => String::new(),
             };
             let removed = finished(&mut e);
+            // What an audit found against the state this one replaces no longer stands: the
+            // next audit compares with the new state, and a drift it finds is a new finding
+            // (announced again), not one already reported.
+            let drift = e.n(DRIFT);
             format!(
                 "SET {state_n} = {state_v}, {applied} = {revision_v}, {updated} = {now}{outbox} \
-                 REMOVE {removed}, {last_error}, {retry_after}"
+                 REMOVE {removed}, {last_error}, {retry_after}, {drift}"
             )
         }
         UpdateEnd::Refused {

@@ -502,6 +502,11 @@ async fn a_provider_changed_behind_our_back_is_reported_and_brought_back() {
         "repaired again"
     );
     let emitted = stack.emitted().await;
+    assert_eq!(
+        of_type(&emitted, "Onboarding Drift Detected").len(),
+        1,
+        "the second change is a new finding, announced: {emitted:?}"
+    );
     let updated = of_type(&emitted, "Web Identity Provider Updated");
     assert_eq!(updated.len(), 1, "{updated:?}");
     assert_ne!(
