@@ -16,16 +16,12 @@
 //! - the web function's role without `dynamodb:UpdateItem`: the claim is refused, the action
 //!   named, the delivery fails (to be retried), and nothing is created.
 
-use std::path::{Path, PathBuf};
-
 use identity_emulator::MEMBER_ROLE;
 use integration_tests::deliveries::of_type;
 use integration_tests::iam::WEB_ROLE;
-use integration_tests::local::deliver::{deliver, Delivery};
 use integration_tests::local::progress::Progress;
-use integration_tests::local::repo_root;
 use integration_tests::local::session::{Options, Session, START_STEPS};
-use integration_tests::local::watch::Reply;
+use integration_tests::local::{organization_with, portal_of, repo_root};
 use onboarding::ledger::{Record, Status};
 use serde_json::{json, Value};
 
@@ -53,109 +49,53 @@ const CREATE_DEPENDENCIES: [&str; 3] = [
     "organizations:DescribeOrganization",
 ];
 
-/// What the stack's schedule rule hands the reconciler (it reads none of it).
-const SCHEDULED_EVENT: &str = r#"{"version":"0","id":"0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d","detail-type":"Scheduled Event","source":"aws.events","account":"111111111111","time":"2026-12-01T10:00:00Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:111111111111:rule/identity-onboarding-reconcile"],"detail":{}}"#;
-
 fn fail(message: String) -> ! {
     panic!("{message}")
 }
 
-/// The account of case `n`, with a portal of its own.
+/// The account of case `n`.
 fn account(n: usize) -> String {
     format!("95000000010{n}")
 }
 
-fn portal(account: &str) -> String {
-    format!("arn:aws:workspaces-web:us-east-1:{account}:portal/0d5e1c8a-3b7f-4e2a-9c6d-{account}")
-}
-
-/// tests/local/organization.json with one more account per case, written to `dir`.
-fn organization(dir: &Path, cases: usize) -> PathBuf {
-    let sample = repo_root().join("tests/local/organization.json");
-    let mut org: Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
-    let accounts = org["accounts"].as_array_mut().expect("accounts");
-    for n in 0..cases {
-        let id = account(n);
-        accounts.push(json!({
-            "account_id": id,
-            "portals": [{ "portal_arn": portal(&id), "display_name": format!("case-{n}") }],
-        }));
-    }
-    let path = dir.join("organization.json");
-    std::fs::write(&path, org.to_string()).unwrap();
-    path
-}
-
 /// events/onboarding-requested.json for `account` (its instance and its portal's provider);
-/// `newer`: a newer request that renames the instance, moves a tag (one removed, one
-/// set) and the provider's issuer.
-fn request_file(dir: &Path, account: &str, newer: bool) -> PathBuf {
+/// `newer`: a newer request that renames the instance, moves a tag (one removed, one set)
+/// and the provider's issuer.
+fn request(account: &str, newer: bool) -> (String, Value) {
     let sample = repo_root().join("events/onboarding-requested.json");
     let mut event: Value = serde_json::from_str(&std::fs::read_to_string(sample).unwrap()).unwrap();
     let detail = &mut event["detail"];
     detail["accountId"] = Value::from(account);
-    detail["webIdentityProvider"]["portalArn"] = Value::from(portal(account));
-    let name = if newer {
-        event["id"] = Value::from(format!("5f0c2b1e-8d3a-4c7f-9e6b-{account}"));
-        event["time"] = Value::from("2026-11-21T10:15:30Z");
-        let detail = &mut event["detail"];
-        detail["identityCenterInstance"]["name"] = Value::from("renamed");
-        detail["identityCenterInstance"]["tags"] = json!({ "CostCenter": null, "Team": "b" });
-        detail["webIdentityProvider"]["details"]["oidc_issuer"] =
-            Value::from("https://idp.example.com/oauth2/rotated");
-        format!("{account}-newer.json")
-    } else {
-        format!("{account}.json")
-    };
-    let path = dir.join(name);
-    std::fs::write(&path, event.to_string()).unwrap();
-    path
-}
-
-async fn deliver_to(session: &mut Session, function: &str, file: &Path) -> Delivery {
-    let scratch = session.options.work_dir.clone();
-    let limit = session.options.invoke_limit;
-    deliver(&mut session.watches, function, file, &scratch, limit)
-        .await
-        .unwrap_or_else(|e| fail(e))
-}
-
-fn reply(delivery: &Delivery) -> &Value {
-    match delivery.first() {
-        Reply::Value(v) => v,
-        other => fail(format!("{}: {other:?}", delivery.function)),
+    detail["webIdentityProvider"]["portalArn"] = Value::from(portal_of(account));
+    if !newer {
+        return (format!("{account}.json"), event);
     }
+    event["id"] = Value::from(format!("5f0c2b1e-8d3a-4c7f-9e6b-{account}"));
+    event["time"] = Value::from("2026-11-21T10:15:30Z");
+    let detail = &mut event["detail"];
+    detail["identityCenterInstance"]["name"] = Value::from("renamed");
+    detail["identityCenterInstance"]["tags"] = json!({ "CostCenter": null, "Team": "b" });
+    detail["webIdentityProvider"]["details"]["oidc_issuer"] =
+        Value::from("https://idp.example.com/oauth2/rotated");
+    (format!("{account}-newer.json"), event)
 }
 
-/// The ledger's record of `step` in `account`.
-async fn record(session: &Session, account: &str, step: &str) -> Record {
-    let items = session
-        .stack
-        .ledger_items()
+/// Delivers `account`'s request (`newer` or not) to `function`: its JSON reply.
+async fn deliver(session: &mut Session, function: &str, account: &str, newer: bool) -> Value {
+    let (name, event) = request(account, newer);
+    let delivery = session
+        .deliver(function, &name, &event)
         .await
         .unwrap_or_else(|e| fail(e));
-    items
-        .iter()
-        .map(|item| Record::from_item(item).expect("a ledger item"))
-        .find(|r| r.key.step.starts_with(step) && r.key.account_id() == Some(account))
-        .unwrap_or_else(|| fail(format!("no record of {step} in {account}")))
+    delivery.value().unwrap_or_else(|e| fail(e)).clone()
 }
 
-/// The account's resources of `kind` in the emulator (`instances`, `identity_providers`):
-/// what they hold and the calls that changed them, without an instance's activation status.
-fn resources(session: &Session, account: &str, kind: &str) -> Vec<Value> {
-    let state = session.stack.emulator.state();
-    let mut list = state["accounts"][account][kind]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for resource in &mut list {
-        if let Some(fields) = resource.as_object_mut() {
-            fields.remove("status");
-            fields.remove("status_reason");
-        }
-    }
-    list
+async fn record(session: &Session, account: &str, step: &str) -> Record {
+    session
+        .stack
+        .record(account, step)
+        .await
+        .unwrap_or_else(|e| fail(e))
 }
 
 fn assert_denied(session: &Session, principal: &str, action: &str) {
@@ -174,48 +114,30 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
     ));
     std::fs::create_dir_all(&work_dir).unwrap();
     let cases = AUDIT_ACTIONS.len() + UPDATE_ACTIONS.len() + CREATE_DEPENDENCIES.len() + 1;
+    let accounts: Vec<String> = (0..cases).map(account).collect();
     let mut options = Options::new("denials", work_dir.clone());
     options.functions = vec![INSTANCE, WEB, RECONCILER];
-    options.organization = organization(&work_dir, cases);
+    options.organization = organization_with(&work_dir, &accounts).unwrap_or_else(|e| fail(e));
     let mut progress = Progress::new(START_STEPS);
     let mut session = Session::start(&mut progress, options)
         .await
         .unwrap_or_else(|e| fail(e));
     let mut n = 0;
-    let schedule = work_dir.join("schedule.json");
-    std::fs::write(&schedule, SCHEDULED_EVENT).unwrap();
 
     // The audits first, while every step is where its ledger says.
     for (action, step) in AUDIT_ACTIONS {
         let account = account(n);
         n += 1;
         session.stack.emulator.deny(&[]);
-        let made = deliver_to(
-            &mut session,
-            step,
-            &request_file(&work_dir, &account, false),
-        )
-        .await;
-        assert_eq!(
-            reply(&made)["status"],
-            "ready",
-            "{action}: {:?}",
-            made.first()
-        );
+        let made = deliver(&mut session, step, &account, false).await;
+        assert_eq!(made["status"], "ready", "{action}: {made}");
         // The update itself needs no read: it lands.
-        let newer = request_file(&work_dir, &account, true);
-        let updated = deliver_to(&mut session, step, &newer).await;
-        assert_eq!(
-            reply(&updated)["status"],
-            "updated",
-            "{action}: {:?}",
-            updated.first()
-        );
+        let updated = deliver(&mut session, step, &account, true).await;
+        assert_eq!(updated["status"], "updated", "{action}: {updated}");
         session.stack.emitted().await.unwrap_or_else(|e| fail(e));
 
         session.stack.emulator.deny(&[(MEMBER_ROLE, action)]);
-        let run = deliver_to(&mut session, RECONCILER, &schedule).await;
-        let report = reply(&run);
+        let report = session.reconcile().await.unwrap_or_else(|e| fail(e));
         assert!(
             report["not_audited"].as_u64() >= Some(1),
             "{action}: {report}"
@@ -252,26 +174,14 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
         n += 1;
         // Made with the shipped policies.
         session.stack.emulator.deny(&[]);
-        let made = deliver_to(
-            &mut session,
-            step,
-            &request_file(&work_dir, &account, false),
-        )
-        .await;
-        assert_eq!(
-            reply(&made)["status"],
-            "ready",
-            "{action}: {:?}",
-            made.first()
-        );
-        let before = resources(&session, &account, resource_kind(step));
+        let made = deliver(&mut session, step, &account, false).await;
+        assert_eq!(made["status"], "ready", "{action}: {made}");
+        let before = session.stack.resources(&account, resource_kind(step));
         session.stack.emitted().await.unwrap_or_else(|e| fail(e));
 
         // A newer request, with the action taken out of the member role.
         session.stack.emulator.deny(&[(MEMBER_ROLE, action)]);
-        let newer = request_file(&work_dir, &account, true);
-        let refused = deliver_to(&mut session, step, &newer).await;
-        let refused = reply(&refused);
+        let refused = deliver(&mut session, step, &account, true).await;
         assert_eq!(refused["status"], "rejected", "{action}: {refused}");
         let reason = refused["reason"]["message"].as_str().unwrap_or_default();
         for named in [action, MEMBER_ROLE_NAME, "member-role.yaml"] {
@@ -296,7 +206,7 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
             // Refused at its first call: the resource is as it was made (without
             // UntagResource, the calls before it land).
             assert_eq!(
-                resources(&session, &account, resource_kind(step)),
+                session.stack.resources(&account, resource_kind(step)),
                 before,
                 "{action}: the resource keeps its state"
             );
@@ -319,13 +229,7 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
         let account = account(n);
         n += 1;
         session.stack.emulator.deny(&[(MEMBER_ROLE, action)]);
-        let made = deliver_to(
-            &mut session,
-            INSTANCE,
-            &request_file(&work_dir, &account, false),
-        )
-        .await;
-        let made = reply(&made);
+        let made = deliver(&mut session, INSTANCE, &account, false).await;
         assert_eq!(made["status"], "failed", "{action}: {made}");
         let record = record(&session, &account, INSTANCE).await;
         assert_eq!(record.status, Status::Failed, "{action}");
@@ -336,7 +240,7 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
             error.message
         );
         assert!(
-            resources(&session, &account, "instances").is_empty(),
+            session.stack.resources(&account, "instances").is_empty(),
             "{action}: nothing is created"
         );
         let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
@@ -358,7 +262,11 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
         .stack
         .emulator
         .deny(&[(WEB_ROLE, "dynamodb:UpdateItem")]);
-    let made = deliver_to(&mut session, WEB, &request_file(&work_dir, &account, false)).await;
+    let (name, event) = request(&account, false);
+    let made = session
+        .deliver(WEB, &name, &event)
+        .await
+        .unwrap_or_else(|e| fail(e));
     let error = made
         .gave_up
         .clone()
@@ -367,7 +275,10 @@ async fn a_role_without_an_action_is_refused_naming_it_through_the_real_binaries
         error.contains("dynamodb:UpdateItem"),
         "the action is named: {error}"
     );
-    assert!(resources(&session, &account, "identity_providers").is_empty());
+    assert!(session
+        .stack
+        .resources(&account, "identity_providers")
+        .is_empty());
     let emitted = session.stack.emitted().await.unwrap_or_else(|e| fail(e));
     assert!(
         of_type(&emitted, "Web Identity Provider Ready").is_empty(),

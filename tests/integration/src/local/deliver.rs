@@ -53,6 +53,14 @@ impl Delivery {
         &self.attempts[0].reply
     }
 
+    /// The first invocation's JSON reply, or what it was instead.
+    pub fn value(&self) -> Result<&Value, String> {
+        match self.first() {
+            Reply::Value(v) => Ok(v),
+            other => Err(format!("{} ({}): {other:?}", self.function, self.file)),
+        }
+    }
+
     /// Invocations made (the delivery and its retries).
     pub fn invocations(&self) -> usize {
         self.attempts.len()

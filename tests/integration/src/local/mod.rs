@@ -63,6 +63,37 @@ pub const EVENT_ORDER: [&str; 11] = [
     "sqs-with-invalid-record.json",
 ];
 
+/// What the stack's schedule rule hands the reconciler (it reads none of it).
+pub const SCHEDULED_EVENT: &str = r#"{"version":"0","id":"0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d","detail-type":"Scheduled Event","source":"aws.events","account":"111111111111","time":"2026-12-01T10:00:00Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:111111111111:rule/identity-onboarding-reconcile"],"detail":{}}"#;
+
+/// The WorkSpaces Web portal [`organization_with`] gives `account`.
+pub fn portal_of(account: &str) -> String {
+    format!("arn:aws:workspaces-web:us-east-1:{account}:portal/0d5e1c8a-3b7f-4e2a-9c6d-{account}")
+}
+
+/// tests/local/organization.json with `accounts` added, each with a portal
+/// ([`portal_of`]), written to `dir`: an organization of a test's own.
+pub fn organization_with(dir: &Path, accounts: &[String]) -> Result<PathBuf, String> {
+    let sample = repo_root().join("tests/local/organization.json");
+    let text = std::fs::read_to_string(&sample)
+        .map_err(|e| format!("cannot read {}: {e}", sample.display()))?;
+    let mut org: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", sample.display()))?;
+    let Some(list) = org["accounts"].as_array_mut() else {
+        return Err(format!("{} has no accounts", sample.display()));
+    };
+    for account in accounts {
+        list.push(serde_json::json!({
+            "account_id": account,
+            "portals": [{ "portal_arn": portal_of(account), "display_name": account }],
+        }));
+    }
+    let path = dir.join("organization.json");
+    std::fs::write(&path, org.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// The repository's root: the nearest ancestor of the working directory that holds the
 /// project (`Cargo.toml`, `events/`, `tests/local/organization.json`), so a binary built in
 /// another checkout sharing the target dir still uses this one; else the checkout this crate

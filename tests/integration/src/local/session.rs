@@ -37,6 +37,9 @@ pub struct Options {
     /// Actions taken out of the shipped policies, as (principal, action): a deployment whose
     /// role lacks them (see [`crate::iam`] for the principals' names).
     pub denied: Vec<(&'static str, &'static str)>,
+    /// More environment for every function, after what the template would set (a test's
+    /// compressed waits, e.g. `RETRY_BASE_SECONDS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -49,6 +52,7 @@ impl Options {
             invoke_limit: Duration::from_secs(900),
             functions: FUNCTIONS.to_vec(),
             denied: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -147,10 +151,11 @@ impl Session {
             progress.step("starting cargo lambda watch, one per function (the Lambda Runtime API)");
         let mut functions = Vec::new();
         for &function in &options.functions {
-            let env = match stack.function_env(function, options.ready_wait_seconds) {
+            let mut env = match stack.function_env(function, options.ready_wait_seconds) {
                 Ok(env) => env,
                 Err(e) => return Err(step.fail(e)),
             };
+            env.extend(options.env.iter().cloned());
             let env_file = options.work_dir.join(format!("{function}.env"));
             let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             if let Err(e) = std::fs::write(&env_file, text) {
@@ -209,6 +214,37 @@ impl Session {
             }
         }
         Ok(deliveries)
+    }
+
+    /// Delivers `event` (written to the work dir as `name`) to `function` as its trigger
+    /// would, retries included (see [`deliver`]).
+    pub async fn deliver(
+        &mut self,
+        function: &str,
+        name: &str,
+        event: &serde_json::Value,
+    ) -> Result<Delivery, String> {
+        let file = self.options.work_dir.join(name);
+        std::fs::write(&file, event.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let scratch = self.options.work_dir.clone();
+        deliver(
+            &mut self.watches,
+            function,
+            &file,
+            &scratch,
+            self.options.invoke_limit,
+        )
+        .await
+    }
+
+    /// One run of the reconciler's binary (served when `options.functions` names it): its
+    /// report, as the function returns it.
+    pub async fn reconcile(&mut self) -> Result<serde_json::Value, String> {
+        let event: serde_json::Value = serde_json::from_str(super::SCHEDULED_EVENT)
+            .map_err(|e| format!("the schedule's event: {e}"))?;
+        let run = self.deliver("reconciler", "schedule.json", &event).await?;
+        run.value().cloned()
     }
 
     /// The functions' logs (stdout and stderr of every function process and its watch).

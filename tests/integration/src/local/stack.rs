@@ -16,7 +16,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use identity_emulator::{Config as EmulatorConfig, Emulator};
-use onboarding::ledger::schema;
+use onboarding::aws::MemberAccess;
+use onboarding::ledger::{schema, Record};
 use serde_json::Value;
 
 use crate::iam;
@@ -249,6 +250,45 @@ impl LocalStack {
     /// Every event the functions emitted since the last call (drains the capture queue).
     pub async fn emitted(&self) -> Result<Vec<Value>, String> {
         drain_events(&self.config, &self.capture_queue).await
+    }
+
+    /// The ledger's record of the step of `account` whose name starts with `step` (the
+    /// provider step's name ends with its portal and provider name).
+    pub async fn record(&self, account: &str, step: &str) -> Result<Record, String> {
+        for item in self.ledger_items().await? {
+            let record = Record::from_item(&item).map_err(|e| e.to_string())?;
+            if record.key.step.starts_with(step) && record.key.account_id() == Some(account) {
+                return Ok(record);
+            }
+        }
+        Err(format!("the ledger has no {step} of {account}"))
+    }
+
+    /// The resources of `kind` (`instances`, `identity_providers`) in `account`, as the
+    /// emulator holds them: what they hold and the calls that changed them (an instance's
+    /// activation status left out).
+    pub fn resources(&self, account: &str, kind: &str) -> Vec<Value> {
+        let state = self.emulator.state();
+        let mut list = state["accounts"][account][kind]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for resource in &mut list {
+            if let Some(fields) = resource.as_object_mut() {
+                fields.remove("status");
+                fields.remove("status_reason");
+            }
+        }
+        list
+    }
+
+    /// Credentials in `account` as its member role, for changing a resource behind the
+    /// project's back (as the root user, whom the emulator does not evaluate).
+    pub async fn config_in(&self, account: &str) -> Result<SdkConfig, String> {
+        MemberAccess::new(&self.config, "IdentityOnboardingMemberRole", "aws")
+            .config_for(account, None)
+            .await
+            .map_err(|e| format!("cannot act in {account}: {e}"))
     }
 
     /// Every ledger item (a paginated scan).
