@@ -77,7 +77,7 @@ async fn revisions() -> Result<String, String> {
     );
     Ok(format!(
         "| duplicate of the applied revision | {} | {} | {:.1} ms | 1 / 0 |\n\
-         | update to a newer revision (name + tags) | {} (1 claim finding READY + 2 writes) | {} (UpdateInstance, TagResource; the role's credentials cached) | {:.1} ms | <= 2 writes + the update calls |\n",
+         | update to a newer revision (name + tags) | {} (1 claim finding READY + 3 writes: the update's claim, its end with the announcement, the announcement marked sent) | {} (UpdateInstance, TagResource; the role's credentials cached) | {:.1} ms | <= 3 writes + the update calls |\n",
         duplicate.0,
         duplicate.1,
         duplicate.2.as_secs_f64() * 1000.0,

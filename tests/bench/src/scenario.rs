@@ -68,8 +68,9 @@ impl Function {
             }),
             Function::ApprovalIdentitySource => json!({}),
             Function::WebIdentityProvider => {
-                // One OIDC client for every portal, as a platform team configures it.
-                let secret = format!("bench/{}/corp-oidc", stack.table);
+                // One OIDC client for every portal, as a platform team configures it, under
+                // the template's `SecretNamePrefix` (the web role may read nothing else).
+                let secret = format!("onboarding/bench/{}/corp-oidc", stack.table);
                 let first_use = SECRETS
                     .lock()
                     .map(|mut stored| stored.insert(secret.clone()))
