@@ -223,15 +223,18 @@ pub async fn measure(opts: &Options, scratch: &Path) -> Result<(String, Vec<Stri
     let dir = scratch.join("backfill");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Two moto servers of its own (patched where moto 5 is quadratic at this size, see
-    // moto_server.rs), each behind a timing proxy: one for the ledger (DynamoDB) and Secrets
-    // Manager, one for EventBridge, SQS and Organizations. Separate processes, as the
-    // services are: moto serves a process's requests on one core. The stack's ledger table
-    // and bus are made again there.
+    // moto_server.rs), each behind a forwarder that holds every call to its caller's shipped
+    // policy (as in every local run) and a timing proxy: one for the ledger (DynamoDB) and
+    // Secrets Manager, one for EventBridge, SQS and Organizations. Separate processes, as
+    // the services are: moto serves a process's requests on one core. The stack's ledger
+    // table and bus are made again there.
     let ledger_moto = crate::moto_server::start(&dir.join("moto-ledger.log")).await?;
     let events_moto = crate::moto_server::start(&dir.join("moto-events.log")).await?;
-    let ledger = timing_proxy(&ledger_moto.url).await?;
-    let events = timing_proxy(&events_moto.url).await?;
     let mut stack = Stack::start_with("bench-backfill", EmulatorConfig::default()).await;
+    let ledger_forwarder = forwarder(&stack, &ledger_moto.url).await?;
+    let events_forwarder = forwarder(&stack, &events_moto.url).await?;
+    let ledger = timing_proxy(&ledger_forwarder.url()).await?;
+    let events = timing_proxy(&events_forwarder.url()).await?;
     let callers = Arc::new(Callers::default());
     let emulator = TimingProxy::start_inspecting(stack.emulator.addr(), Some(callers.inspector()))
         .await
@@ -346,7 +349,8 @@ pub async fn measure(opts: &Options, scratch: &Path) -> Result<(String, Vec<Stri
     cmd.env_clear()
         .current_dir(&dir)
         .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
+        // The operator's shipped policy (template.yaml's OperatorPolicy).
+        .env("AWS_ACCESS_KEY_ID", integration_tests::iam::OPERATOR)
         .env("AWS_SECRET_ACCESS_KEY", "local-secret")
         .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         .env(
@@ -688,6 +692,17 @@ fn quota_name(scale: f64) -> String {
     } else {
         format!("`QuotaConfig::documented()` with every rate x {scale} (bursts as documented)")
     }
+}
+
+/// An emulator in front of `moto_url` with `stack`'s policies: its forwarder evaluates each
+/// call (the functions' roles, the operator) and passes it on to that moto server.
+async fn forwarder(stack: &Stack, moto_url: &str) -> Result<identity_emulator::Emulator, String> {
+    let mut config = stack.emulator.config().clone();
+    config.forward_url = Some(moto_url.to_string());
+    config.record_observations = false;
+    identity_emulator::start(config, "127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start a forwarder to {moto_url}: {e}"))
 }
 
 async fn timing_proxy(url: &str) -> Result<TimingProxy, String> {
