@@ -93,6 +93,16 @@ fn instance_now(session: &Session, account: &str) -> (Value, Value) {
     (instance["name"].clone(), instance["tags"].clone())
 }
 
+/// A WorkSpaces Web client acting in `account` (its member role, as the root user).
+async fn web_in(session: &Session, account: &str) -> aws_sdk_workspacesweb::Client {
+    let config = session
+        .stack
+        .config_in(account)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    aws_sdk_workspacesweb::Client::new(&config)
+}
+
 /// The provider's details, read through the service as the member role.
 async fn provider_details(
     web: &aws_sdk_workspacesweb::Client,
@@ -238,12 +248,7 @@ async fn a_second_holder_of_a_provider_update(session: &mut Session) {
         other => fail(format!("the retry did not finish the update: {other:?}")),
     };
     assert_eq!(last["status"], "updated", "{last}");
-    let config = session
-        .stack
-        .config_in(account)
-        .await
-        .unwrap_or_else(|e| fail(e));
-    let web = aws_sdk_workspacesweb::Client::new(&config);
+    let web = web_in(session, account).await;
     let tags = provider_tags(&web, &arn).await;
     assert_eq!(
         tags,
@@ -264,12 +269,7 @@ async fn a_repair_after_a_repair(session: &mut Session) {
     let made = reply(session, WEB, "repaired.json", &request).await;
     assert_eq!(made["status"], "ready", "{made}");
     let arn = made["resourceArn"].as_str().unwrap_or_default().to_string();
-    let config = session
-        .stack
-        .config_in(account)
-        .await
-        .unwrap_or_else(|e| fail(e));
-    let web = aws_sdk_workspacesweb::Client::new(&config);
+    let web = web_in(session, account).await;
     let made_details = provider_details(&web, &arn).await;
     emitted_for(session, account).await;
     let mut versions = Vec::new();
