@@ -51,6 +51,11 @@ use writes::Expressions;
 /// A step's fields as requests specify them (see [`crate::step::Plan::desired`]).
 pub use crate::desired::Fields;
 
+/// A state or request as the ledger stores it: its fields as one JSON object.
+fn fields_json(fields: &Fields) -> String {
+    serde_json::Value::Object(fields.clone()).to_string()
+}
+
 /// TTL of a claim that is never completed (from its last claim).
 pub const ABANDONED_CLAIM_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// TTL of a failed step (from its failure): after it, a new request starts afresh.
@@ -376,8 +381,7 @@ impl Ledger {
         // token (one written before salts keeps its unsalted token: never re-derived).
         let salt = new_salt();
         let first_token = client_token(key, 0, Some(&salt));
-        let requested_json =
-            requested.map(|r| serde_json::Value::Object(r.state.clone()).to_string());
+        let requested_json = requested.map(|r| fields_json(r.state));
         // A new item's desired state is this request's, written by the claim itself.
         let desired_json = requested
             .map(|r| Desired::of(r.state, r.revision))
@@ -433,7 +437,7 @@ impl Ledger {
         origin: Origin,
         applied: &Applied<'_>,
     ) -> Result<Record, LedgerError> {
-        let state = serde_json::Value::Object(applied.state.clone()).to_string();
+        let state = fields_json(applied.state);
         let e = writes::complete(
             &lease.owner,
             to,
@@ -846,7 +850,7 @@ impl Ledger {
             LedgerError::NotAllowed(format!("{} has exhausted its generations", retired.key))
         })?;
         let token = client_token(&retired.key, next, retired.token_salt.as_deref());
-        let requested = serde_json::Value::Object(request.state.clone()).to_string();
+        let requested = fields_json(request.state);
         let e = writes::reopen(&writes::ReopenInput {
             generation: retired.generation,
             retired_revision: seen.as_str(),
@@ -966,7 +970,7 @@ impl Ledger {
         lease: &UpdateLease,
         end: UpdateEnd<'_>,
     ) -> Result<Option<Record>, LedgerError> {
-        let wanted_json = serde_json::Value::Object(lease.wanted.clone()).to_string();
+        let wanted_json = fields_json(&lease.wanted);
         let (write, returned) = match end {
             UpdateEnd::Applied(event) => (
                 writes::UpdateEnd::Applied {
