@@ -275,6 +275,15 @@ impl Stack {
         )
     }
 
+    /// One run of [`Stack::reconciler`] over the stack's own engine, as the schedule runs it
+    /// (no deadline, not a dry run): its report.
+    pub async fn reconcile(&self, repair_drift: bool) -> onboarding::reconcile::Report {
+        self.reconciler(self.engine(), repair_drift)
+            .run(None, false)
+            .await
+            .expect("a reconciler run")
+    }
+
     /// The reconciler over all three steps with `settings`, as the reconciler's role. It asks
     /// moto's Organizations (through the emulator's forwarder, as that role) about accounts it
     /// cannot reach: moto's organization is its default account's, which a test creates

@@ -59,11 +59,7 @@ async fn a_ready_whose_announcement_failed_is_announced_by_the_reconciler_once()
     assert_eq!(record.attention.as_deref(), Some("UPDATING"));
     assert!(stack.emitted().await.is_empty(), "nothing announced yet");
 
-    let report = stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(false).await;
     assert_eq!(report.redriven, 1, "{report:?}");
     let record = ledger.get_step(&key).await.unwrap().unwrap();
     assert!(record.announced && record.attention.is_none(), "{record:?}");
@@ -73,11 +69,7 @@ async fn a_ready_whose_announcement_failed_is_announced_by_the_reconciler_once()
         .handle(instance("a1", account, "2026-12-01T10:00:00Z", "one"), None)
         .await
         .unwrap();
-    stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    stack.reconcile(false).await;
     let ready = of_type(&stack.emitted().await, "Identity Center Instance Ready");
     assert_eq!(ready.len(), 1, "{ready:?}");
     assert_eq!(ready[0]["detail"]["requestEventId"], "a1");

@@ -135,11 +135,7 @@ async fn an_account_closed_behind_the_projects_back_is_retired_by_the_audit_and_
         (Some("SUSPENDED".into()), Some("SUSPENDED".into()))
     );
 
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!(
         (
             report.retired,
@@ -206,11 +202,7 @@ async fn an_account_closed_behind_the_projects_back_is_retired_by_the_audit_and_
     );
 
     // Announced once: the next run finds nothing of the account to audit or retire.
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!(
         (
             report.retired,
@@ -247,11 +239,7 @@ async fn a_departed_account_is_retired_by_the_audit() {
         .expect("remove the account in moto");
     stack.emulator.close_account(&account);
 
-    let report = stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(false).await;
     assert_eq!(
         (report.retired, report.not_audited, report.drift),
         (1, 0, 0),
@@ -331,11 +319,7 @@ async fn an_active_account_that_cannot_be_reached_is_counted_not_audited_and_nam
     );
 
     for run in 0..2 {
-        let report = stack
-            .reconciler(stack.engine(), true)
-            .run(None, false)
-            .await
-            .expect("run");
+        let report = stack.reconcile(true).await;
         assert_eq!(
             (
                 report.not_audited,

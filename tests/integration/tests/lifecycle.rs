@@ -196,11 +196,7 @@ async fn a_closed_account_is_retired_announced_once_refused_and_left_alone_then_
     assert_eq!(stack.emulator.counters().created("CreateInstance"), creates);
 
     // The reconciler neither re-drives nor audits it: no drift, no failure, nothing unaudited.
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!(
         (
             report.attention,
@@ -326,11 +322,7 @@ async fn a_reopening_cut_short_is_finished_by_the_reconciler_as_its_request_aske
     };
     assert!(ledger.reopen(&retired, reopening).await.unwrap());
 
-    let report = stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(false).await;
     assert_eq!(report.redriven, 1, "{report:?}");
     let record = ledger.get_step(&key).await.unwrap().unwrap();
     assert_eq!((record.status, record.generation), (Status::Ready, 1));

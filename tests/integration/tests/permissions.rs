@@ -169,11 +169,7 @@ async fn with_the_shipped_roles_an_accounts_whole_life_passes() {
     // A hand-made change, found by the audit and repaired.
     rename_by_hand(&stack, account, &arn, "by-hand").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!(
         (
             report.audited,
@@ -257,11 +253,7 @@ async fn without_an_update_or_audit_action_the_denial_names_it_and_nothing_false
             // The update itself needs no read: it lands; the audit is what is refused.
             assert_eq!(reply["status"], "updated", "{action}: {reply}");
             stack.emitted().await;
-            let report = stack
-                .reconciler(stack.engine(), true)
-                .run(None, false)
-                .await
-                .expect("run");
+            let report = stack.reconcile(true).await;
             assert_eq!(report.not_audited, 1, "{action}: {report:?}");
             assert_eq!((report.drift, report.repaired), (0, 0), "{action}");
             let record = step_record(&stack, &key).await;

@@ -283,11 +283,7 @@ async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
     ));
     tokio::time::sleep(Duration::from_millis(150)).await;
 
-    let report = stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(false).await;
     assert_eq!(report.finished, 1, "{report:?}");
     let record = ledger.get_step(&key).await.unwrap().unwrap();
     assert_eq!(record.applied_revision.as_ref(), Some(&revision));
@@ -355,11 +351,7 @@ async fn a_deleted_resource_is_reported_once_and_repaired_only_when_asked() {
     );
 
     // Repair on: a new generation, a new token, one new resource, announced Ready.
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!(report.repaired, 1, "{report:?}");
     let record = stack
         .engine()
@@ -427,20 +419,12 @@ async fn a_provider_changed_behind_our_back_is_reported_and_brought_back() {
         .unwrap();
     stack.emitted().await;
 
-    let report = stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(false).await;
     assert_eq!(report.drift, 1, "{report:?}");
     let drift = of_type(&stack.emitted().await, "Onboarding Drift Detected");
     assert_eq!(drift[0]["detail"]["changed"], json!(["details"]));
 
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!(report.repaired, 1, "{report:?}");
     let now = web
         .get_identity_provider()
@@ -480,11 +464,7 @@ async fn a_provider_changed_behind_our_back_is_reported_and_brought_back() {
         .send()
         .await
         .unwrap();
-    let report = stack
-        .reconciler(stack.engine(), true)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(true).await;
     assert_eq!((report.drift, report.repaired), (1, 1), "{report:?}");
     let again = web
         .get_identity_provider()

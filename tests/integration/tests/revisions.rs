@@ -560,11 +560,7 @@ async fn a_newer_request_for_a_created_step_is_applied_by_the_reconciler() {
     }
     // Both messages are gone for good; the instance becomes active.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let report = stack
-        .reconciler(stack.engine(), false)
-        .run(None, false)
-        .await
-        .expect("run");
+    let report = stack.reconcile(false).await;
     assert_eq!(report.finished, 1, "{report:?}");
     let record = stack
         .engine()
