@@ -376,7 +376,7 @@ impl Engine {
                 .await?;
         } else {
             self.ledger
-                .mark_announced(&record.key, record.generation)
+                .mark_announced(&record.key, record.generation, record.status)
                 .await?;
         }
         Ok(())

@@ -11,7 +11,7 @@ use super::{Engine, How, Outcome};
 use crate::announce::{Event, Subject};
 use crate::clock::now_ms;
 use crate::error::StepError;
-use crate::ledger::{ErrorReason, Lease, Record, Release, Sent, StepKey};
+use crate::ledger::{ErrorReason, Lease, Record, Release, Sent, Status, StepKey};
 use crate::telemetry::Tally;
 
 impl Outcome {
@@ -101,7 +101,9 @@ impl Engine {
         reason: &ErrorReason,
     ) -> Result<(), StepError> {
         self.announcer.failed(subject, reason).await?;
-        self.ledger.mark_announced(key, generation).await?;
+        self.ledger
+            .mark_announced(key, generation, Status::Failed)
+            .await?;
         Ok(())
     }
 

@@ -690,7 +690,8 @@ impl Ledger {
     pub async fn mark_ready_announced(&self, seen: &Record) -> Result<Record, LedgerError> {
         let settled = self.settle(seen, true).await?;
         if !settled {
-            self.mark_announced(&seen.key, seen.generation).await?;
+            self.mark_announced(&seen.key, seen.generation, Status::Ready)
+                .await?;
         }
         Ok(Record {
             announced: true,
@@ -717,11 +718,18 @@ impl Ledger {
         ))
     }
 
-    /// Records that a `READY`, `FAILED` or `RETIRED` step's outcome in `generation` was
-    /// announced.
-    pub async fn mark_announced(&self, key: &StepKey, generation: u32) -> Result<(), LedgerError> {
+    /// Records that a step's outcome (`status`: `READY` or `FAILED`) in `generation` was
+    /// announced. Refused if the step is no longer that outcome: its new one (a retirement,
+    /// a retry's generation) is its writer's to announce, so the delivery is retried and
+    /// reads it again.
+    pub async fn mark_announced(
+        &self,
+        key: &StepKey,
+        generation: u32,
+        status: Status,
+    ) -> Result<(), LedgerError> {
         match self
-            .update(key, &writes::announce(generation), false)
+            .update(key, &writes::announce(generation, status), false)
             .await?
         {
             Written::Applied(_) => Ok(()),
@@ -731,8 +739,8 @@ impl Ledger {
             Written::ConditionFailed(Some(old)) => {
                 let r = Record::from_item(&old)?;
                 Err(LedgerError::NotAllowed(format!(
-                    "{key} is {} in generation {}; only READY, FAILED or RETIRED steps of generation \
-                     {generation} are announced here",
+                    "{key} is {} in generation {}: its {status} of generation {generation} is \
+                     no longer its outcome, nothing to mark",
                     r.status, r.generation
                 )))
             }

@@ -443,7 +443,6 @@ pub(crate) fn fail_created(
     e
 }
 
-/// A `READY`, `FAILED` or `RETIRED` step's outcome in `generation` has been announced.
 /// A `RETIRED` step's "Account Offboarded" in `generation` was announced: marked, and the
 /// step leaves the attention index.
 pub(crate) fn announce_retirement(generation: u32) -> Expressions {
@@ -460,17 +459,18 @@ pub(crate) fn announce_retirement(generation: u32) -> Expressions {
     e
 }
 
-pub(crate) fn announce(generation: u32) -> Expressions {
+/// A `READY` or `FAILED` step's outcome in `generation` has been announced: conditioned on
+/// the status that was announced, so a late mark (its writer slowed after announcing Ready)
+/// never marks a retirement recorded since, whose "Account Offboarded" is still owed.
+pub(crate) fn announce(generation: u32, announced_status: Status) -> Expressions {
     let mut e = Expressions::default();
     let (status, announced, generation_n) = (e.n(STATUS), e.n(ANNOUNCED), e.n(GENERATION));
     let yes = e.v("yes", AttributeValue::Bool(true));
-    let ready = e.v("ready", s(Status::Ready.as_str()));
-    let failed = e.v("failed", s(Status::Failed.as_str()));
-    let retired = e.v("retired", s(Status::Retired.as_str()));
+    let status_v = e.v("status", s(announced_status.as_str()));
     let generation_v = e.v("generation", num(u64::from(generation)));
     e.update = Some(format!("SET {announced} = {yes}"));
     e.condition = Some(format!(
-        "{status} IN ({ready}, {failed}, {retired}) AND {generation_n} = {generation_v}"
+        "{status} = {status_v} AND {generation_n} = {generation_v}"
     ));
     e
 }
@@ -1327,7 +1327,7 @@ mod tests {
             ("release later", fail_retryable(&release(Some(5), false))),
             ("release sent", fail_retryable(&release(Some(5), true))),
             ("fail created", fail_created(1, "arn", &reason, 1, 2)),
-            ("announce", announce(0)),
+            ("announce", announce(0, Status::Ready)),
             ("announce retirement", announce_retirement(0)),
             ("trim recent events", trim_events(23, 20)),
             ("settle", settle(0, Some(2), false, 1)),

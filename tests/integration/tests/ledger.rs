@@ -410,11 +410,11 @@ async fn failures_release_or_end_the_step() {
         "a failure is recorded before it is announced"
     );
     assert!(matches!(
-        ledger.mark_announced(&created_key, 1).await,
+        ledger.mark_announced(&created_key, 1, Status::Failed).await,
         Err(LedgerError::NotAllowed(_))
     ));
     ledger
-        .mark_announced(&created_key, 0)
+        .mark_announced(&created_key, 0, Status::Failed)
         .await
         .expect("announce");
     assert!(
@@ -428,12 +428,16 @@ async fn failures_release_or_end_the_step() {
     let busy = StepKey::account("100000000005", "busy");
     acquire(&ledger, &busy, &request(&hash)).await;
     assert!(matches!(
-        ledger.mark_announced(&busy, 0).await,
+        ledger.mark_announced(&busy, 0, Status::Failed).await,
         Err(LedgerError::NotAllowed(_))
     ));
     assert!(matches!(
         ledger
-            .mark_announced(&StepKey::account("100000000005", "absent"), 0)
+            .mark_announced(
+                &StepKey::account("100000000005", "absent"),
+                0,
+                Status::Failed
+            )
             .await,
         Err(LedgerError::NotAllowed(_))
     ));
@@ -793,7 +797,10 @@ async fn writes_on_the_created_path_are_fenced_on_generation_and_resource() {
         .fail_created(&key, 0, ARN, &reason("CREATE_FAILED", false))
         .await
         .expect("failed"));
-    ledger.mark_announced(&key, 0).await.expect("announced");
+    ledger
+        .mark_announced(&key, 0, Status::Failed)
+        .await
+        .expect("announced");
     ledger.retry(&key).await.expect("retry");
     let next = acquire(&ledger, &key, &request(&hash)).await;
     assert_eq!(next.generation, 1);
@@ -820,7 +827,7 @@ async fn writes_on_the_created_path_are_fenced_on_generation_and_resource() {
         Err(LedgerError::LostLease { .. })
     ));
     assert!(matches!(
-        ledger.mark_announced(&key, 0).await,
+        ledger.mark_announced(&key, 0, Status::Failed).await,
         Err(LedgerError::NotAllowed(_))
     ));
     let after = ledger.get_step(&key).await.expect("get").expect("stored");
@@ -1267,4 +1274,64 @@ async fn an_audit_finding_is_not_recorded_over_a_newer_desired_state() {
         .await
         .expect("record audit")
         .is_some());
+}
+
+/// A delivery that announced a step's Ready or Failed and was slow to mark it must not mark
+/// the retirement recorded meanwhile (the account closed): that mark would say "Account
+/// Offboarded" was announced when nobody announced it, and the step would leave the
+/// attention index with its retirement owed for ever.
+#[tokio::test]
+async fn a_late_mark_of_an_outcome_never_marks_the_retirement_recorded_since() {
+    use onboarding::ledger::Retirement;
+    let (ledger, _requests, _table) = ledger_table("ledger-late-mark").await;
+    let why = json!({ "reason": "the account closed" });
+    let closed = Revision::parse("2026-12-02T00:00:00.000Z#closed");
+    let retire = |key: StepKey| {
+        let (ledger, why, closed) = (ledger.clone(), why.clone(), closed.clone());
+        async move {
+            match ledger.retire(&key, &closed, &why).await.expect("retire") {
+                Retirement::Retired(r) => r,
+                other => panic!("expected Retired, got {other:?}"),
+            }
+        }
+    };
+
+    // READY, its Ready sent but not yet marked; then the closure.
+    let ready_key = key("100000000041");
+    let lease = acquire(&ledger, &ready_key, &request(&hash_of("payments"))).await;
+    let ready = ledger
+        .mark_ready(&lease, ARN, Origin::Created, &applied())
+        .await
+        .expect("ready");
+    assert!(!ready.announced);
+    let retired = retire(ready_key.clone()).await;
+    assert_eq!(retired.generation, ready.generation);
+    assert!(matches!(
+        ledger.mark_ready_announced(&ready).await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+
+    // FAILED, its Failed sent but not yet marked; then the closure.
+    let failed_key = key("100000000042");
+    let lease = acquire(&ledger, &failed_key, &request(&hash_of("payments"))).await;
+    ledger
+        .fail_permanent(&lease, &reason("AccessDenied", false))
+        .await
+        .expect("failed");
+    retire(failed_key.clone()).await;
+    assert!(matches!(
+        ledger.mark_announced(&failed_key, 0, Status::Failed).await,
+        Err(LedgerError::NotAllowed(_))
+    ));
+
+    for key in [&ready_key, &failed_key] {
+        let record = ledger.get_step(key).await.expect("get").expect("stored");
+        assert_eq!(record.status, Status::Retired, "{key}");
+        assert!(!record.announced, "{key}: its retirement is still owed");
+        assert_eq!(
+            record.attention.as_deref(),
+            Some("RETIRED"),
+            "{key}: in the attention index until its retirement is announced"
+        );
+    }
 }

@@ -61,7 +61,8 @@ const TOKEN: &str = "the client token is client_token(key, generation, salt), th
 const ATTEMPT: &str = "attempt grows by 1 per acquired claim and is reset to 0 by retry";
 const CREATED_FENCE: &str =
     "promote_ready / fail_created apply only to the generation and ARN read";
-const ANNOUNCE: &str = "a FAILED item is announced only for its own generation";
+const ANNOUNCE: &str =
+    "an outcome is marked announced only in its own status and generation (never a retirement recorded since)";
 const CLAIM: &str = "a claim acquires exactly the claimable steps";
 const RETRY: &str = "an operator retry applies only to FAILED (or long-abandoned) steps";
 const RETIRE: &str =
@@ -163,8 +164,12 @@ enum Op {
         key: usize,
         arn: usize,
     },
-    /// With the generation the holder last read.
-    Announce { holder: usize, key: usize },
+    /// The outcome the holder announced (READY or FAILED), with the generation it last read.
+    Announce {
+        holder: usize,
+        key: usize,
+        ready: bool,
+    },
     /// An operator's `onboarding retry`.
     Retry { key: usize },
     /// The account closed: `newer` than the revision the model's completions apply, or older.
@@ -914,7 +919,11 @@ impl Run {
             },
             57..=63 => Op::Promote { holder, key, arn },
             64..=73 => Op::FailCreated { holder, key, arn },
-            74..=79 => Op::Announce { holder, key },
+            74..=79 => Op::Announce {
+                holder,
+                key,
+                ready: rng.gen_bool(0.5),
+            },
             80..=86 => Op::Retry { key },
             87..=88 => Op::Retire {
                 key,
@@ -974,7 +983,10 @@ impl Run {
             Op::FailCreated { holder, key, arn } => {
                 self.created_path(holder, key, arn, false).await
             }
-            Op::Announce { holder, key } => self.announce(holder, key).await,
+            Op::Announce { holder, key, ready } => {
+                let status = if ready { Status::Ready } else { Status::Failed };
+                self.announce(holder, key, status).await
+            }
             Op::Retry { key } => self.retry(key).await,
             Op::Retire { key, newer } => self.retire(key, newer).await,
             Op::Reopen { key, stale } => self.reopen(key, stale).await,
@@ -1449,26 +1461,26 @@ impl Run {
         ))
     }
 
-    async fn announce(&mut self, holder: usize, k: usize) -> Result<String, Violation> {
+    async fn announce(
+        &mut self,
+        holder: usize,
+        k: usize,
+        status: Status,
+    ) -> Result<String, Violation> {
         let (generation, _) = self.belief(holder, k, 0);
         let before = self.keys[k].model.clone();
         let expect = match before.as_ref() {
-            Some(m)
-                if matches!(m.status, Status::Ready | Status::Failed | Status::Retired)
-                    && m.generation == generation =>
-            {
-                Expect::Applied
-            }
+            Some(m) if m.status == status && m.generation == generation => Expect::Applied,
             _ => Expect::NotAllowed,
         };
         let key = self.keys[k].key.clone();
-        let result = self.ledger.mark_announced(&key, generation).await;
+        let result = self.ledger.mark_announced(&key, generation, status).await;
         let got = got("mark_announced", result, |()| Got::Ok)?;
         let stored = summary(before.as_ref());
         ensure(agrees(expect, got, Got::Ok), ANNOUNCE, || {
             format!(
-                "mark_announced(gen {generation}) by holder {holder} on {stored}: expected \
-                 {expect:?}, got {got:?}"
+                "mark_announced({status}, gen {generation}) by holder {holder} on {stored}: \
+                 expected {expect:?}, got {got:?}"
             )
         })?;
         if expect == Expect::Applied {
@@ -1481,7 +1493,9 @@ impl Run {
             self.stats.announce_refused += 1;
             self.settle(k, before, Effect::Unchanged).await?;
         }
-        Ok(format!("mark_announced(gen {generation}) -> {got:?}"))
+        Ok(format!(
+            "mark_announced({status}, gen {generation}) -> {got:?}"
+        ))
     }
 
     async fn retry(&mut self, k: usize) -> Result<String, Violation> {

@@ -2117,6 +2117,22 @@ fn epoch_ms_of(iso: &str) -> Option<u64> {
 /// after the account's closure was recorded (beyond a create already on its way). A key
 /// that was never retired announces no offboarding; a reopened one is READY (checked with
 /// every key: one resource, its generation's Ready).
+/// The logged writes of step `name`, in the order their answers came, for a failure message.
+fn writes_of(e: &Evidence<'_>, name: &str) -> String {
+    e.writes
+        .iter()
+        .filter(|w| w.key == name)
+        .map(|w| {
+            format!(
+                "{:?}{}",
+                w.kind,
+                if w.applied { "" } else { "(not applied)" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_departure(
     e: &Evidence<'_>,
@@ -2169,12 +2185,7 @@ fn check_departure(
             k.population.name(),
             offboarded.len(),
             offboarded[0]["detail"],
-            e.writes
-                .iter()
-                .filter(|w| w.key == name)
-                .map(|w| format!("{:?}{}", w.kind, if w.applied { "" } else { "(not applied)" }))
-                .collect::<Vec<_>>()
-                .join(", ")
+            writes_of(e, name)
         ));
     }
     if rec.status == Status::Retired {
@@ -2200,9 +2211,11 @@ fn check_departure(
         }
         if offboarded.is_empty() {
             fail(format!(
-                "RETIREMENT NEVER ANNOUNCED: {name} ({}) is RETIRED ({:?}) but no \"Account Offboarded\" event names it",
+                "RETIREMENT NEVER ANNOUNCED: {name} ({}) is RETIRED ({:?}, marked announced: {}) but no \"Account Offboarded\" event names it; its writes: {}",
                 k.population.name(),
-                rec.retired
+                rec.retired,
+                rec.announced,
+                writes_of(e, name)
             ));
         } else {
             stats.announced += 1;
