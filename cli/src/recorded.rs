@@ -47,10 +47,20 @@ fn without_placeholder_time(mut request: OnboardingRequest) -> OnboardingRequest
     request
 }
 
-/// The request a READY `identity-center-instance` item stands for (what it applied, at the
-/// applied revision), rebuilt by its step.
-pub fn applied_instance_request(record: &Record) -> Result<OnboardingRequest, String> {
-    rebuild::request_of::<IdentityCenterInstance>(record).map(without_placeholder_time)
+/// A request for the account of a READY `identity-center-instance` item that asks its step
+/// nothing (a duplicate for it), at the applied revision: it carries a request to the
+/// organization's step. Not the applied state itself: that mixes fields of several requests,
+/// and published as one request at the applied revision it would undo a field that a
+/// request older than that revision, delivered late, asks for.
+pub fn carrier_request(record: &Record) -> Result<OnboardingRequest, String> {
+    let revision = record.applied_revision.as_ref().ok_or_else(|| {
+        format!(
+            "{} records no applied revision; send a request of that account with --event FILE",
+            record.key
+        )
+    })?;
+    rebuild::request_from::<IdentityCenterInstance>(&record.key, &Default::default(), revision)
+        .map(without_placeholder_time)
 }
 
 /// The `detail` of the project's own event asking for `request`; only what the request

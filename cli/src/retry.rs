@@ -297,11 +297,11 @@ async fn request_for(
                     ))
                 }
             };
-            // The carrying account's own request, as its step applied it: for that account
-            // a duplicate.
-            let request = recorded::applied_instance_request(&carrier)
-                .map_err(|why| not_rebuilt(&carrier, &why))?;
-            let what = format!("the request applied for {key}");
+            // A request of the carrying account that asks its steps nothing: for that
+            // account a duplicate.
+            let request =
+                recorded::carrier_request(&carrier).map_err(|why| not_rebuilt(&carrier, &why))?;
+            let what = format!("a request of {key}'s account asking it nothing");
             let (prepared, event) = publishable(ctx, &request, &what)?;
             Ok(Publish {
                 prepared,

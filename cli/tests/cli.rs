@@ -484,6 +484,16 @@ async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_n
         .await
         .expect("handled");
     assert_eq!(reply["status"], "ready", "{reply}");
+    // A newer request names the instance and a tag: the instance's applied state holds
+    // fields of two requests.
+    let mut named = onboarding_requested(
+        "w-2",
+        GOOD,
+        json!({ "identityCenterInstance": { "name": "carrier", "tags": { "Owner": "team-a" } } }),
+    );
+    named["time"] = json!("2026-12-01T09:00:00Z");
+    let (reply, _) = instance.handle(named.clone(), None).await.expect("handled");
+    assert_eq!(reply["status"], "updated", "{reply}");
     stack.emitted().await;
     let out = run(&stack, &["status", GOOD]).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -604,12 +614,13 @@ async fn retry_rebuilds_provider_and_organization_steps_from_what_the_operator_n
     let emitted = stack.emitted().await;
     let published = requests(&emitted);
     assert_eq!(published.len(), 1, "{emitted:?}");
-    // The carrying account's own request, as its step applied it, at its time.
+    // A request of the carrying account that asks it nothing, at its applied revision's
+    // time: never its applied state stamped with the newest revision.
     assert_eq!(
         published[0]["detail"],
         json!({ "schemaVersion": "1", "accountId": GOOD })
     );
-    assert_eq!(published[0]["time"], request["time"]);
+    assert_eq!(published[0]["time"], named["time"]);
     let (reply, _) = approval
         .handle(published[0].clone(), None)
         .await

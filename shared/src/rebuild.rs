@@ -17,8 +17,10 @@ use crate::step::Step;
 const NO_ACCOUNT: &str = "000000000000";
 
 /// The request a step's ledger item stands for. A `READY` step stands for its applied state
-/// (a pending update is the engine's to carry on); any other for the request its generation
-/// is created with (`requested`), else what was applied. An item that records neither (an
+/// (a pending update is the engine's to carry on): it names the resource and makes it again
+/// when it is gone, but is never merged into the desired state as a request (its fields come
+/// from several requests; see [`crate::engine::Engine::resume`]). Any other stands for the
+/// request its generation is created with (`requested`), else what was applied. An item that records neither (an
 /// operator's retry that cleared its request, an item from before requests were recorded)
 /// stands for no request: it waits for one, rather than a resource being made as nobody asked.
 pub fn request_of<S: Step>(record: &Record) -> Result<OnboardingRequest, String> {

@@ -462,10 +462,23 @@ impl Reconciler {
         record: &Record,
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
-        let request = request_of::<S>(record).map_err(not_rebuildable)?;
         let step = step.ok_or_else(|| {
             not_rebuildable("the organization instance is not configured (ORG_INSTANCE_ARN)")
         })?;
+        // A READY step (read again: the index may lag) is carried on, asking nothing; any
+        // other is claimed with the request its generation records.
+        let now = match record.status {
+            Status::Ready => self.engine.ledger().get_step(&record.key).await?,
+            _ => None,
+        };
+        let record = now.as_ref().unwrap_or(record);
+        let request = request_of::<S>(record).map_err(not_rebuildable)?;
+        if record.status == Status::Ready {
+            return self
+                .engine
+                .resume(step, &request, record.clone(), deadline)
+                .await;
+        }
         self.engine.run(step, &request, deadline).await
     }
 

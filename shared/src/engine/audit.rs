@@ -81,6 +81,7 @@ impl Engine {
             subject: &subject,
             revision: &revision,
             deadline,
+            asks: false,
         };
         let (gone, now, changed) = match delivery.observe(&arn, &state).await {
             Ok(found) => found,
@@ -120,7 +121,9 @@ impl Engine {
             None
         } else if gone {
             match self.ledger.repair(&record).await {
-                Ok(_) => Some(self.run(step, request, deadline).await?),
+                // Made again with the applied state, which asks nothing of the desired
+                // state (its fields are older requests').
+                Ok(_) => Some(self.run_as(step, request, deadline, false).await?),
                 // Another repairer (or a delivery, an operator) moved the step on since this
                 // audit read it: theirs is the repair.
                 Err(LedgerError::NotAllowed(why)) => {

@@ -266,7 +266,6 @@ impl<S: Step> Delivery<'_, S> {
             step,
             plan,
             subject,
-            revision,
             ..
         } = *self;
         let arn = record_arn(&record)?;
@@ -313,7 +312,7 @@ impl<S: Step> Delivery<'_, S> {
                 };
             }
             Ok(Readiness::Pending(status)) => {
-                engine.merge(plan, record, revision).await?;
+                self.merge(record).await?;
                 return Err(not_ready(&arn, &status));
             }
             Ok(Readiness::Failed(e)) | Err(e) => e,

@@ -202,6 +202,19 @@ impl Engine {
         request: &'a OnboardingRequest,
         deadline: Option<SystemTime>,
     ) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        self.run_as(step, request, deadline, true)
+    }
+
+    /// [`Engine::run`]; with `asks` false, `request` (rebuilt from the ledger) makes a new
+    /// generation with its fields but is never merged into the desired state as a request
+    /// (see [`Engine::resume`]).
+    fn run_as<'a, S: Step>(
+        &'a self,
+        step: &'a S,
+        request: &'a OnboardingRequest,
+        deadline: Option<SystemTime>,
+        asks: bool,
+    ) -> BoxFuture<'a, Result<Outcome, StepError>> {
         let span = tracing::info_span!(
             "step",
             step = S::NAME,
@@ -222,7 +235,7 @@ impl Engine {
                 if let Some(account) = &plan.account_id {
                     tracing::Span::current().record("account_id", account.as_str());
                 }
-                let work = self.claimed(step, &plan, request, deadline);
+                let work = self.claimed(step, &plan, request, deadline, asks);
                 let result = self.bounded(&plan.key, deadline, work).await;
                 match &result {
                     Ok(outcome) => {
@@ -231,6 +244,54 @@ impl Engine {
                     Err(e) => warn!(outcome = "retry", error = %e, "step will be retried"),
                 }
                 result
+            }
+            .instrument(span),
+        )
+    }
+
+    /// Carries on what a READY step (`record`, as just read) still owes, for the reconciler:
+    /// its Ready announcement, an update whose holder died. It asks nothing itself: the
+    /// request rebuilt from the ledger (`request`) only says which resource. (The applied
+    /// state it is rebuilt from mixes fields of several requests; merged as one request at
+    /// the applied revision, it would undo a field that a request older than that revision,
+    /// delivered late, asks for.)
+    pub fn resume<'a, S: Step>(
+        &'a self,
+        step: &'a S,
+        request: &'a OnboardingRequest,
+        record: Record,
+        deadline: Option<SystemTime>,
+    ) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        let span = tracing::info_span!(
+            "step",
+            step = S::NAME,
+            account_id = field::Empty,
+            event_id = %request.event_id,
+            client_token = field::Empty,
+            attempt = field::Empty,
+        );
+        Box::pin(
+            async move {
+                let plan = step
+                    .plan(request)
+                    .map_err(|why| StepError::permanent(code::NOT_REBUILDABLE, why))?;
+                let revision = request.revision();
+                let subject = Subject {
+                    step: S::NAME,
+                    account_id: plan.account_id.as_deref(),
+                    request_event_id: &request.event_id,
+                };
+                let delivery = Delivery {
+                    engine: self,
+                    step,
+                    plan: &plan,
+                    subject: &subject,
+                    revision: &revision,
+                    deadline,
+                    asks: false,
+                };
+                self.bounded(&plan.key, deadline, delivery.ready(record))
+                    .await
             }
             .instrument(span),
         )
@@ -272,6 +333,7 @@ impl Engine {
         plan: &Plan<S::Input>,
         request: &OnboardingRequest,
         deadline: Option<SystemTime>,
+        asks: bool,
     ) -> Result<Outcome, StepError> {
         let hash = request_hash(&plan.canonical);
         let revision = request.revision();
@@ -287,6 +349,7 @@ impl Engine {
             subject: &subject,
             revision: &revision,
             deadline,
+            asks,
         };
         let claim = match delivery.claim(&hash).await? {
             // A retired step whose account was reopened: a new generation, claimed again.
@@ -297,24 +360,7 @@ impl Engine {
         };
         match claim {
             Claim::Retired(record) => self.retired(&subject, record).await,
-            Claim::Ready(mut record) => {
-                // Recorded but not announced (its holder died, or its PutEvents failed):
-                // announced now, then marked.
-                if !record.announced {
-                    let arn = record_arn(&record)?;
-                    self.announcer
-                        .ready(
-                            S::READY_DETAIL_TYPE,
-                            &subject.of_generation(record.requested_revision.as_ref()),
-                            &arn,
-                            &record.token,
-                            record.origin,
-                        )
-                        .await?;
-                    record = self.ledger.mark_ready_announced(&record).await?;
-                }
-                delivery.converge(record).await
-            }
+            Claim::Ready(record) => delivery.ready(record).await,
             Claim::Failed(record) => {
                 let reason = record.last_error.clone().unwrap_or_else(|| ErrorReason {
                     retryable: false,
@@ -332,7 +378,7 @@ impl Engine {
                 record,
             } => {
                 // Recorded, so that whoever holds the step applies it: nothing asked is lost.
-                let record = Box::new(self.merge(plan, *record, &revision).await?);
+                let record = Box::new(delivery.merge(*record).await?);
                 let now = SystemTime::now();
                 let left = lease_expires_at.duration_since(now).unwrap_or_default();
                 let held_for = record
@@ -367,6 +413,9 @@ struct Delivery<'a, S: Step> {
     subject: &'a Subject<'a>,
     revision: &'a Revision,
     deadline: Option<SystemTime>,
+    /// Whether the request's fields are merged into the desired state: a request's are; a
+    /// request the reconciler rebuilds from the ledger asks nothing (see [`Engine::resume`]).
+    asks: bool,
 }
 
 impl<S: Step> Clone for Delivery<'_, S> {
@@ -378,6 +427,29 @@ impl<S: Step> Clone for Delivery<'_, S> {
 impl<S: Step> Copy for Delivery<'_, S> {}
 
 impl<S: Step> Delivery<'_, S> {
+    /// A READY step: its Ready announced if it was recorded and not announced (its holder
+    /// died, or its PutEvents failed), then marked; then brought to its desired state.
+    async fn ready(&self, mut record: Record) -> Result<Outcome, StepError> {
+        let engine = self.engine;
+        if !record.announced {
+            let arn = record_arn(&record)?;
+            engine
+                .announcer
+                .ready(
+                    S::READY_DETAIL_TYPE,
+                    &self
+                        .subject
+                        .of_generation(record.requested_revision.as_ref()),
+                    &arn,
+                    &record.token,
+                    record.origin,
+                )
+                .await?;
+            record = engine.ledger.mark_ready_announced(&record).await?;
+        }
+        self.converge(record).await
+    }
+
     /// Claims the step for this request (whose canonical form hashes to `request_hash`):
     /// one conditional write, which also records the generation's first request and merges
     /// what it asks into the desired state.

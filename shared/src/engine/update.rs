@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::timing::human;
-use super::{record_arn, Delivery, Engine, Outcome};
+use super::{record_arn, Delivery, Outcome};
 use crate::announce::Event;
 use crate::desired::{self, Desired};
 use crate::error::{code, StepError};
@@ -20,8 +20,7 @@ use crate::ledger::{
     update_token, ErrorReason, Fields, Record, Status, UpdateClaim, UpdateEnd, UpdateKind,
     UpdateLease,
 };
-use crate::revision::Revision;
-use crate::step::{Plan, Step};
+use crate::step::Step;
 
 impl<S: Step> Delivery<'_, S> {
     /// A request for a READY step: its fields are merged into the desired state (one write
@@ -34,7 +33,6 @@ impl<S: Step> Delivery<'_, S> {
         let Delivery {
             engine,
             plan,
-            revision,
             deadline,
             ..
         } = *self;
@@ -44,7 +42,7 @@ impl<S: Step> Delivery<'_, S> {
         } else {
             engine.send_outbox(record).await?
         };
-        let asked = Desired::of(&plan.desired, revision);
+        let asked = self.asked();
         let mut merged = record.desired.clone();
         // Something to record: a field this request is the newest to name (or a desired
         // state derived from an item written before it was stored).
@@ -57,7 +55,7 @@ impl<S: Step> Delivery<'_, S> {
         };
         if !owed {
             let record = if news {
-                engine.merge(plan, record, revision).await?
+                self.merge(record).await?
             } else {
                 record
             };
@@ -83,7 +81,7 @@ impl<S: Step> Delivery<'_, S> {
                 // Held by another delivery: this request's fields are recorded all the same,
                 // so its holder (or the next) applies them.
                 if news {
-                    engine.merge(plan, record, revision).await?;
+                    self.merge(record).await?;
                 }
                 let left = lease_expires_at
                     .duration_since(SystemTime::now())
@@ -101,7 +99,7 @@ impl<S: Step> Delivery<'_, S> {
             UpdateClaim::Moved(now) => {
                 let (status, version) = (now.status, now.desired_version);
                 if news && now.status == Status::Ready {
-                    engine.merge(plan, *now, revision).await?;
+                    self.merge(*now).await?;
                 }
                 return Err(StepError::retryable(
                     code::CHANGED_MEANWHILE,
@@ -279,19 +277,23 @@ impl<S: Step> Delivery<'_, S> {
     }
 }
 
-impl Engine {
-    /// Merges what this request asks (`plan.desired` at `revision`) into the step's desired
-    /// state (`record`, as read): nothing is written when it asks nothing new, so a
-    /// duplicate costs no write; a request that acquires nothing (the step held elsewhere,
-    /// being created) is recorded all the same, so nothing asked is lost. Returns the step
-    /// with the merged desired state.
-    pub(super) async fn merge(
-        &self,
-        plan: &Plan<impl Send + Sync>,
-        record: Record,
-        revision: &Revision,
-    ) -> Result<Record, StepError> {
-        let asked = Desired::of(&plan.desired, revision);
+impl<S: Step> Delivery<'_, S> {
+    /// What this request asks of the desired state: its fields at its revision; nothing for
+    /// a request rebuilt from the ledger.
+    fn asked(&self) -> Desired {
+        if self.asks {
+            Desired::of(&self.plan.desired, self.revision)
+        } else {
+            Desired::default()
+        }
+    }
+
+    /// Merges what this request asks into the step's desired state (`record`, as read):
+    /// nothing is written when it asks nothing new, so a duplicate costs no write; a request
+    /// that acquires nothing (the step held elsewhere, being created) is recorded all the
+    /// same, so nothing asked is lost. Returns the step with the merged desired state.
+    pub(super) async fn merge(&self, record: Record) -> Result<Record, StepError> {
+        let asked = self.asked();
         if asked.is_empty() {
             return Ok(record);
         }
@@ -299,9 +301,9 @@ impl Engine {
         if !merged.merge(&asked) && record.desired_stored {
             return Ok(record);
         }
-        match self.ledger.record_desired(&record, &asked).await? {
+        match self.engine.ledger.record_desired(&record, &asked).await? {
             Some(now) => {
-                info!(revision = %revision, version = now.desired_version, "desired state merged");
+                info!(revision = %self.revision, version = now.desired_version, "desired state merged");
                 Ok(now)
             }
             None => Err(StepError::retryable(
@@ -309,7 +311,7 @@ impl Engine {
                 format!(
                     "{} moved on while this request's fields were recorded; it is compared \
                      again on the next delivery",
-                    plan.key
+                    self.plan.key
                 ),
             )
             .after(Duration::from_secs(1))),

@@ -300,6 +300,82 @@ async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
     assert_eq!(name.as_deref(), Some("two"));
 }
 
+/// The reconciler carries a dead holder's update on with the desired state as recorded, and
+/// asks nothing of its own: a tag removal older than the applied revision (delivered late,
+/// after a newer request renamed the instance) is applied, not undone by the applied state
+/// the re-drive is rebuilt from.
+#[tokio::test]
+async fn a_re_driven_update_applies_a_late_older_removal_rather_than_undoing_it() {
+    let account = "930000000014";
+    let stack = Stack::start("reconcile-late-removal").await;
+    let handler = stack.instance_handler(stack.engine());
+    for (id, minute, instance) in [
+        (
+            "r-1",
+            0,
+            json!({ "name": "one", "tags": { "Owner": "team-a" } }),
+        ),
+        ("r-3", 30, json!({ "name": "three" })),
+    ] {
+        let mut event =
+            onboarding_requested(id, account, json!({ "identityCenterInstance": instance }));
+        event["time"] = json!(format!("2026-11-30T10:{minute:02}:00Z"));
+        handler.handle(event, None).await.unwrap();
+    }
+    let ledger = stack.engine().ledger().clone();
+    let key = StepKey::account(account, INSTANCE);
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(
+        record.state.clone().map(Value::Object),
+        Some(json!({ "name": "three", "tags": { "Owner": "team-a" } }))
+    );
+    // The request of 10:15 removes the tag; its holder records it, claims the update and
+    // dies before calling.
+    let late = Revision::parse("2026-11-30T10:15:00.000Z#r-2");
+    let asked = json!({ "tags": { "Owner": null } })
+        .as_object()
+        .cloned()
+        .unwrap();
+    let record = ledger
+        .record_desired(&record, &Desired::of(&asked, &late))
+        .await
+        .unwrap()
+        .expect("merged");
+    let claim = ledger
+        .claim_update(
+            &record,
+            UpdateKind::Pending,
+            Duration::from_millis(100),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        claim,
+        onboarding::ledger::UpdateClaim::Acquired(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let report = stack.reconcile(false).await;
+    assert_eq!(report.finished, 1, "{report:?}");
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert!(record.update_owner.is_none() && !record.update_pending());
+    assert_eq!(
+        record.state.clone().map(Value::Object),
+        Some(json!({ "name": "three" }))
+    );
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    let tags = sso
+        .list_tags_for_resource()
+        .instance_arn(record.resource_arn.clone().unwrap())
+        .resource_arn(record.resource_arn.unwrap())
+        .send()
+        .await
+        .unwrap();
+    let owner: Vec<_> = tags.tags().iter().filter(|t| t.key() == "Owner").collect();
+    assert!(owner.is_empty(), "the removal was undone: {owner:?}");
+}
+
 #[tokio::test]
 async fn a_deleted_resource_is_reported_once_and_repaired_only_when_asked() {
     let account = "930000000005";
@@ -367,6 +443,80 @@ async fn a_deleted_resource_is_reported_once_and_repaired_only_when_asked() {
     assert_eq!(stack.emulator.counters().created("CreateInstance"), 2);
     let emitted = stack.emitted().await;
     assert_eq!(of_type(&emitted, "Identity Center Instance Ready").len(), 1);
+}
+
+/// A resource deleted behind our back is made again with its applied state, which asks
+/// nothing of the desired state: a request older than the applied revision, delivered after
+/// the repair, still wins the field it names.
+#[tokio::test]
+async fn a_repaired_resource_keeps_each_field_at_the_revision_that_asked_for_it() {
+    let account = "930000000015";
+    let stack = Stack::start("drift-gone-fields").await;
+    let handler = stack.instance_handler(stack.engine());
+    let at = |id: &str, minute: u32, instance: Value| {
+        let mut event =
+            onboarding_requested(id, account, json!({ "identityCenterInstance": instance }));
+        event["time"] = json!(format!("2026-11-30T10:{minute:02}:00Z"));
+        event
+    };
+    for event in [
+        at(
+            "g-1",
+            0,
+            json!({ "name": "one", "tags": { "Owner": "team-a" } }),
+        ),
+        at("g-3", 30, json!({ "name": "three" })),
+    ] {
+        handler.handle(event, None).await.unwrap();
+    }
+    let key = StepKey::account(account, INSTANCE);
+    let ledger = stack.engine().ledger().clone();
+    let arn = ledger
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap()
+        .resource_arn
+        .unwrap();
+    let sso = aws_sdk_ssoadmin::Client::new(&stack.config_in(account).await);
+    sso.delete_instance()
+        .instance_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = stack.reconcile(true).await;
+    assert_eq!(report.repaired, 1, "{report:?}");
+
+    // The request of 10:15, delivered late, names the tag: newer than 10:00, it wins.
+    let (reply, _) = handler
+        .handle(
+            at("g-2", 15, json!({ "tags": { "Owner": "team-b" } })),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["status"], "updated", "{reply}");
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(
+        record.state.clone().map(Value::Object),
+        Some(json!({ "name": "three", "tags": { "Owner": "team-b" } }))
+    );
+    let arn = record.resource_arn.unwrap();
+    let tags = sso
+        .list_tags_for_resource()
+        .instance_arn(&arn)
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let owner: Vec<_> = tags
+        .tags()
+        .iter()
+        .filter(|t| t.key() == "Owner")
+        .map(|t| t.value())
+        .collect();
+    assert_eq!(owner, ["team-b"]);
 }
 
 #[tokio::test]
