@@ -59,6 +59,8 @@ impl<S: Step> Delivery<'_, S> {
             } else {
                 record
             };
+            // What a newer request asked is all there already: it is applied.
+            let record = engine.ledger.advance_applied(record).await?;
             // Outcomes recorded and not yet announced (their holder died, or its PutEvents
             // failed) are announced now; a step with nothing left owed leaves the attention
             // index. Neither costs a request when there is nothing to do.

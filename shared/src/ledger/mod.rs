@@ -684,6 +684,38 @@ impl Ledger {
         ))
     }
 
+    /// A `READY` step (`seen`, as read) whose resource holds its whole desired state while
+    /// the applied revision is older than the desired state's newest: the applied revision
+    /// becomes that newest (one write; none when there is nothing to advance). Returns the
+    /// step as it now stands as far as this write knows (as read, if it moved on meanwhile).
+    pub async fn advance_applied(&self, seen: Record) -> Result<Record, LedgerError> {
+        let Some(newest) = seen.desired.newest().cloned() else {
+            return Ok(seen);
+        };
+        let behind = seen.applied_revision.as_ref().is_none_or(|a| *a < newest);
+        // Held only when the resource holds the desired state (not when an update of it was
+        // refused: that desired state is not applied).
+        let holds = !seen
+            .desired
+            .pending(seen.state.as_ref().unwrap_or(&Default::default()));
+        if seen.status != Status::Ready || !behind || !holds {
+            return Ok(seen);
+        }
+        let e = writes::advance_applied(
+            seen.generation,
+            seen.seen_version(),
+            newest.as_str(),
+            epoch_ms(SystemTime::now()),
+        );
+        Ok(match self.update(&seen.key, &e, false).await? {
+            Written::Applied(_) => Record {
+                applied_revision: Some(newest),
+                ..seen
+            },
+            Written::ConditionFailed(_) => seen,
+        })
+    }
+
     /// Records that a `READY` step's (`seen`, as read) Ready was announced, leaving the
     /// attention index in the same write when nothing else is owed. Returns the step as it
     /// now stands (as far as this write knows).

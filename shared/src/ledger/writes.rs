@@ -503,6 +503,39 @@ pub(crate) fn settle(
     e
 }
 
+/// A `READY` step of `generation` whose resource already holds its whole desired state (at
+/// the version read): a newer request asked only what it holds (a removal of a tag it does
+/// not have, a value a newer request had set first), so the applied revision is the desired
+/// state's newest (`newest`). Conditioned on no update lease held at `now_ms` and on the
+/// applied revision being older: it never moves back.
+pub(crate) fn advance_applied(
+    generation: u32,
+    seen_version: Option<u64>,
+    newest: &str,
+    now_ms: u64,
+) -> Expressions {
+    let mut e = Expressions::default();
+    let (status, generation_n, owner, lease, applied) = (
+        e.n(STATUS),
+        e.n(GENERATION),
+        e.n(UPDATE_OWNER),
+        e.n(UPDATE_LEASE_EXPIRES_AT),
+        e.n(APPLIED_REVISION),
+    );
+    let ready = e.v("ready", s(Status::Ready.as_str()));
+    let generation_v = e.v("generation", num(u64::from(generation)));
+    let newest_v = e.v("newest", s(newest));
+    let now = e.v("now", num(now_ms));
+    let seen = version_is(&mut e, seen_version);
+    e.update = Some(format!("SET {applied} = {newest_v}"));
+    e.condition = Some(format!(
+        "{status} = {ready} AND {generation_n} = {generation_v} AND {seen} \
+         AND (attribute_not_exists({owner}) OR {lease} <= {now}) \
+         AND (attribute_not_exists({applied}) OR {applied} < {newest_v})"
+    ));
+    e
+}
+
 /// What settling requires of a `READY` step of `generation`, but its outbox and its
 /// announced flag: its desired state applied at the version read, no update lease held at
 /// `now_ms`; and what it removes: the attention index entry and the update fields a holder
@@ -1331,6 +1364,7 @@ mod tests {
             ("announce retirement", announce_retirement(0)),
             ("trim recent events", trim_events(23, 20)),
             ("settle", settle(0, Some(2), false, 1)),
+            ("advance applied", advance_applied(0, Some(2), "r", 1)),
             ("settle announced", settle(0, None, true, 1)),
             (
                 "retire",

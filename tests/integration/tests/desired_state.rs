@@ -217,6 +217,84 @@ async fn an_empty_newer_request_supersedes_nothing() {
     assert_eq!(reply["status"], "duplicate", "{reply}");
 }
 
+/// A newer request that asks only what the instance already holds (the removal of a tag it
+/// does not have) is applied without a call: the ledger says its revision is applied, and
+/// an older request naming that tag, delivered after it, stays superseded.
+#[tokio::test]
+async fn a_newer_request_asking_only_what_is_there_is_the_applied_revision() {
+    let account = "940000000007";
+    let stack = Stack::start("newer-already-held").await;
+    let handler = stack.instance_handler(stack.engine());
+    let first = instance(
+        "h1",
+        account,
+        "2026-11-30T10:05:00Z",
+        json!({ "name": "one", "tags": { "Stage": "s0" } }),
+    );
+    let (reply, _) = handler.handle(first, None).await.unwrap();
+    assert_eq!(reply["status"], "ready", "{reply}");
+    let arn = reply["resourceArn"].as_str().unwrap().to_string();
+    stack.emitted().await;
+    let newest = instance(
+        "h3",
+        account,
+        "2026-11-30T10:44:00Z",
+        json!({ "tags": { "CostCenter": null } }),
+    );
+    let (reply, _) = handler.handle(newest.clone(), None).await.unwrap();
+    assert_eq!(reply["status"], "duplicate", "{reply}");
+    let key = StepKey::account(account, INSTANCE);
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record
+            .applied_revision
+            .as_ref()
+            .map(|r| r.time().to_string()),
+        Some("2026-11-30T10:44:00.000Z".to_string()),
+        "the newest request is applied: the instance holds all it asks"
+    );
+    // Again: nothing to write.
+    let (reply, _) = handler.handle(newest, None).await.unwrap();
+    assert_eq!(reply["status"], "duplicate", "{reply}");
+    // The older request naming the tag loses to the newer removal.
+    let older = instance(
+        "h2",
+        account,
+        "2026-11-30T10:32:00Z",
+        json!({ "tags": { "CostCenter": "1234" } }),
+    );
+    let (reply, _) = handler.handle(older, None).await.unwrap();
+    assert_eq!(reply["status"], "duplicate", "{reply}");
+    let record = stack
+        .engine()
+        .ledger()
+        .get_step(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record
+            .applied_revision
+            .as_ref()
+            .map(|r| r.time().to_string()),
+        Some("2026-11-30T10:44:00.000Z".to_string())
+    );
+    assert_eq!(
+        stack.instance_now(account, &arn).await,
+        ("one".to_string(), tags(&[("Stage", "s0")]))
+    );
+    assert!(
+        of_type(&stack.emitted().await, "Identity Center Instance Updated").is_empty(),
+        "nothing changed, nothing announced"
+    );
+}
+
 /// A second holder of the same provider update (the first one's TagResource committed and
 /// lost every response) sends the whole tag set: a different call, so a different token, never
 /// IdempotentParameterMismatch, never "Onboarding Step Failed" for a step that is fine.

@@ -79,6 +79,14 @@ pub const WRITES: &[Write] = &[
                is in it while its outbox is not empty or work is pending",
     },
     Write {
+        builder: "advance_applied",
+        steps: &[],
+        note: "not modelled: the model's desired state is applied whole or not at all; this \
+               records that a READY step whose resource holds its whole desired state is at \
+               the desired state's newest revision (a request that asked only what was there), \
+               conditioned as settle is and never moving the applied revision back",
+    },
+    Write {
         builder: "mark_sent",
         steps: &["mark_announced"],
         note: "the code's outbox (a READY step's list of announcements) drops its oldest \
