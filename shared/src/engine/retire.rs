@@ -66,8 +66,9 @@ impl Engine {
     /// retired even if no request reached it yet, so a late request is refused; steps keyed
     /// further (a portal's providers) are found with one Query of the account's scope. Each
     /// retirement is recorded (fenced: never over a request newer than the departure), then
-    /// announced "Account Offboarded", then marked announced; a retirement recorded earlier
-    /// and not yet announced is announced now. Steps of the organization are not the
+    /// announced "Account Offboarded" (after what its outbox still holds from before it),
+    /// then marked announced; a retirement recorded earlier and not yet announced is
+    /// announced now. Steps of the organization are not the
     /// account's: nothing to retire.
     pub async fn retire<S: Step>(
         &self,
@@ -143,6 +144,7 @@ impl Engine {
                 }
                 Retirement::Retired(record) | Retirement::Already(record) => {
                     if !record.announced {
+                        let record = self.send_outbox(record).await?;
                         let details = record.retired.clone().unwrap_or_default();
                         let announce = self.announcer.offboarded(
                             &subject,
@@ -176,7 +178,10 @@ impl Engine {
         record: Record,
     ) -> Result<Outcome, StepError> {
         let details = record.retired.clone().unwrap_or_default();
+        let key = record.key.clone();
         if !record.announced {
+            // What the step recorded before its retirement (an update's Updated) first.
+            let record = self.send_outbox(record).await?;
             let announce =
                 self.announcer
                     .offboarded(subject, record.resource_arn.as_deref(), &details);
@@ -188,8 +193,7 @@ impl Engine {
             .unwrap_or("its account closed or left the organization");
         Ok(Outcome::Retired {
             reason: format!(
-                "{} is RETIRED ({why}); a request newer than the retirement starts it again",
-                record.key
+                "{key} is RETIRED ({why}); a request newer than the retirement starts it again"
             ),
         })
     }

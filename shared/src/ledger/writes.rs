@@ -1015,8 +1015,10 @@ fn outbox_append(e: &mut Expressions, event: &str) -> String {
     format!("{outbox} = list_append(if_not_exists({outbox}, {empty}), {event_v})")
 }
 
-/// The oldest announcement in a `READY` step's outbox (`entry`, as read) was sent: it is
-/// removed, conditioned on still being the oldest (another sender may have removed it).
+/// The oldest announcement in a `READY` (or since retired) step's outbox (`entry`, as read)
+/// was sent: it is removed, conditioned on still being the oldest (another sender may have
+/// removed it). A retirement keeps the generation and the outbox: what the step recorded
+/// before it is still announced.
 /// With `settle` (the desired version read, and the time), the step also leaves the
 /// attention index, conditioned on it being the last entry and on [`settle`]'s conditions.
 pub(crate) fn mark_sent(
@@ -1031,9 +1033,10 @@ pub(crate) fn mark_sent(
         None => {
             let (status, generation_n) = (e.n(STATUS), e.n(GENERATION));
             let ready = e.v("ready", s(Status::Ready.as_str()));
+            let retired = e.v("retired", s(Status::Retired.as_str()));
             let generation_v = e.v("generation", num(u64::from(generation)));
             (
-                format!("{status} = {ready} AND {generation_n} = {generation_v}"),
+                format!("{status} IN ({ready}, {retired}) AND {generation_n} = {generation_v}"),
                 format!("REMOVE {outbox}[0]"),
             )
         }

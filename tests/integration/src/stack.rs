@@ -17,6 +17,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use identity_emulator::{Config as EmulatorConfig, Emulator};
+use onboarding::announce::Announcer;
 use onboarding::aws::MemberAccess;
 use onboarding::engine::{Engine, EngineSettings};
 use onboarding::handler::Handler;
@@ -169,6 +170,22 @@ impl Stack {
     /// account's root; the handlers and the reconciler below run it as their function's role.
     pub fn engine(&self) -> Engine {
         self.engine_with(self.settings.engine.clone())
+    }
+
+    /// The stack's engine, whose EventBridge cannot be reached (nothing listens there):
+    /// every PutEvents fails, retryably, as in an outage.
+    pub fn engine_without_eventbridge(&self) -> Engine {
+        let engine = self.engine();
+        let config = aws_sdk_eventbridge::config::Builder::from(&self.config)
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let eventbridge = aws_sdk_eventbridge::Client::from_conf(config);
+        let announcer = Announcer::new(eventbridge, self.bus.clone(), SOURCE.into());
+        Engine::new(
+            engine.ledger().clone(),
+            announcer,
+            engine.settings().clone(),
+        )
     }
 
     pub fn engine_with(&self, settings: EngineSettings) -> Engine {

@@ -3,9 +3,7 @@
 //! or the reconciler announces it, once. Through the handlers against moto and the emulator.
 
 use integration_tests::deliveries::{of_type, onboarding_requested};
-use integration_tests::stack::{Stack, SOURCE};
-use onboarding::announce::Announcer;
-use onboarding::engine::Engine;
+use integration_tests::stack::Stack;
 use onboarding::ledger::{Status, StepKey};
 use serde_json::{json, Value};
 
@@ -21,27 +19,11 @@ fn instance(id: &str, account: &str, time: &str, name: &str) -> Value {
     event
 }
 
-/// The stack's engine, whose EventBridge cannot be reached (nothing listens there): every
-/// PutEvents fails, retryably, as in an outage.
-fn unannouncing(stack: &Stack) -> Engine {
-    let engine = stack.engine();
-    let config = aws_sdk_eventbridge::config::Builder::from(&stack.config)
-        .endpoint_url("http://127.0.0.1:9")
-        .build();
-    let eventbridge = aws_sdk_eventbridge::Client::from_conf(config);
-    let announcer = Announcer::new(eventbridge, stack.bus.clone(), SOURCE.into());
-    Engine::new(
-        engine.ledger().clone(),
-        announcer,
-        engine.settings().clone(),
-    )
-}
-
 #[tokio::test]
 async fn a_ready_whose_announcement_failed_is_announced_by_the_reconciler_once() {
     let account = "950000000001";
     let stack = Stack::start("ready-unannounced").await;
-    let broken = stack.instance_handler(unannouncing(&stack));
+    let broken = stack.instance_handler(stack.engine_without_eventbridge());
     let err = broken
         .handle(instance("a1", account, "2026-12-01T10:00:00Z", "one"), None)
         .await
@@ -87,7 +69,7 @@ async fn an_update_whose_announcement_failed_stays_in_the_outbox_until_announced
     stack.emitted().await;
     let rename = instance("u2", account, "2026-12-01T11:00:00Z", "two");
     let err = stack
-        .instance_handler(unannouncing(&stack))
+        .instance_handler(stack.engine_without_eventbridge())
         .handle(rename.clone(), None)
         .await
         .expect_err("its PutEvents fails");

@@ -331,3 +331,65 @@ async fn a_reopening_cut_short_is_finished_by_the_reconciler_as_its_request_aske
     assert_eq!(ready.len(), 1, "{emitted:#?}");
     assert_eq!(ready[0]["detail"]["requestEventId"], "cut-reopening");
 }
+
+/// An update recorded before the account closed, its "Updated" not yet sent (its PutEvents
+/// failed), is announced by the closure's delivery before "Account Offboarded": a retirement
+/// never swallows an outcome recorded before it.
+#[tokio::test]
+async fn an_update_recorded_before_the_closure_is_announced_before_the_retirement() {
+    let account = "940000000009";
+    let stack = Stack::start("lifecycle-outbox").await;
+    let handler = stack.instance_handler(stack.engine());
+    let named = |id: &str, time: &str, name: &str| {
+        at(
+            onboarding_requested(
+                id,
+                account,
+                json!({ "identityCenterInstance": { "name": name } }),
+            ),
+            time,
+        )
+    };
+    handler
+        .handle(named("o-1", "2026-12-01T08:00:00Z", "one"), None)
+        .await
+        .unwrap();
+    stack.emitted().await;
+    let err = stack
+        .instance_handler(stack.engine_without_eventbridge())
+        .handle(named("o-2", "2026-12-01T09:00:00Z", "two"), None)
+        .await
+        .expect_err("its PutEvents fails");
+    assert!(err.is_retryable(), "{err}");
+    let key = StepKey::account(account, "identity-center-instance");
+    let ledger = stack.engine().ledger().clone();
+    assert_eq!(
+        ledger.get_step(&key).await.unwrap().unwrap().outbox.len(),
+        1,
+        "the update is recorded with its announcement, unsent"
+    );
+
+    let (reply, _) = handler
+        .handle(
+            close_account_result("o-close", account, "2026-12-01T10:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["status"], "offboarded", "{reply}");
+    let emitted = stack.emitted().await;
+    let kinds: Vec<&str> = emitted
+        .iter()
+        .filter_map(|e| e["detail-type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["Identity Center Instance Updated", "Account Offboarded"],
+        "{emitted:?}"
+    );
+    assert_eq!(emitted[0]["detail"]["changed"], json!(["name"]));
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Retired);
+    assert!(record.announced && record.outbox.is_empty(), "{record:?}");
+    assert!(record.attention.is_none(), "{record:?}");
+}
