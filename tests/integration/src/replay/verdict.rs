@@ -1252,19 +1252,22 @@ fn check_writes(e: &Evidence<'_>, fail: &mut impl FnMut(String)) {
         let mut generations: Vec<Vec<&LedgerWrite>> = vec![Vec::new()];
         // A step the ledger shows reopened (its retirement kept as history, a newer request
         // recorded) whose reopening's write the log missed: its first claim after the
-        // retirement starts the next generation.
+        // retirement, or after the generation finished when the retirement's write was
+        // missed too (every response of a write lost: the log cannot tell it applied),
+        // starts the next generation. A claim cannot apply to a finished or retired step
+        // (its condition), so only a new generation explains it.
         let reopened = e
             .ledger
             .iter()
             .any(|r| r.key.to_string() == key && reopened_per_ledger(r));
-        let mut retired = false;
+        let mut ended = false;
         for w in applied {
-            let unlogged_reopening = reopened && retired && w.kind == WriteKind::Claim;
+            let unlogged_reopening = reopened && ended && w.kind == WriteKind::Claim;
             if w.kind.new_generation() || unlogged_reopening {
                 generations.push(Vec::new());
-                retired = false;
+                ended = false;
             }
-            retired |= w.kind == WriteKind::Retire;
+            ended |= w.kind == WriteKind::Retire || w.kind.terminal();
             if let Some(g) = generations.last_mut() {
                 g.push(w);
             }
