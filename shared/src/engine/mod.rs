@@ -215,14 +215,7 @@ impl Engine {
         deadline: Option<SystemTime>,
         asks: bool,
     ) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        let span = tracing::info_span!(
-            "step",
-            step = S::NAME,
-            account_id = field::Empty,
-            event_id = %request.event_id,
-            client_token = field::Empty,
-            attempt = field::Empty,
-        );
+        let span = step_span::<S>(request);
         Box::pin(
             async move {
                 let plan = match step.plan(request) {
@@ -262,14 +255,7 @@ impl Engine {
         record: Record,
         deadline: Option<SystemTime>,
     ) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        let span = tracing::info_span!(
-            "step",
-            step = S::NAME,
-            account_id = field::Empty,
-            event_id = %request.event_id,
-            client_token = field::Empty,
-            attempt = field::Empty,
-        );
+        let span = step_span::<S>(request);
         Box::pin(
             async move {
                 let plan = step
@@ -485,4 +471,17 @@ fn record_arn(record: &Record) -> Result<String, StepError> {
             ),
         )
     })
+}
+
+/// The span of one step's work for `request`; the account, token and attempt are recorded
+/// once known.
+fn step_span<S: Step>(request: &OnboardingRequest) -> tracing::Span {
+    tracing::info_span!(
+        "step",
+        step = S::NAME,
+        account_id = field::Empty,
+        event_id = %request.event_id,
+        client_token = field::Empty,
+        attempt = field::Empty,
+    )
 }

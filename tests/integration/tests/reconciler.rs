@@ -12,7 +12,7 @@ use integration_tests::stack::Stack;
 use onboarding::desired::Desired;
 use onboarding::engine::{AuditRun, EngineSettings};
 use onboarding::ledger::{
-    Applied, Claim, ClaimRequest, Fields, Origin, Status, StepKey, UpdateKind,
+    Applied, Claim, ClaimRequest, Fields, Ledger, Origin, Status, StepKey, UpdateClaim, UpdateKind,
 };
 use onboarding::revision::Revision;
 use serde_json::{json, Value};
@@ -244,6 +244,30 @@ async fn a_waiting_step_is_re_driven_only_once_its_backoff_has_passed() {
     assert!(of_type(&stack.emitted().await, "Onboarding Step Failed").is_empty());
 }
 
+/// A request's fields (`asked`, at `revision`) recorded in step `key`'s desired state by a
+/// delivery that then claims the update and dies before calling; returns once its lease
+/// (100 ms) has ended.
+async fn dead_update_holder(ledger: &Ledger, key: &StepKey, asked: Value, revision: &Revision) {
+    let record = ledger.get_step(key).await.unwrap().unwrap();
+    let asked = asked.as_object().cloned().unwrap();
+    let record = ledger
+        .record_desired(&record, &Desired::of(&asked, revision))
+        .await
+        .unwrap()
+        .expect("merged");
+    let claim = ledger
+        .claim_update(
+            &record,
+            UpdateKind::Pending,
+            Duration::from_millis(100),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, UpdateClaim::Acquired(_)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
 #[tokio::test]
 async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
     let account = "930000000004";
@@ -258,30 +282,8 @@ async fn an_update_whose_holder_died_is_applied_by_the_reconciler() {
     handler.handle(first, None).await.unwrap();
     let ledger = stack.engine().ledger().clone();
     let key = StepKey::account(account, INSTANCE);
-    let record = ledger.get_step(&key).await.unwrap().unwrap();
     let revision = Revision::parse("2026-11-30T10:05:00.000Z#u-2");
-    let asked = json!({ "name": "two" }).as_object().cloned().unwrap();
-    // A newer request is recorded in the desired state; the update's holder takes it and
-    // dies before calling.
-    let record = ledger
-        .record_desired(&record, &Desired::of(&asked, &revision))
-        .await
-        .unwrap()
-        .expect("merged");
-    let claim = ledger
-        .claim_update(
-            &record,
-            UpdateKind::Pending,
-            Duration::from_millis(100),
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(
-        claim,
-        onboarding::ledger::UpdateClaim::Acquired(_)
-    ));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    dead_update_holder(&ledger, &key, json!({ "name": "two" }), &revision).await;
 
     let report = stack.reconcile(false).await;
     assert_eq!(report.finished, 1, "{report:?}");
@@ -332,29 +334,7 @@ async fn a_re_driven_update_applies_a_late_older_removal_rather_than_undoing_it(
     // The request of 10:15 removes the tag; its holder records it, claims the update and
     // dies before calling.
     let late = Revision::parse("2026-11-30T10:15:00.000Z#r-2");
-    let asked = json!({ "tags": { "Owner": null } })
-        .as_object()
-        .cloned()
-        .unwrap();
-    let record = ledger
-        .record_desired(&record, &Desired::of(&asked, &late))
-        .await
-        .unwrap()
-        .expect("merged");
-    let claim = ledger
-        .claim_update(
-            &record,
-            UpdateKind::Pending,
-            Duration::from_millis(100),
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(
-        claim,
-        onboarding::ledger::UpdateClaim::Acquired(_)
-    ));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    dead_update_holder(&ledger, &key, json!({ "tags": { "Owner": null } }), &late).await;
 
     let report = stack.reconcile(false).await;
     assert_eq!(report.finished, 1, "{report:?}");
