@@ -462,6 +462,9 @@ impl Reconciler {
         record: &Record,
         deadline: Option<SystemTime>,
     ) -> Result<Outcome, StepError> {
+        if record.status == Status::Retired {
+            return self.engine.announce_retirement::<S>(record.clone()).await;
+        }
         let step = step.ok_or_else(|| {
             not_rebuildable("the organization instance is not configured (ORG_INSTANCE_ARN)")
         })?;

@@ -170,6 +170,26 @@ impl Engine {
         })
     }
 
+    /// A retirement recorded and not announced (the closure's delivery died, its message ran
+    /// out), for the reconciler: announced from the ledger alone, since a step retired before
+    /// any request reached it records no request to rebuild.
+    pub async fn announce_retirement<S: Step>(&self, record: Record) -> Result<Outcome, StepError> {
+        let event_id = record
+            .retired
+            .as_ref()
+            .and_then(|why| why.get("eventId"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let account = record.key.account_id().map(str::to_owned);
+        let subject = Subject {
+            step: S::NAME,
+            account_id: account.as_deref(),
+            request_event_id: &event_id,
+        };
+        self.retired(&subject, record).await
+    }
+
     /// A delivery for a retired step: acknowledged with why (its retirement announced if an
     /// earlier delivery recorded it and crashed before announcing); nothing is created.
     pub(super) async fn retired(

@@ -866,3 +866,28 @@ async fn an_update_whose_member_role_was_removed_is_refused_after_the_grace_wind
     let report = counting.run(None, true).await.expect("dry run");
     assert_eq!(report.stuck, 0, "{report:?}");
 }
+
+/// A step retired before any request reached it (a closure of an account never onboarded),
+/// whose delivery died before announcing: the reconciler announces the retirement from the
+/// ledger alone (there is no request to rebuild), once.
+#[tokio::test]
+async fn a_retirement_of_a_step_no_request_reached_is_announced_by_the_reconciler() {
+    let account = "930000000016";
+    let stack = Stack::start("reconcile-tombstone").await;
+    let ledger = stack.engine().ledger().clone();
+    let key = StepKey::account(account, INSTANCE);
+    let closed = Revision::parse("2026-12-01T10:00:00.000Z#close-1");
+    let why = json!({ "eventId": "close-1", "reason": "the account was closed" });
+    ledger.retire(&key, &closed, &why).await.unwrap();
+
+    let report = stack.reconcile(false).await;
+    assert_eq!((report.redriven, report.skipped), (1, 0), "{report:?}");
+    let record = ledger.get_step(&key).await.unwrap().unwrap();
+    assert!(record.announced && record.attention.is_none(), "{record:?}");
+    let offboarded = of_type(&stack.emitted().await, "Account Offboarded");
+    assert_eq!(offboarded.len(), 1, "{offboarded:?}");
+    assert_eq!(offboarded[0]["detail"]["accountId"], account);
+    assert_eq!(offboarded[0]["detail"]["requestEventId"], "close-1");
+    stack.reconcile(false).await;
+    assert!(of_type(&stack.emitted().await, "Account Offboarded").is_empty());
+}
