@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::update::changed_fields;
 use super::{record_arn, Audit, Delivery, Engine};
-use crate::announce::{Event, Subject};
+use crate::announce::Event;
 use crate::clock::now_ms;
 use crate::error::{code, StepError};
 use crate::events::OnboardingRequest;
@@ -68,11 +68,7 @@ impl Engine {
             .map_err(|why| StepError::permanent(code::NOT_REBUILDABLE, why))?;
         let arn = record_arn(&record)?;
         let state = record.state.clone().unwrap_or_default();
-        let subject = Subject {
-            step: S::NAME,
-            account_id: plan.account_id.as_deref(),
-            request_event_id: &request.event_id,
-        };
+        let subject = super::subject_of::<S>(&plan, request);
         let revision = request.revision();
         let delivery = Delivery {
             engine: self,

@@ -262,11 +262,7 @@ impl Engine {
                     .plan(request)
                     .map_err(|why| StepError::permanent(code::NOT_REBUILDABLE, why))?;
                 let revision = request.revision();
-                let subject = Subject {
-                    step: S::NAME,
-                    account_id: plan.account_id.as_deref(),
-                    request_event_id: &request.event_id,
-                };
+                let subject = subject_of::<S>(&plan, request);
                 let delivery = Delivery {
                     engine: self,
                     step,
@@ -323,11 +319,7 @@ impl Engine {
     ) -> Result<Outcome, StepError> {
         let hash = request_hash(&plan.canonical);
         let revision = request.revision();
-        let subject = Subject {
-            step: S::NAME,
-            account_id: plan.account_id.as_deref(),
-            request_event_id: &request.event_id,
-        };
+        let subject = subject_of::<S>(plan, request);
         let delivery = Delivery {
             engine: self,
             step,
@@ -484,4 +476,16 @@ fn step_span<S: Step>(request: &OnboardingRequest) -> tracing::Span {
         client_token = field::Empty,
         attempt = field::Empty,
     )
+}
+
+/// Who an announcement of `plan`'s step for `request` is about.
+fn subject_of<'a, S: Step>(
+    plan: &'a Plan<S::Input>,
+    request: &'a OnboardingRequest,
+) -> Subject<'a> {
+    Subject {
+        step: S::NAME,
+        account_id: plan.account_id.as_deref(),
+        request_event_id: &request.event_id,
+    }
 }
